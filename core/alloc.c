@@ -1,0 +1,139 @@
+/*
+ * The allocation entry points and the block header.
+ *
+ * Layout: [ size | check ][ user bytes ... ]. The 16-byte header keeps the user pointer at
+ * the backend's alignment (alignof(max_align_t) on the platforms mmt supports). `check`
+ * mixes the size with the header's own address, so a header copied elsewhere, a foreign
+ * or interior pointer and a zeroed or overwritten header all fail the check. On free the
+ * check is flipped to its "freed" form; if the backend leaves the header alone, a second
+ * free is named as such, otherwise it fails the check like any stray pointer.
+ */
+#include <assert.h>
+#include <stdalign.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "backend.h"
+#include "counters.h"
+#include "mmt/memory.h"
+#include "oom.h"
+
+typedef struct header {
+    uint64_t size;
+    uint64_t check;
+} header_t;
+
+static_assert(sizeof(header_t) == MMT_HEADER_SIZE, "the header is 16 bytes");
+static_assert(MMT_HEADER_SIZE % alignof(max_align_t) == 0,
+              "the header keeps malloc's alignment");
+
+#define CHECK_MIX 0x9e3779b97f4a7c15ull /* odd: multiplying by it is a bijection */
+#define CHECK_KEY 0x6d6d746d656d2121ull
+#define CHECK_FREED 0xf4eed0f4eed0f4eeull
+
+static inline uint64_t seal(const header_t *h, uint64_t size)
+{
+    return (((uint64_t)(uintptr_t)h ^ size) * CHECK_MIX) ^ CHECK_KEY;
+}
+
+static inline void *finish(header_t *h, size_t size)
+{
+    h->size = size;
+    h->check = seal(h, size);
+    return h + 1;
+}
+
+static const char stray[] =
+    "not a live mmt block (not from mmt, an interior pointer, freed twice, or its header "
+    "was overwritten)";
+
+/* Returns the header of ptr (non-NULL), or aborts naming `call` and ptr. */
+static inline header_t *checked_header(const char *call, const void *ptr)
+{
+    if (MMT__UNLIKELY((uintptr_t)ptr % alignof(max_align_t) != 0))
+        mmt__bad_pointer(call, ptr, "misaligned, so not a pointer mmt returned");
+    header_t *h = (header_t *)ptr - 1;
+    uint64_t good = seal(h, h->size);
+    if (MMT__UNLIKELY(h->check != good)) {
+        if (h->check == (good ^ CHECK_FREED)) mmt__bad_pointer(call, ptr, "freed twice (double free)");
+        mmt__bad_pointer(call, ptr, stray);
+    }
+    return h;
+}
+
+void *mmt_malloc(size_t size)
+{
+    if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom("mmt_malloc", size, "size too large");
+    header_t *h = mmt__backend.malloc(size + MMT_HEADER_SIZE);
+    if (MMT__UNLIKELY(!h)) mmt__oom("mmt_malloc", size, "out of memory");
+    void *p = finish(h, size);
+    mmt__count_alloc(size);
+    return p;
+}
+
+void *mmt_calloc(size_t count, size_t size)
+{
+    size_t total;
+    if (MMT__UNLIKELY(__builtin_mul_overflow(count, size, &total)))
+        mmt__oom_overflow(count, size);
+    if (MMT__UNLIKELY(total > MMT_MAX_SIZE)) mmt__oom("mmt_calloc", total, "size too large");
+    header_t *h = mmt__backend.calloc(1, total + MMT_HEADER_SIZE);
+    if (MMT__UNLIKELY(!h)) mmt__oom("mmt_calloc", total, "out of memory");
+    void *p = finish(h, total);
+    mmt__count_alloc(total);
+    return p;
+}
+
+void *mmt_realloc(void *ptr, size_t size)
+{
+    if (!ptr) return mmt_malloc(size);
+    header_t *h = checked_header("mmt_realloc", ptr);
+    if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom("mmt_realloc", size, "size too large");
+    uint64_t old = h->size;
+    header_t *nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
+    if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
+    void *p = finish(nh, size);
+    mmt__count_realloc(size, old);
+    return p;
+}
+
+void mmt_free(void *ptr)
+{
+    if (!ptr) return;
+    header_t *h = checked_header("mmt_free", ptr);
+    uint64_t size = h->size;
+    h->check ^= CHECK_FREED;
+    mmt__backend.free(h);
+    mmt__count_free(size);
+}
+
+char *mmt_strdup(const char *s)
+{
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = mmt_malloc(n);
+    memcpy(d, s, n);
+    return d;
+}
+
+size_t mmt_size(const void *ptr)
+{
+    if (!ptr) return 0;
+    return checked_header("mmt_size", ptr)->size;
+}
+
+const char *mmt_version(void)
+{
+    return MMT_VERSION_STRING;
+}
+
+const char *mmt_strerror(int err)
+{
+    switch (err) {
+    case 0: return "success";
+    case MMT_EINVAL: return "invalid argument";
+    case MMT_ENOENT: return "no such listener";
+    case MMT_ENOMEM: return "out of memory for bookkeeping";
+    default: return "unknown error";
+    }
+}

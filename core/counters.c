@@ -1,0 +1,260 @@
+/*
+ * Per-thread counter slots: registration on a thread's first allocation, folding into the
+ * process-wide estimate, retirement when the thread exits, and summing for mmt_meminfo().
+ * See counters.h for the scheme.
+ */
+#include "counters.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "backend.h"
+#include "listeners.h"
+#include "mmt/memory.h"
+
+_Thread_local mmt__slot_t *mmt__tls_slot __attribute__((tls_model("initial-exec")));
+
+/* Set by the exit destructor: this thread's later allocations (from other destructors)
+ * go to the shared slot, so the thread is not registered again. This thread only. */
+static _Thread_local bool tls_retired;
+
+/* Read-mostly: alone on its line so that folds elsewhere do not evict it. */
+alignas(MMT__CACHE_LINE) _Atomic int64_t mmt__fold_limit = MMT__FOLD_LIMIT_MAX;
+
+/* Written at folds only (once per fold-limit bytes of net movement per thread). */
+alignas(MMT__CACHE_LINE) static _Atomic int64_t published;
+alignas(MMT__CACHE_LINE) static _Atomic uint64_t peak;
+
+/* Counts for threads that have no slot of their own: retired threads, and threads whose
+ * slot could not be allocated. Updated with fetch_add; its pending stays 0 because every
+ * update folds at once. */
+alignas(MMT__CACHE_LINE) static mmt__slot_t shared_slot;
+
+/* registry_lock protects the following: the live and free slot lists, the totals of
+ * retired threads, and slot registration. It is never held while user code runs. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static mmt__slot_t *live_slots;
+static mmt__slot_t *free_slots;
+static unsigned slots_created;
+static struct {
+    uint64_t allocated, freed, allocations, frees, reallocs;
+} retired;
+
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t slot_key;
+static bool slot_key_ok;
+
+static void raise_peak(int64_t candidate)
+{
+    if (candidate <= 0) return;
+    uint64_t c = (uint64_t)candidate;
+    uint64_t cur = atomic_load_explicit(&peak, memory_order_relaxed);
+    while (cur < c &&
+           !atomic_compare_exchange_weak_explicit(&peak, &cur, c, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+}
+
+/* Adds `delta` to the estimate; `rise` is the highest the thread's movement reached in
+ * the window being folded, so that a peak between folds is not lost. Returns the new
+ * estimate. */
+static int64_t publish(int64_t delta, int64_t rise)
+{
+    int64_t before = atomic_fetch_add_explicit(&published, delta, memory_order_relaxed);
+    raise_peak(before + rise);
+    return before + delta;
+}
+
+void mmt__fold(mmt__slot_t *s)
+{
+    int64_t delta = atomic_load_explicit(&s->pending, memory_order_relaxed);
+    int64_t rise = atomic_load_explicit(&s->pending_max, memory_order_relaxed);
+    atomic_store_explicit(&s->pending, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->pending_max, 0, memory_order_relaxed);
+    mmt__checkpoint_due(publish(delta, rise));
+}
+
+void mmt__counters_flush(void)
+{
+    mmt__slot_t *s = mmt__tls_slot;
+    if (s) mmt__fold(s);
+}
+
+int64_t mmt__published(void)
+{
+    return atomic_load_explicit(&published, memory_order_relaxed);
+}
+
+void mmt__counters_set_fold_limit(uint64_t checkpoint_bytes)
+{
+    int64_t limit = MMT__FOLD_LIMIT_MAX;
+    if (checkpoint_bytes > 0 && checkpoint_bytes < (uint64_t)limit)
+        limit = (int64_t)checkpoint_bytes;
+    atomic_store_explicit(&mmt__fold_limit, limit, memory_order_relaxed);
+}
+
+/* ---- Registration and retirement ------------------------------------------------------ */
+
+static uint64_t take(_Atomic uint64_t *c)
+{
+    uint64_t v = atomic_load_explicit(c, memory_order_relaxed);
+    atomic_store_explicit(c, 0, memory_order_relaxed);
+    return v;
+}
+
+/* Runs on the exiting thread (a pthread key destructor). Moves the slot's totals into
+ * `retired`, folds its pending movement without triggering a checkpoint (user code should
+ * not run in a dying thread), and keeps the slot for the next new thread. */
+static void retire_slot(void *arg)
+{
+    mmt__slot_t *s = arg;
+    int64_t delta = atomic_load_explicit(&s->pending, memory_order_relaxed);
+    int64_t rise = atomic_load_explicit(&s->pending_max, memory_order_relaxed);
+    atomic_store_explicit(&s->pending, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->pending_max, 0, memory_order_relaxed);
+    publish(delta, rise);
+
+    pthread_mutex_lock(&registry_lock);
+    retired.allocated += take(&s->allocated);
+    retired.freed += take(&s->freed);
+    retired.allocations += take(&s->allocations);
+    retired.frees += take(&s->frees);
+    retired.reallocs += take(&s->reallocs);
+    if (s->prev) s->prev->next = s->next;
+    else live_slots = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->prev = NULL;
+    s->next = free_slots;
+    free_slots = s;
+    pthread_mutex_unlock(&registry_lock);
+
+    mmt__tls_slot = NULL;
+    tls_retired = true;
+}
+
+static void make_key(void)
+{
+    slot_key_ok = pthread_key_create(&slot_key, retire_slot) == 0;
+}
+
+/* A new slot, cache-line aligned so that no two threads' slots share a line. Slots are
+ * never given back to the backend: a retired one waits on the free list for the next
+ * thread, so their number is the peak number of threads alive at once. */
+static mmt__slot_t *new_slot(void)
+{
+    enum { SLOT_BYTES = (sizeof(mmt__slot_t) + MMT__CACHE_LINE - 1) & ~(MMT__CACHE_LINE - 1) };
+    char *raw = mmt__backend.malloc(SLOT_BYTES + MMT__CACHE_LINE);
+    if (!raw) return NULL;
+    uintptr_t at = ((uintptr_t)raw + MMT__CACHE_LINE - 1) & ~(uintptr_t)(MMT__CACHE_LINE - 1);
+    mmt__slot_t *s = (mmt__slot_t *)at;
+    memset(s, 0, sizeof *s);
+    slots_created++;
+    return s;
+}
+
+/* Gives the calling thread a slot, or returns NULL (then it counts in the shared slot). */
+static mmt__slot_t *attach_slot(void)
+{
+    pthread_once(&key_once, make_key);
+    if (!slot_key_ok) return NULL;
+
+    pthread_mutex_lock(&registry_lock);
+    mmt__slot_t *s = free_slots;
+    if (s) free_slots = s->next;
+    else s = new_slot();
+    if (s) {
+        s->prev = NULL;
+        s->next = live_slots;
+        if (live_slots) live_slots->prev = s;
+        live_slots = s;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (!s) return NULL;
+
+    if (pthread_setspecific(slot_key, s) != 0) {
+        retire_slot(s); /* empty, so this only puts it back */
+        tls_retired = false;
+        return NULL;
+    }
+    mmt__tls_slot = s;
+    return s;
+}
+
+void mmt__count_slow(uint64_t add, uint64_t sub, int kind)
+{
+    if (!tls_retired && attach_slot()) {
+        switch (kind) {
+        case MMT__KIND_ALLOC: mmt__count_alloc(add); break;
+        case MMT__KIND_FREE: mmt__count_free(sub); break;
+        default: mmt__count_realloc(add, sub); break;
+        }
+        return;
+    }
+    mmt__slot_t *s = &shared_slot;
+    atomic_fetch_add_explicit(&s->allocated, add, memory_order_release);
+    atomic_fetch_add_explicit(&s->freed, sub, memory_order_release);
+    switch (kind) {
+    case MMT__KIND_ALLOC: atomic_fetch_add_explicit(&s->allocations, 1, memory_order_relaxed); break;
+    case MMT__KIND_FREE: atomic_fetch_add_explicit(&s->frees, 1, memory_order_relaxed); break;
+    default: atomic_fetch_add_explicit(&s->reallocs, 1, memory_order_relaxed); break;
+    }
+    int64_t delta = (int64_t)add - (int64_t)sub;
+    int64_t now = publish(delta, delta > 0 ? delta : 0);
+    if (!tls_retired) mmt__checkpoint_due(now);
+}
+
+unsigned mmt__slots_created(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    unsigned n = slots_created;
+    pthread_mutex_unlock(&registry_lock);
+    return n;
+}
+
+/* ---- Reading ------------------------------------------------------------------------ */
+
+static uint64_t acquire(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_acquire);
+}
+
+/*
+ * Frees are summed before allocations, with acquire loads against the owners' release
+ * stores. A free that this reader sees was preceded (through whatever handed the pointer
+ * from the allocating thread to the freeing one) by the allocation's store, so that
+ * allocation is seen too: freed never exceeds allocated, even mid-flight.
+ */
+void mmt_meminfo(mmt_meminfo_t *info)
+{
+    if (!info) return;
+    mmt_meminfo_t m = {0};
+    int64_t rise = 0;
+
+    pthread_mutex_lock(&registry_lock);
+    m.freed = retired.freed + acquire(&shared_slot.freed);
+    m.frees = retired.frees + acquire(&shared_slot.frees);
+    for (mmt__slot_t *s = live_slots; s; s = s->next) {
+        m.freed += acquire(&s->freed);
+        m.frees += acquire(&s->frees);
+    }
+    m.allocated = retired.allocated + acquire(&shared_slot.allocated);
+    m.allocations = retired.allocations + acquire(&shared_slot.allocations);
+    m.reallocs = retired.reallocs + acquire(&shared_slot.reallocs);
+    for (mmt__slot_t *s = live_slots; s; s = s->next) {
+        m.allocated += acquire(&s->allocated);
+        m.allocations += acquire(&s->allocations);
+        m.reallocs += acquire(&s->reallocs);
+        int64_t r = atomic_load_explicit(&s->pending_max, memory_order_relaxed);
+        if (r > rise) rise = r;
+    }
+    pthread_mutex_unlock(&registry_lock);
+
+    m.in_use = m.allocated - m.freed;
+    /* The highest point of any thread's current window counts too; with one thread this
+     * makes peak exact between folds. */
+    raise_peak(mmt__published() + rise);
+    raise_peak((int64_t)m.in_use);
+    m.peak = atomic_load_explicit(&peak, memory_order_relaxed);
+    *info = m;
+}

@@ -1,0 +1,146 @@
+/*
+ * mmtmem: allocation with exact, cheap memory counters and listeners.
+ *
+ * Every block from mmt_malloc() and friends carries a 16-byte header holding its size and a
+ * check value, so mmt_free() knows how much it releases and catches pointers that are not
+ * live mmt blocks. Counters are kept per thread and summed when read: allocating never
+ * writes a cache line that another thread writes.
+ *
+ * Failure policy: the allocation functions never return NULL on failure. They run the OOM
+ * handler (if any), write one line to stderr and abort(). A pointer that fails the header
+ * check (foreign, interior, freed twice, overwritten) aborts too, naming the pointer.
+ *
+ * All functions are thread-safe unless a contract says otherwise.
+ */
+#ifndef MMT_MEMORY_H
+#define MMT_MEMORY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define MMT_API __attribute__((visibility("default")))
+#define MMT_ATTR_MALLOC __attribute__((malloc, warn_unused_result))
+#define MMT_ATTR_ALLOC_SIZE(n) __attribute__((alloc_size(n)))
+#define MMT_ATTR_ALLOC_SIZE2(n, m) __attribute__((alloc_size(n, m)))
+#define MMT_ATTR_WUR __attribute__((warn_unused_result))
+#else
+#define MMT_API
+#define MMT_ATTR_MALLOC
+#define MMT_ATTR_ALLOC_SIZE(n)
+#define MMT_ATTR_ALLOC_SIZE2(n, m)
+#define MMT_ATTR_WUR
+#endif
+
+/* Bytes in front of every block. Returned pointers keep alignof(max_align_t). */
+#define MMT_HEADER_SIZE 16
+
+/* Largest size the allocation functions accept; larger requests are allocation failures. */
+#define MMT_MAX_SIZE ((size_t)PTRDIFF_MAX - MMT_HEADER_SIZE)
+
+/* Error codes returned (negated errno-like values) by the functions that return int. */
+#define MMT_EINVAL (-22) /* an argument is invalid (NULL callback, ...) */
+#define MMT_ENOENT (-2)  /* no such listener */
+#define MMT_ENOMEM (-12) /* internal bookkeeping could not be allocated */
+
+/* ---- Allocation ---------------------------------------------------------------------- */
+
+/* Returns a block of `size` bytes aligned for any type; never NULL (see failure policy).
+ * mmt_malloc(0) returns a unique zero-size block that must be freed like any other. */
+MMT_API void *mmt_malloc(size_t size) MMT_ATTR_MALLOC MMT_ATTR_ALLOC_SIZE(1);
+
+/* Zeroed block of count * size bytes. An overflowing product is an allocation failure. */
+MMT_API void *mmt_calloc(size_t count, size_t size) MMT_ATTR_MALLOC MMT_ATTR_ALLOC_SIZE2(1, 2);
+
+/* Resizes ptr to `size` bytes, keeping the first min(old, size) bytes; the block may move.
+ * ptr == NULL behaves as mmt_malloc(size). size == 0 releases ptr's contents and returns a
+ * zero-size block (never NULL), which must still be freed: mmt never hands out a NULL that
+ * a caller could mistake for failure. Counted as `size` bytes allocated and the old size
+ * freed, and in `reallocs` (not in `allocations` or `frees`) when ptr != NULL. */
+MMT_API void *mmt_realloc(void *ptr, size_t size) MMT_ATTR_WUR MMT_ATTR_ALLOC_SIZE(2);
+
+/* Releases a block. NULL does nothing. A pointer that is not a live mmt block aborts. */
+MMT_API void mmt_free(void *ptr);
+
+/* A copy of the NUL-terminated string s, from mmt_malloc. s == NULL returns NULL. */
+MMT_API char *mmt_strdup(const char *s) MMT_ATTR_MALLOC;
+
+/* The size asked for when ptr was allocated (or last reallocated); 0 for NULL. A pointer
+ * that is not a live mmt block aborts. */
+MMT_API size_t mmt_size(const void *ptr);
+
+/* ---- Counters ------------------------------------------------------------------------ */
+
+typedef struct mmt_meminfo {
+    uint64_t allocated;   /* bytes ever allocated (MMT's original two fields come first) */
+    uint64_t freed;       /* bytes ever freed */
+    uint64_t in_use;      /* allocated - freed */
+    uint64_t peak;        /* highest in_use seen (see mmt_meminfo for its accuracy) */
+    uint64_t allocations; /* successful allocation calls: malloc, calloc, realloc(NULL, n) */
+    uint64_t frees;       /* mmt_free calls on non-NULL pointers */
+    uint64_t reallocs;    /* mmt_realloc calls on non-NULL pointers */
+    /* allocations - frees is the number of live blocks. More fields may follow. */
+} mmt_meminfo_t;
+
+/* Fills *info with the process-wide counters. NULL does nothing.
+ * When no other thread is allocating, the figures are exact: in_use is the sum of
+ * mmt_size() over live blocks and allocated - freed == in_use always holds.
+ * peak is exact in a single-threaded program. With N threads allocating concurrently it
+ * may be off by less than N * min(64 KiB, checkpoint distance), low or high: each thread
+ * folds its net movement into a shared estimate only once it has moved that far. */
+MMT_API void mmt_meminfo(mmt_meminfo_t *info);
+
+/* ---- Listeners ----------------------------------------------------------------------- */
+
+/* A condition returns nonzero when it holds. Both callbacks run on the thread that
+ * evaluates, outside mmt's internal locks, and may allocate and free through mmt (that
+ * never re-enters evaluation) and call mmt_mem_listen/unlisten. */
+typedef int (*mmt_mem_condition_fn)(const mmt_meminfo_t *info, void *arg);
+typedef void (*mmt_mem_action_fn)(const mmt_meminfo_t *info, void *arg);
+
+/* Registers a listener: at each evaluation its condition is tested, and its action runs
+ * on the rising edge only, the first evaluation where the condition holds after it did
+ * not (or after registration). Returns an id > 0, or MMT_EINVAL / MMT_ENOMEM. */
+MMT_API int mmt_mem_listen(mmt_mem_condition_fn when, mmt_mem_action_fn action, void *arg);
+
+/* Removes a listener. Returns 0, or MMT_ENOENT if no listener has that id. Called from a
+ * thread other than the evaluating one, it waits for a running evaluation to finish, so
+ * once it returns the listener is not running and never runs again and `arg` may be freed.
+ * Called from inside a condition or action, it takes effect for the rest of that pass. */
+MMT_API int mmt_mem_unlisten(int id);
+
+/* Evaluates listeners whenever in_use has moved by >= bytes (up or down) since the last
+ * evaluation; 0 means only at explicit mmt_mem_checkpoint() calls. Default: 1 MiB.
+ * In a single thread the evaluation runs inside the mmt_malloc/mmt_free/mmt_realloc call
+ * that moves in_use that far. An allocation that finds another thread evaluating does not
+ * wait; a later allocation retries. */
+MMT_API void mmt_mem_set_checkpoint(size_t bytes);
+
+/* Evaluates listeners now, waiting if another thread is evaluating. Inside a condition or
+ * action it does nothing (no recursion). */
+MMT_API void mmt_mem_checkpoint(void);
+
+/* ---- Failure and misc ---------------------------------------------------------------- */
+
+/* fn runs when an allocation fails, before the report line and abort(); it cannot cancel
+ * the abort. size is the size asked for (SIZE_MAX for an overflowing calloc). NULL unsets.
+ * It is not called again if it itself triggers an allocation failure. */
+MMT_API void mmt_set_oom_handler(void (*fn)(size_t size, const mmt_meminfo_t *info));
+
+/* "MAJOR.MINOR.PATCH" of the loaded library. */
+MMT_API const char *mmt_version(void);
+
+/* Text for an error code returned by this library ("unknown error" for others). */
+MMT_API const char *mmt_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,76 @@
+-- Build script for mmtmem. Runs under premake5 and under Debian's premake4 (4.3):
+--   premake4 --file=premake5.lua gmake && make -C build            (release, the default)
+--   make -C build config=debug
+-- Outputs land in build/<config>/ (libraries and programs) and build/obj/.
+
+-- premake4 names what premake5 calls workspace/filter differently; this shim lets the
+-- rest of the file use one vocabulary.
+local workspace = workspace or solution
+local function only(cfg)
+   if filter then filter("configurations:" .. cfg) else configuration(cfg) end
+end
+local function everywhere()
+   if filter then filter({}) else configuration("*") end
+end
+-- Debug information in every configuration (premake4 also strips release builds without it).
+local function keep_symbols()
+   if symbols then symbols("On") else flags({ "Symbols" }) end
+end
+
+local warnings = { "-std=c11", "-Wall", "-Wextra", "-Wshadow", "-Wstrict-prototypes",
+                   "-Wmissing-prototypes", "-pthread" }
+
+workspace "mmtmem"
+   configurations { "release", "debug" }
+   location "build"
+   language "C"
+   includedirs { "include", "core" }
+   defines { "_POSIX_C_SOURCE=200809L" }
+   buildoptions(warnings)
+   linkoptions { "-pthread" }
+   keep_symbols()
+   only "release"
+      buildoptions { "-O2", "-g" }
+      defines { "NDEBUG" }
+      targetdir "build/release"
+      objdir "build/obj"
+   only "debug"
+      buildoptions { "-O0", "-g3" }
+      targetdir "build/debug"
+      objdir "build/obj"
+   everywhere()
+
+local core_sources = { "core/*.c", "core/*.h", "include/mmt/*.h" }
+
+-- libmmtmem.a: what the tests and the demo link, so they can reach the test seams.
+project "mmtmem-static"
+   kind "StaticLib"
+   targetname "mmtmem"
+   files(core_sources)
+
+-- libmmtmem.so: only the mmt_* API is exported. It sits in its own folder so that the
+-- programs below, which link -lmmtmem, get the static library.
+project "mmtmem-shared"
+   kind "SharedLib"
+   targetname "mmtmem"
+   files(core_sources)
+   buildoptions { "-fPIC", "-fvisibility=hidden" }
+   only "release"
+      targetdir "build/release/shared"
+   only "debug"
+      targetdir "build/debug/shared"
+   everywhere()
+
+-- The demo host program: the README's first command runs it.
+project "mmt-demo"
+   kind "ConsoleApp"
+   files { "examples/demo.c" }
+   links { "mmtmem-static" }
+
+-- One cmocka program per unit; tests/run runs them all.
+for _, unit in ipairs({ "alloc", "counters", "listener", "crash" }) do
+   project("test_" .. unit)
+      kind "ConsoleApp"
+      files { "tests/test_" .. unit .. ".c", "tests/testutil.h" }
+      links { "mmtmem-static", "cmocka" }
+end

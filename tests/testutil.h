@@ -1,0 +1,73 @@
+/*
+ * Helpers shared by the cmocka tests: counter deltas, and running a function in a forked
+ * child to observe a designed crash (its signal and what it wrote to stderr).
+ */
+#ifndef MMT_TESTUTIL_H
+#define MMT_TESTUTIL_H
+
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mmt/memory.h"
+
+static inline mmt_meminfo_t meminfo_now(void)
+{
+    mmt_meminfo_t m;
+    mmt_meminfo(&m);
+    return m;
+}
+
+typedef struct child_result {
+    int signal;      /* the signal that ended the child, 0 if it exited */
+    int exit_code;   /* its exit code if it exited */
+    char err[4096];  /* what it wrote to stderr */
+} child_result_t;
+
+/* Runs fn(arg) in a forked child whose stderr is captured. A child that returns from fn
+ * exits with status 0. */
+static inline child_result_t run_in_child(void (*fn)(void *), void *arg)
+{
+    child_result_t r;
+    memset(&r, 0, sizeof r);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[1]);
+        signal(SIGABRT, SIG_DFL);
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(fds[0], r.err + len, sizeof r.err - 1 - len)) > 0) len += (size_t)n;
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+    else r.exit_code = WEXITSTATUS(status);
+    return r;
+}
+
+/* Asserts that `text` holds `needle`, printing both if not. */
+#define assert_contains(text, needle)                                                      \
+    do {                                                                                   \
+        if (!strstr((text), (needle)))                                                     \
+            fail_msg("expected \"%s\" in:\n%s", (needle), (text));                         \
+    } while (0)
+
+#endif
