@@ -1,7 +1,20 @@
 -- Build script for mmtmem. Runs under premake5 and under Debian's premake4 (4.3):
 --   premake4 --file=premake5.lua gmake && make -C build            (release, the default)
 --   make -C build config=debug
--- Outputs land in build/<config>/ (libraries and programs) and build/obj/.
+--   premake4 --file=premake5.lua --sanitize=address,undefined gmake && make -C build/address-undefined
+-- Outputs land in build/<config>/ (libraries and programs), or under build/<sanitizers>/
+-- for a sanitizer build, so that several builds live side by side.
+
+newoption {
+   trigger = "sanitize",
+   value = "LIST",
+   description = "Build with these sanitizers, comma-separated: address,undefined or thread",
+}
+
+local out = "build"
+if _OPTIONS["sanitize"] then
+   out = "build/" .. _OPTIONS["sanitize"]:gsub(",", "-")
+end
 
 -- premake4 names what premake5 calls workspace/filter differently; this shim lets the
 -- rest of the file use one vocabulary.
@@ -22,7 +35,7 @@ local warnings = { "-std=c11", "-Wall", "-Wextra", "-Wshadow", "-Wstrict-prototy
 
 workspace "mmtmem"
    configurations { "release", "debug" }
-   location "build"
+   location(out)
    language "C"
    includedirs { "include", "core" }
    defines { "_POSIX_C_SOURCE=200809L" }
@@ -32,13 +45,18 @@ workspace "mmtmem"
    only "release"
       buildoptions { "-O2", "-g" }
       defines { "NDEBUG" }
-      targetdir "build/release"
-      objdir "build/obj"
+      targetdir(out .. "/release")
+      objdir(out .. "/obj")
    only "debug"
       buildoptions { "-O0", "-g3" }
-      targetdir "build/debug"
-      objdir "build/obj"
+      targetdir(out .. "/debug")
+      objdir(out .. "/obj")
    everywhere()
+   if _OPTIONS["sanitize"] then
+      local flag = "-fsanitize=" .. _OPTIONS["sanitize"]
+      buildoptions { flag, "-fno-omit-frame-pointer", "-fno-sanitize-recover=all" }
+      linkoptions { flag }
+   end
 
 local core_sources = { "core/*.c", "core/*.h", "include/mmt/*.h" }
 
@@ -56,9 +74,9 @@ project "mmtmem-shared"
    files(core_sources)
    buildoptions { "-fPIC", "-fvisibility=hidden" }
    only "release"
-      targetdir "build/release/shared"
+      targetdir(out .. "/release/shared")
    only "debug"
-      targetdir "build/debug/shared"
+      targetdir(out .. "/debug/shared")
    everywhere()
 
 -- The demo host program: the README's first command runs it.

@@ -120,8 +120,9 @@ int main(int argc, char **argv)
     }
     printf("mmt-demo, libmmtmem %s: flow table up to %zu flows\n", mmt_version(), top);
 
-    /* Marks scaled to the load: a flow costs about 100 bytes with its label. */
-    marks_t marks = {.high = top * 70, .low = top * 35};
+    /* Marks scaled to the load: a flow costs about 68 bytes with its label, so waves 2
+     * and 3 pass the high mark and each trim brings usage back under the low one. */
+    marks_t marks = {.high = top * 40, .low = top * 20};
     mmt_mem_set_checkpoint(256 * 1024);
     int hi = mmt_mem_listen(over_high, warn_high, &marks);
     int lo = mmt_mem_listen(back_under_low, note_low, &marks);
