@@ -208,6 +208,25 @@ static void test_alloc_peak_is_exact_in_one_thread(void **state)
     assert_int_equal(b.in_use, a.in_use);
 }
 
+static void test_alloc_peak_read_between_folds_after_a_dip_is_exact(void **state)
+{
+    (void)state;
+    /* Up 30000 past any earlier peak and down 20000, all inside one fold window (64 KiB):
+     * a reading after the dip must still report the top. */
+    mmt_meminfo_t a = meminfo_now();
+    size_t first = (size_t)(a.peak - a.in_use);
+    void *base = mmt_malloc(first);       /* at the old peak; may fold */
+    mmt_meminfo_t at_old_peak = meminfo_now();
+    void *up = mmt_malloc(10000);
+    void *more = mmt_malloc(20000);       /* top: old peak + 30000 */
+    mmt_free(more);                       /* dip by 20000, no fold */
+    mmt_meminfo_t b = meminfo_now();
+    assert_int_equal(b.in_use, at_old_peak.in_use + 10000);
+    assert_int_equal(b.peak, at_old_peak.in_use + 30000);
+    mmt_free(up);
+    mmt_free(base);
+}
+
 static void test_alloc_version_matches_macros(void **state)
 {
     (void)state;
@@ -233,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_alloc_strdup_copies),
         cmocka_unit_test(test_alloc_counters_follow_each_call_exactly),
         cmocka_unit_test(test_alloc_peak_is_exact_in_one_thread),
+        cmocka_unit_test(test_alloc_peak_read_between_folds_after_a_dip_is_exact),
         cmocka_unit_test(test_alloc_version_matches_macros),
     };
     return cmocka_run_group_tests_name("alloc", tests, NULL, NULL);

@@ -91,9 +91,10 @@ typedef struct mmt_meminfo {
 /* Fills *info with the process-wide counters. NULL does nothing.
  * When no other thread is allocating, the figures are exact: in_use is the sum of
  * mmt_size() over live blocks and allocated - freed == in_use always holds.
- * peak is exact in a single-threaded program. With N threads allocating concurrently it
- * may be off by less than N * min(64 KiB, checkpoint distance), low or high: each thread
- * folds its net movement into a shared estimate only once it has moved that far. */
+ * peak is exact in a single-threaded program. With N live threads that have allocated
+ * (busy or idle), it may be off by less than N * min(64 KiB, checkpoint distance), low or
+ * high: each thread folds its net movement into a shared estimate only once it has moved
+ * that far, so up to that much per thread is not yet in the estimate. */
 MMT_API void mmt_meminfo(mmt_meminfo_t *info);
 
 /* ---- Listeners ----------------------------------------------------------------------- */
