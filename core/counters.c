@@ -223,13 +223,22 @@ static uint64_t acquire(_Atomic uint64_t *c)
  * Frees are summed before allocations, with acquire loads against the owners' release
  * stores. A free that this reader sees was preceded (through whatever handed the pointer
  * from the allocating thread to the freeing one) by the allocation's store, so that
- * allocation is seen too: freed never exceeds allocated, even mid-flight.
+ * allocation is seen too: freed never exceeds allocated, even mid-flight. While threads
+ * run, the sums are taken a moment apart, so in_use can include bytes freed during the
+ * reading; that figure is never fed into peak.
+ *
+ * Peak is raised from the fold estimate instead: published (read first, so that a fold
+ * racing this reading can only make the figure low) plus every thread's pending, plus
+ * the largest dip of one thread below its high point in the current window. With one
+ * thread that is exactly the highest in_use since the last fold; when no thread is
+ * allocating it is at least in_use.
  */
 void mmt_meminfo(mmt_meminfo_t *info)
 {
     if (!info) return;
     mmt_meminfo_t m = {0};
-    int64_t rise = 0;
+    int64_t estimate = mmt__published();
+    int64_t dip = 0;
 
     pthread_mutex_lock(&registry_lock);
     m.freed = retired.freed + acquire(&shared_slot.freed);
@@ -245,16 +254,15 @@ void mmt_meminfo(mmt_meminfo_t *info)
         m.allocated += acquire(&s->allocated);
         m.allocations += acquire(&s->allocations);
         m.reallocs += acquire(&s->reallocs);
-        int64_t r = atomic_load_explicit(&s->pending_max, memory_order_relaxed);
-        if (r > rise) rise = r;
+        int64_t p = atomic_load_explicit(&s->pending, memory_order_relaxed);
+        int64_t top = atomic_load_explicit(&s->pending_max, memory_order_relaxed);
+        estimate += p;
+        if (top - p > dip) dip = top - p;
     }
     pthread_mutex_unlock(&registry_lock);
 
     m.in_use = m.allocated - m.freed;
-    /* The highest point of any thread's current window counts too; with one thread this
-     * makes peak exact between folds. */
-    raise_peak(mmt__published() + rise);
-    raise_peak((int64_t)m.in_use);
+    raise_peak(estimate + dip);
     m.peak = atomic_load_explicit(&peak, memory_order_relaxed);
     *info = m;
 }

@@ -12,8 +12,9 @@
  * Peak: a fold raises it to the estimate before the fold plus the highest point the
  * thread's pending reached in the window, which is exact with one thread. With N threads
  * the first fold after the true peak lands below it by less than the other threads'
- * pending, (N - 1) * limit; a candidate overshoots by less than N * limit, the other
- * threads' pending plus the folding thread's own fall since its high point.
+ * pending, (N - 1) * limit; a candidate overshoots by less than (N + 1) * limit, the
+ * other threads' pending plus the folding thread's own fall (< 2 * limit) since its high
+ * point. memory.h promises 2 * N * limit, which covers both.
  */
 #ifndef MMT_CORE_COUNTERS_H
 #define MMT_CORE_COUNTERS_H

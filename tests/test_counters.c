@@ -89,7 +89,7 @@ static void *consistency_reader(void *arg)
     while (!atomic_load(&readers_stop)) {
         mmt_meminfo_t m = meminfo_now();
         if (m.freed > m.allocated || m.in_use != m.allocated - m.freed) (*bad)++;
-        if (m.peak < last_peak || m.peak < m.in_use) (*bad)++;
+        if (m.peak < last_peak) (*bad)++;
         if (m.allocated < last_allocated) (*bad)++;
         last_peak = m.peak;
         last_allocated = m.allocated;
@@ -135,6 +135,7 @@ static void test_counters_exact_after_two_thread_stress_with_cross_frees(void **
         }
 
     mmt_meminfo_t m = meminfo_now();
+    assert_true(m.peak >= m.in_use);
     assert_int_equal(m.in_use - before.in_use, live_bytes);
     assert_int_equal(m.allocated - before.allocated, w[0].allocated + w[1].allocated);
     assert_int_equal(m.freed - before.freed, w[0].freed + w[1].freed);
@@ -316,12 +317,15 @@ static void test_counters_peak_stays_within_documented_bound_with_threads(void *
     /* Nobody read the counters at the top: peak comes from the folds alone. In_use was
      * exactly true_top while all threads waited at the barrier, and never more. */
     uint64_t true_top = before.in_use + THREADS * per_thread;
-    /* memory.h: N * fold limit, N counting every live thread that has allocated; the
-     * main thread's own unfolded movement counts too. */
-    uint64_t bound = (THREADS + 1) * (uint64_t)MMT__FOLD_LIMIT_MAX;
+    /* memory.h: 2 * N * fold limit, N counting every live thread that has allocated;
+     * the main thread's own unfolded movement counts too. */
+    uint64_t bound = 2 * (THREADS + 1) * (uint64_t)MMT__FOLD_LIMIT_MAX;
     assert_int_equal(after.in_use, before.in_use);
     assert_true(after.peak + bound >= true_top);
-    assert_true(after.peak <= true_top + bound);
+    if (after.peak > true_top + bound)
+        fail_msg("peak %llu is %llu over the top %llu, bound %llu",
+                 (unsigned long long)after.peak, (unsigned long long)(after.peak - true_top),
+                 (unsigned long long)true_top, (unsigned long long)bound);
 }
 
 int main(void)

@@ -90,11 +90,13 @@ typedef struct mmt_meminfo {
 
 /* Fills *info with the process-wide counters. NULL does nothing.
  * When no other thread is allocating, the figures are exact: in_use is the sum of
- * mmt_size() over live blocks and allocated - freed == in_use always holds.
- * peak is exact in a single-threaded program. With N live threads that have allocated
- * (busy or idle), it may be off by less than N * min(64 KiB, checkpoint distance), low or
- * high: each thread folds its net movement into a shared estimate only once it has moved
- * that far, so up to that much per thread is not yet in the estimate. */
+ * mmt_size() over live blocks, and peak >= in_use. allocated - freed == in_use and
+ * freed <= allocated always hold. While other threads allocate, a reading sums totals
+ * taken a moment apart: in_use may include bytes freed during the reading itself.
+ * peak never decreases. It is exact in a single-threaded program; with N live threads
+ * that have allocated (busy or idle), it may be off by less than 2 * N * L, low or high,
+ * where L = min(64 KiB, checkpoint distance): each thread folds its net movement into a
+ * shared estimate only once it has moved L, up or down. */
 MMT_API void mmt_meminfo(mmt_meminfo_t *info);
 
 /* ---- Listeners ----------------------------------------------------------------------- */
