@@ -92,3 +92,10 @@ for _, unit in ipairs({ "alloc", "counters", "listener", "crash" }) do
       files { "tests/test_" .. unit .. ".c", "tests/testutil.h" }
       links { "mmtmem-static", "cmocka" }
 end
+
+-- Loads the shared library with dlopen, so it links neither library.
+project "test_shared"
+   kind "ConsoleApp"
+   files { "tests/test_shared.c", "tests/testutil.h" }
+   links { "cmocka", "dl" }
+   dependson { "mmtmem-shared" }
