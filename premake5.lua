@@ -37,7 +37,7 @@ workspace "mmtmem"
    configurations { "release", "debug" }
    location(out)
    language "C"
-   includedirs { "include", "core" }
+   includedirs { "include", "core", "lua" }
    defines { "_POSIX_C_SOURCE=200809L" }
    buildoptions(warnings)
    linkoptions { "-pthread" }
@@ -58,7 +58,10 @@ workspace "mmtmem"
       linkoptions { flag }
    end
 
-local core_sources = { "core/*.c", "core/*.h", "include/mmt/*.h" }
+-- The policy engine embeds LuaJIT (Debian's libluajit-5.1-dev); pkg-config finds it.
+buildoptions { "`pkg-config --cflags luajit`" }
+local core_sources = { "core/*.c", "core/*.h", "lua/*.c", "lua/*.h", "include/mmt/*.h" }
+local system_libs = { "luajit-5.1", "m" }
 
 -- libmmtmem.a: what the tests and the demo link, so they can reach the test seams.
 project "mmtmem-static"
@@ -73,6 +76,7 @@ project "mmtmem-shared"
    targetname "mmtmem"
    files(core_sources)
    buildoptions { "-fPIC", "-fvisibility=hidden" }
+   links(system_libs)
    only "release"
       targetdir(out .. "/release/shared")
    only "debug"
@@ -84,6 +88,7 @@ project "mmt-demo"
    kind "ConsoleApp"
    files { "examples/demo.c" }
    links { "mmtmem-static" }
+   links(system_libs)
 
 -- One cmocka program per unit; tests/run runs them all.
 for _, unit in ipairs({ "alloc", "counters", "listener", "crash" }) do
@@ -91,6 +96,7 @@ for _, unit in ipairs({ "alloc", "counters", "listener", "crash" }) do
       kind "ConsoleApp"
       files { "tests/test_" .. unit .. ".c", "tests/testutil.h" }
       links { "mmtmem-static", "cmocka" }
+      links(system_libs)
 end
 
 -- Loads the shared library with dlopen, so it links neither library.

@@ -147,6 +147,8 @@ const char *mmt_strerror(int err)
     case MMT_EINVAL: return "invalid argument";
     case MMT_ENOENT: return "no such listener";
     case MMT_ENOMEM: return "out of memory for bookkeeping";
+    case MMT_EBUSY: return "called from inside the policy code it would wait for";
+    case MMT_ELOAD: return "the policy did not load";
     default: return "unknown error";
     }
 }

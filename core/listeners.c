@@ -128,6 +128,11 @@ void mmt_mem_set_checkpoint(size_t bytes)
     mmt__counters_set_fold_limit((uint64_t)d);
 }
 
+size_t mmt_mem_get_checkpoint(void)
+{
+    return (size_t)atomic_load_explicit(&checkpoint_bytes, memory_order_relaxed);
+}
+
 int mmt_mem_listen(mmt_mem_condition_fn when, mmt_mem_action_fn action, void *arg)
 {
     if (!when || !action) return MMT_EINVAL;

@@ -48,6 +48,8 @@ extern "C" {
 #define MMT_EINVAL (-22) /* an argument is invalid (NULL callback, ...) */
 #define MMT_ENOENT (-2)  /* no such listener */
 #define MMT_ENOMEM (-12) /* internal bookkeeping could not be allocated */
+#define MMT_EBUSY (-16)  /* called from inside the policy code it would wait for */
+#define MMT_ELOAD (-5)   /* a policy did not load; mmt_policy_error() says why */
 
 /* ---- Allocation ---------------------------------------------------------------------- */
 
@@ -124,6 +126,9 @@ MMT_API int mmt_mem_unlisten(int id);
  * that moves in_use that far. An allocation that finds another thread evaluating does not
  * wait; a later allocation retries. */
 MMT_API void mmt_mem_set_checkpoint(size_t bytes);
+
+/* The checkpoint distance in force (0: explicit checkpoints only). */
+MMT_API size_t mmt_mem_get_checkpoint(void);
 
 /* Evaluates listeners now, waiting if another thread is evaluating. Inside a condition or
  * action it does nothing (no recursion). */

@@ -1,0 +1,80 @@
+/*
+ * mmtmem policy engine: memory rules written in Lua, evaluated by an embedded LuaJIT at
+ * allocation checkpoints and on a timer, and reloaded when their file changes.
+ *
+ * A policy file declares rules with mmt.rule{...} and periodic tasks with mmt.every(); see
+ * the README and policies/ for the language. The engine runs each policy in its own
+ * sandboxed LuaJIT state whose memory is capped and whose calls are time-limited, so a
+ * broken or hostile policy yields an error message, never a broken host. The VM's memory
+ * is not counted in mmt's counters (it is reported as the snapshot field `lua`).
+ *
+ * Threads: every function here may be called from any thread, except from inside policy
+ * code (a host action or the log function) of the same engine, where mmt_policy_load,
+ * mmt_policy_reload and mmt_policy_free return MMT_EBUSY or must not be called.
+ */
+#ifndef MMT_POLICY_H
+#define MMT_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memory.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mmt_policy mmt_policy_t;
+
+typedef struct mmt_policy_options {
+    unsigned interval_ms;    /* timer period for 'when' rules and mmt.every tasks; 0: no timer */
+    int watch;               /* nonzero: reload by itself when the policy file changes */
+    size_t checkpoint_bytes; /* allocation checkpoint distance; 0: default (1 MiB) */
+    size_t lua_memory_limit; /* bytes the policy VM may hold; 0: default (64 MiB) */
+    int unsafe;              /* nonzero: policies get the full standard library */
+    unsigned budget_ms;      /* time one call into policy code may take; 0: default (100 ms) */
+} mmt_policy_options_t;      /* zero-initialised means all defaults */
+
+/* A host action, called by a policy as mmt.call(name, arg); its result is returned to Lua.
+ * It runs on the evaluating thread with the engine busy: it may allocate and free. */
+typedef int64_t (*mmt_policy_action_fn)(int64_t arg, void *ud);
+
+/* Receives the engine's and the policies' messages, one line each without a newline. */
+typedef void (*mmt_policy_log_fn)(int level, const char *message, void *ud);
+
+enum { MMT_LOG_ERROR = 0, MMT_LOG_WARN = 1, MMT_LOG_INFO = 2, MMT_LOG_DEBUG = 3 };
+
+/* Creates an engine with no policy loaded; opts may be NULL (all defaults). It sets the
+ * process-wide checkpoint distance (mmt_mem_set_checkpoint) to opts->checkpoint_bytes if
+ * none is set or the one set is larger. Returns NULL only if the engine's own memory or
+ * thread cannot be had. */
+mmt_policy_t *mmt_policy_new(const mmt_policy_options_t *opts);
+
+/* Registers (or replaces) the host action `name` for policies to call. Returns 0, or
+ * MMT_EINVAL (NULL or empty name, NULL fn) or MMT_ENOMEM. Actions survive reloads. */
+int mmt_policy_action(mmt_policy_t *p, const char *name, mmt_policy_action_fn fn, void *ud);
+
+/* Sets where messages go; fn == NULL restores the default, one line on stderr. */
+void mmt_policy_set_log(mmt_policy_t *p, mmt_policy_log_fn fn, void *ud);
+
+/* Loads the policy file at `path` into a fresh state and, if that succeeded, switches to
+ * it, carrying rule state (firing or not) over by rule name. Returns 0, or MMT_ELOAD: not
+ * loaded, the previous policy keeps running, and the reason ("file:line: message") is
+ * logged and available from mmt_policy_error(). `path` becomes the engine's file. */
+int mmt_policy_load(mmt_policy_t *p, const char *path);
+
+/* mmt_policy_load with the last path given; MMT_EINVAL if there was none. */
+int mmt_policy_reload(mmt_policy_t *p);
+
+/* The last load error, "" if the last load succeeded. Valid until the next load. */
+const char *mmt_policy_error(const mmt_policy_t *p);
+
+/* Stops the timer and watcher, waits for a running evaluation, frees everything. NULL
+ * does nothing. */
+void mmt_policy_free(mmt_policy_t *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,304 @@
+/*
+ * The policy engine's public API: creating and freeing engines, host actions, logging,
+ * loading and reloading (build a fresh state, then swap it in under the lock, carrying
+ * rule state over), and evaluation at allocation checkpoints through a core listener.
+ */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "engine.h"
+
+/* The engine whose policy code this thread is running (evaluation or load), if any. Used
+ * to refuse calls that would wait for that very code. This thread only. */
+static _Thread_local struct mmt_policy *tls_running;
+
+double mmt__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static char *dup_string(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = mmt__backend.malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* ---- Logging ---------------------------------------------------------------------------- */
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+static void stderr_log(int level, const char *message, void *ud)
+{
+    (void)ud;
+    char line[2048];
+    int n = snprintf(line, sizeof line, "mmt policy [%s] %s\n",
+                     level >= 0 && level <= 3 ? level_names[level] : "?", message);
+    if (n < 0) return;
+    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    line[len - 1] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}
+
+void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list ap)
+{
+    char message[1536];
+    vsnprintf(message, sizeof message, fmt, ap);
+    pthread_mutex_lock(&p->conf_lock);
+    mmt_policy_log_fn fn = p->log_fn;
+    void *ud = p->log_ud;
+    pthread_mutex_unlock(&p->conf_lock);
+    fn(level, message, ud);
+}
+
+void mmt__policy_log(struct mmt_policy *p, int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    mmt__policy_vlog(p, level, fmt, ap);
+    va_end(ap);
+}
+
+void mmt_policy_set_log(mmt_policy_t *p, mmt_policy_log_fn fn, void *ud)
+{
+    pthread_mutex_lock(&p->conf_lock);
+    p->log_fn = fn ? fn : stderr_log;
+    p->log_ud = fn ? ud : NULL;
+    pthread_mutex_unlock(&p->conf_lock);
+}
+
+/* ---- Host actions ------------------------------------------------------------------------ */
+
+int mmt_policy_action(mmt_policy_t *p, const char *name, mmt_policy_action_fn fn, void *ud)
+{
+    if (!p || !name || !*name || !fn) return MMT_EINVAL;
+    pthread_mutex_lock(&p->conf_lock);
+    for (size_t i = 0; i < p->nactions; i++) {
+        if (strcmp(p->actions[i].name, name) == 0) {
+            p->actions[i].fn = fn;
+            p->actions[i].ud = ud;
+            pthread_mutex_unlock(&p->conf_lock);
+            return 0;
+        }
+    }
+    char *copy = dup_string(name);
+    action_t *na = copy ? mmt__backend.realloc(p->actions, (p->nactions + 1) * sizeof *na) : NULL;
+    if (!na) {
+        pthread_mutex_unlock(&p->conf_lock);
+        mmt__backend.free(copy);
+        return MMT_ENOMEM;
+    }
+    p->actions = na;
+    p->actions[p->nactions++] = (action_t){copy, fn, ud};
+    pthread_mutex_unlock(&p->conf_lock);
+    return 0;
+}
+
+bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&p->conf_lock);
+    for (size_t i = 0; i < p->nactions && !found; i++) {
+        if (strcmp(p->actions[i].name, name) == 0) {
+            *out = p->actions[i];
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&p->conf_lock);
+    return found;
+}
+
+/* ---- Evaluation ------------------------------------------------------------------------------ */
+
+/* Caller holds p->lock. Updates the rate sample once an interval (or a second, without a
+ * timer) has passed since the last one, then evaluates. */
+static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, bool tick)
+{
+    pstate_t *s = p->cur;
+    double now = mmt__now();
+    double period = p->opts.interval_ms ? p->opts.interval_ms / 1000.0 : 1.0;
+    if (p->sample_time == 0) {
+        p->sample_time = now;
+        p->sample_in_use = (double)info->in_use;
+    } else if (tick || now - p->sample_time >= period) {
+        double dt = now - p->sample_time;
+        if (dt > 0) {
+            double rate = ((double)info->in_use - p->sample_in_use) / dt;
+            atomic_store_explicit(&p->rate_now, rate, memory_order_relaxed);
+        }
+        p->sample_time = now;
+        p->sample_in_use = (double)info->in_use;
+    }
+    if (!s) return;
+    snapshot_t snap = {.info = *info,
+                       .rate = atomic_load_explicit(&p->rate_now, memory_order_relaxed),
+                       .lua = (double)s->lua_bytes, .time = now, .rss = -1};
+    struct mmt_policy *outer = tls_running;
+    tls_running = p;
+    mmt__evaluate(s, &snap, tick);
+    tls_running = outer;
+}
+
+/* The core listener's condition, called at every checkpoint: it is the hook into the
+ * allocation path, and always answers "does not hold" so the core never runs its action.
+ * A busy engine is skipped, never waited for. */
+static int checkpoint_hook(const mmt_meminfo_t *info, void *arg)
+{
+    struct mmt_policy *p = arg;
+    if (pthread_mutex_trylock(&p->lock) != 0) return 0;
+    evaluate_locked(p, info, false);
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+static void never_runs(const mmt_meminfo_t *info, void *arg)
+{
+    (void)info;
+    (void)arg;
+}
+
+void mmt__policy_tick(struct mmt_policy *p)
+{
+    pthread_mutex_lock(&p->lock);
+    mmt_meminfo_t info;
+    mmt_meminfo(&info);
+    evaluate_locked(p, &info, true);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- Loading ------------------------------------------------------------------------------------ */
+
+static int load_locked(struct mmt_policy *p, const char *path)
+{
+    char err[sizeof p->error];
+    struct mmt_policy *outer = tls_running;
+    tls_running = p;
+    pstate_t *s = mmt__pstate_load(p, path, err, sizeof err);
+    tls_running = outer;
+    if (!s) {
+        snprintf(p->error, sizeof p->error, "%s", err);
+        mmt__policy_log(p, MMT_LOG_ERROR, "%s%s", err,
+                        p->cur ? " (the previous policy keeps running)" : "");
+        return MMT_ELOAD;
+    }
+    pthread_mutex_lock(&p->lock);
+    pstate_t *old = p->cur;
+    mmt__carry_state(s, old);
+    p->cur = s;
+    pthread_mutex_unlock(&p->lock);
+    mmt__pstate_free(old);
+    p->error[0] = '\0';
+    mmt__policy_log(p, MMT_LOG_INFO, "%s: %s, %zu rule%s and %zu task%s", path,
+                    old ? "reloaded" : "loaded", s->nrules, s->nrules == 1 ? "" : "s", s->ntasks,
+                    s->ntasks == 1 ? "" : "s");
+    return 0;
+}
+
+int mmt_policy_load(mmt_policy_t *p, const char *path)
+{
+    if (!p || !path || !*path) return MMT_EINVAL;
+    if (tls_running == p) return MMT_EBUSY;
+    pthread_mutex_lock(&p->load_lock);
+    if (!p->path || strcmp(p->path, path) != 0) {
+        char *copy = dup_string(path);
+        if (!copy) {
+            pthread_mutex_unlock(&p->load_lock);
+            return MMT_ENOMEM;
+        }
+        mmt__backend.free(p->path);
+        p->path = copy;
+        atomic_fetch_add(&p->path_generation, 1);
+    }
+    int rc = load_locked(p, p->path);
+    pthread_mutex_unlock(&p->load_lock);
+    return rc;
+}
+
+int mmt_policy_reload(mmt_policy_t *p)
+{
+    if (!p) return MMT_EINVAL;
+    if (tls_running == p) return MMT_EBUSY;
+    pthread_mutex_lock(&p->load_lock);
+    int rc = p->path ? load_locked(p, p->path) : MMT_EINVAL;
+    pthread_mutex_unlock(&p->load_lock);
+    return rc;
+}
+
+void mmt__policy_file_changed(struct mmt_policy *p)
+{
+    mmt_policy_reload(p);
+}
+
+char *mmt__policy_path(struct mmt_policy *p)
+{
+    pthread_mutex_lock(&p->load_lock);
+    char *copy = p->path ? dup_string(p->path) : NULL;
+    pthread_mutex_unlock(&p->load_lock);
+    return copy;
+}
+
+const char *mmt_policy_error(const mmt_policy_t *p)
+{
+    return p ? p->error : "";
+}
+
+/* ---- Life cycle ---------------------------------------------------------------------------------- */
+
+mmt_policy_t *mmt_policy_new(const mmt_policy_options_t *opts)
+{
+    struct mmt_policy *p = mmt__backend.calloc(1, sizeof *p);
+    if (!p) return NULL;
+    if (opts) p->opts = *opts;
+    if (!p->opts.checkpoint_bytes) p->opts.checkpoint_bytes = MMT__DEFAULT_CHECKPOINT;
+    if (!p->opts.lua_memory_limit) p->opts.lua_memory_limit = MMT__DEFAULT_LUA_LIMIT;
+    if (!p->opts.budget_ms) p->opts.budget_ms = MMT__DEFAULT_BUDGET_MS;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->load_lock, NULL);
+    pthread_mutex_init(&p->conf_lock, NULL);
+    p->log_fn = stderr_log;
+    p->wake_fd = -1;
+
+    size_t current = mmt_mem_get_checkpoint();
+    if (current == 0 || current > p->opts.checkpoint_bytes)
+        mmt_mem_set_checkpoint(p->opts.checkpoint_bytes);
+
+    p->listener = mmt_mem_listen(checkpoint_hook, never_runs, p);
+    if (p->listener < 0) goto fail;
+    if ((p->opts.interval_ms || p->opts.watch) && mmt__thread_start(p) != 0) goto fail;
+    return p;
+fail:
+    if (p->listener > 0) mmt_mem_unlisten(p->listener);
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->load_lock);
+    pthread_mutex_destroy(&p->conf_lock);
+    mmt__backend.free(p);
+    return NULL;
+}
+
+void mmt_policy_free(mmt_policy_t *p)
+{
+    if (!p) return;
+    mmt__thread_stop(p);
+    mmt_mem_unlisten(p->listener); /* waits out an evaluation in progress */
+    pthread_mutex_lock(&p->lock);
+    mmt__pstate_free(p->cur);
+    p->cur = NULL;
+    pthread_mutex_unlock(&p->lock);
+    for (size_t i = 0; i < p->nactions; i++) mmt__backend.free(p->actions[i].name);
+    mmt__backend.free(p->actions);
+    mmt__backend.free(p->path);
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->load_lock);
+    pthread_mutex_destroy(&p->conf_lock);
+    mmt__backend.free(p);
+}

@@ -1,0 +1,160 @@
+/*
+ * Private to the policy engine. A policy lives in a `pstate` (one sandboxed LuaJIT state
+ * with the rules and tasks its file declared); the engine (`struct mmt_policy`) holds the
+ * running pstate, swaps in a new one on reload, and evaluates it at checkpoints and on its
+ * thread's timer.
+ *
+ *   engine.c  public API, load/reload/swap, checkpoint hook
+ *   state.c   creating a pstate: allocator cap, sandbox, time budget, running the file
+ *   module.c  the `mmt` Lua module (mmt.rule, mmt.every, mmt.log, ...)
+ *   rules.c   evaluating rules and tasks against a snapshot
+ *   thread.c  the timer and file watcher thread
+ */
+#ifndef MMT_LUA_ENGINE_H
+#define MMT_LUA_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+#include "mmt/policy.h"
+
+#define MMT__DEFAULT_LUA_LIMIT ((size_t)64 << 20)
+#define MMT__DEFAULT_BUDGET_MS 100u
+#define MMT__DEFAULT_CHECKPOINT ((size_t)1 << 20)
+#define MMT__MAX_POLICY_BYTES ((size_t)4 << 20) /* a larger file is refused */
+#define MMT__MAX_ERRORS 3                       /* consecutive errors that disable a rule */
+
+/* What a declarative rule compares. */
+typedef enum metric {
+    METRIC_IN_USE, METRIC_ALLOCATED, METRIC_FREED, METRIC_PEAK, METRIC_ALLOCATIONS,
+    METRIC_FREES, METRIC_REALLOCS, METRIC_RATE, METRIC_RSS, METRIC_LUA, METRIC_COUNT
+} metric_t;
+
+extern const char *const mmt__metric_names[METRIC_COUNT];
+
+typedef struct rule {
+    char *name;
+    char *where;     /* "file:line" of its mmt.rule call */
+    int when_ref;    /* Lua function, or LUA_NOREF for a declarative rule */
+    int fire_ref;
+    int resolve_ref; /* LUA_NOREF if none */
+    metric_t metric;
+    double above, below, hold;
+    /* Evaluation state; carried over by name across reloads. */
+    bool firing;
+    double since;    /* when the condition started to hold while not firing; < 0: not holding */
+    int errors;      /* consecutive */
+    bool disabled;
+} rule_t;
+
+typedef struct task {
+    char *where;
+    int fn_ref;
+    double period, next_due;
+    int errors;
+    bool disabled;
+} task_t;
+
+typedef struct pstate {
+    lua_State *L;
+    struct mmt_policy *engine;
+    size_t lua_bytes, lua_limit; /* the allocator's account */
+    double deadline;             /* monotonic seconds after which policy code is stopped */
+    unsigned budget_ms;
+    bool loading;                /* mmt.rule and mmt.every only work while the file runs */
+    rule_t *rules;
+    size_t nrules, rules_cap;
+    task_t *tasks;
+    size_t ntasks, tasks_cap;
+} pstate_t;
+
+typedef struct action {
+    char *name;
+    mmt_policy_action_fn fn;
+    void *ud;
+} action_t;
+
+/* A point-in-time view of the counters plus the engine's derived figures. */
+typedef struct snapshot {
+    mmt_meminfo_t info;
+    double rate;  /* bytes/s of in_use over the last interval */
+    double lua;   /* the policy VM's bytes */
+    double time;  /* monotonic seconds */
+    double rss;   /* < 0 until read */
+} snapshot_t;
+
+struct mmt_policy {
+    mmt_policy_options_t opts; /* with defaults filled in */
+
+    /* lock serialises all Lua execution and protects: cur, the rate sample, and every
+     * rule's and task's state. A checkpoint only try-locks it. */
+    pthread_mutex_t lock;
+    pstate_t *cur;
+    double sample_time, sample_in_use;
+    _Atomic double rate_now; /* written under `lock`, read by mmt.meminfo() at any time */
+
+    /* load_lock serialises loads and protects: path, error. Taken before `lock`. */
+    pthread_mutex_t load_lock;
+    char *path;
+    char error[512];
+    _Atomic unsigned path_generation; /* bumped when path changes: the watcher re-arms */
+
+    /* conf_lock protects: actions, log_fn, log_ud. Held only to copy them out. */
+    pthread_mutex_t conf_lock;
+    action_t *actions;
+    size_t nactions;
+    mmt_policy_log_fn log_fn;
+    void *log_ud;
+
+    int listener; /* core listener id, > 0 */
+
+    /* The timer and watcher thread (thread.c). */
+    bool thread_started;
+    pthread_t thread;
+    int wake_fd; /* eventfd: write 1 to stop the thread */
+};
+
+/* engine.c */
+void mmt__policy_log(struct mmt_policy *p, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list ap);
+bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *out);
+void mmt__policy_tick(struct mmt_policy *p);  /* timer: evaluate with tasks */
+void mmt__policy_file_changed(struct mmt_policy *p);
+char *mmt__policy_path(struct mmt_policy *p); /* a backend copy, or NULL */
+double mmt__now(void);
+
+/* state.c */
+/* The pstate a Lua state belongs to: it is the allocator's userdata. */
+static inline pstate_t *mmt__pstate_of(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+pstate_t *mmt__pstate_load(struct mmt_policy *p, const char *path, char *err, size_t errlen);
+void mmt__pstate_free(pstate_t *s);
+/* Calls the function at the top of the stack with `nargs` arguments under the time
+ * budget; returns 0 or a Lua error code, with results or the message on the stack. */
+int mmt__pstate_call(pstate_t *s, int nargs, int nresults);
+
+/* module.c */
+int mmt__open_module(lua_State *L);
+void mmt__push_snapshot(pstate_t *s, const snapshot_t *snap);
+double mmt__read_rss(void);
+
+/* rules.c */
+void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_tasks);
+void mmt__carry_state(pstate_t *to, const pstate_t *from);
+
+/* thread.c */
+int mmt__thread_start(struct mmt_policy *p);
+void mmt__thread_stop(struct mmt_policy *p);
+
+#endif

@@ -1,0 +1,369 @@
+/*
+ * The `mmt` Lua module that policies require: rule and task declarations, logging, byte
+ * formatting, snapshots, and calls to host actions.
+ *
+ * Bad arguments raise errors naming the function and the field, positioned at the line of
+ * the policy that made the call ("policies/x.lua:12: rule \"high-water\": ...").
+ */
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "backend.h"
+#include "engine.h"
+
+const char *const mmt__metric_names[METRIC_COUNT] = {
+    "in_use", "allocated", "freed", "peak", "allocations",
+    "frees",  "reallocs",  "rate",  "rss",  "lua",
+};
+
+static char *dup_string(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = mmt__backend.malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* "file:line" of the policy line that called the running C function. */
+static char *caller_position(lua_State *L)
+{
+    luaL_where(L, 1);
+    size_t n;
+    const char *w = lua_tolstring(L, -1, &n);
+    while (n > 0 && (w[n - 1] == ' ' || w[n - 1] == ':')) n--;
+    char *d = mmt__backend.malloc(n + 1);
+    if (d) {
+        memcpy(d, w, n);
+        d[n] = '\0';
+    }
+    lua_pop(L, 1);
+    return d;
+}
+
+/* ---- Snapshots ---------------------------------------------------------------------------- */
+
+double mmt__read_rss(void)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    unsigned long long size, resident;
+    if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return 0;
+    return (double)resident * (double)sysconf(_SC_PAGESIZE);
+}
+
+/* Snapshots compute `rss` on first use: reading it is a system call, and most rules never
+ * look at it. */
+static int l_snapshot_index(lua_State *L)
+{
+    const char *key = lua_tostring(L, 2);
+    if (key && strcmp(key, "rss") == 0) {
+        lua_pushnumber(L, mmt__read_rss());
+        lua_pushvalue(L, -1);
+        lua_setfield(L, 1, "rss");
+        return 1;
+    }
+    return 0;
+}
+
+void mmt__push_snapshot(pstate_t *s, const snapshot_t *snap)
+{
+    lua_State *L = s->L;
+    lua_createtable(L, 0, 12);
+    const mmt_meminfo_t *m = &snap->info;
+    static const char *const names[] = {"allocated", "freed",  "in_use",   "peak",
+                                        "allocations", "frees", "reallocs"};
+    const uint64_t values[] = {m->allocated, m->freed, m->in_use, m->peak,
+                               m->allocations, m->frees, m->reallocs};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        lua_pushnumber(L, (lua_Number)values[i]);
+        lua_setfield(L, -2, names[i]);
+    }
+    lua_pushnumber(L, snap->rate);
+    lua_setfield(L, -2, "rate");
+    lua_pushnumber(L, snap->lua);
+    lua_setfield(L, -2, "lua");
+    lua_pushnumber(L, snap->time);
+    lua_setfield(L, -2, "time");
+    if (snap->rss >= 0) {
+        lua_pushnumber(L, snap->rss);
+        lua_setfield(L, -2, "rss");
+    } else {
+        lua_getfield(L, LUA_REGISTRYINDEX, "mmt.snapshot");
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_createtable(L, 0, 1);
+            lua_pushcfunction(L, l_snapshot_index);
+            lua_setfield(L, -2, "__index");
+            lua_pushvalue(L, -1);
+            lua_setfield(L, LUA_REGISTRYINDEX, "mmt.snapshot");
+        }
+        lua_setmetatable(L, -2);
+    }
+}
+
+static int l_meminfo(lua_State *L)
+{
+    pstate_t *s = mmt__pstate_of(L);
+    snapshot_t snap = {.rate = s->engine->rate_now, .lua = (double)s->lua_bytes,
+                       .time = mmt__now(), .rss = -1};
+    mmt_meminfo(&snap.info);
+    mmt__push_snapshot(s, &snap);
+    return 1;
+}
+
+/* ---- mmt.rule ----------------------------------------------------------------------------- */
+
+static const char *const rule_fields[] = {"name", "metric", "above", "below", "hold",
+                                          "when", "fire",   "resolve", NULL};
+
+/* The rule's number field `key`: missing gives `dflt` (NAN: required). */
+static double number_field(lua_State *L, const char *rule, const char *key, double dflt)
+{
+    lua_getfield(L, 1, key);
+    double v = dflt;
+    if (lua_isnil(L, -1)) {
+        if (isnan(dflt)) luaL_error(L, "rule \"%s\": '%s' is missing (a number)", rule, key);
+    } else if (lua_type(L, -1) != LUA_TNUMBER) {
+        luaL_error(L, "rule \"%s\": '%s' must be a number, not a %s", rule, key,
+                   luaL_typename(L, -1));
+    } else {
+        v = lua_tonumber(L, -1);
+        if (!isfinite(v)) luaL_error(L, "rule \"%s\": '%s' must be a finite number", rule, key);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* A reference to the rule's function field `key`, LUA_NOREF if absent and optional. */
+static int function_field(lua_State *L, const char *rule, const char *key, bool required)
+{
+    lua_getfield(L, 1, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        if (required) luaL_error(L, "rule \"%s\": '%s' is missing (a function)", rule, key);
+        return LUA_NOREF;
+    }
+    if (!lua_isfunction(L, -1))
+        luaL_error(L, "rule \"%s\": '%s' must be a function, not a %s", rule, key,
+                   luaL_typename(L, -1));
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static int l_rule(lua_State *L)
+{
+    pstate_t *s = mmt__pstate_of(L);
+    if (!s->loading) return luaL_error(L, "mmt.rule: rules are declared when the policy loads, "
+                                          "not from inside a rule or task");
+    if (!lua_istable(L, 1))
+        return luaL_error(L, "mmt.rule: expects a table, not a %s", luaL_typename(L, 1));
+    lua_settop(L, 1);
+
+    lua_getfield(L, 1, "name");
+    if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0)
+        return luaL_error(L, "mmt.rule: 'name' must be a non-empty string");
+    const char *name = lua_tostring(L, -1); /* kept alive on the stack at index 2 */
+
+    for (size_t i = 0; i < s->nrules; i++)
+        if (strcmp(s->rules[i].name, name) == 0)
+            return luaL_error(L, "rule \"%s\": a rule of that name is already declared at %s",
+                              name, s->rules[i].where);
+
+    /* Unknown fields are errors: a misspelt 'abvoe' must not pass as no threshold. */
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        lua_pop(L, 1);
+        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        bool known = false;
+        for (const char *const *f = rule_fields; key && *f && !known; f++)
+            known = strcmp(*f, key) == 0;
+        if (!known) {
+            if (key) return luaL_error(L, "rule \"%s\": unknown field '%s'", name, key);
+            return luaL_error(L, "rule \"%s\": fields must be named", name);
+        }
+    }
+
+    rule_t r = {.when_ref = LUA_NOREF, .fire_ref = LUA_NOREF, .resolve_ref = LUA_NOREF,
+                .since = -1};
+    lua_getfield(L, 1, "when");
+    bool has_when = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "metric");
+    bool has_metric = !lua_isnil(L, -1);
+    if (has_when && has_metric)
+        return luaL_error(L, "rule \"%s\": give either 'when' or 'metric', not both", name);
+    if (!has_when && !has_metric)
+        return luaL_error(L, "rule \"%s\": needs 'when' (a function) or 'metric' and 'above'",
+                          name);
+    if (has_metric) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "rule \"%s\": 'metric' must be a string, not a %s", name,
+                              luaL_typename(L, -1));
+        const char *metric = lua_tostring(L, -1);
+        r.metric = METRIC_COUNT;
+        for (int i = 0; i < METRIC_COUNT; i++)
+            if (strcmp(metric, mmt__metric_names[i]) == 0) r.metric = (metric_t)i;
+        if (r.metric == METRIC_COUNT)
+            return luaL_error(L, "rule \"%s\": unknown metric '%s' (in_use, allocated, freed, "
+                                 "peak, allocations, frees, reallocs, rate, rss or lua)",
+                              name, metric);
+        r.above = number_field(L, name, "above", NAN);
+        r.below = number_field(L, name, "below", r.above);
+        if (r.below > r.above)
+            return luaL_error(L, "rule \"%s\": 'below' (%.17g) must not be more than 'above' "
+                                 "(%.17g)", name, r.below, r.above);
+    } else {
+        lua_getfield(L, 1, "above");
+        lua_getfield(L, 1, "below");
+        if (!lua_isnil(L, -1) || !lua_isnil(L, -2))
+            return luaL_error(L, "rule \"%s\": 'above' and 'below' go with 'metric', not "
+                                 "'when'", name);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    r.hold = number_field(L, name, "hold", 0);
+    if (r.hold < 0) return luaL_error(L, "rule \"%s\": 'hold' must not be negative", name);
+
+    /* Functions last: once referenced, an error would leak them until the state closes,
+     * which is harmless but untidy. */
+    if (has_when) r.when_ref = function_field(L, name, "when", true);
+    r.fire_ref = function_field(L, name, "fire", true);
+    r.resolve_ref = function_field(L, name, "resolve", false);
+
+    if (s->nrules == s->rules_cap) {
+        size_t cap = s->rules_cap ? s->rules_cap * 2 : 8;
+        rule_t *nr = mmt__backend.realloc(s->rules, cap * sizeof *nr);
+        if (!nr) return luaL_error(L, "mmt.rule: out of memory");
+        s->rules = nr;
+        s->rules_cap = cap;
+    }
+    r.name = dup_string(name);
+    r.where = caller_position(L);
+    if (!r.name || !r.where) {
+        mmt__backend.free(r.name);
+        mmt__backend.free(r.where);
+        return luaL_error(L, "mmt.rule: out of memory");
+    }
+    s->rules[s->nrules++] = r;
+    return 0;
+}
+
+/* ---- mmt.every ---------------------------------------------------------------------------- */
+
+static int l_every(lua_State *L)
+{
+    pstate_t *s = mmt__pstate_of(L);
+    if (!s->loading) return luaL_error(L, "mmt.every: tasks are declared when the policy loads");
+    double period = luaL_checknumber(L, 1);
+    luaL_argcheck(L, period > 0 && isfinite(period), 1, "the period must be a positive number of "
+                                                        "seconds");
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (s->ntasks == s->tasks_cap) {
+        size_t cap = s->tasks_cap ? s->tasks_cap * 2 : 4;
+        task_t *nt = mmt__backend.realloc(s->tasks, cap * sizeof *nt);
+        if (!nt) return luaL_error(L, "mmt.every: out of memory");
+        s->tasks = nt;
+        s->tasks_cap = cap;
+    }
+    char *where = caller_position(L);
+    if (!where) return luaL_error(L, "mmt.every: out of memory");
+    lua_settop(L, 2);
+    task_t t = {.where = where, .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX), .period = period,
+                .next_due = mmt__now() + period};
+    s->tasks[s->ntasks++] = t;
+    if (s->engine->opts.interval_ms == 0)
+        mmt__policy_log(s->engine, MMT_LOG_WARN,
+                        "%s: mmt.every: the engine has no timer (interval_ms is 0), so this "
+                        "task never runs", where);
+    return 0;
+}
+
+/* ---- mmt.log, mmt.bytes, mmt.call ------------------------------------------------------------- */
+
+static int l_log(lua_State *L)
+{
+    static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    pstate_t *s = mmt__pstate_of(L);
+    const char *level = luaL_checkstring(L, 1);
+    int lv = -1;
+    for (int i = 0; levels[i]; i++)
+        if (strcmp(level, levels[i]) == 0) lv = i;
+    if (lv < 0)
+        return luaL_error(L, "mmt.log: unknown level '%s' (error, warn, info or debug)", level);
+    luaL_checkstring(L, 2);
+    int n = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "mmt.format");
+    for (int i = 2; i <= n; i++) lua_pushvalue(L, i);
+    lua_call(L, n - 1, 1);
+    mmt__policy_log(s->engine, lv, "%s", lua_tostring(L, -1));
+    return 0;
+}
+
+static int l_bytes(lua_State *L)
+{
+    double n = luaL_checknumber(L, 1);
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+    double a = fabs(n);
+    if (a < 1024) {
+        lua_pushfstring(L, "%d B", (int)n);
+        return 1;
+    }
+    int u = -1;
+    while (a >= 1024 && u < 4) {
+        a /= 1024;
+        u++;
+    }
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s%.1f", n < 0 ? "-" : "", a);
+    size_t len = strlen(buf);
+    if (len > 2 && strcmp(buf + len - 2, ".0") == 0) buf[len - 2] = '\0';
+    lua_pushfstring(L, "%s %s", buf, units[u]);
+    return 1;
+}
+
+static int l_call(lua_State *L)
+{
+    pstate_t *s = mmt__pstate_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    lua_Number arg = luaL_optnumber(L, 2, 0);
+    action_t a;
+    if (!mmt__policy_find_action(s->engine, name, &a))
+        return luaL_error(L, "mmt.call: no host action named \"%s\"", name);
+    int64_t r = a.fn((int64_t)arg, a.ud);
+    lua_pushnumber(L, (lua_Number)r);
+    return 1;
+}
+
+int mmt__open_module(lua_State *L)
+{
+    static const luaL_Reg functions[] = {
+        {"rule", l_rule},   {"every", l_every}, {"log", l_log},
+        {"bytes", l_bytes}, {"call", l_call},   {"meminfo", l_meminfo},
+        {NULL, NULL},
+    };
+    lua_createtable(L, 0, 10);
+    for (const luaL_Reg *f = functions; f->name; f++) {
+        lua_pushcfunction(L, f->func);
+        lua_setfield(L, -2, f->name);
+    }
+    lua_pushnumber(L, 1024.0);
+    lua_setfield(L, -2, "KiB");
+    lua_pushnumber(L, 1024.0 * 1024);
+    lua_setfield(L, -2, "MiB");
+    lua_pushnumber(L, 1024.0 * 1024 * 1024);
+    lua_setfield(L, -2, "GiB");
+    lua_pushstring(L, MMT_VERSION_STRING);
+    lua_setfield(L, -2, "version");
+    return 1;
+}

@@ -1,0 +1,294 @@
+/*
+ * One policy state: a LuaJIT VM whose memory comes from mmt's backend (uncounted, and
+ * capped), whose standard library is cut down to what a policy needs unless the engine is
+ * unsafe, and whose every call is stopped once it runs past the time budget.
+ *
+ * The budget is a count hook that checks the clock. LuaJIT's compiled traces do not run
+ * hooks, so the JIT is switched off for policy states: policies then run in LuaJIT's
+ * interpreter, which is fast enough for rules that compare a few numbers.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <luajit.h>
+#include <lualib.h>
+
+#include "backend.h"
+#include "engine.h"
+
+/* ---- Memory ------------------------------------------------------------------------ */
+
+/* Lua's allocator contract: nsize == 0 frees; otherwise resize, NULL on failure (which
+ * Lua turns into a "not enough memory" error). Shrinking must not fail. */
+static void *state_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    pstate_t *s = ud;
+    if (ptr == NULL) osize = 0;
+    if (nsize == 0) {
+        mmt__backend.free(ptr);
+        s->lua_bytes -= osize;
+        return NULL;
+    }
+    if (nsize > osize && nsize - osize > s->lua_limit - s->lua_bytes) return NULL;
+    void *q = mmt__backend.realloc(ptr, nsize);
+    if (!q) return nsize <= osize ? ptr : NULL;
+    s->lua_bytes = s->lua_bytes - osize + nsize;
+    return q;
+}
+
+/* ---- Time budget --------------------------------------------------------------------- */
+
+enum { HOOK_EVERY = 1000 }; /* VM instructions between clock checks */
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    pstate_t *s = mmt__pstate_of(L);
+    if (mmt__now() < s->deadline) return;
+    /* From now on every instruction raises, so a policy cannot catch the error with
+     * pcall and go on looping. mmt__pstate_call restores the normal hook. */
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "stopped: ran past its time budget of %u ms", s->budget_ms);
+}
+
+int mmt__pstate_call(pstate_t *s, int nargs, int nresults)
+{
+    lua_State *L = s->L;
+    s->deadline = mmt__now() + s->budget_ms / 1000.0;
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    int rc = lua_pcall(L, nargs, nresults, 0);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    return rc;
+}
+
+/* ---- Sandbox --------------------------------------------------------------------------- */
+
+/* Globals a policy does not get unless the engine is unsafe: each can end, replace or
+ * escape the host (process control, files, bytecode, native code, the debug library). */
+static const char *const unsafe_globals[] = {
+    "dofile", "loadfile", "load", "loadstring", "module", "getfenv", "setfenv",
+    "collectgarbage", "newproxy", "gcinfo", NULL,
+};
+static const char *const unsafe_os[] = {
+    "exit", "execute", "remove", "rename", "tmpname", "getenv", "setlocale", NULL,
+};
+
+static int l_sandboxed_require(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    if (strcmp(name, "mmt") == 0) {
+        lua_getfield(L, LUA_REGISTRYINDEX, "mmt.module");
+        return 1;
+    }
+    return luaL_error(L, "require \"%s\": policies may only require \"mmt\" (the engine is "
+                         "not in unsafe mode)", name);
+}
+
+static int l_print(lua_State *L)
+{
+    /* print() goes to the host's log at level info, like mmt.log. */
+    pstate_t *s = mmt__pstate_of(L);
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        lua_getfield(L, LUA_REGISTRYINDEX, "mmt.tostring");
+        lua_pushvalue(L, i);
+        lua_call(L, 1, 1);
+        if (i > 1) luaL_addchar(&b, '\t');
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    mmt__policy_log(s->engine, MMT_LOG_INFO, "%s", lua_tostring(L, -1));
+    return 0;
+}
+
+static void open_lib(lua_State *L, const char *name, lua_CFunction open)
+{
+    lua_pushcfunction(L, open);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 0);
+}
+
+/* Runs under lua_cpcall with the pstate as argument 1, so that a memory error while
+ * opening libraries is an error, not a panic. */
+static int open_libraries(lua_State *L)
+{
+    pstate_t *s = lua_touserdata(L, 1);
+    bool unsafe = s->engine->opts.unsafe != 0;
+    if (unsafe) {
+        luaL_openlibs(L);
+    } else {
+        open_lib(L, "", luaopen_base);
+        open_lib(L, LUA_TABLIBNAME, luaopen_table);
+        open_lib(L, LUA_STRLIBNAME, luaopen_string);
+        open_lib(L, LUA_MATHLIBNAME, luaopen_math);
+        open_lib(L, LUA_OSLIBNAME, luaopen_os);
+        open_lib(L, LUA_BITLIBNAME, luaopen_bit);
+        for (const char *const *g = unsafe_globals; *g; g++) {
+            lua_pushnil(L);
+            lua_setglobal(L, *g);
+        }
+        lua_getglobal(L, "os");
+        for (const char *const *f = unsafe_os; *f; f++) {
+            lua_pushnil(L);
+            lua_setfield(L, -2, *f);
+        }
+        lua_pop(L, 1);
+        lua_getglobal(L, "string");
+        lua_pushnil(L);
+        lua_setfield(L, -2, "dump"); /* bytecode out is bytecode in, elsewhere */
+        lua_pop(L, 1);
+        lua_pushcfunction(L, l_sandboxed_require);
+        lua_setglobal(L, "require");
+        lua_pushcfunction(L, l_print);
+        lua_setglobal(L, "print");
+    }
+    /* Kept before the policy runs, which may replace the globals. */
+    lua_getglobal(L, "string");
+    lua_getfield(L, -1, "format");
+    lua_setfield(L, LUA_REGISTRYINDEX, "mmt.format");
+    lua_pop(L, 1);
+    lua_getglobal(L, "tostring");
+    lua_setfield(L, LUA_REGISTRYINDEX, "mmt.tostring");
+
+    /* The mmt module, made once: require "mmt" returns it. */
+    lua_pushcfunction(L, mmt__open_module);
+    lua_call(L, 0, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "mmt.module");
+    if (unsafe) {
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "loaded");
+        lua_getfield(L, LUA_REGISTRYINDEX, "mmt.module");
+        lua_setfield(L, -2, "mmt");
+        lua_pop(L, 2);
+    }
+    /* After every library is open: luaopen_jit (in luaL_openlibs) turns the JIT on. */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    return 0;
+}
+
+/* ---- Loading ------------------------------------------------------------------------------ */
+
+/* The rules' and tasks' Lua references go with the state. */
+void mmt__pstate_free(pstate_t *s)
+{
+    if (!s) return;
+    for (size_t i = 0; i < s->nrules; i++) {
+        mmt__backend.free(s->rules[i].name);
+        mmt__backend.free(s->rules[i].where);
+    }
+    for (size_t i = 0; i < s->ntasks; i++) mmt__backend.free(s->tasks[i].where);
+    if (s->L) lua_close(s->L);
+    mmt__backend.free(s->rules);
+    mmt__backend.free(s->tasks);
+    mmt__backend.free(s);
+}
+
+/* Reads the whole file into a backend buffer; NULL with a message on failure. */
+static char *read_policy_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= MMT__MAX_POLICY_BYTES) {
+                snprintf(err, errlen, "%s: larger than the %zu MiB a policy file may be", path,
+                         MMT__MAX_POLICY_BYTES >> 20);
+                goto fail;
+            }
+            size_t ncap = cap ? cap * 2 : 16384;
+            char *nb = mmt__backend.realloc(buf, ncap + 1);
+            if (!nb) {
+                snprintf(err, errlen, "%s: out of memory reading the file", path);
+                goto fail;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        goto fail;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+fail:
+    fclose(f);
+    mmt__backend.free(buf);
+    return NULL;
+}
+
+pstate_t *mmt__pstate_load(struct mmt_policy *p, const char *path, char *err, size_t errlen)
+{
+    size_t len;
+    char *text = read_policy_file(path, &len, err, errlen);
+    if (!text) return NULL;
+    if (len > 0 && text[0] == LUA_SIGNATURE[0]) {
+        snprintf(err, errlen, "%s: is a compiled (binary) chunk; policies must be Lua source",
+                 path);
+        mmt__backend.free(text);
+        return NULL;
+    }
+
+    pstate_t *s = mmt__backend.calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "%s: out of memory for the policy state", path);
+        mmt__backend.free(text);
+        return NULL;
+    }
+    s->engine = p;
+    s->lua_limit = p->opts.lua_memory_limit;
+    s->budget_ms = p->opts.budget_ms;
+    s->L = lua_newstate(state_alloc, s);
+    if (!s->L) {
+        snprintf(err, errlen, "%s: cannot create a Lua state (out of memory?)", path);
+        mmt__backend.free(text);
+        mmt__pstate_free(s);
+        return NULL;
+    }
+    lua_State *L = s->L;
+    int rc = lua_cpcall(L, open_libraries, s);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: cannot set up the policy state: %s", path,
+                 rc == LUA_ERRMEM ? "out of memory" : lua_tostring(L, -1));
+        mmt__backend.free(text);
+        mmt__pstate_free(s);
+        return NULL;
+    }
+
+    char chunkname[512];
+    snprintf(chunkname, sizeof chunkname, "@%s", path);
+    s->loading = true;
+    rc = luaL_loadbuffer(L, text, len, chunkname);
+    mmt__backend.free(text);
+    if (rc == 0) rc = mmt__pstate_call(s, 0, 0);
+    s->loading = false;
+    if (rc != 0) {
+        const char *msg = lua_tostring(L, -1);
+        if (rc == LUA_ERRMEM)
+            snprintf(err, errlen, "%s: out of memory (the policy VM may hold %zu bytes)", path,
+                     s->lua_limit);
+        else if (msg && strncmp(msg, path, strlen(path)) == 0)
+            snprintf(err, errlen, "%s", msg); /* already "file:line: message" */
+        else
+            snprintf(err, errlen, "%s: %s", path, msg ? msg : "error without a message");
+        mmt__pstate_free(s);
+        return NULL;
+    }
+    return s;
+}

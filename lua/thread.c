@@ -1,0 +1,173 @@
+/*
+ * The engine's own thread: it ticks the timer (rules and mmt.every tasks) every
+ * interval_ms, and with `watch` it reloads the policy when its file changes. inotify
+ * watches the file's directory, so that both a write in place (IN_CLOSE_WRITE) and an
+ * editor's save by rename (IN_MOVED_TO) are seen; where inotify cannot be had, the file's
+ * identity is polled every 250 ms instead. An eventfd wakes the thread to stop it.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <stdalign.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "engine.h"
+
+enum { STAT_POLL_MS = 250 };
+
+typedef struct watcher {
+    int fd;            /* inotify, or -1: poll stat instead */
+    int wd;            /* the directory's watch, or -1 */
+    char *name;        /* the file's name within its directory */
+    char *path;        /* for stat polling */
+    struct stat seen;  /* identity at the last check (stat polling) */
+    bool seen_ok;
+    unsigned generation;
+} watcher_t;
+
+static bool same_file_state(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Points the watcher at the engine's current path, if it changed. */
+static void rearm(struct mmt_policy *p, watcher_t *w)
+{
+    unsigned gen = atomic_load(&p->path_generation);
+    if (gen == w->generation) return;
+    w->generation = gen;
+    char *path = mmt__policy_path(p);
+    if (!path) return;
+    mmt__backend.free(w->path);
+    mmt__backend.free(w->name);
+    w->path = path;
+    w->seen_ok = stat(path, &w->seen) == 0;
+
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t n = strlen(base) + 1;
+    w->name = mmt__backend.malloc(n);
+    if (w->name) memcpy(w->name, base, n);
+    if (w->fd < 0) return;
+    char dir[PATH_MAX];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (w->wd >= 0) inotify_rm_watch(w->fd, w->wd);
+    w->wd = inotify_add_watch(w->fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
+    if (w->wd < 0)
+        mmt__policy_log(p, MMT_LOG_WARN, "%s: cannot watch its directory (%s); checking the file "
+                        "every %d ms instead", path, strerror(errno), STAT_POLL_MS);
+}
+
+/* True if an event names the policy file. IN_CREATE alone is not a change yet: the
+ * IN_CLOSE_WRITE that follows is. */
+static bool drain_events(watcher_t *w)
+{
+    alignas(struct inotify_event) char buf[4096];
+    bool changed = false;
+    for (;;) {
+        ssize_t n = read(w->fd, buf, sizeof buf);
+        if (n <= 0) break;
+        for (char *at = buf; at < buf + n;) {
+            struct inotify_event *e = (struct inotify_event *)at;
+            if (e->len && w->name && strcmp(e->name, w->name) == 0 &&
+                (e->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)))
+                changed = true;
+            at += sizeof *e + e->len;
+        }
+    }
+    return changed;
+}
+
+static bool stat_changed(watcher_t *w)
+{
+    if (!w->path) return false;
+    struct stat now;
+    bool ok = stat(w->path, &now) == 0;
+    bool changed = ok && (!w->seen_ok || !same_file_state(&now, &w->seen));
+    if (ok) w->seen = now;
+    w->seen_ok = ok;
+    return changed;
+}
+
+static void *engine_thread(void *arg)
+{
+    struct mmt_policy *p = arg;
+    bool watch = p->opts.watch != 0;
+    watcher_t w = {.fd = -1, .wd = -1, .generation = 0};
+    if (watch) w.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    double interval = p->opts.interval_ms / 1000.0;
+    double next_tick = interval > 0 ? mmt__now() + interval : INFINITY;
+
+    for (;;) {
+        if (watch) rearm(p, &w);
+        bool polling = watch && (w.fd < 0 || w.wd < 0);
+        double now = mmt__now();
+        int timeout = -1;
+        if (interval > 0) timeout = next_tick > now ? (int)ceil((next_tick - now) * 1000) : 0;
+        if (polling && (timeout < 0 || timeout > STAT_POLL_MS)) timeout = STAT_POLL_MS;
+        if (watch && w.generation == 0 && (timeout < 0 || timeout > STAT_POLL_MS))
+            timeout = STAT_POLL_MS; /* no path yet: look again soon */
+
+        struct pollfd fds[2] = {{.fd = p->wake_fd, .events = POLLIN},
+                                {.fd = w.fd, .events = POLLIN}};
+        int nfds = w.fd >= 0 && w.wd >= 0 ? 2 : 1;
+        int rc = poll(fds, (nfds_t)nfds, timeout);
+        if (rc < 0 && errno != EINTR) break;
+        if (fds[0].revents) break; /* asked to stop */
+
+        bool changed = false;
+        if (nfds == 2 && fds[1].revents) changed = drain_events(&w);
+        if (polling) changed = stat_changed(&w) || changed;
+        if (changed) {
+            mmt__policy_file_changed(p);
+            if (polling) stat_changed(&w); /* a reload is not a change */
+        }
+        if (interval > 0 && mmt__now() >= next_tick) {
+            mmt__policy_tick(p);
+            next_tick += interval;
+            now = mmt__now();
+            if (next_tick <= now) next_tick = now + interval; /* fell behind: skip ticks */
+        }
+    }
+    if (w.fd >= 0) close(w.fd);
+    mmt__backend.free(w.path);
+    mmt__backend.free(w.name);
+    return NULL;
+}
+
+int mmt__thread_start(struct mmt_policy *p)
+{
+    p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (p->wake_fd < 0) return -1;
+    if (pthread_create(&p->thread, NULL, engine_thread, p) != 0) {
+        close(p->wake_fd);
+        p->wake_fd = -1;
+        return -1;
+    }
+    p->thread_started = true;
+    return 0;
+}
+
+void mmt__thread_stop(struct mmt_policy *p)
+{
+    if (!p->thread_started) return;
+    uint64_t one = 1;
+    ssize_t w = write(p->wake_fd, &one, sizeof one);
+    (void)w;
+    pthread_join(p->thread, NULL);
+    close(p->wake_fd);
+    p->wake_fd = -1;
+    p->thread_started = false;
+}
