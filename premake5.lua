@@ -91,10 +91,10 @@ project "mmt-demo"
    links(system_libs)
 
 -- One cmocka program per unit; tests/run runs them all.
-for _, unit in ipairs({ "alloc", "counters", "listener", "crash" }) do
+for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload" }) do
    project("test_" .. unit)
       kind "ConsoleApp"
-      files { "tests/test_" .. unit .. ".c", "tests/testutil.h" }
+      files { "tests/test_" .. unit .. ".c", "tests/testutil.h", "tests/policyutil.h" }
       links { "mmtmem-static", "cmocka" }
       links(system_libs)
 end

@@ -62,6 +62,9 @@ int mmt__pstate_call(pstate_t *s, int nargs, int nresults)
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
     int rc = lua_pcall(L, nargs, nresults, 0);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    /* LuaJIT does not collect when an allocation fails: the garbage of the call that hit
+     * the cap would make the next call fail too. */
+    if (rc == LUA_ERRMEM) lua_gc(L, LUA_GCCOLLECT, 0);
     return rc;
 }
 
