@@ -219,7 +219,8 @@ static void test_policy_vm_memory_is_not_counted_but_reported(void **state)
 {
     (void)state;
     captured_log_t *log = new_log();
-    mmt_policy_t *p = new_engine(NULL, log);
+    mmt_policy_options_t o = {.budget_ms = 20000}; /* slow under sanitizers */
+    mmt_policy_t *p = new_engine(&o, log);
     mmt_meminfo_t before = meminfo_now();
     load_text(p, "big.lua",
               "local mmt = require 'mmt'\n"
@@ -443,7 +444,9 @@ static void test_policy_memory_bomb_gets_an_error_and_the_host_lives(void **stat
 {
     (void)state;
     captured_log_t *log = new_log();
-    mmt_policy_options_t o = {.lua_memory_limit = 16 << 20};
+    /* The budget is generous so that the cap, not the clock, stops these rules, even
+     * under sanitizers. */
+    mmt_policy_options_t o = {.lua_memory_limit = 16 << 20, .budget_ms = 20000};
     mmt_policy_t *p = new_engine(&o, log);
     load_text(p, "bomb.lua",
               "local mmt = require 'mmt'\n"

@@ -183,6 +183,14 @@ static void test_reload_busy_engine_never_blocks_allocation_elsewhere(void **sta
     free_log(log);
 }
 
+static void *open_gate_later(void *arg)
+{
+    gate_t *g = arg;
+    sleep_ms(100);
+    sem_post(&g->release);
+    return NULL;
+}
+
 static void test_reload_waits_for_a_running_rule_then_switches(void **state)
 {
     (void)state;
@@ -202,11 +210,13 @@ static void test_reload_waits_for_a_running_rule_then_switches(void **state)
     char text[512];
     policy_saying(text, sizeof text, "replacement");
     write_by_rename(path, text);
-    /* The new file loads while the old rule runs; the switch waits for the rule. */
-    sleep_ms(100);
-    sem_post(&g.release);
+    /* Reload while the rule is held at the gate: the new file loads beside it, and the
+     * switch waits until the rule has finished. */
+    pthread_t opener;
+    assert_int_equal(pthread_create(&opener, NULL, open_gate_later, &g), 0);
     assert_int_equal(mmt_policy_reload(p), 0);
-    assert_logged(log, "OLD DONE");
+    assert_int_equal(log_count(log, "OLD DONE"), 1); /* finished before the switch */
+    pthread_join(opener, NULL);
     assert_true(wait_for_log(log, "ACTIVE replacement", 2000));
     mmt_policy_free(p);
     sem_destroy(&g.entered);
