@@ -1,31 +1,46 @@
 /*
- * mmt-demo: a small host program that uses libmmtmem the way a long-running service does.
- * It simulates a flow table that grows under load and is trimmed back, with a C listener
- * that warns when memory in use passes a high-water mark and says when it is back under
- * a low one, and prints mmt_meminfo() as it goes and at the end.
+ * mmt-demo: a host program that uses libmmtmem the way a long-running service does. It
+ * simulates a flow table whose size follows a wave, between a few MiB and about 50 MiB,
+ * under a Lua policy (policies/demo.lua by default) that warns, reports, and asks the
+ * program to shed flows when usage passes a budget. The policy file is watched: edit it
+ * while the demo runs and the change takes effect at once.
  *
- *   mmt-demo [FLOWS]      (default 200000 flows at the top of the load)
+ *   mmt-demo [--policy FILE] [--seconds N]     (N = 0: run until interrupted)
+ *
+ * At the end it prints mmt_meminfo() and checks that every byte came back.
  */
+#define _DEFAULT_SOURCE /* M_PI */
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mmt/memory.h"
+#include "mmt/policy.h"
 
 typedef struct flow {
     uint32_t src, dst;
     uint16_t sport, dport;
     uint64_t packets, bytes;
     char *label;
+    unsigned char *history; /* recent packet headers: most of a flow's memory */
     struct flow *next;
 } flow_t;
 
-enum { BUCKETS = 1 << 14 };
+enum { BUCKETS = 1 << 15, HISTORY = 512, PEAK_FLOWS = 80000 };
 
-typedef struct table {
-    flow_t **buckets;
-    size_t count;
-} table_t;
+/* The table. table_lock is recursive: a checkpoint inside table_add's own mmt_malloc can
+ * run the policy, whose "shed" action trims the table on the same thread. table_add
+ * links a flow only once all its memory is allocated, so a trim in between sees a
+ * consistent table. The timer thread's trims take the same lock. */
+static pthread_mutex_t table_lock;
+static flow_t *buckets[BUCKETS];
+static size_t flow_count;
+static size_t next_drop;   /* bucket where trimming resumes */
+static double flow_limit = PEAK_FLOWS; /* lowered by a shed, as a cache would shrink */
 
 static unsigned long rng = 88172645463325252ul;
 static unsigned long next_random(void)
@@ -36,7 +51,7 @@ static unsigned long next_random(void)
     return rng;
 }
 
-static void table_add(table_t *t)
+static void table_add(void)
 {
     flow_t *f = mmt_calloc(1, sizeof *f);
     f->src = (uint32_t)next_random();
@@ -46,112 +61,158 @@ static void table_add(table_t *t)
     char label[48];
     snprintf(label, sizeof label, "flow-%08x-%u", f->src, (unsigned)f->sport);
     f->label = mmt_strdup(label);
+    f->history = mmt_malloc(HISTORY);
+    memset(f->history, 0, HISTORY);
+    pthread_mutex_lock(&table_lock);
     size_t b = f->src % BUCKETS;
-    f->next = t->buckets[b];
-    t->buckets[b] = f;
-    t->count++;
+    f->next = buckets[b];
+    buckets[b] = f;
+    flow_count++;
+    pthread_mutex_unlock(&table_lock);
 }
 
-/* Drops flows until only `keep` remain, oldest buckets first. */
-static void table_trim(table_t *t, size_t keep)
+/* Drops flows, round-robin over the buckets, until `keep` remain. */
+static void table_trim(size_t keep)
 {
-    for (size_t b = 0; b < BUCKETS && t->count > keep; b++) {
-        while (t->buckets[b] && t->count > keep) {
-            flow_t *f = t->buckets[b];
-            t->buckets[b] = f->next;
+    pthread_mutex_lock(&table_lock);
+    for (size_t scanned = 0; scanned < BUCKETS && flow_count > keep; scanned++) {
+        size_t b = next_drop;
+        next_drop = (next_drop + 1) % BUCKETS;
+        while (buckets[b] && flow_count > keep) {
+            flow_t *f = buckets[b];
+            buckets[b] = f->next;
+            mmt_free(f->history);
             mmt_free(f->label);
             mmt_free(f);
-            t->count--;
+            flow_count--;
         }
     }
+    pthread_mutex_unlock(&table_lock);
 }
 
-static void print_meminfo(const char *when)
+/* Host action "shed": release about `bytes`, return what was released. */
+static int64_t shed(int64_t bytes, void *ud)
 {
-    mmt_meminfo_t m;
-    mmt_meminfo(&m);
-    printf("%-22s in use %10llu B  peak %10llu B  allocated %11llu B  freed %11llu B  "
-           "allocations %8llu  frees %8llu\n",
-           when, (unsigned long long)m.in_use, (unsigned long long)m.peak,
-           (unsigned long long)m.allocated, (unsigned long long)m.freed,
-           (unsigned long long)m.allocations, (unsigned long long)m.frees);
+    (void)ud;
+    mmt_meminfo_t before, after;
+    mmt_meminfo(&before);
+    pthread_mutex_lock(&table_lock);
+    size_t per_flow = before.in_use / (flow_count ? flow_count : 1);
+    size_t drop = per_flow ? (size_t)(bytes > 0 ? bytes : 0) / per_flow : 0;
+    table_trim(drop < flow_count ? flow_count - drop : 0);
+    flow_limit = (double)flow_count;
+    pthread_mutex_unlock(&table_lock);
+    mmt_meminfo(&after);
+    return (int64_t)before.in_use - (int64_t)after.in_use;
 }
 
-/* High-water listener with hysteresis: two edge-triggered listeners, one per direction. */
-typedef struct marks {
-    uint64_t high, low;
-    int above; /* state the pair shares */
-} marks_t;
-
-static int over_high(const mmt_meminfo_t *m, void *arg)
+static double start_time;
+static double seconds_now(void)
 {
-    const marks_t *k = arg;
-    return m->in_use > k->high;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void warn_high(const mmt_meminfo_t *m, void *arg)
+static void print_log(int level, const char *message, void *ud)
 {
-    marks_t *k = arg;
-    k->above = 1;
-    printf("  [listener] high-water: %llu B in use, above %llu B\n",
-           (unsigned long long)m->in_use, (unsigned long long)k->high);
+    (void)ud;
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    printf("[%6.2fs] %-5s %s\n", seconds_now() - start_time, names[level & 3], message);
+    fflush(stdout);
 }
 
-static int back_under_low(const mmt_meminfo_t *m, void *arg)
+static volatile sig_atomic_t interrupted;
+static void on_interrupt(int sig)
 {
-    const marks_t *k = arg;
-    return k->above && m->in_use < k->low;
+    (void)sig;
+    interrupted = 1;
 }
 
-static void note_low(const mmt_meminfo_t *m, void *arg)
+static void usage(void)
 {
-    marks_t *k = arg;
-    k->above = 0;
-    printf("  [listener] resolved: %llu B in use, under %llu B\n", (unsigned long long)m->in_use,
-           (unsigned long long)k->low);
+    fprintf(stderr, "usage: mmt-demo [--policy FILE] [--seconds N]\n");
+    exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    size_t top = argc > 1 ? strtoul(argv[1], NULL, 10) : 200000;
-    if (top == 0) {
-        fprintf(stderr, "mmt-demo: FLOWS must be a positive number, not \"%s\"\n", argv[1]);
-        return 2;
+    const char *policy = "policies/demo.lua";
+    double seconds = 8;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc) {
+            policy = argv[++i];
+        } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+            char *end;
+            seconds = strtod(argv[++i], &end);
+            if (*end || seconds < 0) {
+                fprintf(stderr, "mmt-demo: --seconds wants a number >= 0, not \"%s\"\n", argv[i]);
+                return 2;
+            }
+        } else {
+            usage();
+        }
     }
-    printf("mmt-demo, libmmtmem %s: flow table up to %zu flows\n", mmt_version(), top);
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&table_lock, &attr);
+    signal(SIGINT, on_interrupt);
+    start_time = seconds_now();
 
-    /* Marks scaled to the load: a flow costs about 68 bytes with its label, so waves 2
-     * and 3 pass the high mark and each trim brings usage back under the low one. */
-    marks_t marks = {.high = top * 40, .low = top * 20};
-    mmt_mem_set_checkpoint(256 * 1024);
-    int hi = mmt_mem_listen(over_high, warn_high, &marks);
-    int lo = mmt_mem_listen(back_under_low, note_low, &marks);
-    if (hi < 0 || lo < 0) {
-        fprintf(stderr, "mmt-demo: cannot register listeners: %s\n",
-                mmt_strerror(hi < 0 ? hi : lo));
+    printf("mmt-demo, libmmtmem %s: a flow table under the policy %s, for %s\n", mmt_version(),
+           policy, seconds > 0 ? "a few seconds" : "as long as you like (Ctrl-C ends it)");
+    printf("Edit %s while this runs: the change takes effect at once.\n\n", policy);
+    fflush(stdout);
+
+    mmt_policy_options_t opts = {.interval_ms = 100, .watch = 1, .checkpoint_bytes = 256 << 10};
+    mmt_policy_t *engine = mmt_policy_new(&opts);
+    if (!engine) {
+        fprintf(stderr, "mmt-demo: cannot start the policy engine\n");
+        return 1;
+    }
+    mmt_policy_set_log(engine, print_log, NULL);
+    mmt_policy_action(engine, "shed", shed, NULL);
+    if (mmt_policy_load(engine, policy) != 0) {
+        fprintf(stderr, "mmt-demo: %s\n", mmt_policy_error(engine));
+        mmt_policy_free(engine);
         return 1;
     }
 
-    table_t t = {.buckets = mmt_calloc(BUCKETS, sizeof(flow_t *))};
-    print_meminfo("start");
-    for (int wave = 1; wave <= 3; wave++) {
-        size_t target = top * (size_t)wave / 3;
-        while (t.count < target) table_add(&t);
-        char when[32];
-        snprintf(when, sizeof when, "wave %d: %zu flows", wave, t.count);
-        print_meminfo(when);
-        table_trim(&t, t.count / 4);
-        snprintf(when, sizeof when, "trimmed to %zu", t.count);
-        print_meminfo(when);
+    /* The load follows a wave with a 4-second period: flows are added while under the
+     * wave's target and expire while over it. After a shed the table keeps under the size
+     * the shed left, a limit that relaxes by 10% a second. */
+    while (!interrupted) {
+        double t = seconds_now() - start_time;
+        if (seconds > 0 && t >= seconds) break;
+        size_t target = (size_t)(PEAK_FLOWS * (0.5 - 0.5 * cos(2 * M_PI * t / 4.0)));
+        pthread_mutex_lock(&table_lock);
+        size_t count = flow_count;
+        flow_limit = flow_limit * 1.001 < PEAK_FLOWS ? flow_limit * 1.001 : PEAK_FLOWS;
+        if ((double)target > flow_limit) target = (size_t)flow_limit;
+        pthread_mutex_unlock(&table_lock);
+        if (count < target) {
+            for (size_t i = 0; i < 2000 && count + i < target; i++) table_add();
+        } else if (count > target) {
+            table_trim(count - (count - target < 2000 ? count - target : 2000));
+        }
+        struct timespec nap = {0, 10 * 1000 * 1000};
+        nanosleep(&nap, NULL);
     }
-    table_trim(&t, 0);
-    mmt_free(t.buckets);
-    mmt_mem_unlisten(hi);
-    mmt_mem_unlisten(lo);
-    print_meminfo("final");
+    mmt_policy_free(engine);
 
     mmt_meminfo_t m;
     mmt_meminfo(&m);
+    printf("\nat the end of the load: %zu flows, in use %llu B, peak %llu B\n", flow_count,
+           (unsigned long long)m.in_use, (unsigned long long)m.peak);
+    table_trim(0);
+    mmt_meminfo(&m);
+    printf("mmt_meminfo: allocated %llu B, freed %llu B, in use %llu B, peak %llu B, "
+           "allocations %llu, frees %llu, reallocs %llu\n",
+           (unsigned long long)m.allocated, (unsigned long long)m.freed,
+           (unsigned long long)m.in_use, (unsigned long long)m.peak,
+           (unsigned long long)m.allocations, (unsigned long long)m.frees,
+           (unsigned long long)m.reallocs);
     if (m.in_use != 0) {
         fprintf(stderr, "mmt-demo: %llu bytes still in use at exit\n",
                 (unsigned long long)m.in_use);
