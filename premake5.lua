@@ -99,6 +99,13 @@ for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "rel
       links(system_libs)
 end
 
+-- Benchmarks: print figures, never fail on a timing.
+project "bench_policy"
+   kind "ConsoleApp"
+   files { "tests/bench/bench_policy.c" }
+   links { "mmtmem-static" }
+   links(system_libs)
+
 -- Loads the shared library with dlopen, so it links neither library.
 project "test_shared"
    kind "ConsoleApp"
