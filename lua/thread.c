@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdalign.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -151,7 +152,14 @@ int mmt__thread_start(struct mmt_policy *p)
 {
     p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->wake_fd < 0) return -1;
-    if (pthread_create(&p->thread, NULL, engine_thread, p) != 0) {
+    /* The thread is the library's: the host's signals go to the host's threads. It
+     * inherits the mask in force at creation, so block everything around the call. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&p->thread, NULL, engine_thread, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         close(p->wake_fd);
         p->wake_fd = -1;
         return -1;
