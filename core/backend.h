@@ -22,6 +22,14 @@ typedef struct mmt__backend {
  * while no other thread allocates through mmt (tests do it at quiescent points). */
 extern mmt__backend_t mmt__backend;
 
+/* A copy of s from the backend (uncounted, for mmt's own bookkeeping), or NULL. */
+char *mmt__backend_strdup(const char *s);
+
+/* Returns `array` (holding `count` elements of `size` bytes, room for *cap) with room for
+ * one more, doubling its capacity from `first`; NULL, with `array` untouched, if the
+ * backend has no memory. */
+void *mmt__backend_grow(void *array, size_t *cap, size_t count, size_t size, size_t first);
+
 /* Installs `b` (copied); NULL restores libc's. Returns the table that was in force. */
 mmt__backend_t mmt__backend_set(const mmt__backend_t *b);
 

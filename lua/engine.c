@@ -25,14 +25,6 @@ double mmt__now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static char *dup_string(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = mmt__backend.malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 /* ---- Logging ---------------------------------------------------------------------------- */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -91,8 +83,9 @@ int mmt_policy_action(mmt_policy_t *p, const char *name, mmt_policy_action_fn fn
             return 0;
         }
     }
-    char *copy = dup_string(name);
-    action_t *na = copy ? mmt__backend.realloc(p->actions, (p->nactions + 1) * sizeof *na) : NULL;
+    char *copy = mmt__backend_strdup(name);
+    action_t *na = copy ? mmt__backend_grow(p->actions, &p->actions_cap, p->nactions, sizeof *na, 4)
+                        : NULL;
     if (!na) {
         pthread_mutex_unlock(&p->conf_lock);
         mmt__backend.free(copy);
@@ -210,7 +203,7 @@ int mmt_policy_load(mmt_policy_t *p, const char *path)
     if (tls_running == p) return MMT_EBUSY;
     pthread_mutex_lock(&p->load_lock);
     if (!p->path || strcmp(p->path, path) != 0) {
-        char *copy = dup_string(path);
+        char *copy = mmt__backend_strdup(path);
         if (!copy) {
             pthread_mutex_unlock(&p->load_lock);
             return MMT_ENOMEM;
@@ -242,7 +235,7 @@ void mmt__policy_file_changed(struct mmt_policy *p)
 char *mmt__policy_path(struct mmt_policy *p)
 {
     pthread_mutex_lock(&p->load_lock);
-    char *copy = p->path ? dup_string(p->path) : NULL;
+    char *copy = p->path ? mmt__backend_strdup(p->path) : NULL;
     pthread_mutex_unlock(&p->load_lock);
     return copy;
 }

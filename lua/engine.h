@@ -108,7 +108,7 @@ struct mmt_policy {
     /* conf_lock protects: actions, log_fn, log_ud. Held only to copy them out. */
     pthread_mutex_t conf_lock;
     action_t *actions;
-    size_t nactions;
+    size_t nactions, actions_cap;
     mmt_policy_log_fn log_fn;
     void *log_ud;
 

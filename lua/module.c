@@ -23,14 +23,6 @@ const char *const mmt__metric_names[METRIC_COUNT] = {
     "frees",  "reallocs",  "rate",  "rss",  "lua",
 };
 
-static char *dup_string(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = mmt__backend.malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 /* "file:line" of the policy line that called the running C function. */
 static char *caller_position(lua_State *L)
 {
@@ -241,14 +233,10 @@ static int l_rule(lua_State *L)
     r.fire_ref = function_field(L, name, "fire", true);
     r.resolve_ref = function_field(L, name, "resolve", false);
 
-    if (s->nrules == s->rules_cap) {
-        size_t cap = s->rules_cap ? s->rules_cap * 2 : 8;
-        rule_t *nr = mmt__backend.realloc(s->rules, cap * sizeof *nr);
-        if (!nr) return luaL_error(L, "mmt.rule: out of memory");
-        s->rules = nr;
-        s->rules_cap = cap;
-    }
-    r.name = dup_string(name);
+    rule_t *rules = mmt__backend_grow(s->rules, &s->rules_cap, s->nrules, sizeof *rules, 8);
+    if (!rules) return luaL_error(L, "mmt.rule: out of memory");
+    s->rules = rules;
+    r.name = mmt__backend_strdup(name);
     r.where = caller_position(L);
     if (!r.name || !r.where) {
         mmt__backend.free(r.name);
@@ -269,13 +257,9 @@ static int l_every(lua_State *L)
     luaL_argcheck(L, period > 0 && isfinite(period), 1, "the period must be a positive number of "
                                                         "seconds");
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    if (s->ntasks == s->tasks_cap) {
-        size_t cap = s->tasks_cap ? s->tasks_cap * 2 : 4;
-        task_t *nt = mmt__backend.realloc(s->tasks, cap * sizeof *nt);
-        if (!nt) return luaL_error(L, "mmt.every: out of memory");
-        s->tasks = nt;
-        s->tasks_cap = cap;
-    }
+    task_t *tasks = mmt__backend_grow(s->tasks, &s->tasks_cap, s->ntasks, sizeof *tasks, 4);
+    if (!tasks) return luaL_error(L, "mmt.every: out of memory");
+    s->tasks = tasks;
     char *where = caller_position(L);
     if (!where) return luaL_error(L, "mmt.every: out of memory");
     lua_settop(L, 2);

@@ -55,10 +55,7 @@ static void rearm(struct mmt_policy *p, watcher_t *w)
     w->seen_ok = stat(path, &w->seen) == 0;
 
     const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    size_t n = strlen(base) + 1;
-    w->name = mmt__backend.malloc(n);
-    if (w->name) memcpy(w->name, base, n);
+    w->name = mmt__backend_strdup(slash ? slash + 1 : path);
     if (w->fd < 0) return;
     char dir[PATH_MAX];
     if (!slash) snprintf(dir, sizeof dir, ".");

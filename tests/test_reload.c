@@ -153,22 +153,43 @@ static int64_t wait_at_gate(int64_t arg, void *ud)
     return sem_timedwait(&g->release, &ts) == 0 ? 1 : 0;
 }
 
+/* An engine with a timer whose policy has one rule that calls the host action "gate"
+ * and then logs `done`; returns once the timer thread is held inside that rule. */
+static mmt_policy_t *engine_held_at_gate(captured_log_t *log, gate_t *g, const char *file,
+                                         const char *done)
+{
+    mmt_policy_options_t o = {.interval_ms = 10};
+    mmt_policy_t *p = new_engine(&o, log);
+    sem_init(&g->entered, 0, 0);
+    sem_init(&g->release, 0, 0);
+    mmt_policy_action(p, "gate", wait_at_gate, g);
+    char text[512];
+    snprintf(text, sizeof text,
+             "local mmt = require 'mmt'\n"
+             "mmt.rule { name = 'g', when = function() return true end,\n"
+             "  fire = function() mmt.log('info', '%s %%d', mmt.call('gate')) end }\n",
+             done);
+    const char *path = policy_path(file);
+    write_in_place(path, text);
+    assert_int_equal(mmt_policy_load(p, path), 0);
+    sem_wait(&g->entered);
+    return p;
+}
+
+static void free_gated(mmt_policy_t *p, gate_t *g, captured_log_t *log)
+{
+    mmt_policy_free(p);
+    sem_destroy(&g->entered);
+    sem_destroy(&g->release);
+    free_log(log);
+}
+
 static void test_reload_busy_engine_never_blocks_allocation_elsewhere(void **state)
 {
     (void)state;
     captured_log_t *log = new_log();
-    mmt_policy_options_t o = {.interval_ms = 10};
-    mmt_policy_t *p = new_engine(&o, log);
     gate_t g;
-    sem_init(&g.entered, 0, 0);
-    sem_init(&g.release, 0, 0);
-    mmt_policy_action(p, "gate", wait_at_gate, &g);
-    write_in_place(policy_path("gate.lua"),
-                   "local mmt = require 'mmt'\n"
-                   "mmt.rule { name = 'g', when = function() return true end,\n"
-                   "  fire = function() mmt.log('info', 'GATE %d', mmt.call('gate')) end }\n");
-    assert_int_equal(mmt_policy_load(p, policy_path("gate.lua")), 0);
-    sem_wait(&g.entered); /* the timer thread is inside the rule, engine busy */
+    mmt_policy_t *p = engine_held_at_gate(log, &g, "gate.lua", "GATE"); /* engine busy */
 
     /* Allocations crossing the checkpoint distance run the engine's hook, which must
      * find it busy and return. If it waited, this thread would never post the gate. */
@@ -177,10 +198,7 @@ static void test_reload_busy_engine_never_blocks_allocation_elsewhere(void **sta
     mmt_mem_set_checkpoint(0);
     sem_post(&g.release);
     assert_true(wait_for_log(log, "GATE 1", 5000)); /* released, not timed out */
-    mmt_policy_free(p);
-    sem_destroy(&g.entered);
-    sem_destroy(&g.release);
-    free_log(log);
+    free_gated(p, &g, log);
 }
 
 static void *open_gate_later(void *arg)
@@ -195,18 +213,9 @@ static void test_reload_waits_for_a_running_rule_then_switches(void **state)
 {
     (void)state;
     captured_log_t *log = new_log();
-    mmt_policy_options_t o = {.interval_ms = 10};
-    mmt_policy_t *p = new_engine(&o, log);
     gate_t g;
-    sem_init(&g.entered, 0, 0);
-    sem_init(&g.release, 0, 0);
-    mmt_policy_action(p, "gate", wait_at_gate, &g);
+    mmt_policy_t *p = engine_held_at_gate(log, &g, "running.lua", "OLD DONE");
     const char *path = policy_path("running.lua");
-    write_in_place(path, "local mmt = require 'mmt'\n"
-                         "mmt.rule { name = 'g', when = function() return true end,\n"
-                         "  fire = function() mmt.call('gate') mmt.log('info', 'OLD DONE') end }\n");
-    assert_int_equal(mmt_policy_load(p, path), 0);
-    sem_wait(&g.entered);
     char text[512];
     policy_saying(text, sizeof text, "replacement");
     write_by_rename(path, text);
@@ -218,10 +227,7 @@ static void test_reload_waits_for_a_running_rule_then_switches(void **state)
     assert_int_equal(log_count(log, "OLD DONE"), 1); /* finished before the switch */
     pthread_join(opener, NULL);
     assert_true(wait_for_log(log, "ACTIVE replacement", 2000));
-    mmt_policy_free(p);
-    sem_destroy(&g.entered);
-    sem_destroy(&g.release);
-    free_log(log);
+    free_gated(p, &g, log);
 }
 
 static void test_reload_two_engines_in_one_process(void **state)
