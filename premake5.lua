@@ -99,10 +99,10 @@ for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "rel
       links(system_libs)
 end
 
--- Benchmarks: print figures, never fail on a timing.
-project "bench_policy"
+-- The benchmark: prints figures, never fails on a timing.
+project "bench"
    kind "ConsoleApp"
-   files { "tests/bench/bench_policy.c" }
+   files { "tests/bench/*.c", "tests/bench/*.h" }
    links { "mmtmem-static" }
    links(system_libs)
 

@@ -1,10 +1,10 @@
 /*
- * bench_policy: what the policy engine costs.
+ * The benchmark's policy part: what the policy engine costs.
  *   - an explicit checkpoint (mmt_mem_checkpoint) with 0, 1 and 10 `when` rules loaded, and
  *     with 3 declarative rules (which run no Lua unless they cross): p50 and p99;
  *   - hot reload with `watch`: from the rename of an edited file until the engine has
  *     switched to it, p50 and p99 over 20 reloads.
- * Prints a table and one JSON object per figure. --quick runs fewer iterations.
+ * Prints a table and one JSON object per figure.
  */
 #define _DEFAULT_SOURCE /* usleep */
 #include <limits.h>
@@ -15,28 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "mmt/memory.h"
 #include "mmt/policy.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double percentile(double *v, size_t n, double q)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    size_t i = (size_t)(q * (double)(n - 1) + 0.5);
-    return v[i];
-}
 
 static void quiet(int level, const char *message, void *ud)
 {
@@ -93,12 +75,12 @@ static void bench_checkpoint(int when_rules, int declarative, int iterations)
     double *t = malloc((size_t)iterations * sizeof *t);
     for (int i = 0; i < 200; i++) mmt_mem_checkpoint(); /* warm up */
     for (int i = 0; i < iterations; i++) {
-        double a = now();
+        double a = bench_now();
         mmt_mem_checkpoint();
-        t[i] = now() - a;
+        t[i] = bench_now() - a;
     }
-    double p50 = percentile(t, (size_t)iterations, 0.50) * 1e6;
-    double p99 = percentile(t, (size_t)iterations, 0.99) * 1e6;
+    double p50 = bench_percentile(t, (size_t)iterations, 0.50) * 1e6;
+    double p99 = bench_percentile(t, (size_t)iterations, 0.99) * 1e6;
     printf("  checkpoint, %2d when rules, %d declarative: p50 %6.2f us  p99 %6.2f us\n",
            when_rules, declarative, p50, p99);
     printf("{\"figure\":\"checkpoint\",\"when_rules\":%d,\"declarative_rules\":%d,"
@@ -113,7 +95,7 @@ static void note_switch(int level, const char *message, void *ud)
 {
     (void)level;
     (void)ud;
-    if (strstr(message, ": reloaded,")) atomic_store(&switched_at, now());
+    if (strstr(message, ": reloaded,")) atomic_store(&switched_at, bench_now());
 }
 
 static void bench_reload(int reloads)
@@ -134,10 +116,10 @@ static void bench_reload(int reloads)
     for (int i = 0; i < reloads; i++) {
         make_policy(text, sizeof text, 1 + i % 3, 3);
         atomic_store(&switched_at, 0.0);
-        double a = now();
+        double a = bench_now();
         write_file(path, text);
         while (atomic_load(&switched_at) == 0.0) {
-            if (now() - a > 5) {
+            if (bench_now() - a > 5) {
                 fprintf(stderr, "bench_policy: reload %d not seen within 5 s\n", i);
                 exit(1);
             }
@@ -146,8 +128,8 @@ static void bench_reload(int reloads)
         t[i] = atomic_load(&switched_at) - a;
         usleep(20000);
     }
-    double p50 = percentile(t, (size_t)reloads, 0.50) * 1e3;
-    double p99 = percentile(t, (size_t)reloads, 0.99) * 1e3;
+    double p50 = bench_percentile(t, (size_t)reloads, 0.50) * 1e3;
+    double p99 = bench_percentile(t, (size_t)reloads, 0.99) * 1e3;
     printf("  reload by rename, watched:              p50 %6.2f ms  p99 %6.2f ms  (%d reloads)\n",
            p50, p99, reloads);
     printf("{\"figure\":\"reload\",\"reloads\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n", reloads, p50,
@@ -156,16 +138,15 @@ static void bench_reload(int reloads)
     mmt_policy_free(p);
 }
 
-int main(int argc, char **argv)
+void bench_policy(int quick)
 {
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     snprintf(dir, sizeof dir, "/tmp/mmt-bench-XXXXXX");
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
-        return 1;
+        exit(1);
     }
     int iterations = quick ? 2000 : 20000;
-    printf("policy engine (libmmtmem %s)\n", mmt_version());
+    printf("\npolicy engine: cost of an explicit checkpoint, and of a watched reload\n");
     bench_checkpoint(0, 0, iterations);
     bench_checkpoint(1, 0, iterations);
     bench_checkpoint(10, 0, iterations);
@@ -174,5 +155,5 @@ int main(int argc, char **argv)
     bench_reload(20);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : 1;
+    if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", dir);
 }
