@@ -50,18 +50,18 @@ static const char stray[] =
 /* The header check reads memory in front of a pointer that may not be an mmt block, or
  * that was freed: finding out is its job, so AddressSanitizer must let it read. */
 #if defined(__SANITIZE_ADDRESS__)
-#define NO_ASAN __attribute__((no_sanitize_address))
+#define CHECKER __attribute__((no_sanitize_address, noinline))
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#define NO_ASAN __attribute__((no_sanitize_address))
+#define CHECKER __attribute__((no_sanitize_address, noinline))
 #endif
 #endif
-#ifndef NO_ASAN
-#define NO_ASAN
+#ifndef CHECKER
+#define CHECKER inline __attribute__((always_inline)) /* on every free: no call */
 #endif
 
 /* Returns the header of ptr (non-NULL), or aborts naming `call` and ptr. */
-NO_ASAN static header_t *checked_header(const char *call, const void *ptr)
+static CHECKER header_t *checked_header(const char *call, const void *ptr)
 {
     if (MMT__UNLIKELY((uintptr_t)ptr % alignof(max_align_t) != 0))
         mmt__bad_pointer(call, ptr, "misaligned, so not a pointer mmt returned");

@@ -64,14 +64,33 @@ static inline void mmt__bump(_Atomic uint64_t *c, uint64_t n)
                           memory_order_release);
 }
 
-static inline void mmt__move(mmt__slot_t *s, int64_t delta)
+/* The pending movement after adding `delta`, stored; the caller checks the fold limit in
+ * the direction it moved, so each path makes one comparison. */
+static inline int64_t mmt__pend(mmt__slot_t *s, int64_t delta)
 {
     int64_t p = atomic_load_explicit(&s->pending, memory_order_relaxed) + delta;
     atomic_store_explicit(&s->pending, p, memory_order_relaxed);
+    return p;
+}
+
+static inline int64_t mmt__fold_limit_now(void)
+{
+    return atomic_load_explicit(&mmt__fold_limit, memory_order_relaxed);
+}
+
+/* Movement up: the only direction that can set a new high point of the window. */
+static inline void mmt__rise(mmt__slot_t *s, int64_t up)
+{
+    int64_t p = mmt__pend(s, up);
     if (p > atomic_load_explicit(&s->pending_max, memory_order_relaxed))
         atomic_store_explicit(&s->pending_max, p, memory_order_relaxed);
-    int64_t limit = atomic_load_explicit(&mmt__fold_limit, memory_order_relaxed);
-    if (MMT__UNLIKELY(p >= limit || p <= -limit)) mmt__fold(s);
+    if (MMT__UNLIKELY(p >= mmt__fold_limit_now())) mmt__fold(s);
+}
+
+static inline void mmt__fall(mmt__slot_t *s, int64_t down)
+{
+    int64_t p = mmt__pend(s, -down);
+    if (MMT__UNLIKELY(p <= -mmt__fold_limit_now())) mmt__fold(s);
 }
 
 static inline void mmt__count_alloc(uint64_t n)
@@ -83,7 +102,7 @@ static inline void mmt__count_alloc(uint64_t n)
     }
     mmt__bump(&s->allocated, n);
     mmt__bump(&s->allocations, 1);
-    mmt__move(s, (int64_t)n);
+    mmt__rise(s, (int64_t)n);
 }
 
 static inline void mmt__count_free(uint64_t n)
@@ -95,7 +114,7 @@ static inline void mmt__count_free(uint64_t n)
     }
     mmt__bump(&s->freed, n);
     mmt__bump(&s->frees, 1);
-    mmt__move(s, -(int64_t)n);
+    mmt__fall(s, (int64_t)n);
 }
 
 static inline void mmt__count_realloc(uint64_t add, uint64_t sub)
@@ -108,7 +127,8 @@ static inline void mmt__count_realloc(uint64_t add, uint64_t sub)
     mmt__bump(&s->allocated, add);
     mmt__bump(&s->freed, sub);
     mmt__bump(&s->reallocs, 1);
-    mmt__move(s, (int64_t)add - (int64_t)sub);
+    if (add >= sub) mmt__rise(s, (int64_t)(add - sub));
+    else mmt__fall(s, (int64_t)(sub - add));
 }
 
 /* Folds this thread's pending movement now (before an explicit checkpoint). */

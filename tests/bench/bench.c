@@ -17,6 +17,8 @@
  * the policy engine's costs (bench_policy.c).
  *
  *   bench [--quick]     --quick: small counts, for a smoke run (well under 20 s)
+ *   bench --only WORKLOAD VARIANT THREADS OPS
+ *                       one run, for profiling (perf, valgrind --tool=callgrind)
  */
 #define _GNU_SOURCE /* mallinfo2, gnu_get_libc_version */
 #include <gnu/libc-version.h>
@@ -364,14 +366,44 @@ static void print_machine(void)
            sysconf(_SC_NPROCESSORS_ONLN), gnu_get_libc_version(), MMT_BENCH_BACKEND);
 }
 
+static int index_of(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0) return i;
+    return -1;
+}
+
+/* bench --only WORKLOAD VARIANT THREADS OPS */
+static int run_only(char **argv)
+{
+    int w = index_of(workload_names, WORKLOADS_N, argv[0]);
+    int v = index_of(variant_names, VARIANTS_N, argv[1]);
+    int threads = atoi(argv[2]);
+    long ops = atol(argv[3]);
+    if (w < 0 || v < 0 || threads < 1 || threads > 2 || ops < 1) {
+        fprintf(stderr, "bench --only: WORKLOAD is churn, grow or pairs; VARIANT libc, mmt, "
+                        "policy or peer; THREADS 1 or 2; OPS a positive count\n");
+        return 2;
+    }
+    if (v == V_POLICY) write_policy();
+    double ns = run_variant(v, w, threads, ops);
+    printf("%s %s %d threads: %.2f ns/op\n", argv[0], argv[1], threads, ns);
+    if (v == V_POLICY) {
+        unlink(policy_path);
+        rmdir(policy_dir);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int quick = 0;
+    if (argc == 6 && strcmp(argv[1], "--only") == 0) return run_only(argv + 2);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             quick = 1;
         } else {
-            fprintf(stderr, "usage: bench [--quick]\n");
+            fprintf(stderr, "usage: bench [--quick] | bench --only WORKLOAD VARIANT THREADS OPS\n");
             return 2;
         }
     }
