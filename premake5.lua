@@ -2,8 +2,9 @@
 --   premake4 --file=premake5.lua gmake && make -C build            (release, the default)
 --   make -C build config=debug
 --   premake4 --file=premake5.lua --sanitize=address,undefined gmake && make -C build/address-undefined
--- Outputs land in build/<config>/ (libraries and programs), or under build/<sanitizers>/
--- for a sanitizer build, so that several builds live side by side.
+--   premake4 --file=premake5.lua --backend=mimalloc gmake && make -C build/mimalloc
+-- Outputs land in build/<config>/ (libraries and programs), or under build/<variant>/ for
+-- a sanitizer or backend build, so that several builds live side by side.
 
 newoption {
    trigger = "sanitize",
@@ -11,10 +12,23 @@ newoption {
    description = "Build with these sanitizers, comma-separated: address,undefined or thread",
 }
 
-local out = "build"
-if _OPTIONS["sanitize"] then
-   out = "build/" .. _OPTIONS["sanitize"]:gsub(",", "-")
-end
+newoption {
+   trigger = "backend",
+   value = "NAME",
+   description = "The allocator underneath mmt",
+   allowed = {
+      { "libc", "glibc's malloc (the default)" },
+      { "mimalloc", "mimalloc (Debian libmimalloc-dev)" },
+      { "jemalloc", "jemalloc (Debian libjemalloc-dev)" },
+   },
+}
+
+-- Every build but the default one gets its own folder: build/<sanitizers>-<backend>.
+local backend = _OPTIONS["backend"] or "libc"
+local variant = {}
+if _OPTIONS["sanitize"] then table.insert(variant, (_OPTIONS["sanitize"]:gsub(",", "-"))) end
+if backend ~= "libc" then table.insert(variant, backend) end
+local out = #variant > 0 and ("build/" .. table.concat(variant, "-")) or "build"
 
 -- premake4 names what premake5 calls workspace/filter differently; this shim lets the
 -- rest of the file use one vocabulary.
@@ -62,6 +76,10 @@ workspace "mmtmem"
 buildoptions { "`pkg-config --cflags luajit`" }
 local core_sources = { "core/*.c", "core/*.h", "lua/*.c", "lua/*.h", "include/mmt/*.h" }
 local system_libs = { "luajit-5.1", "m" }
+if backend ~= "libc" then
+   defines { "MMT_BACKEND_" .. backend:upper() }
+   table.insert(system_libs, 1, backend)
+end
 
 -- libmmtmem.a: what the tests and the demo link, so they can reach the test seams.
 project "mmtmem-static"
@@ -105,6 +123,7 @@ project "bench"
    files { "tests/bench/*.c", "tests/bench/*.h" }
    links { "mmtmem-static" }
    links(system_libs)
+   links { "dl" }
 
 -- Loads the shared library with dlopen, so it links neither library.
 project "test_shared"

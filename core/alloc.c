@@ -2,11 +2,12 @@
  * The allocation entry points and the block header.
  *
  * Layout: [ size | check ][ user bytes ... ]. The 16-byte header keeps the user pointer at
- * the backend's alignment (alignof(max_align_t) on the platforms mmt supports). `check`
- * mixes the size with the header's own address, so a header copied elsewhere, a foreign
- * or interior pointer and a zeroed or overwritten header all fail the check. On free the
- * check is flipped to its "freed" form; if the backend leaves the header alone, a second
- * free is named as such, otherwise it fails the check like any stray pointer.
+ * the backend's alignment (alignof(max_align_t) on the platforms mmt supports). `check` is
+ * the size XOR the header's own address XOR a key, so a header copied elsewhere, a foreign
+ * or interior pointer and a zeroed or overwritten header all fail the check (a random
+ * 64-bit value passes with odds of 2^-64). On free the check is flipped to its "freed"
+ * form; if the backend leaves the header alone, a second free is named as such, otherwise
+ * it fails the check like any stray pointer.
  */
 #include <assert.h>
 #include <stdalign.h>
@@ -27,13 +28,12 @@ static_assert(sizeof(header_t) == MMT_HEADER_SIZE, "the header is 16 bytes");
 static_assert(MMT_HEADER_SIZE % alignof(max_align_t) == 0,
               "the header keeps malloc's alignment");
 
-#define CHECK_MIX 0x9e3779b97f4a7c15ull /* odd: multiplying by it is a bijection */
 #define CHECK_KEY 0x6d6d746d656d2121ull
 #define CHECK_FREED 0xf4eed0f4eed0f4eeull
 
 static inline uint64_t seal(const header_t *h, uint64_t size)
 {
-    return (((uint64_t)(uintptr_t)h ^ size) * CHECK_MIX) ^ CHECK_KEY;
+    return (uint64_t)(uintptr_t)h ^ size ^ CHECK_KEY;
 }
 
 static inline void *finish(header_t *h, size_t size)

@@ -1,20 +1,70 @@
 /*
- * The default backend: libc's allocator. See backend.h.
+ * The allocator underneath mmt, chosen at build time (premake --backend=...): glibc's by
+ * default, mimalloc or jemalloc on request. See backend.h.
+ *
+ * Debian's mimalloc and jemalloc libraries also export malloc and free, so linking one of
+ * them replaces the allocator of the whole program, not only mmt's. For jemalloc mmt calls
+ * its own non-standard entry points (mallocx and friends), which need a non-zero size: mmt
+ * never asks for less than its 16-byte header.
  */
 #include "backend.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static const mmt__backend_t libc_backend = {malloc, calloc, realloc, free};
+#include "mmt/memory.h"
 
-mmt__backend_t mmt__backend = {malloc, calloc, realloc, free};
+#if defined(MMT_BACKEND_MIMALLOC)
+#include <mimalloc.h>
+#define BACKEND_NAME "mimalloc"
+#define BACKEND_TABLE {mi_malloc, mi_calloc, mi_realloc, mi_free}
+
+#elif defined(MMT_BACKEND_JEMALLOC)
+#include <jemalloc/jemalloc.h>
+#define BACKEND_NAME "jemalloc"
+
+static void *je_malloc_any(size_t n)
+{
+    return mallocx(n ? n : 1, 0);
+}
+
+static void *je_calloc_any(size_t count, size_t n)
+{
+    size_t total;
+    if (__builtin_mul_overflow(count, n, &total)) return NULL;
+    return mallocx(total ? total : 1, MALLOCX_ZERO);
+}
+
+static void *je_realloc_any(void *p, size_t n)
+{
+    return p ? rallocx(p, n ? n : 1, 0) : je_malloc_any(n);
+}
+
+static void je_free_any(void *p)
+{
+    if (p) dallocx(p, 0);
+}
+#define BACKEND_TABLE {je_malloc_any, je_calloc_any, je_realloc_any, je_free_any}
+
+#else
+#define BACKEND_NAME "libc"
+#define BACKEND_TABLE {malloc, calloc, realloc, free}
+#endif
+
+static const mmt__backend_t built_in = BACKEND_TABLE;
+
+mmt__backend_t mmt__backend = BACKEND_TABLE;
 
 mmt__backend_t mmt__backend_set(const mmt__backend_t *b)
 {
     mmt__backend_t old = mmt__backend;
-    mmt__backend = b ? *b : libc_backend;
+    mmt__backend = b ? *b : built_in;
     return old;
+}
+
+const char *mmt_backend(void)
+{
+    return BACKEND_NAME;
 }
 
 char *mmt__backend_strdup(const char *s)

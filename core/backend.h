@@ -1,7 +1,8 @@
 /*
  * The allocator that mmt sits on. Every byte mmt hands out, and every byte of its own
- * bookkeeping, comes from the functions in mmt__backend. By default they are libc's; a
- * test installs its own table (to fail the k-th allocation, say) with mmt__backend_set().
+ * bookkeeping, comes from the functions in mmt__backend: glibc's, mimalloc's or
+ * jemalloc's, as built (mmt_backend() names it). A test installs its own table (to fail
+ * the k-th allocation, say) with mmt__backend_set().
  *
  * Calling through this table costs what a call through the PLT costs, so the seam is free
  * on the hot path.
@@ -30,7 +31,7 @@ char *mmt__backend_strdup(const char *s);
  * backend has no memory. */
 void *mmt__backend_grow(void *array, size_t *cap, size_t count, size_t size, size_t first);
 
-/* Installs `b` (copied); NULL restores libc's. Returns the table that was in force. */
+/* Installs `b` (copied); NULL restores the built-in one. Returns the table in force. */
 mmt__backend_t mmt__backend_set(const mmt__backend_t *b);
 
 #endif

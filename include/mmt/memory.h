@@ -144,6 +144,10 @@ MMT_API void mmt_set_oom_handler(void (*fn)(size_t size, const mmt_meminfo_t *in
 /* "MAJOR.MINOR.PATCH" of the loaded library. */
 MMT_API const char *mmt_version(void);
 
+/* The allocator underneath, chosen when the library was built: "libc", "mimalloc" or
+ * "jemalloc". */
+MMT_API const char *mmt_backend(void);
+
 /* Text for an error code returned by this library ("unknown error" for others). */
 MMT_API const char *mmt_strerror(int err);
 

@@ -6,14 +6,16 @@
  *   grow   realloc one block from 16 B to 64 KiB by quarter steps, free it, again
  *   pairs  calloc(1, 64) then free
  * Variants:
- *   libc    glibc's malloc, called as __libc_malloc so that it stays glibc whatever
- *           allocator mmt is built on: the limit
+ *   libc    glibc's malloc: the limit. It is looked up by its symbol version, so that it
+ *           stays glibc's even when mmt is built on an allocator that replaces malloc
+ *           (Debian's mimalloc replaces __libc_malloc too)
  *   mmt     mmt_malloc and friends, no policy
  *   policy  mmt with a policy engine loaded: 3 declarative thresholds and 1 Lua `when`
  *           rule, checkpoints every 1 MiB, the timer at 100 ms
  *   peer    a naive counting wrapper: a size header and one global atomic in-use counter
- * Rounds interleave the variants (in rotating order) and each figure is the median of the
- * rounds. Ratios are to libc in the same run. Then: bytes of overhead per live block, and
+ * Rounds interleave the variants (in rotating order). ns/op is the median over the rounds;
+ * a ratio is the median over the rounds of the variant's time over libc's in the same
+ * round, so that the machine's drift between rounds (shared, noisy hosts) cancels out. Then: bytes of overhead per live block, and
  * the policy engine's costs (bench_policy.c).
  *
  *   bench [--quick]     --quick: small counts, for a smoke run (well under 20 s)
@@ -21,6 +23,7 @@
  *                       one run, for profiling (perf, valgrind --tool=callgrind)
  */
 #define _GNU_SOURCE /* mallinfo2, gnu_get_libc_version */
+#include <dlfcn.h>
 #include <gnu/libc-version.h>
 #include <limits.h>
 #include <malloc.h>
@@ -36,15 +39,33 @@
 #include "mmt/memory.h"
 #include "mmt/policy.h"
 
-/* glibc's own entry points: exported by glibc under these names. */
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void __libc_free(void *);
+/* glibc's own allocator, found by find_glibc(). */
+static void *(*glibc_malloc)(size_t);
+static void *(*glibc_calloc)(size_t, size_t);
+static void *(*glibc_realloc)(void *, size_t);
+static void (*glibc_free)(void *);
 
-#ifndef MMT_BENCH_BACKEND
-#define MMT_BENCH_BACKEND "libc"
-#endif
+/* glibc's definitions carry a symbol version (its first one on each architecture); an
+ * allocator that replaces malloc defines unversioned ones. */
+static void *glibc_symbol(const char *name)
+{
+    static const char *const versions[] = {"GLIBC_2.2.5", "GLIBC_2.17", "GLIBC_2.0",
+                                           "GLIBC_2.27", NULL};
+    for (const char *const *v = versions; *v; v++) {
+        void *f = dlvsym(RTLD_DEFAULT, name, *v);
+        if (f) return f;
+    }
+    fprintf(stderr, "bench: cannot find glibc's %s\n", name);
+    exit(1);
+}
+
+static void find_glibc(void)
+{
+    glibc_malloc = (void *(*)(size_t))glibc_symbol("malloc");
+    glibc_calloc = (void *(*)(size_t, size_t))glibc_symbol("calloc");
+    glibc_realloc = (void *(*)(void *, size_t))glibc_symbol("realloc");
+    glibc_free = (void (*)(void *))glibc_symbol("free");
+}
 
 /* ---- The peer: what a straightforward port of MMT's counters does ------------------------- */
 
@@ -52,7 +73,7 @@ static _Atomic int64_t peer_in_use;
 
 static void *peer_malloc(size_t n)
 {
-    size_t *h = __libc_malloc(n + 16);
+    size_t *h = glibc_malloc(n + 16);
     if (!h) abort();
     h[0] = n;
     atomic_fetch_add(&peer_in_use, (int64_t)n);
@@ -61,7 +82,7 @@ static void *peer_malloc(size_t n)
 
 static void *peer_calloc(size_t c, size_t n)
 {
-    size_t *h = __libc_calloc(1, c * n + 16);
+    size_t *h = glibc_calloc(1, c * n + 16);
     if (!h) abort();
     h[0] = c * n;
     atomic_fetch_add(&peer_in_use, (int64_t)(c * n));
@@ -73,7 +94,7 @@ static void *peer_realloc(void *p, size_t n)
     if (!p) return peer_malloc(n);
     size_t *h = (size_t *)p - 2;
     int64_t old = (int64_t)h[0];
-    h = __libc_realloc(h, n + 16);
+    h = glibc_realloc(h, n + 16);
     if (!h) abort();
     h[0] = n;
     atomic_fetch_add(&peer_in_use, (int64_t)n - old);
@@ -85,7 +106,7 @@ static void peer_free(void *p)
     if (!p) return;
     size_t *h = (size_t *)p - 2;
     atomic_fetch_sub(&peer_in_use, (int64_t)h[0]);
-    __libc_free(h);
+    glibc_free(h);
 }
 
 /* ---- Workloads, one copy per allocator so that every call is direct ---------------------------- */
@@ -143,7 +164,7 @@ static inline uint64_t next_random(uint64_t *s)
         }                                                                                    \
     }
 
-WORKLOADS(libc, __libc_malloc, __libc_calloc, __libc_realloc, __libc_free)
+WORKLOADS(libc, glibc_malloc, glibc_calloc, glibc_realloc, glibc_free)
 WORKLOADS(mmt, mmt_malloc, mmt_calloc, mmt_realloc, mmt_free)
 WORKLOADS(peer, peer_malloc, peer_calloc, peer_realloc, peer_free)
 
@@ -242,6 +263,7 @@ static double run_variant(int v, int w, int threads, long ops)
             fprintf(stderr, "bench: cannot load the benchmark policy\n");
             exit(1);
         }
+        usleep(20000); /* the engine's thread starts outside the measured time */
     }
     double ns = measure(functions[v][w], threads, ops);
     mmt_policy_free(engine);
@@ -255,10 +277,11 @@ static double median(double *v, int n)
 
 static void bench_allocation(int quick)
 {
-    const long ops[WORKLOADS_N] = {quick ? 200000 : 2000000, quick ? 300000 : 3000000,
-                                   quick ? 500000 : 5000000};
-    const int rounds = quick ? 5 : 7;
-    static double ns[WORKLOADS_N][2][VARIANTS_N][16];
+    const long ops[WORKLOADS_N] = {quick ? 200000 : 600000, quick ? 300000 : 1000000,
+                                   quick ? 500000 : 1500000};
+    enum { MAX_ROUNDS = 32 };
+    const int rounds = quick ? 5 : 21;
+    static double ns[WORKLOADS_N][2][VARIANTS_N][MAX_ROUNDS];
     write_policy();
     for (int w = 0; w < WORKLOADS_N; w++) /* warm-up: page faults, tcache, slots */
         for (int v = 0; v < VARIANTS_N; v++) run_variant(v, w, 2, ops[w] / 10);
@@ -270,30 +293,35 @@ static void bench_allocation(int quick)
                     ns[w][t][v][r] = run_variant(v, w, t + 1, ops[w]);
                 }
 
-    printf("\nallocation: ns per operation (median of %d interleaved rounds), ratio to libc\n",
+    /* Figures: median ns/op, and the median of per-round ratios to libc. */
+    double med[WORKLOADS_N][2][VARIANTS_N], ratio[WORKLOADS_N][2][VARIANTS_N];
+    for (int w = 0; w < WORKLOADS_N; w++)
+        for (int t = 0; t < 2; t++)
+            for (int v = 0; v < VARIANTS_N; v++) {
+                double r[MAX_ROUNDS];
+                for (int k = 0; k < rounds; k++) r[k] = ns[w][t][v][k] / ns[w][t][V_LIBC][k];
+                ratio[w][t][v] = median(r, rounds);
+                med[w][t][v] = median(ns[w][t][v], rounds);
+            }
+
+    printf("\nallocation: ns per operation and ratio to libc (medians of %d interleaved rounds)\n",
            rounds);
     printf("  %-8s %7s %10s %18s %18s %18s\n", "workload", "threads", "libc", "mmt", "policy",
            "peer");
     for (int w = 0; w < WORKLOADS_N; w++)
         for (int t = 0; t < 2; t++) {
-            double med[VARIANTS_N];
-            for (int v = 0; v < VARIANTS_N; v++) med[v] = median(ns[w][t][v], rounds);
-            printf("  %-8s %7d %8.1f ns", workload_names[w], t + 1, med[V_LIBC]);
+            printf("  %-8s %7d %8.1f ns", workload_names[w], t + 1, med[w][t][V_LIBC]);
             for (int v = 1; v < VARIANTS_N; v++)
-                printf(" %8.1f ns (%5.3f)", med[v], med[v] / med[V_LIBC]);
+                printf(" %8.1f ns (%5.3f)", med[w][t][v], ratio[w][t][v]);
             printf("\n");
         }
     for (int w = 0; w < WORKLOADS_N; w++)
-        for (int t = 0; t < 2; t++) {
-            double base = median(ns[w][t][V_LIBC], rounds);
-            for (int v = 0; v < VARIANTS_N; v++) {
-                double m = median(ns[w][t][v], rounds);
+        for (int t = 0; t < 2; t++)
+            for (int v = 0; v < VARIANTS_N; v++)
                 printf("{\"workload\":\"%s\",\"threads\":%d,\"variant\":\"%s\",\"backend\":\"%s\","
                        "\"ns_per_op\":%.2f,\"ratio\":%.3f}\n",
-                       workload_names[w], t + 1, variant_names[v], MMT_BENCH_BACKEND, m,
-                       m / base);
-            }
-        }
+                       workload_names[w], t + 1, variant_names[v], mmt_backend(),
+                       med[w][t][v], ratio[w][t][v]);
     unlink(policy_path);
     rmdir(policy_dir);
 }
@@ -318,9 +346,9 @@ static void bench_overhead(void)
     size_t *sizes = malloc(N * sizeof *sizes);
     void **blocks = malloc(N * sizeof *blocks);
     printf("\nmemory: heap bytes per live block beyond what was asked (glibc's mallinfo2)\n");
-    if (strcmp(MMT_BENCH_BACKEND, "libc") != 0) {
+    if (strcmp(mmt_backend(), "libc") != 0) {
         printf("  (mmt is built on %s here: glibc's counters do not see its heap)\n",
-               MMT_BENCH_BACKEND);
+               mmt_backend());
         free(sizes);
         free(blocks);
         return;
@@ -332,7 +360,7 @@ static void bench_overhead(void)
             sizes[i] = d == 0 ? 16 + next_random(&seed) % 4081 : d == 1 ? 64 : 24;
             asked += sizes[i];
         }
-        size_t libc = heap_bytes(__libc_malloc, __libc_free, sizes, blocks, N);
+        size_t libc = heap_bytes(glibc_malloc, glibc_free, sizes, blocks, N);
         size_t mmt = heap_bytes(mmt_malloc, mmt_free, sizes, blocks, N);
         double extra_libc = (double)(libc - asked) / N, extra_mmt = (double)(mmt - asked) / N;
         printf("  %-18s libc %6.1f B  mmt %6.1f B  mmt's own %5.1f B per block\n", names[d],
@@ -363,7 +391,7 @@ static void print_machine(void)
         fclose(f);
     }
     printf("mmtmem %s benchmark: %s, %ld CPUs, glibc %s, mmt over %s\n", mmt_version(), model,
-           sysconf(_SC_NPROCESSORS_ONLN), gnu_get_libc_version(), MMT_BENCH_BACKEND);
+           sysconf(_SC_NPROCESSORS_ONLN), gnu_get_libc_version(), mmt_backend());
 }
 
 static int index_of(const char *const *names, int n, const char *name)
@@ -397,6 +425,7 @@ static int run_only(char **argv)
 
 int main(int argc, char **argv)
 {
+    find_glibc();
     int quick = 0;
     if (argc == 6 && strcmp(argv[1], "--only") == 0) return run_only(argv + 2);
     for (int i = 1; i < argc; i++) {
