@@ -65,6 +65,9 @@ typedef struct pstate {
     lua_State *L;
     struct mmt_policy *engine;
     size_t lua_bytes, lua_limit; /* the allocator's account */
+    char *reserve;               /* where lua_newstate allocates (state.c) */
+    size_t reserve_used;
+    bool being_born;             /* inside lua_newstate */
     double deadline;             /* monotonic seconds after which policy code is stopped */
     unsigned budget_ms;
     bool loading;                /* mmt.rule and mmt.every only work while the file runs */
@@ -131,6 +134,9 @@ char *mmt__policy_path(struct mmt_policy *p); /* a backend copy, or NULL */
 double mmt__now(void);
 
 /* state.c */
+/* The error message at the top of the stack, without converting (which could allocate
+ * outside a protected call): a placeholder if the error value is not a string. */
+const char *mmt__error_text(lua_State *L);
 /* The pstate a Lua state belongs to: it is the allocator's userdata. */
 static inline pstate_t *mmt__pstate_of(lua_State *L)
 {

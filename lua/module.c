@@ -23,7 +23,8 @@ const char *const mmt__metric_names[METRIC_COUNT] = {
     "frees",  "reallocs",  "rate",  "rss",  "lua",
 };
 
-/* "file:line" of the policy line that called the running C function. */
+/* "file:line" of the policy line that called the running C function, as a backend copy
+ * (NULL if that fails). It raises a Lua error only before making the copy. */
 static char *caller_position(lua_State *L)
 {
     luaL_where(L, 1);
@@ -236,8 +237,9 @@ static int l_rule(lua_State *L)
     rule_t *rules = mmt__backend_grow(s->rules, &s->rules_cap, s->nrules, sizeof *rules, 8);
     if (!rules) return luaL_error(L, "mmt.rule: out of memory");
     s->rules = rules;
-    r.name = mmt__backend_strdup(name);
+    /* caller_position may raise (it makes a Lua string); nothing C-side is held yet. */
     r.where = caller_position(L);
+    r.name = mmt__backend_strdup(name);
     if (!r.name || !r.where) {
         mmt__backend.free(r.name);
         mmt__backend.free(r.where);
@@ -260,11 +262,11 @@ static int l_every(lua_State *L)
     task_t *tasks = mmt__backend_grow(s->tasks, &s->tasks_cap, s->ntasks, sizeof *tasks, 4);
     if (!tasks) return luaL_error(L, "mmt.every: out of memory");
     s->tasks = tasks;
+    lua_settop(L, 2);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX); /* may raise: before any C-side copy */
     char *where = caller_position(L);
     if (!where) return luaL_error(L, "mmt.every: out of memory");
-    lua_settop(L, 2);
-    task_t t = {.where = where, .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX), .period = period,
-                .next_due = mmt__now() + period};
+    task_t t = {.where = where, .fn_ref = ref, .period = period, .next_due = mmt__now() + period};
     s->tasks[s->ntasks++] = t;
     if (s->engine->opts.interval_ms == 0)
         mmt__policy_log(s->engine, MMT_LOG_WARN,

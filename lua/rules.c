@@ -49,14 +49,14 @@ static void push_call(pstate_t *s, snapshot_t *snap, int *slot, int ref)
 static void failed(pstate_t *s, int rc, const char *kind, const char *what, int *errors,
                    bool *disabled)
 {
-    const char *msg = lua_tostring(s->L, -1);
+    const char *msg = mmt__error_text(s->L);
     if (rc == LUA_ERRMEM)
         mmt__policy_log(s->engine, MMT_LOG_ERROR,
                         "%s %s: out of memory (the policy VM may hold %zu bytes)", kind, what,
                         s->lua_limit);
     else
         mmt__policy_log(s->engine, MMT_LOG_ERROR, "%s %s: %s", kind, what,
-                        msg ? msg : "error without a message");
+                        msg);
     lua_pop(s->L, 1);
     if (++*errors >= MMT__MAX_ERRORS) {
         *disabled = true;
@@ -131,20 +131,49 @@ static void run_task(pstate_t *s, task_t *t, snapshot_t *snap, int *slot)
     }
 }
 
+typedef struct evaluation {
+    pstate_t *s;
+    snapshot_t *snap;
+    bool run_tasks;
+} evaluation_t;
+
+/* Runs under lua_cpcall: the glue between rules (making the snapshot table) allocates,
+ * and an allocation failure outside a protected call would be a LuaJIT panic. Each rule
+ * and task still runs in a protected call of its own. */
+static int evaluate_protected(lua_State *L)
+{
+    evaluation_t *e = lua_touserdata(L, 1);
+    pstate_t *s = e->s;
+    int slot = 0;
+    for (size_t i = 0; i < s->nrules; i++)
+        if (!s->rules[i].disabled) evaluate_rule(s, &s->rules[i], e->snap, &slot);
+    if (e->run_tasks) {
+        for (size_t i = 0; i < s->ntasks; i++) {
+            task_t *t = &s->tasks[i];
+            if (t->disabled || e->snap->time < t->next_due) continue;
+            t->next_due += t->period;
+            if (t->next_due <= e->snap->time) t->next_due = e->snap->time + t->period;
+            run_task(s, t, e->snap, &slot);
+        }
+    }
+    return 0;
+}
+
 void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_tasks)
 {
     lua_State *L = s->L;
     int top = lua_gettop(L);
-    int slot = 0;
-    for (size_t i = 0; i < s->nrules; i++)
-        if (!s->rules[i].disabled) evaluate_rule(s, &s->rules[i], snap, &slot);
-    if (run_tasks) {
-        for (size_t i = 0; i < s->ntasks; i++) {
-            task_t *t = &s->tasks[i];
-            if (t->disabled || snap->time < t->next_due) continue;
-            t->next_due += t->period;
-            if (t->next_due <= snap->time) t->next_due = snap->time + t->period;
-            run_task(s, t, snap, &slot);
+    evaluation_t e = {s, snap, run_tasks};
+    int rc = lua_cpcall(L, evaluate_protected, &e);
+    if (rc != 0) {
+        /* Rules that had run keep their new state; the rest run at the next evaluation. */
+        if (rc == LUA_ERRMEM) {
+            lua_gc(L, LUA_GCCOLLECT, 0);
+            mmt__policy_log(s->engine, MMT_LOG_ERROR, "evaluation cut short: out of memory "
+                            "(the policy VM may hold %zu bytes)", s->lua_limit);
+        } else {
+            mmt__policy_log(s->engine, MMT_LOG_ERROR, "evaluation cut short: %s",
+                            mmt__error_text(L));
         }
     }
     lua_settop(L, top);
