@@ -149,6 +149,7 @@ static mmt__slot_t *new_slot(void)
     uintptr_t at = ((uintptr_t)raw + MMT__CACHE_LINE - 1) & ~(uintptr_t)(MMT__CACHE_LINE - 1);
     mmt__slot_t *s = (mmt__slot_t *)at;
     memset(s, 0, sizeof *s);
+    s->block = raw;
     slots_created++;
     return s;
 }

@@ -44,6 +44,7 @@ typedef struct mmt__slot {
     /* The registry lock protects these two. */
     struct mmt__slot *next;
     struct mmt__slot *prev;
+    void *block; /* the backend block this slot was carved from (slots are never freed) */
 } mmt__slot_t;
 
 /* This thread's slot; NULL until its first allocation and after its exit destructor. */

@@ -123,6 +123,17 @@ static inline int log_count(captured_log_t *c, const char *needle)
     return n;
 }
 
+/* How many messages were logged at `level` (MMT_LOG_ERROR, ...). */
+static inline int log_level_count(captured_log_t *c, int level)
+{
+    int n = 0;
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < c->count; i++)
+        if (c->levels[i] == level) n++;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
 /* When the first message containing `needle` arrived, or -1. */
 static inline double log_time(captured_log_t *c, const char *needle)
 {
