@@ -23,9 +23,19 @@ newoption {
    },
 }
 
+newoption {
+   trigger = "fuzz",
+   description = "Build only the libFuzzer harnesses (clang, with ASan and UBSan) into build/fuzz",
+}
+
 -- Every build but the default one gets its own folder: build/<sanitizers>-<backend>.
 local backend = _OPTIONS["backend"] or "libc"
+local fuzz = _OPTIONS["fuzz"] ~= nil
 local variant = {}
+if fuzz then
+   table.insert(variant, "fuzz")
+   if premake.gcc then premake.gcc.cc = "clang" end -- premake4; premake5 uses toolset below
+end
 if _OPTIONS["sanitize"] then table.insert(variant, (_OPTIONS["sanitize"]:gsub(",", "-"))) end
 if backend ~= "libc" then table.insert(variant, backend) end
 local out = #variant > 0 and ("build/" .. table.concat(variant, "-")) or "build"
@@ -66,6 +76,11 @@ workspace "mmtmem"
       targetdir(out .. "/debug")
       objdir(out .. "/obj")
    everywhere()
+   if fuzz then
+      if toolset then toolset "clang" end
+      buildoptions { "-fsanitize=fuzzer-no-link,address,undefined", "-fno-sanitize-recover=all" }
+      linkoptions { "-fsanitize=address,undefined" }
+   end
    if _OPTIONS["sanitize"] then
       local flag = "-fsanitize=" .. _OPTIONS["sanitize"]
       buildoptions { flag, "-fno-omit-frame-pointer", "-fno-sanitize-recover=all" }
@@ -86,6 +101,19 @@ project "mmtmem-static"
    kind "StaticLib"
    targetname "mmtmem"
    files(core_sources)
+
+if fuzz then
+   -- Coverage-guided harnesses, each linking the instrumented static library.
+   for _, name in ipairs({ "fuzz_policy", "fuzz_alloc" }) do
+      project(name)
+         kind "ConsoleApp"
+         files { "tests/fuzz/" .. name .. ".c" }
+         links { "mmtmem-static" }
+         links(system_libs)
+         linkoptions { "-fsanitize=fuzzer" }
+   end
+   return
+end
 
 -- libmmtmem.so: only the mmt_* API is exported. It sits in its own folder so that the
 -- programs below, which link -lmmtmem, get the static library.

@@ -1,0 +1,2 @@
+local mmt = require "mmt"
+mmt.rule { name = "a", metric = "in_use", above = "x", fire = print }

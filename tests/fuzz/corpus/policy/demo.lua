@@ -1,0 +1,50 @@
+-- demo.lua: the policy that mmt-demo runs. It watches a simulated flow table that grows
+-- and shrinks between a few MiB and about 50 MiB.
+--
+-- Edit it while the demo runs: the demo reloads it as soon as it is saved. Try lowering
+-- `shed_above` to 30 MiB, or setting `report_every` to 0.5, and watch the output change.
+-- A mistake (a typo, a wrong field) is reported and the running policy stays in force.
+--
+--   high / low      warn above `high` MiB in use, clear the warning under `low`
+--   shed_above      above this, ask the demo to drop flows down to `shed_to`
+--   fast_growth     warn when usage grows faster than this many MiB per second
+--   report_every    seconds between two status lines
+local mmt = require "mmt"
+
+local high, low = 24 * mmt.MiB, 16 * mmt.MiB
+local shed_above, shed_to, shed_resume = 40 * mmt.MiB, 20 * mmt.MiB, 30 * mmt.MiB
+local fast_growth = 30 * mmt.MiB
+local report_every = 1
+
+mmt.rule {
+   name = "high-water",
+   metric = "in_use", above = high, below = low,
+   fire = function(m)
+      mmt.log("warn", "high-water: %s in use (above %s)", mmt.bytes(m.in_use), mmt.bytes(high))
+   end,
+   resolve = function(m)
+      mmt.log("info", "high-water cleared: %s in use (under %s)", mmt.bytes(m.in_use), mmt.bytes(low))
+   end,
+}
+
+mmt.rule {
+   name = "shed",
+   metric = "in_use", above = shed_above, below = shed_resume,
+   fire = function(m)
+      local released = mmt.call("shed", m.in_use - shed_to)
+      mmt.log("warn", "shed: %s in use is over %s; the demo released %s",
+              mmt.bytes(m.in_use), mmt.bytes(shed_above), mmt.bytes(released))
+   end,
+}
+
+mmt.rule {
+   name = "fast-growth",
+   when = function(m) return m.rate > fast_growth end,
+   fire = function(m) mmt.log("warn", "growing fast: %s/s", mmt.bytes(m.rate)) end,
+   resolve = function(m) mmt.log("info", "growth slowed down") end,
+}
+
+mmt.every(report_every, function(m)
+   mmt.log("info", "%s in use, peak %s, %d live blocks, rss %s",
+           mmt.bytes(m.in_use), mmt.bytes(m.peak), m.allocations - m.frees, mmt.bytes(m.rss))
+end)

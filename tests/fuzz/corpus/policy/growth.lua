@@ -1,0 +1,29 @@
+-- growth.lua: report sustained growth of memory in use, the usual sign of a leak.
+--
+-- `rate` is how fast in_use changed over the last timer interval, in bytes per second, so
+-- this policy needs the engine's timer (interval_ms > 0).
+--
+-- Edit these numbers:
+--   rate_limit  growth, in bytes per second, that counts as suspicious
+--   hold        seconds the growth must last before it is reported; short bursts (a
+--               cache filling, a request peak) are normal and should not be
+local mmt = require "mmt"
+
+local rate_limit = 1 * mmt.MiB
+local hold = 30
+
+mmt.rule {
+   name = "sustained-growth",
+   metric = "rate",
+   above = rate_limit,
+   below = 0,              -- cleared once usage stops growing
+   hold = hold,
+   fire = function(m)
+      mmt.log("warn", "memory has grown faster than %s/s for %d s: %s in use, now +%s/s "
+              .. "(possible leak)", mmt.bytes(rate_limit), hold, mmt.bytes(m.in_use),
+              mmt.bytes(m.rate))
+   end,
+   resolve = function(m)
+      mmt.log("info", "growth stopped: %s in use", mmt.bytes(m.in_use))
+   end,
+}
