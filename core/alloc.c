@@ -149,6 +149,7 @@ const char *mmt_strerror(int err)
     case MMT_ENOMEM: return "out of memory for bookkeeping";
     case MMT_EBUSY: return "called from inside the policy code it would wait for";
     case MMT_ELOAD: return "the policy did not load";
+    case MMT_EIO: return "writing the output failed";
     default: return "unknown error";
     }
 }

@@ -17,6 +17,7 @@
 
 #include "backend.h"
 #include "engine.h"
+#include "export.h"
 
 const char *const mmt__metric_names[METRIC_COUNT] = {
     "in_use", "allocated", "freed", "peak", "allocations",
@@ -331,12 +332,40 @@ static int l_call(lua_State *L)
     return 1;
 }
 
+/* mmt.format(m, "text" | "json" | "prometheus"): a snapshot as text. */
+static int l_format(lua_State *L)
+{
+    static const char *const formats[] = {"text", "json", "prometheus", NULL};
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int format = luaL_checkoption(L, 2, "text", formats);
+    static const char *const names[] = {"allocated", "freed", "in_use", "peak", "allocations",
+                                        "frees", "reallocs", "rate", "rss", "lua", "time"};
+    double v[sizeof names / sizeof names[0]];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        lua_getfield(L, 1, names[i]);
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            return luaL_error(L, "mmt.format: field '%s' of the snapshot must be a number",
+                              names[i]);
+        v[i] = lua_tonumber(L, -1);
+        if (!(v[i] >= 0) && i < 7)
+            return luaL_error(L, "mmt.format: field '%s' must not be negative", names[i]);
+        lua_pop(L, 1);
+    }
+    mmt_meminfo_t m = {(uint64_t)v[0], (uint64_t)v[1], (uint64_t)v[2], (uint64_t)v[3],
+                       (uint64_t)v[4], (uint64_t)v[5], (uint64_t)v[6]};
+    mmt__extra_t extra = {v[7], v[8], v[9], v[10]};
+    char buf[4096];
+    int n = mmt__format(buf, sizeof buf, &m, &extra, format);
+    if (n < 0 || (size_t)n >= sizeof buf) return luaL_error(L, "mmt.format: cannot format");
+    lua_pushlstring(L, buf, (size_t)n);
+    return 1;
+}
+
 int mmt__open_module(lua_State *L)
 {
     static const luaL_Reg functions[] = {
-        {"rule", l_rule},   {"every", l_every}, {"log", l_log},
-        {"bytes", l_bytes}, {"call", l_call},   {"meminfo", l_meminfo},
-        {NULL, NULL},
+        {"rule", l_rule},   {"every", l_every}, {"log", l_log},       {"bytes", l_bytes},
+        {"call", l_call},   {"meminfo", l_meminfo}, {"format", l_format}, {NULL, NULL},
     };
     lua_createtable(L, 0, 10);
     for (const luaL_Reg *f = functions; f->name; f++) {

@@ -75,7 +75,7 @@ static inline void sleep_ms(unsigned ms)
 
 /* ---- A log that keeps every message ------------------------------------------------------ */
 
-enum { LOG_LINES = 512, LOG_LINE = 512 };
+enum { LOG_LINES = 512, LOG_LINE = 2048 };
 
 typedef struct captured_log {
     pthread_mutex_t lock;

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "version.h"
 
@@ -50,6 +51,7 @@ extern "C" {
 #define MMT_ENOMEM (-12) /* internal bookkeeping could not be allocated */
 #define MMT_EBUSY (-16)  /* called from inside the policy code it would wait for */
 #define MMT_ELOAD (-5)   /* a policy did not load; mmt_policy_error() says why */
+#define MMT_EIO (-6)     /* writing the output failed */
 
 /* ---- Allocation ---------------------------------------------------------------------- */
 
@@ -100,6 +102,17 @@ typedef struct mmt_meminfo {
  * where L = min(64 KiB, checkpoint distance): each thread folds its net movement into a
  * shared estimate only once it has moved L, up or down. */
 MMT_API void mmt_meminfo(mmt_meminfo_t *info);
+
+/* Formats for mmt_meminfo_write() (and mmt.format() in policies). */
+enum {
+    MMT_FORMAT_TEXT = 0,       /* one line: "allocated 123 B, freed ..., reallocs 0" */
+    MMT_FORMAT_JSON = 1,       /* one object on one line: {"allocated":123,...} */
+    MMT_FORMAT_PROMETHEUS = 2, /* text exposition format: mmt_* metrics with HELP and TYPE */
+};
+
+/* Writes the current counters to `out` in `format`. Returns 0, MMT_EINVAL (NULL out,
+ * unknown format) or MMT_EIO. */
+MMT_API int mmt_meminfo_write(FILE *out, int format);
 
 /* ---- Listeners ----------------------------------------------------------------------- */
 
