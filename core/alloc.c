@@ -12,6 +12,7 @@
 #include <assert.h>
 #include <stdalign.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "backend.h"
@@ -30,6 +31,7 @@ static_assert(MMT_HEADER_SIZE % alignof(max_align_t) == 0,
 
 #define CHECK_KEY 0x6d6d746d656d2121ull
 #define CHECK_FREED 0xf4eed0f4eed0f4eeull
+#define CHECK_ALIGNED 0xa119ed00a119ed00ull /* this block came from mmt_aligned_alloc */
 
 static inline uint64_t seal(const header_t *h, uint64_t size)
 {
@@ -60,15 +62,31 @@ static const char stray[] =
 #define CHECKER inline __attribute__((always_inline)) /* on every free: no call */
 #endif
 
-/* Returns the header of ptr (non-NULL), or aborts naming `call` and ptr. */
-static CHECKER header_t *checked_header(const char *call, const void *ptr)
+/*
+ * An aligned block (mmt_aligned_alloc): [ backend block ... | offset | size | check ][ user
+ * bytes ]. The user pointer sits at the alignment asked for, the usual header right in
+ * front of it with its check marked CHECK_ALIGNED, and in the 8 bytes before the header,
+ * how far back the backend block starts. That word is read only once the check has shown
+ * the header to be genuine.
+ */
+#define ALIGNED_PREFIX (MMT_HEADER_SIZE + 16) /* header + offset word, kept 16-aligned */
+
+/* Returns the header of ptr (non-NULL) and sets *raw to its backend block, or aborts
+ * naming `call` and ptr. */
+static CHECKER header_t *checked_header(const char *call, const void *ptr, void **raw)
 {
     if (MMT__UNLIKELY((uintptr_t)ptr % alignof(max_align_t) != 0))
         mmt__bad_pointer(call, ptr, "misaligned, so not a pointer mmt returned");
     header_t *h = (header_t *)ptr - 1;
     uint64_t good = seal(h, h->size);
+    *raw = h;
     if (MMT__UNLIKELY(h->check != good)) {
-        if (h->check == (good ^ CHECK_FREED)) mmt__bad_pointer(call, ptr, "freed twice (double free)");
+        if (h->check == (good ^ CHECK_ALIGNED)) {
+            *raw = (char *)ptr - ((const uint64_t *)h)[-1];
+            return h;
+        }
+        if (h->check == (good ^ CHECK_FREED) || h->check == (good ^ CHECK_ALIGNED ^ CHECK_FREED))
+            mmt__bad_pointer(call, ptr, "freed twice (double free)");
         mmt__bad_pointer(call, ptr, stray);
     }
     return h;
@@ -100,11 +118,22 @@ void *mmt_calloc(size_t count, size_t size)
 void *mmt_realloc(void *ptr, size_t size)
 {
     if (!ptr) return mmt_malloc(size);
-    header_t *h = checked_header("mmt_realloc", ptr);
+    void *raw;
+    header_t *h = checked_header("mmt_realloc", ptr, &raw);
     if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom("mmt_realloc", size, "size too large");
     uint64_t old = h->size;
-    header_t *nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
-    if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
+    header_t *nh;
+    if (MMT__LIKELY(raw == (void *)h)) {
+        nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
+        if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
+    } else {
+        /* An aligned block moves to a plain one: realloc promises malloc's alignment. */
+        nh = mmt__backend.malloc(size + MMT_HEADER_SIZE);
+        if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
+        memcpy(nh + 1, ptr, old < size ? old : size);
+        h->check ^= CHECK_FREED;
+        mmt__backend.free(raw);
+    }
     void *p = finish(nh, size);
     mmt__count_realloc(size, old);
     return p;
@@ -113,11 +142,36 @@ void *mmt_realloc(void *ptr, size_t size)
 void mmt_free(void *ptr)
 {
     if (!ptr) return;
-    header_t *h = checked_header("mmt_free", ptr);
+    void *raw;
+    header_t *h = checked_header("mmt_free", ptr, &raw);
     uint64_t size = h->size;
     h->check ^= CHECK_FREED;
-    mmt__backend.free(h);
+    mmt__backend.free(raw);
     mmt__count_free(size);
+}
+
+void *mmt_aligned_alloc(size_t alignment, size_t size)
+{
+    if (MMT__UNLIKELY(alignment == 0 || (alignment & (alignment - 1)) != 0)) {
+        char why[96];
+        snprintf(why, sizeof why, "alignment %zu is not a power of two", alignment);
+        mmt__oom("mmt_aligned_alloc", size, why);
+    }
+    if (alignment <= alignof(max_align_t)) return mmt_malloc(size);
+    /* Room for the prefix in front of the first aligned address past it. */
+    if (MMT__UNLIKELY(alignment > MMT_MAX_SIZE - ALIGNED_PREFIX ||
+                      size > MMT_MAX_SIZE - ALIGNED_PREFIX - alignment))
+        mmt__oom("mmt_aligned_alloc", size, "size too large");
+    char *raw = mmt__backend.malloc(size + ALIGNED_PREFIX + alignment);
+    if (MMT__UNLIKELY(!raw)) mmt__oom("mmt_aligned_alloc", size, "out of memory");
+    uintptr_t at = ((uintptr_t)raw + ALIGNED_PREFIX + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    char *p = (char *)at;
+    header_t *h = (header_t *)p - 1;
+    ((uint64_t *)h)[-1] = (uint64_t)(p - raw);
+    h->size = size;
+    h->check = seal(h, size) ^ CHECK_ALIGNED;
+    mmt__count_alloc(size);
+    return p;
 }
 
 char *mmt_strdup(const char *s)
@@ -132,7 +186,8 @@ char *mmt_strdup(const char *s)
 size_t mmt_size(const void *ptr)
 {
     if (!ptr) return 0;
-    return checked_header("mmt_size", ptr)->size;
+    void *raw;
+    return checked_header("mmt_size", ptr, &raw)->size;
 }
 
 const char *mmt_version(void)

@@ -227,6 +227,40 @@ static void test_alloc_peak_read_between_folds_after_a_dip_is_exact(void **state
     mmt_free(base);
 }
 
+static void test_alloc_aligned_blocks_keep_alignment_contents_and_counts(void **state)
+{
+    (void)state;
+    mmt_meminfo_t before = meminfo_now();
+    uint64_t asked = 0;
+    void *blocks[17 * 5]; /* 17 alignments, 5 sizes */
+    int n = 0;
+    for (size_t align = 1; align <= 65536; align *= 2) {
+        for (size_t size = 0; size < 5000; size += 1237) {
+            unsigned char *p = mmt_aligned_alloc(align, size);
+            assert_int_equal((uintptr_t)p % align, 0);
+            assert_true(aligned(p));
+            assert_int_equal(mmt_size(p), size);
+            fill(p, size, (unsigned)align);
+            blocks[n++] = p;
+            asked += size;
+        }
+    }
+    mmt_meminfo_t mid = meminfo_now();
+    assert_int_equal(mid.in_use - before.in_use, asked);
+    assert_int_equal(mid.allocations - before.allocations, (uint64_t)n);
+    /* realloc moves an aligned block to a plain one, keeping the contents. */
+    unsigned char *q = blocks[n - 1];
+    size_t q_size = mmt_size(q);
+    q = mmt_realloc(q, q_size + 100);
+    assert_true(aligned(q));
+    assert_filled(q, q_size, 65536);
+    blocks[n - 1] = q;
+    for (int i = 0; i < n; i++) mmt_free(blocks[i]);
+    mmt_meminfo_t after = meminfo_now();
+    assert_int_equal(after.in_use, before.in_use);
+    assert_int_equal(after.frees - before.frees, (uint64_t)n);
+}
+
 static void test_alloc_version_matches_macros(void **state)
 {
     (void)state;
@@ -253,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_alloc_counters_follow_each_call_exactly),
         cmocka_unit_test(test_alloc_peak_is_exact_in_one_thread),
         cmocka_unit_test(test_alloc_peak_read_between_folds_after_a_dip_is_exact),
+        cmocka_unit_test(test_alloc_aligned_blocks_keep_alignment_contents_and_counts),
         cmocka_unit_test(test_alloc_version_matches_macros),
     };
     return cmocka_run_group_tests_name("alloc", tests, NULL, NULL);

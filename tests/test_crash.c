@@ -99,6 +99,12 @@ static void child_realloc_too_large(void *arg)
     sink = mmt_realloc(p, size_max);
 }
 
+static void child_bad_alignment(void *arg)
+{
+    (void)arg;
+    sink = mmt_aligned_alloc(48, 10);
+}
+
 static void test_crash_every_failing_call_aborts_with_its_line(void **state)
 {
     (void)state;
@@ -111,6 +117,7 @@ static void test_crash_every_failing_call_aborts_with_its_line(void **state)
         {child_calloc_overflows, "failed: count * size overflows; in use "},
         {child_malloc_too_large, "mmt: mmt_malloc(18446744073709551607) failed: size too large"},
         {child_realloc_too_large, "mmt: mmt_realloc(18446744073709551615) failed: size too large"},
+        {child_bad_alignment, "mmt: mmt_aligned_alloc(10) failed: alignment 48 is not a power of two"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         child_result_t r = run_in_child(cases[i].fn, NULL);
@@ -263,6 +270,14 @@ static void child_bad_size(void *arg)
     sink = (void *)(uintptr_t)mmt_size(foreign_area + 32);
 }
 
+static void child_aligned_double_free(void *arg)
+{
+    (void)arg;
+    void *p = mmt_aligned_alloc(256, 100);
+    mmt_free(p);
+    mmt_free(p);
+}
+
 static void test_crash_bad_pointers_abort_naming_the_pointer(void **state)
 {
     (void)state;
@@ -281,6 +296,7 @@ static void test_crash_bad_pointers_abort_naming_the_pointer(void **state)
         {child_overwritten_header, "mmt_free(0x", "header was overwritten"},
         {child_bad_realloc, "mmt_realloc(0x", "not a live mmt block"},
         {child_bad_size, "mmt_size(0x", "not a live mmt block"},
+        {child_aligned_double_free, "mmt_free(0x", "freed twice"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         child_result_t r = run_in_child(cases[i].fn, NULL);

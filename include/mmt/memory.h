@@ -72,6 +72,12 @@ MMT_API void *mmt_realloc(void *ptr, size_t size) MMT_ATTR_WUR MMT_ATTR_ALLOC_SI
 /* Releases a block. NULL does nothing. A pointer that is not a live mmt block aborts. */
 MMT_API void mmt_free(void *ptr);
 
+/* A block of `size` bytes at a multiple of `alignment` (a power of two), freed, resized
+ * and measured like any other (mmt_realloc returns a plain, malloc-aligned block). An
+ * alignment that is not a power of two aborts, like a failed allocation. */
+MMT_API void *mmt_aligned_alloc(size_t alignment, size_t size) MMT_ATTR_MALLOC
+    MMT_ATTR_ALLOC_SIZE(2);
+
 /* A copy of the NUL-terminated string s, from mmt_malloc. s == NULL returns NULL. */
 MMT_API char *mmt_strdup(const char *s) MMT_ATTR_MALLOC;
 
