@@ -129,6 +129,17 @@ project "mmtmem-shared"
       targetdir(out .. "/debug/shared")
    everywhere()
 
+-- libmmtmem-preload.so: mmt under unmodified programs (LD_PRELOAD). It replaces malloc,
+-- so its mmt sits on glibc's own entry points, whatever --backend says.
+project "mmtmem-preload"
+   kind "SharedLib"
+   targetname "mmtmem-preload"
+   files(core_sources)
+   files { "tools/preload.c" }
+   defines { "MMT_BACKEND_GLIBC_INTERNAL" }
+   buildoptions { "-fPIC", "-fvisibility=hidden", "-fno-builtin" }
+   links(system_libs)
+
 -- The demo host program: the README's first command runs it.
 project "mmt-demo"
    kind "ConsoleApp"
@@ -137,7 +148,7 @@ project "mmt-demo"
    links(system_libs)
 
 -- One cmocka program per unit; tests/run runs them all.
-for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export" }) do
+for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export", "preload" }) do
    project("test_" .. unit)
       kind "ConsoleApp"
       files { "tests/test_" .. unit .. ".c", "tests/testutil.h", "tests/policyutil.h" }
@@ -151,6 +162,12 @@ project "bench"
    files { "tests/bench/*.c", "tests/bench/*.h" }
    links { "mmtmem-static" }
    links(system_libs)
+   links { "dl" }
+
+-- A program that knows nothing of mmt, run under the preload library by test_preload.
+project "e2e_threads"
+   kind "ConsoleApp"
+   files { "tests/e2e/threads.c" }
    links { "dl" }
 
 -- Loads the shared library with dlopen, so it links neither library.

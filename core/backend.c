@@ -46,6 +46,15 @@ static void je_free_any(void *p)
 }
 #define BACKEND_TABLE {je_malloc_any, je_calloc_any, je_realloc_any, je_free_any}
 
+#elif defined(MMT_BACKEND_GLIBC_INTERNAL)
+/* The preload library replaces malloc itself, so it sits on glibc's own entry points. */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+#define BACKEND_NAME "libc"
+#define BACKEND_TABLE {__libc_malloc, __libc_calloc, __libc_realloc, __libc_free}
+
 #else
 #define BACKEND_NAME "libc"
 #define BACKEND_TABLE {malloc, calloc, realloc, free}

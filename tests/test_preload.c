@@ -1,0 +1,184 @@
+/*
+ * libmmtmem-preload.so under real programs nobody here wrote: sort on a 50 MB file,
+ * python3 building large lists, gcc compiling a file, git status, and a multithreaded
+ * program of ours (tests/e2e/threads.c). Each runs with and without the library: the
+ * output and the exit code must be the same, and the library's report must show the
+ * program's allocations.
+ */
+#include <limits.h>
+#include <stdlib.h>
+
+#include "policyutil.h"
+
+static char preload[PATH_MAX + 32], bin_dir[PATH_MAX];
+
+static int find_library(void **state)
+{
+    if (make_test_dir(state) != 0) return -1;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(bin_dir, sizeof bin_dir, "%s", exe);
+    snprintf(preload, sizeof preload, "%s/libmmtmem-preload.so", exe);
+    return access(preload, R_OK) == 0 ? 0 : -1;
+}
+
+/* Runs `command` with sh, stdout to `out`, stderr to `err`, with or without the library
+ * (and a JSON report into `report`). Returns the exit status as a shell gives it. Under
+ * the library, the shell's pid goes in MMT_REPORT_PID and each step execs the next, so
+ * the command itself reports, not the programs it may start. */
+static int run(const char *command, bool with_mmt, const char *out, const char *err,
+               const char *report)
+{
+    char cmd[8192];
+    if (with_mmt)
+        snprintf(cmd, sizeof cmd,
+                 "exec env LD_PRELOAD='%s' MMT_REPORT=json MMT_OUT='%s' MMT_REPORT_PID=$$ "
+                 "sh -c 'exec %s' > '%s' 2> '%s'",
+                 preload, report, command, out, err);
+    else
+        snprintf(cmd, sizeof cmd, "sh -c '%s' > '%s' 2> '%s'", command, out, err);
+    int status = system(cmd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static bool same_files(const char *a, const char *b)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
+    return system(cmd) == 0;
+}
+
+/* The "allocations" figure of a JSON report. */
+static long long report_allocations(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *at = strstr(buf, "\"allocations\":");
+    return at ? atoll(at + strlen("\"allocations\":")) : -1;
+}
+
+/* Runs `command` both ways in the test directory; asserts the same output and status,
+ * and a report with at least `min_allocations`. Returns the status. */
+static int same_both_ways(const char *command, long long min_allocations)
+{
+    char plain[512], with[512], err1[512], err2[512], report[512];
+    snprintf(plain, sizeof plain, "%s/plain.out", test_dir);
+    snprintf(with, sizeof with, "%s/mmt.out", test_dir);
+    snprintf(err1, sizeof err1, "%s/plain.err", test_dir);
+    snprintf(err2, sizeof err2, "%s/mmt.err", test_dir);
+    snprintf(report, sizeof report, "%s/report.json", test_dir);
+    unlink(report);
+    int a = run(command, false, plain, err1, NULL);
+    int b = run(command, true, with, err2, report);
+    if (a != b) fail_msg("%s: exit %d plain, %d under mmt", command, a, b);
+    if (!same_files(plain, with)) fail_msg("%s: the output differs under mmt", command);
+    if (!same_files(err1, err2)) fail_msg("%s: the errors differ under mmt", command);
+    long long allocations = report_allocations(report);
+    if (allocations < min_allocations)
+        fail_msg("%s: the report shows %lld allocations, expected at least %lld", command,
+                 allocations, min_allocations);
+    return a;
+}
+
+static void test_preload_sort_on_a_50_mb_file(void **state)
+{
+    (void)state;
+    char path[512], command[1024];
+    snprintf(path, sizeof path, "%s/numbers.txt", test_dir);
+    FILE *f = fopen(path, "w");
+    uint64_t x = 88172645463325252ull;
+    size_t written = 0;
+    while (written < 50u << 20) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        written += (size_t)fprintf(f, "%llu\n", (unsigned long long)(x % 1000000000000ull));
+    }
+    fclose(f);
+    snprintf(command, sizeof command, "sort -n %s", path);
+    assert_int_equal(same_both_ways(command, 10), 0);
+    snprintf(command, sizeof command, "sort %s/no-such-file", test_dir);
+    assert_int_equal(same_both_ways(command, 1), 2); /* the exit code comes through */
+}
+
+static void test_preload_python_building_large_lists(void **state)
+{
+    (void)state;
+    assert_int_equal(same_both_ways("/usr/bin/python3 -c \"x = [[i] * 10 for i in range(300000)]; "
+                                    "d = {i: str(i) for i in range(100000)}; print(len(x), len(d))\"",
+                                    500), /* CPython keeps small objects in its own arenas */
+                     0);
+    assert_int_equal(same_both_ways("/usr/bin/python3 -c \"import sys; sys.exit(7)\"", 100), 7);
+}
+
+static void test_preload_gcc_compiling_a_file(void **state)
+{
+    (void)state;
+    char src[512], command[2048];
+    snprintf(src, sizeof src, "%s/unit.c", test_dir);
+    write_in_place(src, "#include <stdio.h>\n"
+                        "struct flow { int a, b; };\n"
+                        "int sum(const struct flow *f, int n) { int s = 0;\n"
+                        "  for (int i = 0; i < n; i++) s += f[i].a * f[i].b; return s; }\n"
+                        "int main(void) { struct flow f[3] = {{1, 2}, {3, 4}, {5, 6}};\n"
+                        "  printf(\"%d\\n\", sum(f, 3)); return 0; }\n");
+    char plain_obj[600], mmt_obj[600];
+    snprintf(plain_obj, sizeof plain_obj, "%s/plain.o", test_dir);
+    snprintf(mmt_obj, sizeof mmt_obj, "%s/mmt.o", test_dir);
+    snprintf(command, sizeof command, "gcc -O2 -c %s -o %s/unit.o", src, test_dir);
+    assert_int_equal(same_both_ways(command, 100), 0);
+    /* The object file itself: compile once each way and compare. */
+    char out[600], err[600], report[600];
+    snprintf(out, sizeof out, "%s/x.out", test_dir);
+    snprintf(err, sizeof err, "%s/x.err", test_dir);
+    snprintf(report, sizeof report, "%s/x.json", test_dir);
+    snprintf(command, sizeof command, "gcc -O2 -c %s -o %s", src, plain_obj);
+    assert_int_equal(run(command, false, out, err, report), 0);
+    snprintf(command, sizeof command, "gcc -O2 -c %s -o %s", src, mmt_obj);
+    assert_int_equal(run(command, true, out, err, report), 0);
+    assert_true(same_files(plain_obj, mmt_obj));
+    write_in_place(src, "int main(void) { return missing; }\n");
+    snprintf(command, sizeof command, "gcc -c %s -o %s/bad.o", src, test_dir);
+    assert_int_equal(same_both_ways(command, 100), 1);
+}
+
+static void test_preload_git_status(void **state)
+{
+    (void)state;
+    char command[2048];
+    snprintf(command, sizeof command,
+             "cd %s && rm -rf repo && git init -q repo && cd repo && echo one > a && echo two > b "
+             "&& git add a && git -c user.name=t -c user.email=t@t commit -qm first && echo more >> a",
+             test_dir);
+    assert_int_equal(system(command), 0);
+    snprintf(command, sizeof command, "git -C %s/repo status --porcelain", test_dir);
+    assert_int_equal(same_both_ways(command, 10), 0);
+    snprintf(command, sizeof command, "git -C %s/repo log --format=%%s", test_dir);
+    assert_int_equal(same_both_ways(command, 1), 0);
+}
+
+static void test_preload_multithreaded_program_counts_exactly(void **state)
+{
+    (void)state;
+    char command[PATH_MAX + 32];
+    snprintf(command, sizeof command, "%s/e2e_threads", bin_dir);
+    /* The program checks, through mmt_meminfo, that exactly its 12345-byte leak stays. */
+    assert_int_equal(same_both_ways(command, 100000), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_preload_sort_on_a_50_mb_file),
+        cmocka_unit_test(test_preload_python_building_large_lists),
+        cmocka_unit_test(test_preload_gcc_compiling_a_file),
+        cmocka_unit_test(test_preload_git_status),
+        cmocka_unit_test(test_preload_multithreaded_program_counts_exactly),
+    };
+    return cmocka_run_group_tests_name("preload", tests, find_library, remove_test_dir);
+}

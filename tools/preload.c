@@ -1,0 +1,159 @@
+/*
+ * libmmtmem-preload.so: mmt under a program that was not built for it. Loaded with
+ * LD_PRELOAD, it replaces the allocation functions of the whole program, so that every
+ * block gets mmt's header and counts, and it runs a policy from the environment:
+ *
+ *   MMT_POLICY=FILE     policy to load and watch (none: counters only)
+ *   MMT_INTERVAL=MS     the engine's timer (default 1000; 0: checkpoints only)
+ *   MMT_REPORT=FORMAT   at exit, write the counters as text, json or prometheus
+ *   MMT_OUT=FILE        where the report goes (default: stderr)
+ *
+ *   MMT_REPORT_PID=PID  only the process with this id reports (default: every process)
+ *
+ * The programs a program starts inherit the environment: they are counted and run the
+ * policy too. MMT_REPORT_PID keeps their reports from writing over the one that matters.
+ * An exec keeps the process id, so a shell wrapper that execs the program hands it on.
+ *
+ * mmt sits on glibc's own entry points (__libc_malloc and friends), so there is no dlsym
+ * bootstrap to get wrong. The interposed functions keep the libc contracts a program
+ * relies on (EINVAL for a bad alignment, page alignment for valloc); an allocation that
+ * fails is mmt's designed abort.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mmt/memory.h"
+#include "mmt/policy.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+EXPORT void *malloc(size_t size)
+{
+    return mmt_malloc(size);
+}
+
+EXPORT void free(void *ptr)
+{
+    mmt_free(ptr);
+}
+
+EXPORT void *calloc(size_t count, size_t size)
+{
+    return mmt_calloc(count, size);
+}
+
+EXPORT void *realloc(void *ptr, size_t size)
+{
+    return mmt_realloc(ptr, size);
+}
+
+EXPORT void *reallocarray(void *ptr, size_t count, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM; /* an argument error, as glibc reports it */
+        return NULL;
+    }
+    return mmt_realloc(ptr, total);
+}
+
+static int power_of_two(size_t n)
+{
+    return n && !(n & (n - 1));
+}
+
+EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
+{
+    if (!power_of_two(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
+    *out = mmt_aligned_alloc(alignment, size);
+    return 0;
+}
+
+EXPORT void *aligned_alloc(size_t alignment, size_t size)
+{
+    if (!power_of_two(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return mmt_aligned_alloc(alignment, size);
+}
+
+EXPORT void *memalign(size_t alignment, size_t size)
+{
+    size_t a = 1;
+    while (a < alignment && a < ((size_t)1 << 62)) a <<= 1; /* glibc rounds up */
+    return mmt_aligned_alloc(a, size);
+}
+
+EXPORT void *valloc(size_t size)
+{
+    return mmt_aligned_alloc((size_t)sysconf(_SC_PAGESIZE), size);
+}
+
+EXPORT void *pvalloc(size_t size)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t rounded = (size + page - 1) & ~(page - 1);
+    return mmt_aligned_alloc(page, rounded < size ? size : rounded);
+}
+
+EXPORT size_t malloc_usable_size(void *ptr)
+{
+    return mmt_size(ptr);
+}
+
+/* ---- The policy engine and the report at exit ---------------------------------------------- */
+
+static mmt_policy_t *engine;
+static int report_format = -1; /* -1: no report */
+static char report_path[4096];  /* MMT_OUT, read at start: the program may change it */
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+__attribute__((constructor)) static void preload_start(void)
+{
+    const char *report = env("MMT_REPORT");
+    const char *pid = env("MMT_REPORT_PID");
+    if (report && (!pid || strtol(pid, NULL, 10) == (long)getpid())) {
+        report_format = strcmp(report, "json") == 0         ? MMT_FORMAT_JSON
+                        : strcmp(report, "prometheus") == 0 ? MMT_FORMAT_PROMETHEUS
+                                                            : MMT_FORMAT_TEXT;
+        const char *out = env("MMT_OUT");
+        if (out) snprintf(report_path, sizeof report_path, "%s", out);
+    }
+    const char *policy = env("MMT_POLICY");
+    if (!policy) return;
+    const char *interval = env("MMT_INTERVAL");
+    mmt_policy_options_t o = {.interval_ms = interval ? (unsigned)strtoul(interval, NULL, 10) : 1000,
+                              .watch = 1};
+    engine = mmt_policy_new(&o);
+    if (!engine) {
+        fprintf(stderr, "mmt: cannot start the policy engine\n");
+        return;
+    }
+    mmt_policy_load(engine, policy); /* an error is logged on stderr; counting goes on */
+}
+
+__attribute__((destructor)) static void preload_stop(void)
+{
+    mmt_policy_free(engine);
+    engine = NULL;
+    if (report_format < 0) return;
+    /* A program may have closed stderr by now (coreutils do, at exit): MMT_OUT is safer. */
+    FILE *out = report_path[0] ? fopen(report_path, "w") : stderr;
+    if (!out) {
+        fprintf(stderr, "mmt: cannot write the report to %s: %s\n", report_path, strerror(errno));
+        return;
+    }
+    mmt_meminfo_write(out, report_format);
+    if (out != stderr) fclose(out);
+}
