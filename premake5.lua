@@ -138,7 +138,7 @@ project "mmtmem-preload"
    files { "tools/preload.c" }
    defines { "MMT_BACKEND_GLIBC_INTERNAL" }
    buildoptions { "-fPIC", "-fvisibility=hidden", "-fno-builtin" }
-   links(system_libs)
+   links { "luajit-5.1", "m" }
 
 -- The demo host program: the README's first command runs it.
 project "mmt-demo"

@@ -14,7 +14,16 @@
 
 #include "mmt/memory.h"
 
-#if defined(MMT_BACKEND_MIMALLOC)
+#if defined(MMT_BACKEND_GLIBC_INTERNAL)
+/* The preload library replaces malloc itself, so it sits on glibc's own entry points. */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+#define BACKEND_NAME "libc"
+#define BACKEND_TABLE {__libc_malloc, __libc_calloc, __libc_realloc, __libc_free}
+
+#elif defined(MMT_BACKEND_MIMALLOC)
 #include <mimalloc.h>
 #define BACKEND_NAME "mimalloc"
 #define BACKEND_TABLE {mi_malloc, mi_calloc, mi_realloc, mi_free}
@@ -45,15 +54,6 @@ static void je_free_any(void *p)
     if (p) dallocx(p, 0);
 }
 #define BACKEND_TABLE {je_malloc_any, je_calloc_any, je_realloc_any, je_free_any}
-
-#elif defined(MMT_BACKEND_GLIBC_INTERNAL)
-/* The preload library replaces malloc itself, so it sits on glibc's own entry points. */
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void __libc_free(void *);
-#define BACKEND_NAME "libc"
-#define BACKEND_TABLE {__libc_malloc, __libc_calloc, __libc_realloc, __libc_free}
 
 #else
 #define BACKEND_NAME "libc"
