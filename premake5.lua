@@ -140,6 +140,11 @@ project "mmtmem-preload"
    buildoptions { "-fPIC", "-fvisibility=hidden", "-fno-builtin" }
    links { "luajit-5.1", "m" }
 
+-- mmt-run: a program under the preload library, with a policy and a summary.
+project "mmt-run"
+   kind "ConsoleApp"
+   files { "tools/mmt-run.c" }
+
 -- The demo host program: the README's first command runs it.
 project "mmt-demo"
    kind "ConsoleApp"
@@ -148,7 +153,7 @@ project "mmt-demo"
    links(system_libs)
 
 -- One cmocka program per unit; tests/run runs them all.
-for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export", "preload" }) do
+for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export", "preload", "mmtrun" }) do
    project("test_" .. unit)
       kind "ConsoleApp"
       files { "tests/test_" .. unit .. ".c", "tests/testutil.h", "tests/policyutil.h" }

@@ -29,9 +29,12 @@ double mmt__now(void)
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+/* The default log: one line on stderr for errors, warnings and information; debug
+ * messages (the engine's own notes, like "loaded") only with MMT_DEBUG set. */
 static void stderr_log(int level, const char *message, void *ud)
 {
     (void)ud;
+    if (level >= MMT_LOG_DEBUG && !getenv("MMT_DEBUG")) return;
     char line[2048];
     int n = snprintf(line, sizeof line, "mmt policy [%s] %s\n",
                      level >= 0 && level <= 3 ? level_names[level] : "?", message);
@@ -191,7 +194,7 @@ static int load_locked(struct mmt_policy *p, const char *path)
     pthread_mutex_unlock(&p->lock);
     mmt__pstate_free(old);
     p->error[0] = '\0';
-    mmt__policy_log(p, MMT_LOG_INFO, "%s: %s, %zu rule%s and %zu task%s", path,
+    mmt__policy_log(p, MMT_LOG_DEBUG, "%s: %s, %zu rule%s and %zu task%s", path,
                     old ? "reloaded" : "loaded", s->nrules, s->nrules == 1 ? "" : "s", s->ntasks,
                     s->ntasks == 1 ? "" : "s");
     return 0;

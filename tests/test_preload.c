@@ -12,27 +12,6 @@
 
 static char preload[PATH_MAX + 32], bin_dir[PATH_MAX];
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-
-/* A sanitizer build's preload library cannot go into programs built without it (the
- * sanitizer's runtime must load first, and replaces malloc itself): there these tests
- * skip. The library's code is the core, which the sanitizer builds test everywhere else. */
-#define NEED_PLAIN_BUILD()                                                                 \
-    do {                                                                                   \
-        if (sanitized) skip();                                                             \
-    } while (0)
-#ifdef SANITIZED
-static const bool sanitized = true;
-#else
-static const bool sanitized = false;
-#endif
-
 static int find_library(void **state)
 {
     if (make_test_dir(state) != 0) return -1;
@@ -111,7 +90,7 @@ static int same_both_ways(const char *command, long long min_allocations)
 static void test_preload_sort_on_a_50_mb_file(void **state)
 {
     (void)state;
-    NEED_PLAIN_BUILD();
+    SKIP_IF_SANITIZED();
     char path[512], command[1024];
     snprintf(path, sizeof path, "%s/numbers.txt", test_dir);
     FILE *f = fopen(path, "w");
@@ -131,7 +110,7 @@ static void test_preload_sort_on_a_50_mb_file(void **state)
 static void test_preload_python_building_large_lists(void **state)
 {
     (void)state;
-    NEED_PLAIN_BUILD();
+    SKIP_IF_SANITIZED();
     assert_int_equal(same_both_ways("/usr/bin/python3 -c \"x = [[i] * 10 for i in range(300000)]; "
                                     "d = {i: str(i) for i in range(100000)}; print(len(x), len(d))\"",
                                     500), /* CPython keeps small objects in its own arenas */
@@ -142,7 +121,7 @@ static void test_preload_python_building_large_lists(void **state)
 static void test_preload_gcc_compiling_a_file(void **state)
 {
     (void)state;
-    NEED_PLAIN_BUILD();
+    SKIP_IF_SANITIZED();
     char src[512], command[2048];
     snprintf(src, sizeof src, "%s/unit.c", test_dir);
     write_in_place(src, "#include <stdio.h>\n"
@@ -174,7 +153,7 @@ static void test_preload_gcc_compiling_a_file(void **state)
 static void test_preload_git_status(void **state)
 {
     (void)state;
-    NEED_PLAIN_BUILD();
+    SKIP_IF_SANITIZED();
     char command[2048];
     snprintf(command, sizeof command,
              "cd %s && rm -rf repo && git init -q repo && cd repo && echo one > a && echo two > b "
@@ -190,7 +169,7 @@ static void test_preload_git_status(void **state)
 static void test_preload_multithreaded_program_counts_exactly(void **state)
 {
     (void)state;
-    NEED_PLAIN_BUILD();
+    SKIP_IF_SANITIZED();
     char command[PATH_MAX + 32];
     snprintf(command, sizeof command, "%s/e2e_threads", bin_dir);
     /* The program checks, through mmt_meminfo, that exactly its 12345-byte leak stays. */

@@ -63,6 +63,25 @@ static inline child_result_t run_in_child(void (*fn)(void *), void *arg)
     return r;
 }
 
+/* A sanitizer build's preload library cannot go into programs built without it (the
+ * sanitizer's runtime must load first, and replaces malloc itself): tests that run real
+ * programs under it skip there. The library's code is the core, which those builds test
+ * everywhere else. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define MMT_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define MMT_TEST_SANITIZED 1
+#endif
+#endif
+#ifndef MMT_TEST_SANITIZED
+#define MMT_TEST_SANITIZED 0
+#endif
+#define SKIP_IF_SANITIZED()                                                                \
+    do {                                                                                   \
+        if (MMT_TEST_SANITIZED) skip();                                                    \
+    } while (0)
+
 /* Asserts that `text` holds `needle`, printing both if not. */
 #define assert_contains(text, needle)                                                      \
     do {                                                                                   \

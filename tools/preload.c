@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mmt/memory.h"
@@ -143,17 +144,38 @@ __attribute__((constructor)) static void preload_start(void)
     mmt_policy_load(engine, policy); /* an error is logged on stderr; counting goes on */
 }
 
-__attribute__((destructor)) static void preload_stop(void)
+/* Writes the report once, from exit handlers or from _exit, whichever comes first. */
+static void write_report(void)
 {
-    mmt_policy_free(engine);
-    engine = NULL;
     if (report_format < 0) return;
+    int format = report_format;
+    report_format = -1;
     /* A program may have closed stderr by now (coreutils do, at exit): MMT_OUT is safer. */
     FILE *out = report_path[0] ? fopen(report_path, "w") : stderr;
     if (!out) {
         fprintf(stderr, "mmt: cannot write the report to %s: %s\n", report_path, strerror(errno));
         return;
     }
-    mmt_meminfo_write(out, report_format);
+    mmt_meminfo_write(out, format);
     if (out != stderr) fclose(out);
+}
+
+/* Programs that end with _exit (shells do) skip exit handlers: report on the way out. The
+ * process then ends as _exit would, with the exit_group system call. */
+EXPORT void _exit(int status)
+{
+    write_report();
+    for (;;) syscall(SYS_exit_group, status);
+}
+
+EXPORT void _Exit(int status)
+{
+    _exit(status);
+}
+
+__attribute__((destructor)) static void preload_stop(void)
+{
+    mmt_policy_free(engine);
+    engine = NULL;
+    write_report();
 }

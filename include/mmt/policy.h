@@ -54,7 +54,8 @@ mmt_policy_t *mmt_policy_new(const mmt_policy_options_t *opts);
  * MMT_EINVAL (NULL or empty name, NULL fn) or MMT_ENOMEM. Actions survive reloads. */
 int mmt_policy_action(mmt_policy_t *p, const char *name, mmt_policy_action_fn fn, void *ud);
 
-/* Sets where messages go; fn == NULL restores the default, one line on stderr. */
+/* Sets where messages go; fn == NULL restores the default, one line on stderr (debug
+ * messages only when the environment has MMT_DEBUG). */
 void mmt_policy_set_log(mmt_policy_t *p, mmt_policy_log_fn fn, void *ud);
 
 /* Loads the policy file at `path` into a fresh state and, if that succeeded, switches to
