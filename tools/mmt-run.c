@@ -10,8 +10,8 @@
  * as shells do, with 128 + the signal number.
  *
  * The library is looked for beside mmt-run (a build tree), then in ../lib/mmtmem/ (an
- * install), unless MMT_PRELOAD_LIB names it; the default policy, report.lua, in
- * ../../policies/ then ../share/mmtmem/policies/.
+ * install), unless MMT_PRELOAD_LIB names it; the default policy, report.lua, in the
+ * build tree's policies/ or in ../share/mmtmem/policies/.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -147,7 +147,8 @@ int main(int argc, char **argv)
     char lib[PATH_MAX + 64], pol[PATH_MAX + 64];
     static const char *const libs[] = {"libmmtmem-preload.so", "../lib/mmtmem/libmmtmem-preload.so",
                                        NULL};
-    static const char *const pols[] = {"../../policies/report.lua",
+    static const char *const pols[] = {"../../policies/report.lua",    /* build/<config>/ */
+                                       "../../../policies/report.lua", /* build/<variant>/<config>/ */
                                        "../share/mmtmem/policies/report.lua", NULL};
     const char *library = getenv("MMT_PRELOAD_LIB");
     if (!library) library = find_beside_me(libs, lib, sizeof lib);
