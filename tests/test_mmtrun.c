@@ -61,6 +61,26 @@ static void test_mmtrun_forwards_output_and_exit_status(void **state)
     assert_contains(r.err, " allocations, ran ");
 }
 
+static void test_mmtrun_reports_the_program_not_its_forked_copies(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* The shell exits at once and reports; its forked subshell (a copy of the reporting
+     * process, not an exec) ends 0.3 s later through _exit and must not write the report
+     * again: once the first one is removed, none may reappear. */
+    char report[600], cmd[PATH_MAX * 2];
+    snprintf(report, sizeof report, "%s/fork.json", test_dir);
+    snprintf(cmd, sizeof cmd,
+             "exec env LD_PRELOAD='%s/libmmtmem-preload.so' MMT_REPORT=json MMT_OUT='%s' "
+             "MMT_REPORT_PID=$$ sh -c '( sleep 0.3; exit 0 ) & exit 0'",
+             bin_dir, report);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(access(report, F_OK), 0);
+    unlink(report);
+    sleep_ms(800);
+    if (access(report, F_OK) == 0) fail_msg("the forked subshell wrote the report again");
+}
+
 static void test_mmtrun_says_when_the_program_dies_of_a_signal(void **state)
 {
     (void)state;
@@ -146,6 +166,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mmtrun_forwards_output_and_exit_status),
+        cmocka_unit_test(test_mmtrun_reports_the_program_not_its_forked_copies),
         cmocka_unit_test(test_mmtrun_says_when_the_program_dies_of_a_signal),
         cmocka_unit_test(test_mmtrun_rejects_what_it_cannot_run),
         cmocka_unit_test(test_mmtrun_summary_in_json_counts_the_leak),

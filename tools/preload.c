@@ -113,6 +113,7 @@ EXPORT size_t malloc_usable_size(void *ptr)
 static mmt_policy_t *engine;
 static int report_format = -1; /* -1: no report */
 static char report_path[4096];  /* MMT_OUT, read at start: the program may change it */
+static pid_t report_pid;        /* the reporting process: a forked copy does not report */
 
 static const char *env(const char *name)
 {
@@ -130,6 +131,7 @@ __attribute__((constructor)) static void preload_start(void)
                                                             : MMT_FORMAT_TEXT;
         const char *out = env("MMT_OUT");
         if (out) snprintf(report_path, sizeof report_path, "%s", out);
+        report_pid = getpid();
     }
     const char *policy = env("MMT_POLICY");
     if (!policy) return;
@@ -147,7 +149,7 @@ __attribute__((constructor)) static void preload_start(void)
 /* Writes the report once, from exit handlers or from _exit, whichever comes first. */
 static void write_report(void)
 {
-    if (report_format < 0) return;
+    if (report_format < 0 || getpid() != report_pid) return;
     int format = report_format;
     report_format = -1;
     /* A program may have closed stderr by now (coreutils do, at exit): MMT_OUT is safer. */
