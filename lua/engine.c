@@ -230,11 +230,6 @@ int mmt_policy_reload(mmt_policy_t *p)
     return rc;
 }
 
-void mmt__policy_file_changed(struct mmt_policy *p)
-{
-    mmt_policy_reload(p);
-}
-
 char *mmt__policy_path(struct mmt_policy *p)
 {
     pthread_mutex_lock(&p->load_lock);

@@ -129,7 +129,6 @@ void mmt__policy_log(struct mmt_policy *p, int level, const char *fmt, ...)
 void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list ap);
 bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *out);
 void mmt__policy_tick(struct mmt_policy *p);  /* timer: evaluate with tasks */
-void mmt__policy_file_changed(struct mmt_policy *p);
 char *mmt__policy_path(struct mmt_policy *p); /* a backend copy, or NULL */
 double mmt__now(void);
 

@@ -129,7 +129,7 @@ static void *engine_thread(void *arg)
         if (nfds == 2 && fds[1].revents) changed = drain_events(&w);
         if (polling) changed = stat_changed(&w) || changed;
         if (changed) {
-            mmt__policy_file_changed(p);
+            mmt_policy_reload(p); /* a failed load is logged; the running policy stays */
             if (polling) stat_changed(&w); /* a reload is not a change */
         }
         if (interval > 0 && mmt__now() >= next_tick) {

@@ -136,9 +136,7 @@ static void assert_running(captured_log_t *log, const char *name)
     const char *last = NULL;
     for (int i = log->count - 1; i >= 0 && !last; i--)
         if (strstr(log->lines[i], "POLICY ")) last = log->lines[i];
-    int count = log->count;
     pthread_mutex_unlock(&log->lock);
-    (void)count;
     assert_true(log_count(log, "POLICY ") > before);
     if (!last || strncmp(last, want, strlen(want)) != 0)
         fail_msg("expected policy %s to be running, last line: %s", name, last ? last : "none");
