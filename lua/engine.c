@@ -56,6 +56,23 @@ void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list 
     fn(level, message, ud);
 }
 
+void mmt_policy_set_event(mmt_policy_t *p, mmt_policy_event_fn fn, void *ud)
+{
+    pthread_mutex_lock(&p->conf_lock);
+    p->event_fn = fn;
+    p->event_ud = fn ? ud : NULL;
+    pthread_mutex_unlock(&p->conf_lock);
+}
+
+void mmt__policy_event(struct mmt_policy *p, const char *rule, bool fired, const snapshot_t *s)
+{
+    pthread_mutex_lock(&p->conf_lock);
+    mmt_policy_event_fn fn = p->event_fn;
+    void *ud = p->event_ud;
+    pthread_mutex_unlock(&p->conf_lock);
+    if (fn) fn(rule, fired, &s->info, ud);
+}
+
 void mmt__policy_log(struct mmt_policy *p, int level, const char *fmt, ...)
 {
     va_list ap;

@@ -108,12 +108,14 @@ struct mmt_policy {
     char error[512];
     _Atomic unsigned path_generation; /* bumped when path changes: the watcher re-arms */
 
-    /* conf_lock protects: actions, log_fn, log_ud. Held only to copy them out. */
+    /* conf_lock protects: actions, log_fn, log_ud, event_fn, event_ud. Held only to copy them out. */
     pthread_mutex_t conf_lock;
     action_t *actions;
     size_t nactions, actions_cap;
     mmt_policy_log_fn log_fn;
     void *log_ud;
+    mmt_policy_event_fn event_fn;
+    void *event_ud;
 
     int listener; /* core listener id, > 0 */
 
@@ -127,6 +129,7 @@ struct mmt_policy {
 void mmt__policy_log(struct mmt_policy *p, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list ap);
+void mmt__policy_event(struct mmt_policy *p, const char *rule, bool fired, const snapshot_t *s);
 bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *out);
 void mmt__policy_tick(struct mmt_policy *p);  /* timer: evaluate with tasks */
 char *mmt__policy_path(struct mmt_policy *p); /* a backend copy, or NULL */

@@ -106,6 +106,7 @@ static void evaluate_rule(pstate_t *s, rule_t *r, snapshot_t *snap, int *slot)
         r->firing = true; /* even if `fire` fails: it must not fire at every evaluation */
         r->since = -1;
         if (call_with_snapshot(s, snap, slot, r->fire_ref, false, r)) r->errors = 0;
+        mmt__policy_event(s->engine, r->name, true, snap);
     } else if (!holds) {
         r->firing = false;
         if (r->resolve_ref == LUA_NOREF) {
@@ -113,6 +114,7 @@ static void evaluate_rule(pstate_t *s, rule_t *r, snapshot_t *snap, int *slot)
         } else if (call_with_snapshot(s, snap, slot, r->resolve_ref, false, r)) {
             r->errors = 0;
         }
+        mmt__policy_event(s->engine, r->name, false, snap);
     } else if (r->when_ref != LUA_NOREF) {
         r->errors = 0; /* `when` ran cleanly */
     }

@@ -90,6 +90,66 @@ static void test_policy_when_rule_fires_and_resolves_on_its_condition(void **sta
     free_log(log);
 }
 
+/* What the event function saw, in order. */
+typedef struct events {
+    char seen[8][64];
+    uint64_t in_use[8];
+    int n;
+} events_t;
+
+static void record_event(const char *rule, int fired, const mmt_meminfo_t *m, void *ud)
+{
+    events_t *e = ud;
+    if (e->n >= 8) return;
+    snprintf(e->seen[e->n], sizeof e->seen[0], "%s %s", fired ? "fire" : "resolve", rule);
+    e->in_use[e->n++] = m->in_use;
+}
+
+static void test_policy_event_function_is_told_of_fire_and_resolve(void **state)
+{
+    (void)state;
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = new_engine(NULL, log);
+    events_t ev = {.n = 0};
+    mmt_policy_set_event(p, record_event, &ev);
+    uint64_t base = meminfo_now().in_use;
+    char text[1024];
+    /* The second rule's fire raises: the event is still told, the rule is firing. */
+    snprintf(text, sizeof text,
+             "local mmt = require 'mmt'\n"
+             "mmt.rule { name = 'big', metric = 'in_use', above = %llu, below = %llu,\n"
+             "  fire = function(m) end }\n"
+             "mmt.rule { name = 'broken', metric = 'in_use', above = %llu,\n"
+             "  fire = function(m) error('oops') end }\n",
+             (unsigned long long)(base + 1000000), (unsigned long long)(base + 500000),
+             (unsigned long long)(base + 1000000));
+    load_text(p, "events.lua", text);
+
+    mmt_mem_checkpoint();
+    assert_int_equal(ev.n, 0);
+    void *a = mmt_malloc(1100000);
+    mmt_mem_checkpoint();
+    mmt_mem_checkpoint(); /* still firing: no second event */
+    assert_int_equal(ev.n, 2);
+    assert_string_equal(ev.seen[0], "fire big");
+    assert_string_equal(ev.seen[1], "fire broken");
+    assert_true(ev.in_use[0] >= base + 1100000);
+    mmt_free(a);
+    mmt_mem_checkpoint();
+    assert_int_equal(ev.n, 4);
+    assert_string_equal(ev.seen[2], "resolve big");
+    assert_string_equal(ev.seen[3], "resolve broken");
+    assert_true(ev.in_use[2] < base + 500000);
+
+    mmt_policy_set_event(p, NULL, NULL); /* removed: no more events */
+    a = mmt_malloc(1100000);
+    mmt_mem_checkpoint();
+    assert_int_equal(ev.n, 4);
+    mmt_free(a);
+    mmt_policy_free(p);
+    free_log(log);
+}
+
 static void test_policy_hold_delays_firing_until_the_condition_has_lasted(void **state)
 {
     (void)state;
@@ -560,6 +620,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policy_declarative_rule_fires_and_resolves_with_hysteresis),
         cmocka_unit_test(test_policy_when_rule_fires_and_resolves_on_its_condition),
+        cmocka_unit_test(test_policy_event_function_is_told_of_fire_and_resolve),
         cmocka_unit_test(test_policy_hold_delays_firing_until_the_condition_has_lasted),
         cmocka_unit_test(test_policy_every_runs_on_the_timer),
         cmocka_unit_test(test_policy_every_without_timer_is_a_warning),

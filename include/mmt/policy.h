@@ -44,6 +44,12 @@ typedef void (*mmt_policy_log_fn)(int level, const char *message, void *ud);
 
 enum { MMT_LOG_ERROR = 0, MMT_LOG_WARN = 1, MMT_LOG_INFO = 2, MMT_LOG_DEBUG = 3 };
 
+/* Told when a rule changes state: fired = 1 when it fires, 0 when it resolves; `m` holds
+ * the counters it was judged on. It runs on the evaluating thread with the engine busy,
+ * after the rule's own fire or resolve code. */
+typedef void (*mmt_policy_event_fn)(const char *rule, int fired, const mmt_meminfo_t *m,
+                                    void *ud);
+
 /* Creates an engine with no policy loaded; opts may be NULL (all defaults). It sets the
  * process-wide checkpoint distance (mmt_mem_set_checkpoint) to opts->checkpoint_bytes if
  * none is set or the one set is larger. Returns NULL only if the engine's own memory or
@@ -57,6 +63,9 @@ int mmt_policy_action(mmt_policy_t *p, const char *name, mmt_policy_action_fn fn
 /* Sets where messages go; fn == NULL restores the default, one line on stderr (debug
  * messages only when the environment has MMT_DEBUG). */
 void mmt_policy_set_log(mmt_policy_t *p, mmt_policy_log_fn fn, void *ud);
+
+/* Sets the function told of rule events (none by default); fn == NULL removes it. */
+void mmt_policy_set_event(mmt_policy_t *p, mmt_policy_event_fn fn, void *ud);
 
 /* Loads the policy file at `path` into a fresh state and, if that succeeded, switches to
  * it, carrying rule state (firing or not) over by rule name. Returns 0, or MMT_ELOAD: not
