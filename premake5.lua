@@ -135,7 +135,7 @@ project "mmtmem-preload"
    kind "SharedLib"
    targetname "mmtmem-preload"
    files(core_sources)
-   files { "tools/preload.c" }
+   files { "tools/preload.c", "tools/trace.c", "tools/trace.h" }
    defines { "MMT_BACKEND_GLIBC_INTERNAL" }
    buildoptions { "-fPIC", "-fvisibility=hidden", "-fno-builtin" }
    links { "luajit-5.1", "m" }
@@ -143,7 +143,8 @@ project "mmtmem-preload"
 -- mmt-run: a program under the preload library, with a policy and a summary.
 project "mmt-run"
    kind "ConsoleApp"
-   files { "tools/mmt-run.c" }
+   files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h" }
+   links { "m" }
 
 -- The demo host program: the README's first command runs it.
 project "mmt-demo"

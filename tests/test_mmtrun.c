@@ -5,6 +5,7 @@
  * policy runs inside the program.
  */
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "policyutil.h"
@@ -162,6 +163,72 @@ static void test_mmtrun_runs_the_policy_inside_the_program(void **state)
     assert_contains(r.err, "mmt policy [info] TICK ");
 }
 
+/* The first of a few places, relative to the test program, where `name` is. */
+static bool find_source(const char *name, char *buf, size_t len)
+{
+    static const char *const ups[] = {"../..", "../../..", NULL}; /* build/<config>, build/<variant>/<config> */
+    for (const char *const *up = ups; *up; up++) {
+        snprintf(buf, len, "%s/%s/%s", bin_dir, *up, name);
+        if (access(buf, R_OK) == 0) return true;
+    }
+    return false;
+}
+
+static void test_mmtrun_trace_and_svg_show_usage_and_rule_events(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    static result_t r;
+    char policy[512], args[2048], check[PATH_MAX * 2 + 1024], checker[PATH_MAX + 64];
+    if (!find_source("tests/e2e/check_plot.py", checker, sizeof checker))
+        fail_msg("tests/e2e/check_plot.py not found from %s", bin_dir);
+    snprintf(policy, sizeof policy, "%s/big.lua", test_dir);
+    write_in_place(policy, "local mmt = require 'mmt'\n"
+                           "mmt.rule { name = 'big', metric = 'in_use', above = 20 * mmt.MiB,\n"
+                           "  below = 10 * mmt.MiB, fire = function(m) end }\n");
+    /* Python through malloc (not its own arenas): a list of 600,000 strings is ~50 MiB. */
+    snprintf(args, sizeof args,
+             "--policy %s --trace %s/t.csv --svg %s/t.svg -- env PYTHONMALLOC=malloc "
+             "/usr/bin/python3 -c 'import time; a = [str(i) for i in range(600000)]; "
+             "time.sleep(0.1); del a; time.sleep(0.1); print(\"done\")'",
+             policy, test_dir, test_dir);
+    mmt_run_with(args, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "done\n");
+    assert_null(strstr(r.err, "no picture"));
+
+    /* Drawn by a real browser when there is one: Debian's chromium, headless. */
+    char png[600] = "";
+    if (access("/usr/bin/chromium", X_OK) == 0) {
+        snprintf(png, sizeof png, "%s/t.png", test_dir);
+        snprintf(check, sizeof check,
+                 "timeout 120 /usr/bin/chromium --headless --no-sandbox --disable-gpu "
+                 "--disable-dev-shm-usage --hide-scrollbars --window-size=960,540 "
+                 "--screenshot='%s' 'file://%s/t.svg' > /dev/null 2>&1",
+                 png, test_dir);
+        if (system(check) != 0) fail_msg("chromium could not take the screenshot");
+    } else {
+        print_message("chromium is not installed: the picture is checked as XML only\n");
+    }
+    snprintf(check, sizeof check, "/usr/bin/python3 '%s' '%s/t.csv' '%s/t.svg' big %s", checker,
+             test_dir, test_dir, png);
+    assert_int_equal(system(check), 0);
+
+    /* --svg alone leaves no trace behind. */
+    snprintf(args, sizeof args, "--svg %s/alone.svg -- true", test_dir);
+    mmt_run_with(args, &r);
+    assert_int_equal(r.status, 0);
+    snprintf(check, sizeof check, "%s/alone.svg", test_dir);
+    assert_int_equal(access(check, R_OK), 0);
+    snprintf(check, sizeof check, "ls /tmp/mmt-trace-* 2> /dev/null | grep -q .");
+    assert_int_not_equal(system(check), 0);
+
+    /* A picture that cannot be written is said, and the program's status still comes back. */
+    mmt_run_with("--svg /no/such/dir/x.svg -- sh -c 'exit 4'", &r);
+    assert_int_equal(r.status, 4);
+    assert_contains(r.err, "mmt-run: no picture: cannot write /no/such/dir/x.svg: No such file or directory");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +239,7 @@ int main(void)
         cmocka_unit_test(test_mmtrun_summary_in_json_counts_the_leak),
         cmocka_unit_test(test_mmtrun_summary_in_prometheus_parses),
         cmocka_unit_test(test_mmtrun_runs_the_policy_inside_the_program),
+        cmocka_unit_test(test_mmtrun_trace_and_svg_show_usage_and_rule_events),
     };
     return cmocka_run_group_tests_name("mmtrun", tests, setup, remove_test_dir);
 }

@@ -3,11 +3,12 @@
  * it did with memory.
  *
  *   mmt-run [--policy FILE] [--interval MS] [--report text|json|prometheus] [--out FILE]
- *           -- PROGRAM ARGS...
+ *           [--trace FILE.csv] [--svg FILE.svg] -- PROGRAM ARGS...
  *
  * The program's own output is untouched; the summary goes to stderr or --out. mmt-run
  * exits with the program's status; if the program dies of a signal it says so and exits
- * as shells do, with 128 + the signal number.
+ * as shells do, with 128 + the signal number. --trace keeps the time series (CSV, see
+ * trace.h); --svg draws it (plot.h).
  *
  * The library is looked for beside mmt-run (a build tree), then in ../lib/mmtmem/ (an
  * install), unless MMT_PRELOAD_LIB names it; the default policy, report.lua, in the
@@ -28,12 +29,13 @@
 #include <unistd.h>
 
 #include "mmt/memory.h"
+#include "plot.h"
 
 static void usage(void)
 {
     fprintf(stderr,
             "usage: mmt-run [--policy FILE] [--interval MS] [--report text|json|prometheus]\n"
-            "               [--out FILE] -- PROGRAM ARGS...\n");
+            "               [--out FILE] [--trace FILE.csv] [--svg FILE.svg] -- PROGRAM ARGS...\n");
     exit(2);
 }
 
@@ -119,6 +121,7 @@ static void summary(FILE *out, const char *format, const char *program, const mm
 int main(int argc, char **argv)
 {
     const char *policy = NULL, *interval = "1000", *format = "text", *out_path = NULL;
+    const char *trace_path = NULL, *svg_path = NULL;
     int i = 1;
     for (; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
@@ -130,6 +133,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--interval") == 0) interval = argv[++i];
         else if (strcmp(argv[i], "--report") == 0) format = argv[++i];
         else if (strcmp(argv[i], "--out") == 0) out_path = argv[++i];
+        else if (strcmp(argv[i], "--trace") == 0) trace_path = argv[++i];
+        else if (strcmp(argv[i], "--svg") == 0) svg_path = argv[++i];
         else usage();
     }
     if (i >= argc) usage();
@@ -166,6 +171,18 @@ int main(int argc, char **argv)
         return 2;
     }
     close(fd);
+    /* --svg without --trace: the series goes to a temporary file. */
+    char temp_trace[] = "/tmp/mmt-trace-XXXXXX";
+    if (svg_path && !trace_path) {
+        fd = mkstemp(temp_trace);
+        if (fd < 0) {
+            fprintf(stderr, "mmt-run: cannot make a temporary file: %s\n", strerror(errno));
+            unlink(report);
+            return 2;
+        }
+        close(fd);
+        trace_path = temp_trace;
+    }
 
     /* A pipe closed by a successful exec: the child writes errno into it if exec fails. */
     int exec_pipe[2];
@@ -189,6 +206,7 @@ int main(int argc, char **argv)
         setenv("MMT_REPORT_PID", id, 1);
         setenv("MMT_INTERVAL", interval, 1);
         if (policy) setenv("MMT_POLICY", policy, 1);
+        if (trace_path) setenv("MMT_TRACE", trace_path, 1);
         execvp(argv[i], argv + i);
         int e = errno;
         ssize_t w = write(exec_pipe[1], &e, sizeof e);
@@ -209,6 +227,7 @@ int main(int argc, char **argv)
     if (got == (ssize_t)sizeof exec_errno) {
         fprintf(stderr, "mmt-run: cannot run %s: %s\n", argv[i], strerror(exec_errno));
         unlink(report);
+        if (trace_path == temp_trace) unlink(temp_trace);
         return exec_errno == ENOENT ? 127 : 126; /* as shells do */
     }
 
@@ -224,6 +243,17 @@ int main(int argc, char **argv)
                 argv[i]);
     if (out != stderr) fclose(out);
     unlink(report);
+    if (svg_path) {
+        char err[512], title[160] = "";
+        for (int a = i; a < argc; a++) { /* the command line, shortened to fit a title */
+            size_t len = strlen(title);
+            snprintf(title + len, sizeof title - len, "%s%s", a > i ? " " : "", argv[a]);
+        }
+        if (strlen(title) == sizeof title - 1) memcpy(title + sizeof title - 4, "...", 3);
+        if (mmt__plot(trace_path, svg_path, title, err, sizeof err) != 0)
+            fprintf(stderr, "mmt-run: no picture: %s\n", err);
+    }
+    if (trace_path == temp_trace) unlink(temp_trace);
 
     if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);

@@ -7,11 +7,13 @@
  *   MMT_INTERVAL=MS     the engine's timer (default 1000; 0: checkpoints only)
  *   MMT_REPORT=FORMAT   at exit, write the counters as text, json or prometheus
  *   MMT_OUT=FILE        where the report goes (default: stderr)
+ *   MMT_TRACE=FILE      write the time series there, as CSV (trace.h)
  *
  *   MMT_REPORT_PID=PID  only the process with this id reports (default: every process)
  *
  * The programs a program starts inherit the environment: they are counted and run the
- * policy too. MMT_REPORT_PID keeps their reports from writing over the one that matters.
+ * policy too. MMT_REPORT_PID keeps their reports and traces from writing over the ones
+ * that matter.
  * An exec keeps the process id, so a shell wrapper that execs the program hands it on.
  *
  * mmt sits on glibc's own entry points (__libc_malloc and friends), so there is no dlsym
@@ -22,6 +24,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,7 @@
 
 #include "mmt/memory.h"
 #include "mmt/policy.h"
+#include "trace.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -113,7 +117,7 @@ EXPORT size_t malloc_usable_size(void *ptr)
 static mmt_policy_t *engine;
 static int report_format = -1; /* -1: no report */
 static char report_path[4096];  /* MMT_OUT, read at start: the program may change it */
-static pid_t report_pid;        /* the reporting process: a forked copy does not report */
+static pid_t report_pid;        /* the reporting process: a forked copy neither reports nor traces */
 
 static const char *env(const char *name)
 {
@@ -125,13 +129,17 @@ __attribute__((constructor)) static void preload_start(void)
 {
     const char *report = env("MMT_REPORT");
     const char *pid = env("MMT_REPORT_PID");
-    if (report && (!pid || strtol(pid, NULL, 10) == (long)getpid())) {
+    bool reporting = !pid || strtol(pid, NULL, 10) == (long)getpid();
+    if (reporting) report_pid = getpid();
+    const char *trace = reporting ? env("MMT_TRACE") : NULL;
+    if (trace && mmt__trace_start(trace) != 0)
+        fprintf(stderr, "mmt: cannot write the trace to %s: %s\n", trace, strerror(errno));
+    if (report && reporting) {
         report_format = strcmp(report, "json") == 0         ? MMT_FORMAT_JSON
                         : strcmp(report, "prometheus") == 0 ? MMT_FORMAT_PROMETHEUS
                                                             : MMT_FORMAT_TEXT;
         const char *out = env("MMT_OUT");
         if (out) snprintf(report_path, sizeof report_path, "%s", out);
-        report_pid = getpid();
     }
     const char *policy = env("MMT_POLICY");
     if (!policy) return;
@@ -143,6 +151,7 @@ __attribute__((constructor)) static void preload_start(void)
         fprintf(stderr, "mmt: cannot start the policy engine\n");
         return;
     }
+    if (trace) mmt_policy_set_event(engine, mmt__trace_event, NULL);
     mmt_policy_load(engine, policy); /* an error is logged on stderr; counting goes on */
 }
 
@@ -166,6 +175,7 @@ static void write_report(void)
  * process then ends as _exit would, with the exit_group system call. */
 EXPORT void _exit(int status)
 {
+    if (getpid() == report_pid) mmt__trace_stop();
     write_report();
     for (;;) syscall(SYS_exit_group, status);
 }
@@ -177,6 +187,7 @@ EXPORT void _Exit(int status)
 
 __attribute__((destructor)) static void preload_stop(void)
 {
+    if (getpid() == report_pid) mmt__trace_stop();
     mmt_policy_free(engine);
     engine = NULL;
     write_report();

@@ -1,0 +1,28 @@
+/*
+ * The time series libmmtmem-preload.so writes for `mmt-run --trace` and `--svg`: one CSV
+ * row per sample, per rule event and at exit, written with write(2) from a stack buffer so
+ * that a row can be written from anywhere, inside an allocation or a policy evaluation.
+ *
+ *   time_s,in_use_bytes,rss_bytes,allocated_bytes,freed_bytes,peak_bytes,allocations,event,rule
+ *
+ * time_s counts from the start of the process; event is sample, fire, resolve or exit;
+ * rule names the rule of a fire or resolve row.
+ */
+#ifndef MMT_TOOLS_TRACE_H
+#define MMT_TOOLS_TRACE_H
+
+#include "mmt/memory.h"
+
+#define MMT_TRACE_HEADER                                                                       \
+    "time_s,in_use_bytes,rss_bytes,allocated_bytes,freed_bytes,peak_bytes,allocations,event,rule"
+
+/* Opens `path` and starts the sampler thread. Returns 0, or -1 with errno set. */
+int mmt__trace_start(const char *path);
+
+/* A row for a rule event, with the counters the rule was judged on. */
+void mmt__trace_event(const char *rule, int fired, const mmt_meminfo_t *m, void *ud);
+
+/* Stops the sampler and writes the exit row; safe to call more than once, and on _exit. */
+void mmt__trace_stop(void);
+
+#endif
