@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "fork.h"
 #include "listeners.h"
 #include "mmt/memory.h"
 
@@ -103,19 +104,10 @@ static uint64_t take(_Atomic uint64_t *c)
     return v;
 }
 
-/* Runs on the exiting thread (a pthread key destructor). Moves the slot's totals into
- * `retired`, folds its pending movement without triggering a checkpoint (user code should
- * not run in a dying thread), and keeps the slot for the next new thread. */
-static void retire_slot(void *arg)
+/* Moves a slot's totals into `retired` and puts it on the free list; the caller holds
+ * registry_lock and has folded its pending movement. */
+static void retire_locked(mmt__slot_t *s)
 {
-    mmt__slot_t *s = arg;
-    int64_t delta = atomic_load_explicit(&s->pending, memory_order_relaxed);
-    int64_t rise = atomic_load_explicit(&s->pending_max, memory_order_relaxed);
-    atomic_store_explicit(&s->pending, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->pending_max, 0, memory_order_relaxed);
-    publish(delta, rise);
-
-    pthread_mutex_lock(&registry_lock);
     retired.allocated += take(&s->allocated);
     retired.freed += take(&s->freed);
     retired.allocations += take(&s->allocations);
@@ -127,10 +119,58 @@ static void retire_slot(void *arg)
     s->prev = NULL;
     s->next = free_slots;
     free_slots = s;
+}
+
+/* Folds a slot's pending movement without triggering a checkpoint (user code should not
+ * run in a dying thread, nor in a fork handler). */
+static void fold_quietly(mmt__slot_t *s)
+{
+    int64_t delta = atomic_load_explicit(&s->pending, memory_order_relaxed);
+    int64_t rise = atomic_load_explicit(&s->pending_max, memory_order_relaxed);
+    atomic_store_explicit(&s->pending, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->pending_max, 0, memory_order_relaxed);
+    publish(delta, rise);
+}
+
+/* Runs on the exiting thread (a pthread key destructor): retires its slot, which waits
+ * on the free list for the next new thread. */
+static void retire_slot(void *arg)
+{
+    mmt__slot_t *s = arg;
+    fold_quietly(s);
+    pthread_mutex_lock(&registry_lock);
+    retire_locked(s);
     pthread_mutex_unlock(&registry_lock);
 
     mmt__tls_slot = NULL;
     tls_retired = true;
+}
+
+/* ---- fork ------------------------------------------------------------------------------- */
+
+void mmt__counters_fork_prepare(void)
+{
+    pthread_mutex_lock(&registry_lock);
+}
+
+void mmt__counters_fork_parent(void)
+{
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Only the forking thread lives on in the child: the other slots' owners are gone, and
+ * their key destructors will never run. Their counts are kept (their blocks are in the
+ * child's memory too) and the slots are reused. */
+void mmt__counters_fork_child(void)
+{
+    mmt__slot_t *next;
+    for (mmt__slot_t *s = live_slots; s; s = next) {
+        next = s->next;
+        if (s == mmt__tls_slot) continue;
+        fold_quietly(s);
+        retire_locked(s);
+    }
+    pthread_mutex_unlock(&registry_lock);
 }
 
 static void make_key(void)
@@ -159,6 +199,7 @@ static mmt__slot_t *attach_slot(void)
 {
     pthread_once(&key_once, make_key);
     if (!slot_key_ok) return NULL;
+    mmt__fork_init(false);
 
     pthread_mutex_lock(&registry_lock);
     mmt__slot_t *s = free_slots;

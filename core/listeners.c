@@ -12,6 +12,7 @@
 
 #include "backend.h"
 #include "counters.h"
+#include "fork.h"
 #include "mmt/memory.h"
 
 typedef struct listener {
@@ -136,6 +137,7 @@ size_t mmt_mem_get_checkpoint(void)
 int mmt_mem_listen(mmt_mem_condition_fn when, mmt_mem_action_fn action, void *arg)
 {
     if (!when || !action) return MMT_EINVAL;
+    mmt__fork_init(true);
     listener_t *n = mmt__backend.malloc(sizeof *n);
     if (!n) return MMT_ENOMEM;
     *n = (listener_t){.when = when, .action = action, .arg = arg};
@@ -153,6 +155,30 @@ int mmt_mem_listen(mmt_mem_condition_fn when, mmt_mem_action_fn action, void *ar
     int id = n->id;
     pthread_mutex_unlock(&list_lock);
     return id;
+}
+
+/* ---- fork ------------------------------------------------------------------------------- */
+
+/* At a fork, an evaluation on another thread is waited out; one on the forking thread (an
+ * action that forks) goes on in both processes, each unlocking its own copy. */
+static bool fork_took_eval;
+
+void mmt__listeners_fork_prepare(void)
+{
+    fork_took_eval = !tls_evaluating;
+    if (fork_took_eval) pthread_mutex_lock(&eval_lock);
+    pthread_mutex_lock(&list_lock);
+}
+
+void mmt__listeners_fork_parent(void)
+{
+    pthread_mutex_unlock(&list_lock);
+    if (fork_took_eval) pthread_mutex_unlock(&eval_lock);
+}
+
+void mmt__listeners_fork_child(void)
+{
+    mmt__listeners_fork_parent();
 }
 
 int mmt_mem_unlisten(int id)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "fork.h"
 #include "engine.h"
 
 /* The engine whose policy code this thread is running (evaluation or load), if any. Used
@@ -260,6 +261,71 @@ const char *mmt_policy_error(const mmt_policy_t *p)
     return p ? p->error : "";
 }
 
+/* ---- fork --------------------------------------------------------------------------------- */
+
+/* Every live engine, for the fork handlers. Their prepare handler runs before the core's
+ * (registered after it), so the lock order is: engine list, each engine's load_lock, lock
+ * and conf_lock, then the core's locks. A running load or evaluation is waited out. */
+static pthread_mutex_t engines_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mmt_policy *engines;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&engines_lock);
+    for (struct mmt_policy *p = engines; p; p = p->next_engine) {
+        /* Forked from inside this engine's policy code (a host action): this thread holds
+         * its locks already. The child's copy is left as it is, timer thread and all. */
+        p->fork_skipped = tls_running == p;
+        if (p->fork_skipped) continue;
+        pthread_mutex_lock(&p->load_lock);
+        pthread_mutex_lock(&p->lock);
+        pthread_mutex_lock(&p->conf_lock);
+    }
+}
+
+static void unlock_engines(void)
+{
+    for (struct mmt_policy *p = engines; p; p = p->next_engine) {
+        if (p->fork_skipped) continue;
+        pthread_mutex_unlock(&p->conf_lock);
+        pthread_mutex_unlock(&p->lock);
+        pthread_mutex_unlock(&p->load_lock);
+    }
+}
+
+static void fork_parent(void)
+{
+    unlock_engines();
+    pthread_mutex_unlock(&engines_lock);
+}
+
+/* The child has no timer thread: each engine gets a new one. */
+static void fork_child(void)
+{
+    unlock_engines();
+    for (struct mmt_policy *p = engines; p; p = p->next_engine)
+        if (!p->fork_skipped) mmt__thread_restart_in_child(p);
+    pthread_mutex_unlock(&engines_lock);
+}
+
+/* Caller holds engines_lock. */
+static void unlink_engine(struct mmt_policy *p)
+{
+    for (struct mmt_policy **at = &engines; *at; at = &(*at)->next_engine) {
+        if (*at == p) {
+            *at = p->next_engine;
+            break;
+        }
+    }
+}
+
+static void register_fork_handlers(void)
+{
+    mmt__fork_init(true); /* the core's first: their prepare runs after ours */
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 /* ---- Life cycle ---------------------------------------------------------------------------------- */
 
 mmt_policy_t *mmt_policy_new(const mmt_policy_options_t *opts)
@@ -282,7 +348,17 @@ mmt_policy_t *mmt_policy_new(const mmt_policy_options_t *opts)
 
     p->listener = mmt_mem_listen(checkpoint_hook, never_runs, p);
     if (p->listener < 0) goto fail;
-    if ((p->opts.interval_ms || p->opts.watch) && mmt__thread_start(p) != 0) goto fail;
+    pthread_once(&fork_once, register_fork_handlers);
+    /* In the list before the thread starts: a fork from now on restarts it in the child. */
+    pthread_mutex_lock(&engines_lock);
+    p->next_engine = engines;
+    engines = p;
+    if ((p->opts.interval_ms || p->opts.watch) && mmt__thread_start(p) != 0) {
+        unlink_engine(p);
+        pthread_mutex_unlock(&engines_lock);
+        goto fail;
+    }
+    pthread_mutex_unlock(&engines_lock);
     return p;
 fail:
     if (p->listener > 0) mmt_mem_unlisten(p->listener);
@@ -296,6 +372,9 @@ fail:
 void mmt_policy_free(mmt_policy_t *p)
 {
     if (!p) return;
+    pthread_mutex_lock(&engines_lock);
+    unlink_engine(p);
+    pthread_mutex_unlock(&engines_lock);
     mmt__thread_stop(p);
     mmt_mem_unlisten(p->listener); /* waits out an evaluation in progress */
     pthread_mutex_lock(&p->lock);

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include <lua.h>
 
@@ -92,6 +93,17 @@ typedef struct snapshot {
     double rss;   /* < 0 until read */
 } snapshot_t;
 
+/* The file watcher's state (thread.c). */
+typedef struct watcher {
+    int fd;            /* inotify, or -1: poll stat instead */
+    int wd;            /* the directory's watch, or -1 */
+    char *name;        /* the file's name within its directory */
+    char *path;        /* for stat polling */
+    struct stat seen;  /* identity at the last check (stat polling) */
+    bool seen_ok;
+    unsigned generation;
+} watcher_t;
+
 struct mmt_policy {
     mmt_policy_options_t opts; /* with defaults filled in */
 
@@ -123,6 +135,11 @@ struct mmt_policy {
     bool thread_started;
     pthread_t thread;
     int wake_fd; /* eventfd: write 1 to stop the thread */
+    watcher_t watcher; /* the thread's own */
+
+    /* All engines, for the fork handlers (engine.c); under the engine list's lock. */
+    struct mmt_policy *next_engine;
+    bool fork_skipped; /* this fork came from inside its policy code: its locks were not taken */
 };
 
 /* engine.c */
@@ -164,5 +181,7 @@ void mmt__carry_state(pstate_t *to, const pstate_t *from);
 /* thread.c */
 int mmt__thread_start(struct mmt_policy *p);
 void mmt__thread_stop(struct mmt_policy *p);
+/* In a child after fork: the thread is gone; drops what the parent's had and starts one. */
+void mmt__thread_restart_in_child(struct mmt_policy *p);
 
 #endif

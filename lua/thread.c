@@ -25,16 +25,6 @@
 
 enum { STAT_POLL_MS = 250 };
 
-typedef struct watcher {
-    int fd;            /* inotify, or -1: poll stat instead */
-    int wd;            /* the directory's watch, or -1 */
-    char *name;        /* the file's name within its directory */
-    char *path;        /* for stat polling */
-    struct stat seen;  /* identity at the last check (stat polling) */
-    bool seen_ok;
-    unsigned generation;
-} watcher_t;
-
 static bool same_file_state(const struct stat *a, const struct stat *b)
 {
     return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
@@ -103,34 +93,33 @@ static void *engine_thread(void *arg)
 {
     struct mmt_policy *p = arg;
     bool watch = p->opts.watch != 0;
-    watcher_t w = {.fd = -1, .wd = -1, .generation = 0};
-    if (watch) w.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    watcher_t *w = &p->watcher;
     double interval = p->opts.interval_ms / 1000.0;
     double next_tick = interval > 0 ? mmt__now() + interval : INFINITY;
 
     for (;;) {
-        if (watch) rearm(p, &w);
-        bool polling = watch && (w.fd < 0 || w.wd < 0);
+        if (watch) rearm(p, w);
+        bool polling = watch && (w->fd < 0 || w->wd < 0);
         double now = mmt__now();
         int timeout = -1;
         if (interval > 0) timeout = next_tick > now ? (int)ceil((next_tick - now) * 1000) : 0;
         if (polling && (timeout < 0 || timeout > STAT_POLL_MS)) timeout = STAT_POLL_MS;
-        if (watch && w.generation == 0 && (timeout < 0 || timeout > STAT_POLL_MS))
+        if (watch && w->generation == 0 && (timeout < 0 || timeout > STAT_POLL_MS))
             timeout = STAT_POLL_MS; /* no path yet: look again soon */
 
         struct pollfd fds[2] = {{.fd = p->wake_fd, .events = POLLIN},
-                                {.fd = w.fd, .events = POLLIN}};
-        int nfds = w.fd >= 0 && w.wd >= 0 ? 2 : 1;
+                                {.fd = w->fd, .events = POLLIN}};
+        int nfds = w->fd >= 0 && w->wd >= 0 ? 2 : 1;
         int rc = poll(fds, (nfds_t)nfds, timeout);
         if (rc < 0 && errno != EINTR) break;
         if (fds[0].revents) break; /* asked to stop */
 
         bool changed = false;
-        if (nfds == 2 && fds[1].revents) changed = drain_events(&w);
-        if (polling) changed = stat_changed(&w) || changed;
+        if (nfds == 2 && fds[1].revents) changed = drain_events(w);
+        if (polling) changed = stat_changed(w) || changed;
         if (changed) {
             mmt_policy_reload(p); /* a failed load is logged; the running policy stays */
-            if (polling) stat_changed(&w); /* a reload is not a change */
+            if (polling) stat_changed(w); /* a reload is not a change */
         }
         if (interval > 0 && mmt__now() >= next_tick) {
             mmt__policy_tick(p);
@@ -139,16 +128,27 @@ static void *engine_thread(void *arg)
             if (next_tick <= now) next_tick = now + interval; /* fell behind: skip ticks */
         }
     }
-    if (w.fd >= 0) close(w.fd);
-    mmt__backend.free(w.path);
-    mmt__backend.free(w.name);
     return NULL;
+}
+
+/* The watcher's resources, when its thread is not running. */
+static void watcher_release(watcher_t *w)
+{
+    if (w->fd >= 0) close(w->fd);
+    mmt__backend.free(w->path);
+    mmt__backend.free(w->name);
+    *w = (watcher_t){.fd = -1, .wd = -1, .generation = 0};
 }
 
 int mmt__thread_start(struct mmt_policy *p)
 {
+    p->watcher = (watcher_t){.fd = -1, .wd = -1, .generation = 0};
+    if (p->opts.watch) p->watcher.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (p->wake_fd < 0) return -1;
+    if (p->wake_fd < 0) {
+        watcher_release(&p->watcher);
+        return -1;
+    }
     /* The thread is the library's: the host's signals go to the host's threads. It
      * inherits the mask in force at creation, so block everything around the call. */
     sigset_t all, old;
@@ -159,6 +159,7 @@ int mmt__thread_start(struct mmt_policy *p)
     if (rc != 0) {
         close(p->wake_fd);
         p->wake_fd = -1;
+        watcher_release(&p->watcher);
         return -1;
     }
     p->thread_started = true;
@@ -174,5 +175,21 @@ void mmt__thread_stop(struct mmt_policy *p)
     pthread_join(p->thread, NULL);
     close(p->wake_fd);
     p->wake_fd = -1;
+    watcher_release(&p->watcher);
     p->thread_started = false;
+}
+
+/* The eventfd and the inotify instance are shared with the parent (a write to the one
+ * would stop the parent's thread, a read from the other would steal its events): the
+ * child closes its copies and makes its own. */
+void mmt__thread_restart_in_child(struct mmt_policy *p)
+{
+    if (!p->thread_started) return;
+    p->thread_started = false;
+    close(p->wake_fd);
+    p->wake_fd = -1;
+    watcher_release(&p->watcher);
+    if (mmt__thread_start(p) != 0)
+        mmt__policy_log(p, MMT_LOG_ERROR, "after fork: cannot restart the timer thread; "
+                        "rules run at allocation checkpoints only");
 }

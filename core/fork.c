@@ -1,0 +1,44 @@
+/*
+ * The core's fork handlers (see fork.h). Lock order at a fork: evaluation, listener list,
+ * counter registry, the order in which the library takes them otherwise.
+ */
+#include "fork.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+
+static void prepare(void)
+{
+    mmt__listeners_fork_prepare();
+    mmt__counters_fork_prepare();
+}
+
+static void parent(void)
+{
+    mmt__counters_fork_parent();
+    mmt__listeners_fork_parent();
+}
+
+static void child(void)
+{
+    mmt__counters_fork_child();
+    mmt__listeners_fork_child();
+}
+
+enum { NOT_YET, UNDER_WAY, DONE };
+static _Atomic int state = NOT_YET;
+
+void mmt__fork_init(bool wait)
+{
+    if (atomic_load_explicit(&state, memory_order_acquire) == DONE) return;
+    int expected = NOT_YET;
+    if (atomic_compare_exchange_strong(&state, &expected, UNDER_WAY)) {
+        /* pthread_atfork may allocate, which comes back here: UNDER_WAY makes that a
+         * no-op rather than a wait on ourselves. */
+        pthread_atfork(prepare, parent, child);
+        atomic_store_explicit(&state, DONE, memory_order_release);
+        return;
+    }
+    while (wait && atomic_load_explicit(&state, memory_order_acquire) != DONE) sched_yield();
+}
