@@ -24,6 +24,12 @@ newoption {
 }
 
 newoption {
+   trigger = "prefix",
+   value = "DIR",
+   description = "Where the install action puts things (default /usr/local; DESTDIR is honoured)",
+}
+
+newoption {
    trigger = "fuzz",
    description = "Build only the libFuzzer harnesses (clang, with ASan and UBSan) into build/fuzz",
 }
@@ -115,6 +121,23 @@ if fuzz then
    return
 end
 
+-- The version, from the header, for the soname and mmtmem.pc.
+local root = path.getabsolute(path.getdirectory(_SCRIPT))
+local function read_version()
+   local f = assert(io.open(path.join(root, "include/mmt/version.h")))
+   local text = f:read("*a")
+   f:close()
+   local v = {}
+   for _, part in ipairs({ "MAJOR", "MINOR", "PATCH" }) do
+      v[#v + 1] = text:match("#define MMT_VERSION_" .. part .. " (%d+)")
+   end
+   return v
+end
+local version = read_version()
+local version_string = table.concat(version, ".")
+-- The ABI changes with the minor number before 1.0 (see version.h).
+local soname = "libmmtmem.so." .. (version[1] == "0" and ("0." .. version[2]) or version[1])
+
 -- libmmtmem.so: only the mmt_* API is exported. It sits in its own folder so that the
 -- programs below, which link -lmmtmem, get the static library.
 project "mmtmem-shared"
@@ -122,6 +145,7 @@ project "mmtmem-shared"
    targetname "mmtmem"
    files(core_sources)
    buildoptions { "-fPIC", "-fvisibility=hidden" }
+   linkoptions { "-Wl,-soname," .. soname }
    links(system_libs)
    only "release"
       targetdir(out .. "/release/shared")
@@ -154,7 +178,7 @@ project "mmt-demo"
    links(system_libs)
 
 -- One cmocka program per unit; tests/run runs them all.
-for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export", "preload", "mmtrun", "fork" }) do
+for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export", "preload", "mmtrun", "fork", "install" }) do
    project("test_" .. unit)
       kind "ConsoleApp"
       files { "tests/test_" .. unit .. ".c", "tests/testutil.h", "tests/policyutil.h" }
@@ -182,3 +206,57 @@ project "test_shared"
    files { "tests/test_shared.c", "tests/testutil.h" }
    links { "cmocka", "dl" }
    if dependson then dependson { "mmtmem-shared" } end -- premake5 only; a full build has it anyway
+
+-- install: copies a release build (build it first) under --prefix, as a C library is laid
+-- out there; DESTDIR in the environment is put in front, for packagers.
+--   premake4 --file=premake5.lua --prefix=/usr/local install
+newaction {
+   trigger = "install",
+   description = "Install the release build's headers, libraries, mmt-run, policies and mmtmem.pc",
+   execute = function()
+      local prefix = _OPTIONS["prefix"] or "/usr/local"
+      local dest = (os.getenv("DESTDIR") or "") .. prefix
+      local bin = root .. "/" .. out .. "/release"
+      local function sh(cmd)
+         local ok = os.execute(cmd)
+         if ok ~= true and ok ~= 0 then error("install: failed: " .. cmd, 0) end
+      end
+      local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+      for _, f in ipairs({ bin .. "/libmmtmem.a", bin .. "/shared/libmmtmem.so",
+                           bin .. "/libmmtmem-preload.so", bin .. "/mmt-run" }) do
+         if not os.isfile(f) then
+            error("install: " .. f .. " is missing: build first (make -C " .. out .. ")", 0)
+         end
+      end
+      local real = "libmmtmem.so." .. version_string
+      sh("install -d " .. q(dest .. "/include/mmt") .. " " .. q(dest .. "/lib/pkgconfig") .. " " ..
+         q(dest .. "/lib/mmtmem") .. " " .. q(dest .. "/bin") .. " " .. q(dest .. "/share/mmtmem/policies"))
+      sh("install -m 644 " .. q(root) .. "/include/mmt/*.h " .. q(dest .. "/include/mmt"))
+      sh("install -m 644 " .. q(bin .. "/libmmtmem.a") .. " " .. q(dest .. "/lib"))
+      sh("install -m 755 " .. q(bin .. "/shared/libmmtmem.so") .. " " .. q(dest .. "/lib/" .. real))
+      sh("ln -sf " .. real .. " " .. q(dest .. "/lib/" .. soname))
+      sh("ln -sf " .. soname .. " " .. q(dest .. "/lib/libmmtmem.so"))
+      sh("install -m 755 " .. q(bin .. "/libmmtmem-preload.so") .. " " .. q(dest .. "/lib/mmtmem"))
+      sh("install -m 755 " .. q(bin .. "/mmt-run") .. " " .. q(dest .. "/bin"))
+      sh("install -m 644 " .. q(root) .. "/policies/*.lua " .. q(dest .. "/share/mmtmem/policies"))
+
+      -- mmtmem.pc: the shared library by default; --static adds what libmmtmem.a needs.
+      local private = {}
+      for _, lib in ipairs(system_libs) do
+         if lib ~= "luajit-5.1" then private[#private + 1] = "-l" .. lib end
+      end
+      local pc = assert(io.open(dest .. "/lib/pkgconfig/mmtmem.pc", "w"))
+      pc:write("prefix=" .. prefix .. "\n",
+               "libdir=${prefix}/lib\n",
+               "includedir=${prefix}/include\n\n",
+               "Name: mmtmem\n",
+               "Description: Memory counters, listeners and Lua policies for C programs\n",
+               "Version: " .. version_string .. "\n",
+               "Requires.private: luajit\n",
+               "Libs: -L${libdir} -lmmtmem\n",
+               "Libs.private: " .. table.concat(private, " ") .. " -pthread\n",
+               "Cflags: -I${includedir}\n")
+      pc:close()
+      print("installed mmtmem " .. version_string .. " under " .. dest)
+   end,
+}

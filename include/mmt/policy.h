@@ -54,34 +54,34 @@ typedef void (*mmt_policy_event_fn)(const char *rule, int fired, const mmt_memin
  * process-wide checkpoint distance (mmt_mem_set_checkpoint) to opts->checkpoint_bytes if
  * none is set or the one set is larger. Returns NULL only if the engine's own memory or
  * thread cannot be had. */
-mmt_policy_t *mmt_policy_new(const mmt_policy_options_t *opts);
+MMT_API mmt_policy_t *mmt_policy_new(const mmt_policy_options_t *opts);
 
 /* Registers (or replaces) the host action `name` for policies to call. Returns 0, or
  * MMT_EINVAL (NULL or empty name, NULL fn) or MMT_ENOMEM. Actions survive reloads. */
-int mmt_policy_action(mmt_policy_t *p, const char *name, mmt_policy_action_fn fn, void *ud);
+MMT_API int mmt_policy_action(mmt_policy_t *p, const char *name, mmt_policy_action_fn fn, void *ud);
 
 /* Sets where messages go; fn == NULL restores the default, one line on stderr (debug
  * messages only when the environment has MMT_DEBUG). */
-void mmt_policy_set_log(mmt_policy_t *p, mmt_policy_log_fn fn, void *ud);
+MMT_API void mmt_policy_set_log(mmt_policy_t *p, mmt_policy_log_fn fn, void *ud);
 
 /* Sets the function told of rule events (none by default); fn == NULL removes it. */
-void mmt_policy_set_event(mmt_policy_t *p, mmt_policy_event_fn fn, void *ud);
+MMT_API void mmt_policy_set_event(mmt_policy_t *p, mmt_policy_event_fn fn, void *ud);
 
 /* Loads the policy file at `path` into a fresh state and, if that succeeded, switches to
  * it, carrying rule state (firing or not) over by rule name. Returns 0, or MMT_ELOAD: not
  * loaded, the previous policy keeps running, and the reason ("file:line: message") is
  * logged and available from mmt_policy_error(). `path` becomes the engine's file. */
-int mmt_policy_load(mmt_policy_t *p, const char *path);
+MMT_API int mmt_policy_load(mmt_policy_t *p, const char *path);
 
 /* mmt_policy_load with the last path given; MMT_EINVAL if there was none. */
-int mmt_policy_reload(mmt_policy_t *p);
+MMT_API int mmt_policy_reload(mmt_policy_t *p);
 
 /* The last load error, "" if the last load succeeded. Valid until the next load. */
-const char *mmt_policy_error(const mmt_policy_t *p);
+MMT_API const char *mmt_policy_error(const mmt_policy_t *p);
 
 /* Stops the timer and watcher, waits for a running evaluation, frees everything. NULL
  * does nothing. */
-void mmt_policy_free(mmt_policy_t *p);
+MMT_API void mmt_policy_free(mmt_policy_t *p);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,9 @@
 /*
- * mmtmem version. The same MMT_VERSION_MAJOR means the same ABI: a program built against
- * 0.x.y links against any 0.x.z. mmt_version() (in memory.h) reports the library that is
- * actually loaded, which may differ from the header a program was compiled with.
+ * mmtmem version. Before 1.0 the ABI may change with the minor number, after it only with
+ * the major one: the shared library's soname is libmmtmem.so.0.MINOR now, and will be
+ * libmmtmem.so.MAJOR from 1.0. A program built against 0.1.y runs with any 0.1.z.
+ * mmt_version() (in memory.h) reports the library that is actually loaded, which may
+ * differ from the header a program was compiled with.
  */
 #ifndef MMT_VERSION_H
 #define MMT_VERSION_H
