@@ -330,8 +330,14 @@ static void register_fork_handlers(void)
 
 mmt_policy_t *mmt_policy_new(const mmt_policy_options_t *opts)
 {
+    return mmt__policy_new(opts, 0);
+}
+
+struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned inotify_delay_ms)
+{
     struct mmt_policy *p = mmt__backend.calloc(1, sizeof *p);
     if (!p) return NULL;
+    atomic_init(&p->inotify_delay_ms, inotify_delay_ms);
     if (opts) p->opts = *opts;
     if (!p->opts.checkpoint_bytes) p->opts.checkpoint_bytes = MMT__DEFAULT_CHECKPOINT;
     if (!p->opts.lua_memory_limit) p->opts.lua_memory_limit = MMT__DEFAULT_LUA_LIMIT;
@@ -369,13 +375,22 @@ fail:
     return NULL;
 }
 
+void mmt__policy_stop_for_exit(struct mmt_policy *p)
+{
+    pthread_mutex_lock(&engines_lock);
+    unlink_engine(p);
+    pthread_mutex_unlock(&engines_lock);
+    mmt__thread_stop(p, false);
+    mmt_mem_unlisten(p->listener);
+}
+
 void mmt_policy_free(mmt_policy_t *p)
 {
     if (!p) return;
     pthread_mutex_lock(&engines_lock);
     unlink_engine(p);
     pthread_mutex_unlock(&engines_lock);
-    mmt__thread_stop(p);
+    mmt__thread_stop(p, true);
     mmt_mem_unlisten(p->listener); /* waits out an evaluation in progress */
     pthread_mutex_lock(&p->lock);
     mmt__pstate_free(p->cur);

@@ -136,6 +136,11 @@ struct mmt_policy {
     pthread_t thread;
     int wake_fd; /* eventfd: write 1 to stop the thread */
     watcher_t watcher; /* the thread's own */
+    /* The watcher polls the file's identity until the thread is this old, then uses
+     * inotify: a process that execs before then never makes an inotify instance, whose
+     * closing at exec or exit waits for the kernel (5 to 20 ms measured here). 0 by
+     * default; the preload library asks for 1000 (mmt__policy_new). */
+    _Atomic unsigned inotify_delay_ms;
 
     /* All engines, for the fork handlers (engine.c); under the engine list's lock. */
     struct mmt_policy *next_engine;
@@ -150,6 +155,12 @@ void mmt__policy_event(struct mmt_policy *p, const char *rule, bool fired, const
 bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *out);
 void mmt__policy_tick(struct mmt_policy *p);  /* timer: evaluate with tasks */
 char *mmt__policy_path(struct mmt_policy *p); /* a backend copy, or NULL */
+/* mmt_policy_new, with the watcher's inotify instance made only once the engine is
+ * inotify_delay_ms old (see struct mmt_policy). */
+struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned inotify_delay_ms);
+/* For a process that is ending: no policy code runs after it returns (the thread is
+ * stopped, the checkpoint hook removed), and nothing else is released. */
+void mmt__policy_stop_for_exit(struct mmt_policy *p);
 double mmt__now(void);
 
 /* state.c */
@@ -180,7 +191,10 @@ void mmt__carry_state(pstate_t *to, const pstate_t *from);
 
 /* thread.c */
 int mmt__thread_start(struct mmt_policy *p);
-void mmt__thread_stop(struct mmt_policy *p);
+/* Stops the thread; with `release`, also closes its descriptors and frees the watcher.
+ * Closing an inotify descriptor waits for the kernel (5 to 20 ms measured here), which a
+ * process about to end can leave to the kernel. */
+void mmt__thread_stop(struct mmt_policy *p, bool release);
 /* In a child after fork: the thread is gone; drops what the parent's had and starts one. */
 void mmt__thread_restart_in_child(struct mmt_policy *p);
 

@@ -3,7 +3,8 @@
  * interval_ms, and with `watch` it reloads the policy when its file changes. inotify
  * watches the file's directory, so that both a write in place (IN_CLOSE_WRITE) and an
  * editor's save by rename (IN_MOVED_TO) are seen; where inotify cannot be had, the file's
- * identity is polled every 250 ms instead. An eventfd wakes the thread to stop it.
+ * identity is polled every 250 ms instead, as it is until the engine is inotify_delay_ms
+ * old (engine.h). An eventfd wakes the thread to stop it.
  */
 #include <errno.h>
 #include <limits.h>
@@ -31,6 +32,22 @@ static bool same_file_state(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/* Watches the directory of w->path, if there is an inotify instance and a path. */
+static void watch_dir(struct mmt_policy *p, watcher_t *w)
+{
+    if (w->fd < 0 || !w->path) return;
+    const char *path = w->path, *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (w->wd >= 0) inotify_rm_watch(w->fd, w->wd);
+    w->wd = inotify_add_watch(w->fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
+    if (w->wd < 0)
+        mmt__policy_log(p, MMT_LOG_WARN, "%s: cannot watch its directory (%s); checking the file "
+                        "every %d ms instead", path, strerror(errno), STAT_POLL_MS);
+}
+
 /* Points the watcher at the engine's current path, if it changed. */
 static void rearm(struct mmt_policy *p, watcher_t *w)
 {
@@ -46,16 +63,7 @@ static void rearm(struct mmt_policy *p, watcher_t *w)
 
     const char *slash = strrchr(path, '/');
     w->name = mmt__backend_strdup(slash ? slash + 1 : path);
-    if (w->fd < 0) return;
-    char dir[PATH_MAX];
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    if (w->wd >= 0) inotify_rm_watch(w->fd, w->wd);
-    w->wd = inotify_add_watch(w->fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
-    if (w->wd < 0)
-        mmt__policy_log(p, MMT_LOG_WARN, "%s: cannot watch its directory (%s); checking the file "
-                        "every %d ms instead", path, strerror(errno), STAT_POLL_MS);
+    watch_dir(p, w);
 }
 
 /* True if an event names the policy file. IN_CREATE alone is not a change yet: the
@@ -94,18 +102,33 @@ static void *engine_thread(void *arg)
     struct mmt_policy *p = arg;
     bool watch = p->opts.watch != 0;
     watcher_t *w = &p->watcher;
+    double started = mmt__now();
+    bool inotify_tried = false;
     double interval = p->opts.interval_ms / 1000.0;
     double next_tick = interval > 0 ? mmt__now() + interval : INFINITY;
 
     for (;;) {
+        bool changed = false;
+        double now = mmt__now();
+        double inotify_at = started + atomic_load(&p->inotify_delay_ms) / 1000.0;
+        if (watch && !inotify_tried && now >= inotify_at) {
+            /* From stat polling to inotify; a change since the last poll still counts. */
+            inotify_tried = true;
+            changed = stat_changed(w);
+            w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+            watch_dir(p, w);
+        }
         if (watch) rearm(p, w);
         bool polling = watch && (w->fd < 0 || w->wd < 0);
-        double now = mmt__now();
         int timeout = -1;
         if (interval > 0) timeout = next_tick > now ? (int)ceil((next_tick - now) * 1000) : 0;
         if (polling && (timeout < 0 || timeout > STAT_POLL_MS)) timeout = STAT_POLL_MS;
         if (watch && w->generation == 0 && (timeout < 0 || timeout > STAT_POLL_MS))
             timeout = STAT_POLL_MS; /* no path yet: look again soon */
+        if (watch && !inotify_tried) {
+            int until = (int)ceil((inotify_at - now) * 1000);
+            if (timeout < 0 || timeout > until) timeout = until;
+        }
 
         struct pollfd fds[2] = {{.fd = p->wake_fd, .events = POLLIN},
                                 {.fd = w->fd, .events = POLLIN}};
@@ -114,8 +137,7 @@ static void *engine_thread(void *arg)
         if (rc < 0 && errno != EINTR) break;
         if (fds[0].revents) break; /* asked to stop */
 
-        bool changed = false;
-        if (nfds == 2 && fds[1].revents) changed = drain_events(w);
+        if (nfds == 2 && fds[1].revents) changed = drain_events(w) || changed;
         if (polling) changed = stat_changed(w) || changed;
         if (changed) {
             mmt_policy_reload(p); /* a failed load is logged; the running policy stays */
@@ -142,8 +164,7 @@ static void watcher_release(watcher_t *w)
 
 int mmt__thread_start(struct mmt_policy *p)
 {
-    p->watcher = (watcher_t){.fd = -1, .wd = -1, .generation = 0};
-    if (p->opts.watch) p->watcher.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    p->watcher = (watcher_t){.fd = -1, .wd = -1, .generation = 0}; /* inotify: on the thread */
     p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->wake_fd < 0) {
         watcher_release(&p->watcher);
@@ -166,17 +187,18 @@ int mmt__thread_start(struct mmt_policy *p)
     return 0;
 }
 
-void mmt__thread_stop(struct mmt_policy *p)
+void mmt__thread_stop(struct mmt_policy *p, bool release)
 {
     if (!p->thread_started) return;
     uint64_t one = 1;
     ssize_t w = write(p->wake_fd, &one, sizeof one);
     (void)w;
     pthread_join(p->thread, NULL);
+    p->thread_started = false;
+    if (!release) return;
     close(p->wake_fd);
     p->wake_fd = -1;
     watcher_release(&p->watcher);
-    p->thread_started = false;
 }
 
 /* The eventfd and the inotify instance are shared with the parent (a write to the one

@@ -8,6 +8,7 @@
 #include <semaphore.h>
 #include <stdatomic.h>
 
+#include "engine.h"
 #include "policyutil.h"
 
 static char path_buf[512];
@@ -67,6 +68,46 @@ static void test_reload_watch_picks_up_a_write_in_place(void **state)
 {
     (void)state;
     check_watched_reload(write_in_place, "in_place.lua");
+}
+
+/* An engine whose watcher polls for its first 400 ms and then switches to inotify (as
+ * the preload library's does for its first second): edits are seen in both phases, and
+ * one made just before the switch is not lost in it. */
+static void test_reload_watch_polls_then_switches_to_inotify(void **state)
+{
+    (void)state;
+    captured_log_t *log = new_log();
+    mmt_policy_options_t o = {.interval_ms = 20, .watch = 1};
+    mmt_policy_t *p = mmt__policy_new(&o, 400);
+    assert_non_null(p);
+    mmt_policy_set_log(p, capture, log);
+    mmt_mem_set_checkpoint(0);
+    char text[512];
+    const char *path = policy_path("delayed.lua");
+    policy_saying(text, sizeof text, "first");
+    write_by_rename(path, text);
+    assert_int_equal(mmt_policy_load(p, path), 0);
+    assert_true(wait_for_log(log, "ACTIVE first", 2000));
+
+    static const struct {
+        unsigned at_ms; /* since the engine was made, roughly */
+        const char *tag;
+    } edits[] = {{100, "polled"}, {390, "at-the-switch"}, {700, "inotify"}, {900, "inotify-again"}};
+    double made = now_seconds();
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        double wait = made + edits[i].at_ms / 1000.0 - now_seconds();
+        if (wait > 0) sleep_ms((unsigned)(wait * 1000));
+        char active[64];
+        snprintf(active, sizeof active, "ACTIVE %s", edits[i].tag);
+        policy_saying(text, sizeof text, edits[i].tag);
+        write_in_place(path, text);
+        if (!wait_for_log(log, active, 3000)) {
+            log_dump(log);
+            fail_msg("the edit \"%s\" was not picked up", edits[i].tag);
+        }
+    }
+    mmt_policy_free(p);
+    free_log(log);
 }
 
 static void test_reload_broken_edit_keeps_the_running_policy(void **state)
@@ -395,6 +436,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reload_watch_picks_up_an_atomic_rename),
         cmocka_unit_test(test_reload_watch_picks_up_a_write_in_place),
+        cmocka_unit_test(test_reload_watch_polls_then_switches_to_inotify),
         cmocka_unit_test(test_reload_broken_edit_keeps_the_running_policy),
         cmocka_unit_test(test_reload_state_carries_over_by_rule_name),
         cmocka_unit_test(test_reload_busy_engine_never_blocks_allocation_elsewhere),

@@ -33,6 +33,7 @@
 
 #include "mmt/memory.h"
 #include "mmt/policy.h"
+#include "engine.h"
 #include "trace.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -146,7 +147,9 @@ __attribute__((constructor)) static void preload_start(void)
     const char *interval = env("MMT_INTERVAL");
     mmt_policy_options_t o = {.interval_ms = interval ? (unsigned)strtoul(interval, NULL, 10) : 1000,
                               .watch = 1};
-    engine = mmt_policy_new(&o);
+    /* Programs that exec soon (shells, wrappers) should not pay for an inotify instance:
+     * the file is polled for its first second (see engine.h). */
+    engine = mmt__policy_new(&o, 1000);
     if (!engine) {
         fprintf(stderr, "mmt: cannot start the policy engine\n");
         return;
@@ -188,7 +191,9 @@ EXPORT void _Exit(int status)
 __attribute__((destructor)) static void preload_stop(void)
 {
     if (getpid() == report_pid) mmt__trace_stop();
-    mmt_policy_free(engine);
+    /* The process is ending: stop the policy, and leave its memory and descriptors to the
+     * kernel (freeing them costs an exiting program milliseconds, see thread.c). */
+    if (engine) mmt__policy_stop_for_exit(engine);
     engine = NULL;
     write_report();
 }
