@@ -244,11 +244,13 @@ int main(int argc, char **argv)
     if (out != stderr) fclose(out);
     unlink(report);
     if (svg_path) {
-        char err[512], title[160] = "";
+        char err[512], title[80] = "";
         for (int a = i; a < argc; a++) { /* the command line, shortened to fit a title */
             size_t len = strlen(title);
             snprintf(title + len, sizeof title - len, "%s%s", a > i ? " " : "", argv[a]);
         }
+        for (char *c = title; *c; c++)
+            if ((unsigned char)*c < ' ') *c = ' ';
         if (strlen(title) == sizeof title - 1) memcpy(title + sizeof title - 4, "...", 3);
         if (mmt__plot(trace_path, svg_path, title, err, sizeof err) != 0)
             fprintf(stderr, "mmt-run: no picture: %s\n", err);
