@@ -20,7 +20,7 @@ trap 'rm -rf "$work"' EXIT
 # Inputs: a file of random numbers for sort (50 MB, 5 MB when quick).
 mb=50
 [ $quick = 1 ] && mb=5
-awk -v n=$((mb * 1024 * 1024 / 13)) 'BEGIN { srand(1); for (i = 0; i < n; i++) printf "%012d\n", int(rand() * 1e12) }' > "$work/numbers.txt"
+awk -v n=$((mb * 1024 * 1024 / 13)) 'BEGIN { srand(1); for (i = 0; i < n; i++) printf "%06d%06d\n", int(rand() * 1e6), int(rand() * 1e6) }' > "$work/numbers.txt"
 lists=3000000
 [ $quick = 1 ] && lists=300000
 
