@@ -227,6 +227,10 @@ static void test_mmtrun_trace_and_svg_show_usage_and_rule_events(void **state)
     mmt_run_with("--svg /no/such/dir/x.svg -- sh -c 'exit 4'", &r);
     assert_int_equal(r.status, 4);
     assert_contains(r.err, "mmt-run: no picture: cannot write /no/such/dir/x.svg: No such file or directory");
+    mmt_run_with("--trace /no/such/dir/t.csv -- sh -c 'echo still; exit 5'", &r);
+    assert_int_equal(r.status, 5);
+    assert_string_equal(r.out, "still\n");
+    assert_contains(r.err, "mmt: cannot write the trace to /no/such/dir/t.csv: No such file or directory\n");
 }
 
 int main(void)
