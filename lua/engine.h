@@ -183,7 +183,7 @@ int mmt__pstate_call(pstate_t *s, int nargs, int nresults);
 /* module.c */
 int mmt__open_module(lua_State *L);
 void mmt__push_snapshot(pstate_t *s, const snapshot_t *snap);
-double mmt__read_rss(void);
+double mmt__read_rss(void); /* bytes; 0 if unknown; no allocation */
 
 /* rules.c */
 void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_tasks);

@@ -17,12 +17,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine.h" /* mmt__read_rss */
 #include "trace.h"
 
 #define MIN_PERIOD 0.010
 #define MAX_PERIOD 10.0
 
 static int trace_fd = -1;
+static pid_t trace_pid; /* a forked copy writes nothing (nor takes the lock, which the
+                         * parent's sampler may have held at the fork) */
 static double start_time;
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool closed; /* the exit row is written: no row follows it (under write_lock) */
@@ -41,21 +44,6 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Resident set in bytes, from /proc/self/statm; 0 if it cannot be read. No allocation. */
-static uint64_t rss_bytes(void)
-{
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = '\0';
-    unsigned long long size, resident;
-    if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return 0;
-    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
 /* Writes a row unless the exit row was written; `last` marks the exit row. */
 static void write_row(const mmt_meminfo_t *m, const char *event, const char *rule, bool last)
 {
@@ -63,9 +51,9 @@ static void write_row(const mmt_meminfo_t *m, const char *event, const char *rul
     int n = snprintf(row, sizeof row,
                      "%.6f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
                      ",%s,%s\n",
-                     now() - start_time, m->in_use, rss_bytes(), m->allocated, m->freed, m->peak,
-                     m->allocations, event, rule);
-    if (n < 0 || (size_t)n >= sizeof row) return;
+                     now() - start_time, m->in_use, (uint64_t)mmt__read_rss(), m->allocated,
+                     m->freed, m->peak, m->allocations, event, rule);
+    if (n < 0 || (size_t)n >= sizeof row || getpid() != trace_pid) return;
     pthread_mutex_lock(&write_lock);
     if (trace_fd >= 0 && !closed) {
         ssize_t w = write(trace_fd, row, (size_t)n);
@@ -108,6 +96,7 @@ static void *sampler_main(void *arg)
 int mmt__trace_start(const char *path)
 {
     start_time = now();
+    trace_pid = getpid();
     trace_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (trace_fd < 0) return -1;
     static const char header[] = MMT_TRACE_HEADER "\n";
