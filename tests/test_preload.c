@@ -1,9 +1,9 @@
 /*
- * libmmtmem-preload.so under real programs nobody here wrote: sort on a 50 MB file,
- * python3 building large lists, gcc compiling a file, git status, and a multithreaded
- * program of ours (tests/e2e/threads.c). Each runs with and without the library: the
- * output and the exit code must be the same, and the library's report must show the
- * program's allocations.
+ * mmt-run and libmmtmem-preload.so under real programs nobody here wrote: sort on a
+ * 50 MB file, python3 building large lists, gcc compiling a file, git status, and a
+ * multithreaded program of ours (tests/e2e/threads.c). Each runs plainly and under
+ * mmt-run (its default policy, a JSON summary): the output and the exit code must be the
+ * same, and the summary must show the program's allocations.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -25,19 +25,17 @@ static int find_library(void **state)
     return access(preload, R_OK) == 0 ? 0 : -1;
 }
 
-/* Runs `command` with sh, stdout to `out`, stderr to `err`, with or without the library
- * (and a JSON report into `report`). Returns the exit status as a shell gives it. Under
- * the library, the shell's pid goes in MMT_REPORT_PID and each step execs the next, so
- * the command itself reports, not the programs it may start. */
+/* Runs `command` with sh, stdout to `out`, stderr to `err`, plainly or under mmt-run
+ * (with a JSON summary into `report`). Returns the exit status as a shell gives it. The
+ * shell execs the command, so the summary is the command's, not its children's. */
 static int run(const char *command, bool with_mmt, const char *out, const char *err,
                const char *report)
 {
     char cmd[8192];
     if (with_mmt)
         snprintf(cmd, sizeof cmd,
-                 "exec env LD_PRELOAD='%s' MMT_REPORT=json MMT_OUT='%s' MMT_REPORT_PID=$$ "
-                 "sh -c 'exec %s' > '%s' 2> '%s'",
-                 preload, report, command, out, err);
+                 "'%s/mmt-run' --report json --out '%s' -- sh -c 'exec %s' > '%s' 2> '%s'", bin_dir,
+                 report, command, out, err);
     else
         snprintf(cmd, sizeof cmd, "sh -c '%s' > '%s' 2> '%s'", command, out, err);
     int status = system(cmd);
