@@ -194,6 +194,8 @@ void mmt__policy_tick(struct mmt_policy *p)
 
 static int load_locked(struct mmt_policy *p, const char *path)
 {
+    /* Before reading: an edit after this point differs from it, and the watcher sees it. */
+    p->loaded_ok = stat(path, &p->loaded) == 0;
     char err[sizeof p->error];
     struct mmt_policy *outer = tls_running;
     tls_running = p;
@@ -223,7 +225,8 @@ int mmt_policy_load(mmt_policy_t *p, const char *path)
     if (!p || !path || !*path) return MMT_EINVAL;
     if (tls_running == p) return MMT_EBUSY;
     pthread_mutex_lock(&p->load_lock);
-    if (!p->path || strcmp(p->path, path) != 0) {
+    bool moved = !p->path || strcmp(p->path, path) != 0;
+    if (moved) {
         char *copy = mmt__backend_strdup(path);
         if (!copy) {
             pthread_mutex_unlock(&p->load_lock);
@@ -235,6 +238,7 @@ int mmt_policy_load(mmt_policy_t *p, const char *path)
     }
     int rc = load_locked(p, p->path);
     pthread_mutex_unlock(&p->load_lock);
+    if (moved) mmt__thread_wake(p); /* the watcher follows the new path now, not later */
     return rc;
 }
 
@@ -248,10 +252,12 @@ int mmt_policy_reload(mmt_policy_t *p)
     return rc;
 }
 
-char *mmt__policy_path(struct mmt_policy *p)
+char *mmt__policy_path(struct mmt_policy *p, struct stat *loaded, bool *loaded_ok)
 {
     pthread_mutex_lock(&p->load_lock);
     char *copy = p->path ? mmt__backend_strdup(p->path) : NULL;
+    *loaded = p->loaded;
+    *loaded_ok = p->loaded_ok;
     pthread_mutex_unlock(&p->load_lock);
     return copy;
 }

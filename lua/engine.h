@@ -114,10 +114,13 @@ struct mmt_policy {
     double sample_time, sample_in_use;
     _Atomic double rate_now; /* written under `lock`, read by mmt.meminfo() at any time */
 
-    /* load_lock serialises loads and protects: path, error. Taken before `lock`. */
+    /* load_lock serialises loads and protects: path, error, loaded, loaded_ok. Taken
+     * before `lock`. */
     pthread_mutex_t load_lock;
     char *path;
     char error[512];
+    struct stat loaded; /* the file's identity when a load last read it */
+    bool loaded_ok;
     _Atomic unsigned path_generation; /* bumped when path changes: the watcher re-arms */
 
     /* conf_lock protects: actions, log_fn, log_ud, event_fn, event_ud. Held only to copy them out. */
@@ -134,7 +137,8 @@ struct mmt_policy {
     /* The timer and watcher thread (thread.c). */
     bool thread_started;
     pthread_t thread;
-    int wake_fd; /* eventfd: write 1 to stop the thread */
+    int wake_fd;            /* eventfd: wakes the thread (mmt__thread_wake) */
+    _Atomic bool stopping;  /* set before waking it to stop */
     watcher_t watcher; /* the thread's own */
     /* The watcher polls the file's identity until the thread is this old, then uses
      * inotify: a process that execs before then never makes an inotify instance, whose
@@ -154,7 +158,8 @@ void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list 
 void mmt__policy_event(struct mmt_policy *p, const char *rule, bool fired, const snapshot_t *s);
 bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *out);
 void mmt__policy_tick(struct mmt_policy *p);  /* timer: evaluate with tasks */
-char *mmt__policy_path(struct mmt_policy *p); /* a backend copy, or NULL */
+/* A backend copy of the path, or NULL; with the file's identity when it was last read. */
+char *mmt__policy_path(struct mmt_policy *p, struct stat *loaded, bool *loaded_ok);
 /* mmt_policy_new, with the watcher's inotify instance made only once the engine is
  * inotify_delay_ms old (see struct mmt_policy). */
 struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned inotify_delay_ms);
@@ -195,6 +200,8 @@ int mmt__thread_start(struct mmt_policy *p);
  * Closing an inotify descriptor waits for the kernel (5 to 20 ms measured here), which a
  * process about to end can leave to the kernel. */
 void mmt__thread_stop(struct mmt_policy *p, bool release);
+/* Wakes the thread to look at the engine's path again (after a load changed it). */
+void mmt__thread_wake(struct mmt_policy *p);
 /* In a child after fork: the thread is gone; drops what the parent's had and starts one. */
 void mmt__thread_restart_in_child(struct mmt_policy *p);
 

@@ -4,7 +4,7 @@
  * watches the file's directory, so that both a write in place (IN_CLOSE_WRITE) and an
  * editor's save by rename (IN_MOVED_TO) are seen; where inotify cannot be had, the file's
  * identity is polled every 250 ms instead, as it is until the engine is inotify_delay_ms
- * old (engine.h). An eventfd wakes the thread to stop it.
+ * old (engine.h). An eventfd wakes the thread: to follow a newly loaded path, or to stop.
  */
 #include <errno.h>
 #include <limits.h>
@@ -48,22 +48,26 @@ static void watch_dir(struct mmt_policy *p, watcher_t *w)
                         "every %d ms instead", path, strerror(errno), STAT_POLL_MS);
 }
 
-/* Points the watcher at the engine's current path, if it changed. */
-static void rearm(struct mmt_policy *p, watcher_t *w)
+/* Points the watcher at the engine's current path, if it changed. Returns true if the
+ * file is no longer what was loaded: an edit made between the load and the watch. */
+static bool rearm(struct mmt_policy *p, watcher_t *w)
 {
     unsigned gen = atomic_load(&p->path_generation);
-    if (gen == w->generation) return;
+    if (gen == w->generation) return false;
     w->generation = gen;
-    char *path = mmt__policy_path(p);
-    if (!path) return;
+    struct stat loaded;
+    bool loaded_ok;
+    char *path = mmt__policy_path(p, &loaded, &loaded_ok);
+    if (!path) return false;
     mmt__backend.free(w->path);
     mmt__backend.free(w->name);
     w->path = path;
-    w->seen_ok = stat(path, &w->seen) == 0;
-
     const char *slash = strrchr(path, '/');
     w->name = mmt__backend_strdup(slash ? slash + 1 : path);
     watch_dir(p, w);
+    /* After the watch is in place: a later edit is an event, an earlier one shows here. */
+    w->seen_ok = stat(path, &w->seen) == 0;
+    return w->seen_ok && (!loaded_ok || !same_file_state(&w->seen, &loaded));
 }
 
 /* True if an event names the policy file. IN_CREATE alone is not a change yet: the
@@ -118,7 +122,7 @@ static void *engine_thread(void *arg)
             w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
             watch_dir(p, w);
         }
-        if (watch) rearm(p, w);
+        if (watch) changed = rearm(p, w) || changed;
         bool polling = watch && (w->fd < 0 || w->wd < 0);
         int timeout = -1;
         if (interval > 0) timeout = next_tick > now ? (int)ceil((next_tick - now) * 1000) : 0;
@@ -129,13 +133,19 @@ static void *engine_thread(void *arg)
             int until = (int)ceil((inotify_at - now) * 1000);
             if (timeout < 0 || timeout > until) timeout = until;
         }
+        if (changed) timeout = 0; /* reload first, then wait */
 
         struct pollfd fds[2] = {{.fd = p->wake_fd, .events = POLLIN},
                                 {.fd = w->fd, .events = POLLIN}};
         int nfds = w->fd >= 0 && w->wd >= 0 ? 2 : 1;
         int rc = poll(fds, (nfds_t)nfds, timeout);
         if (rc < 0 && errno != EINTR) break;
-        if (fds[0].revents) break; /* asked to stop */
+        if (fds[0].revents) {
+            uint64_t count;
+            ssize_t r = read(p->wake_fd, &count, sizeof count); /* resets the eventfd */
+            (void)r;
+            if (atomic_load(&p->stopping)) break;
+        }
 
         if (nfds == 2 && fds[1].revents) changed = drain_events(w) || changed;
         if (polling) changed = stat_changed(w) || changed;
@@ -165,6 +175,7 @@ static void watcher_release(watcher_t *w)
 int mmt__thread_start(struct mmt_policy *p)
 {
     p->watcher = (watcher_t){.fd = -1, .wd = -1, .generation = 0}; /* inotify: on the thread */
+    atomic_store(&p->stopping, false);
     p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->wake_fd < 0) {
         watcher_release(&p->watcher);
@@ -187,12 +198,19 @@ int mmt__thread_start(struct mmt_policy *p)
     return 0;
 }
 
-void mmt__thread_stop(struct mmt_policy *p, bool release)
+void mmt__thread_wake(struct mmt_policy *p)
 {
     if (!p->thread_started) return;
     uint64_t one = 1;
     ssize_t w = write(p->wake_fd, &one, sizeof one);
     (void)w;
+}
+
+void mmt__thread_stop(struct mmt_policy *p, bool release)
+{
+    if (!p->thread_started) return;
+    atomic_store(&p->stopping, true);
+    mmt__thread_wake(p);
     pthread_join(p->thread, NULL);
     p->thread_started = false;
     if (!release) return;

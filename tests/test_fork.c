@@ -249,6 +249,9 @@ static void test_fork_child_watches_the_policy_file_on_its_own(void **state)
     mmt_policy_options_t o = {.interval_ms = 0, .watch = 1};
     mmt_policy_t *p = new_engine(&o, log);
     assert_int_equal(mmt_policy_load(p, path), 0);
+    /* The parent's watcher is armed before the fork: it sees an edit of its own. */
+    write_by_rename(path, "local mmt = require 'mmt'\nmmt.log('info', 'PARENT EDIT')\n");
+    assert_true(wait_for_log(log, "PARENT EDIT", 3000));
     engine_case_t c = {p, log, path};
     fork_while_busy(1, watcher_child, &c);
     /* The child's edit reached the parent's watcher too: both watch the file. */

@@ -38,7 +38,6 @@ static void check_watched_reload(void (*write)(const char *, const char *), cons
     write(path, text);
     assert_int_equal(mmt_policy_load(p, path), 0);
     assert_true(wait_for_log(log, "ACTIVE first", 2000));
-    sleep_ms(50); /* the watcher arms itself on the new path */
 
     for (int round = 0; round < 5; round++) {
         char tag[32], active[48];
@@ -108,6 +107,32 @@ static void test_reload_watch_polls_then_switches_to_inotify(void **state)
     }
     mmt_policy_free(p);
     free_log(log);
+}
+
+/* An edit made right after the load, before the watcher's thread has moved to the new
+ * file, is not lost: the watcher compares the file with what the load read. */
+static void test_reload_edit_right_after_the_load_is_seen(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 10; round++) {
+        captured_log_t *log = new_log();
+        mmt_policy_options_t o = {.interval_ms = 0, .watch = 1};
+        mmt_policy_t *p = new_engine(&o, log);
+        char name[32], text[128], tag[32];
+        snprintf(name, sizeof name, "quick%d.lua", round);
+        snprintf(tag, sizeof tag, "QUICK EDIT %d", round);
+        const char *path = policy_path(name);
+        write_in_place(path, "local mmt = require 'mmt'\n");
+        assert_int_equal(mmt_policy_load(p, path), 0);
+        snprintf(text, sizeof text, "local mmt = require 'mmt'\nmmt.log('info', '%s')\n", tag);
+        write_by_rename(path, text);
+        if (!wait_for_log(log, tag, 2000)) {
+            log_dump(log);
+            fail_msg("round %d: the edit right after the load was lost", round);
+        }
+        mmt_policy_free(p);
+        free_log(log);
+    }
 }
 
 static void test_reload_broken_edit_keeps_the_running_policy(void **state)
@@ -437,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_reload_watch_picks_up_an_atomic_rename),
         cmocka_unit_test(test_reload_watch_picks_up_a_write_in_place),
         cmocka_unit_test(test_reload_watch_polls_then_switches_to_inotify),
+        cmocka_unit_test(test_reload_edit_right_after_the_load_is_seen),
         cmocka_unit_test(test_reload_broken_edit_keeps_the_running_policy),
         cmocka_unit_test(test_reload_state_carries_over_by_rule_name),
         cmocka_unit_test(test_reload_busy_engine_never_blocks_allocation_elsewhere),
