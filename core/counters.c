@@ -32,12 +32,14 @@ alignas(MMT__CACHE_LINE) static _Atomic uint64_t peak;
  * update folds at once. */
 alignas(MMT__CACHE_LINE) static mmt__slot_t shared_slot;
 
-/* registry_lock protects the following: the live and free slot lists, the totals of
- * retired threads, and slot registration. It is never held while user code runs. */
+/* registry_lock protects the following: the live and free slot lists, all_blocks, the
+ * totals of retired threads, and slot registration. It is never held while user code
+ * runs. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static mmt__slot_t *live_slots;
 static mmt__slot_t *free_slots;
 static unsigned slots_created;
+static void *all_blocks; /* the newest slot's block; each slot's next_block the one before */
 static struct {
     uint64_t allocated, freed, allocations, frees, reallocs;
 } retired;
@@ -190,6 +192,8 @@ static mmt__slot_t *new_slot(void)
     mmt__slot_t *s = (mmt__slot_t *)at;
     memset(s, 0, sizeof *s);
     s->block = raw;
+    s->next_block = all_blocks;
+    all_blocks = raw;
     slots_created++;
     return s;
 }

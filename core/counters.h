@@ -44,7 +44,10 @@ typedef struct mmt__slot {
     /* The registry lock protects these two. */
     struct mmt__slot *next;
     struct mmt__slot *prev;
-    void *block; /* the backend block this slot was carved from (slots are never freed) */
+    void *block;      /* the backend block this slot was carved from (slots are never freed) */
+    void *next_block; /* the block of the slot made before this one: with `all_blocks` in
+                       * counters.c, a chain of pointers to the blocks' starts, so that a
+                       * leak checker sees them reachable, not only through the interior */
 } mmt__slot_t;
 
 /* This thread's slot; NULL until its first allocation and after its exit destructor. */
