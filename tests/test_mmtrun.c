@@ -163,6 +163,31 @@ static void test_mmtrun_runs_the_policy_inside_the_program(void **state)
     assert_contains(r.err, "mmt policy [info] TICK ");
 }
 
+static void test_mmtrun_relative_paths_survive_a_change_of_folder(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* The program changes folder before it execs: a relative --policy or --trace given to
+     * mmt-run still means mmt-run's folder. */
+    char policy[512], cmd[PATH_MAX * 2], out[600], err[600], text[8192];
+    snprintf(policy, sizeof policy, "%s/rel.lua", test_dir);
+    write_in_place(policy, "local mmt = require 'mmt'\n"
+                           "mmt.every(0.05, function(m) mmt.log('info', 'REL TICK') end)\n");
+    snprintf(out, sizeof out, "%s/rel.out", test_dir);
+    snprintf(err, sizeof err, "%s/rel.err", test_dir);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && '%s' --policy rel.lua --interval 10 --trace rel.csv -- "
+             "sh -c 'cd / && exec sleep 0.3' > '%s' 2> '%s'",
+             test_dir, mmt_run, out, err);
+    assert_int_equal(system(cmd), 0);
+    slurp(err, text, sizeof text);
+    assert_contains(text, "mmt policy [info] REL TICK");
+    assert_null(strstr(text, "cannot"));
+    snprintf(cmd, sizeof cmd, "%s/rel.csv", test_dir);
+    assert_int_equal(access(cmd, R_OK), 0);
+    assert_int_not_equal(access("/rel.csv", F_OK), 0);
+}
+
 /* The first of a few places, relative to the test program, where `name` is. */
 static bool find_source(const char *name, char *buf, size_t len)
 {
@@ -244,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_mmtrun_summary_in_prometheus_parses),
         cmocka_unit_test(test_mmtrun_runs_the_policy_inside_the_program),
         cmocka_unit_test(test_mmtrun_trace_and_svg_show_usage_and_rule_events),
+        cmocka_unit_test(test_mmtrun_relative_paths_survive_a_change_of_folder),
     };
     return cmocka_run_group_tests_name("mmtrun", tests, setup, remove_test_dir);
 }

@@ -59,6 +59,16 @@ static char *find_beside_me(const char *const *candidates, char *buf, size_t len
     return NULL;
 }
 
+/* `path` made absolute against the current folder (the program may change folder before
+ * the library opens it); `path` itself if it is absolute or too long. */
+static const char *absolute(const char *path, char *buf, size_t len)
+{
+    char cwd[PATH_MAX];
+    if (!path || path[0] == '/' || !getcwd(cwd, sizeof cwd)) return path;
+    int n = snprintf(buf, len, "%s/%s", cwd, path);
+    return n > 0 && (size_t)n < len ? buf : path;
+}
+
 static double now(void)
 {
     struct timespec ts;
@@ -163,6 +173,9 @@ int main(int argc, char **argv)
     }
     if (!policy) policy = find_beside_me(pols, pol, sizeof pol);
     if (!policy) fprintf(stderr, "mmt-run: no default policy found; counting only\n");
+    char policy_abs[PATH_MAX + 64], trace_abs[PATH_MAX + 64];
+    policy = absolute(policy, policy_abs, sizeof policy_abs);
+    trace_path = absolute(trace_path, trace_abs, sizeof trace_abs);
 
     char report[] = "/tmp/mmt-run-XXXXXX";
     int fd = mkstemp(report);

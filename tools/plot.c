@@ -194,16 +194,25 @@ static void draw(FILE *out, const trace_t *tr, const char *program)
     fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
             "stroke=\"#888888\"/>\n", LEFT, TOP, pw, ph);
 
-    /* Events under the curves: a dashed line each, the rule's name at the top. */
+    /* Events under the curves: a dashed line each, the rule's name near the top. A label
+     * too close to the previous one in its lane goes to the next lane, lower down. */
+    enum { LANES = 3, LANE_HEIGHT = 140, LABEL_WIDTH = 14 };
+    double lane_x[LANES];
+    for (int l = 0; l < LANES; l++) lane_x[l] = -1e9;
     for (size_t i = 0; i < tr->nevents; i++) {
         const event_t *e = &tr->events[i];
         const char *colour = e->fired ? "#d62728" : "#2ca02c";
+        double x = X(e->t);
         fprintf(out, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"%s\" "
-                "stroke-width=\"2\" stroke-dasharray=\"6,3\"/>\n", X(e->t), TOP, X(e->t),
+                "stroke-width=\"2\" stroke-dasharray=\"6,3\"/>\n", x, TOP, x,
                 HEIGHT - BOTTOM, colour);
+        int lane = 0;
+        while (lane < LANES - 1 && x - lane_x[lane] < LABEL_WIDTH) lane++;
+        lane_x[lane] = x;
+        int y = TOP + 6 + lane * LANE_HEIGHT;
         fprintf(out, "<text x=\"%.1f\" y=\"%d\" fill=\"%s\" font-size=\"11\" "
-                "transform=\"rotate(-90 %.1f %d)\" text-anchor=\"end\">%s ", X(e->t) + 12,
-                TOP + 6, colour, X(e->t) + 12, TOP + 6, e->fired ? "fire" : "resolve");
+                "transform=\"rotate(-90 %.1f %d)\" text-anchor=\"end\">%s ", x + 12, y,
+                colour, x + 12, y, e->fired ? "fire" : "resolve");
         put_escaped(out, e->rule);
         fputs("</text>\n", out);
     }
