@@ -104,22 +104,32 @@ static void evaluate(void)
     tls_evaluating = false;
 }
 
+/* An evaluation runs with thread cancellation disabled: a condition or action that reaches
+ * a cancellation point (a write, a read of /proc) would otherwise end the thread with
+ * eval_lock held, and every later evaluation and unlisten would wait forever. A pending
+ * cancellation takes effect at the caller's next cancellation point. */
 void mmt__checkpoint_due(int64_t now)
 {
     if (tls_evaluating || !moved_enough(now)) return;
     if (pthread_mutex_trylock(&eval_lock) != 0) return; /* another thread is evaluating */
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     /* Another thread may have evaluated between our test and the lock. */
     if (moved_enough(mmt__published())) evaluate();
     pthread_mutex_unlock(&eval_lock);
+    pthread_setcancelstate(cancel, &cancel);
 }
 
 void mmt_mem_checkpoint(void)
 {
     if (tls_evaluating) return;
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     mmt__counters_flush();
     pthread_mutex_lock(&eval_lock);
     evaluate();
     pthread_mutex_unlock(&eval_lock);
+    pthread_setcancelstate(cancel, &cancel);
 }
 
 void mmt_mem_set_checkpoint(size_t bytes)

@@ -3,6 +3,7 @@
  * loading and reloading (build a fresh state, then swap it in under the lock, carrying
  * rule state over), and evaluation at allocation checkpoints through a core listener.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,9 +16,36 @@
 #include "fork.h"
 #include "engine.h"
 
-/* The engine whose policy code this thread is running (evaluation or load), if any. Used
- * to refuse calls that would wait for that very code. This thread only. */
+/* The engine whose policy code this thread is running (evaluation or load), if any, and
+ * the engine whose log or event function this thread is in. Used to refuse calls that
+ * would wait for that very code, or free what it is using. This thread only. */
 static _Thread_local struct mmt_policy *tls_running;
+static _Thread_local struct mmt_policy *tls_callback;
+
+/* True if a call on engine p, from this thread, would wait for itself: from its policy
+ * code (a host action), from its log or event function, or on its own thread. */
+static bool inside(struct mmt_policy *p)
+{
+    return tls_running == p || tls_callback == p ||
+           (p->thread_started && pthread_equal(pthread_self(), p->thread));
+}
+
+/* The engine's critical sections run with cancellation off: a cancellation point inside
+ * (reading rss, writing a log line) would otherwise end the thread with the engine's
+ * locks held. A cancellation that arrives meanwhile takes effect at the caller's next
+ * cancellation point, outside. */
+static int no_cancel(void)
+{
+    int old;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    return old;
+}
+
+static void restore_cancel(int old)
+{
+    int ignored;
+    pthread_setcancelstate(old, &ignored);
+}
 
 double mmt__now(void)
 {
@@ -46,15 +74,59 @@ static void stderr_log(int level, const char *message, void *ud)
     (void)w;
 }
 
+/*
+ * A log line is one line: policies log what they like, and a newline in it would forge
+ * lines of its own in the host's log. Control characters (C0, DEL, C1, and the Unicode
+ * line and paragraph separators) are written as escapes: \n, \r, \xHH or \u2028. Tabs
+ * stay. The result is cut, at a character boundary, to fit `len`.
+ */
+static void one_line(const char *in, char *out, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t used = 0;
+    for (const unsigned char *c = (const unsigned char *)in; *c;) {
+        char esc[8];
+        size_t n = 0, take = 1;
+        if (*c == '\n' || *c == '\r') {
+            esc[n++] = '\\';
+            esc[n++] = *c == '\n' ? 'n' : 'r';
+        } else if ((*c < 0x20 && *c != '\t') || *c == 0x7f) {
+            n = (size_t)snprintf(esc, sizeof esc, "\\x%c%c", hex[*c >> 4], hex[*c & 15]);
+        } else if (c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) {
+            n = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c[1]);
+            take = 2;
+        } else if (c[0] == 0xe2 && c[1] == 0x80 && (c[2] == 0xa8 || c[2] == 0xa9)) {
+            n = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c[2] == 0xa8 ? 0x2028 : 0x2029);
+            take = 3;
+        } else {
+            /* An ordinary character: copied whole, or not at all. */
+            take = *c < 0x80 ? 1 : *c >= 0xf0 ? 4 : *c >= 0xe0 ? 3 : *c >= 0xc0 ? 2 : 1;
+            for (size_t i = 1; i < take; i++)
+                if ((c[i] & 0xc0) != 0x80) take = i; /* a broken sequence: byte by byte */
+            memcpy(esc, c, take);
+            n = take;
+        }
+        if (used + n >= len) break;
+        memcpy(out + used, esc, n);
+        used += n;
+        c += take;
+    }
+    out[used] = '\0';
+}
+
 void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list ap)
 {
-    char message[1536];
-    vsnprintf(message, sizeof message, fmt, ap);
+    char raw[1536], message[2048];
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    one_line(raw, message, sizeof message);
     pthread_mutex_lock(&p->conf_lock);
     mmt_policy_log_fn fn = p->log_fn;
     void *ud = p->log_ud;
     pthread_mutex_unlock(&p->conf_lock);
+    struct mmt_policy *outer = tls_callback;
+    tls_callback = p;
     fn(level, message, ud);
+    tls_callback = outer;
 }
 
 void mmt_policy_set_event(mmt_policy_t *p, mmt_policy_event_fn fn, void *ud)
@@ -71,7 +143,11 @@ void mmt__policy_event(struct mmt_policy *p, const char *rule, bool fired, const
     mmt_policy_event_fn fn = p->event_fn;
     void *ud = p->event_ud;
     pthread_mutex_unlock(&p->conf_lock);
-    if (fn) fn(rule, fired, &s->info, ud);
+    if (!fn) return;
+    struct mmt_policy *outer = tls_callback;
+    tls_callback = p;
+    fn(rule, fired, &s->info, ud);
+    tls_callback = outer;
 }
 
 void mmt__policy_log(struct mmt_policy *p, int level, const char *fmt, ...)
@@ -169,9 +245,12 @@ static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, boo
 static int checkpoint_hook(const mmt_meminfo_t *info, void *arg)
 {
     struct mmt_policy *p = arg;
-    if (pthread_mutex_trylock(&p->lock) != 0) return 0;
-    evaluate_locked(p, info, false);
-    pthread_mutex_unlock(&p->lock);
+    int cancel = no_cancel();
+    if (pthread_mutex_trylock(&p->lock) == 0) {
+        evaluate_locked(p, info, false);
+        pthread_mutex_unlock(&p->lock);
+    }
+    restore_cancel(cancel);
     return 0;
 }
 
@@ -183,11 +262,15 @@ static void never_runs(const mmt_meminfo_t *info, void *arg)
 
 void mmt__policy_tick(struct mmt_policy *p)
 {
+    /* The engine's own thread, which no one else should cancel; but if someone does, it
+     * is not inside this. */
+    int cancel = no_cancel();
     pthread_mutex_lock(&p->lock);
     mmt_meminfo_t info;
     mmt_meminfo(&info);
     evaluate_locked(p, &info, true);
     pthread_mutex_unlock(&p->lock);
+    restore_cancel(cancel);
 }
 
 /* ---- Loading ------------------------------------------------------------------------------------ */
@@ -220,10 +303,27 @@ static int load_locked(struct mmt_policy *p, const char *path)
     return 0;
 }
 
+/* Refuses a call made from inside the engine's own code (see inside()), saying so once. */
+static bool refuse_inside(struct mmt_policy *p, const char *call)
+{
+    if (!inside(p)) return false;
+    /* Not through the log function if that is where the call came from: it might call
+     * again, and again. */
+    if (tls_callback == p)
+        stderr_log(MMT_LOG_ERROR, call, NULL);
+    else
+        mmt__policy_log(p, MMT_LOG_ERROR, "%s", call);
+    return true;
+}
+
 int mmt_policy_load(mmt_policy_t *p, const char *path)
 {
     if (!p || !path || !*path) return MMT_EINVAL;
-    if (tls_running == p) return MMT_EBUSY;
+    if (tls_running == p) return MMT_EBUSY; /* mmt.call("reload"): refused quietly, as ever */
+    if (refuse_inside(p, "mmt_policy_load: refused: called from the engine's own log or "
+                         "event function or thread, which the load would wait for"))
+        return MMT_EBUSY;
+    int cancel = no_cancel();
     pthread_mutex_lock(&p->load_lock);
     bool moved = !p->path || strcmp(p->path, path) != 0;
     if (moved) {
@@ -239,6 +339,7 @@ int mmt_policy_load(mmt_policy_t *p, const char *path)
     int rc = load_locked(p, p->path);
     pthread_mutex_unlock(&p->load_lock);
     if (moved) mmt__thread_wake(p); /* the watcher follows the new path now, not later */
+    restore_cancel(cancel);
     return rc;
 }
 
@@ -246,9 +347,15 @@ int mmt_policy_reload(mmt_policy_t *p)
 {
     if (!p) return MMT_EINVAL;
     if (tls_running == p) return MMT_EBUSY;
+    /* The engine's thread reloads a watched file itself: that is not a call from inside. */
+    if (tls_callback == p && refuse_inside(p, "mmt_policy_reload: refused: called from the "
+                                              "engine's own log or event function"))
+        return MMT_EBUSY;
+    int cancel = no_cancel();
     pthread_mutex_lock(&p->load_lock);
     int rc = p->path ? load_locked(p, p->path) : MMT_EINVAL;
     pthread_mutex_unlock(&p->load_lock);
+    restore_cancel(cancel);
     return rc;
 }
 
@@ -348,6 +455,8 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
     if (!p->opts.checkpoint_bytes) p->opts.checkpoint_bytes = MMT__DEFAULT_CHECKPOINT;
     if (!p->opts.lua_memory_limit) p->opts.lua_memory_limit = MMT__DEFAULT_LUA_LIMIT;
     if (!p->opts.budget_ms) p->opts.budget_ms = MMT__DEFAULT_BUDGET_MS;
+    if (!p->opts.evaluation_ms)
+        p->opts.evaluation_ms = p->opts.budget_ms > UINT_MAX / 2 ? UINT_MAX : 2 * p->opts.budget_ms;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->load_lock, NULL);
     pthread_mutex_init(&p->conf_lock, NULL);
@@ -390,9 +499,13 @@ void mmt__policy_stop_for_exit(struct mmt_policy *p)
     mmt_mem_unlisten(p->listener);
 }
 
-void mmt_policy_free(mmt_policy_t *p)
+int mmt_policy_free(mmt_policy_t *p)
 {
-    if (!p) return;
+    if (!p) return 0;
+    if (refuse_inside(p, "mmt_policy_free: refused: called from the engine's own policy code, "
+                         "log or event function or thread; free it once that has returned"))
+        return MMT_EBUSY;
+    int cancel = no_cancel();
     pthread_mutex_lock(&engines_lock);
     unlink_engine(p);
     pthread_mutex_unlock(&engines_lock);
@@ -409,4 +522,6 @@ void mmt_policy_free(mmt_policy_t *p)
     pthread_mutex_destroy(&p->load_lock);
     pthread_mutex_destroy(&p->conf_lock);
     mmt__backend.free(p);
+    restore_cancel(cancel);
+    return 0;
 }

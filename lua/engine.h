@@ -30,6 +30,14 @@
 #define MMT__DEFAULT_CHECKPOINT ((size_t)1 << 20)
 #define MMT__MAX_POLICY_BYTES ((size_t)4 << 20) /* a larger file is refused */
 #define MMT__MAX_ERRORS 3                       /* consecutive errors that disable a rule */
+#define MMT__MAX_RULES 100000                   /* rules one policy may declare */
+
+/* The name policy chunks get; messages carry the file's whole path instead
+ * (mmt__pstate_expand), since LuaJIT cuts longer chunk names. */
+#define MMT__CHUNK "mmt:policy"
+
+/* Why the hook stopped the policy code that is running (state.c). */
+enum { MMT__STOP_NONE, MMT__STOP_BUDGET, MMT__STOP_EVALUATION, MMT__STOP_STACK };
 
 /* What a declarative rule compares. */
 typedef enum metric {
@@ -51,6 +59,9 @@ typedef struct rule {
     bool firing;
     double since;    /* when the condition started to hold while not firing; < 0: not holding */
     int errors;      /* consecutive */
+    int overruns;    /* evaluations in a row that ran past their budget with this rule the
+                      * one that took the most time */
+    double spent;    /* seconds taken in the current evaluation */
     bool disabled;
 } rule_t;
 
@@ -59,6 +70,8 @@ typedef struct task {
     int fn_ref;
     double period, next_due;
     int errors;
+    int overruns;    /* as for rules */
+    double spent;
     bool disabled;
 } task_t;
 
@@ -69,11 +82,20 @@ typedef struct pstate {
     char *reserve;               /* where lua_newstate allocates (state.c) */
     size_t reserve_used;
     bool being_born;             /* inside lua_newstate */
-    double deadline;             /* monotonic seconds after which policy code is stopped */
+    char *path;                  /* the file it was loaded from */
     unsigned budget_ms;
+    /* Limits of the policy code running now (set by mmt__pstate_call, read by its hook). */
+    double deadline;             /* monotonic seconds after which this call is stopped */
+    double eval_deadline;        /* the evaluation's own end (rules.c); INFINITY outside one */
+    uintptr_t stack_top, stack_floor; /* the C stack below stack_floor is out of bounds */
+    int stop;                    /* MMT__STOP_*: why it was stopped */
+    int glue_ref;                /* rules.c's evaluation function, made once (no garbage) */
+    size_t resume_at;            /* the rule an evaluation starts with (after one was cut) */
     bool loading;                /* mmt.rule and mmt.every only work while the file runs */
     rule_t *rules;
     size_t nrules, rules_cap;
+    uint32_t *names;             /* rule index + 1 by hash of the name, 0 free (rules.c) */
+    size_t names_cap;            /* a power of two, at least twice nrules; 0: none yet */
     task_t *tasks;
     size_t ntasks, tasks_cap;
 } pstate_t;
@@ -172,6 +194,10 @@ double mmt__now(void);
 /* The error message at the top of the stack, without converting (which could allocate
  * outside a protected call): a placeholder if the error value is not a string. */
 const char *mmt__error_text(lua_State *L);
+/* `msg` with the chunk's short name replaced by the file's path, into out (cut to len). */
+void mmt__pstate_expand(const pstate_t *s, const char *msg, char *out, size_t len);
+/* Logs a message from policy code, expanded. */
+void mmt__pstate_log(const pstate_t *s, int level, const char *msg);
 /* The pstate a Lua state belongs to: it is the allocator's userdata. */
 static inline pstate_t *mmt__pstate_of(lua_State *L)
 {
@@ -193,6 +219,12 @@ double mmt__read_rss(void); /* bytes; 0 if unknown; no allocation */
 /* rules.c */
 void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_tasks);
 void mmt__carry_state(pstate_t *to, const pstate_t *from);
+/* The index of the rule named `name`, or -1. */
+long mmt__rule_find(const pstate_t *s, const char *name);
+/* Adds rule s->rules[s->nrules - 1] to the name index; false if out of memory. */
+bool mmt__rule_index(pstate_t *s);
+/* Makes the evaluation function (under a protected call, at load). */
+int mmt__rules_open(lua_State *L);
 
 /* thread.c */
 int mmt__thread_start(struct mmt_policy *p);

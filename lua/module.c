@@ -29,15 +29,16 @@ const char *const mmt__metric_names[METRIC_COUNT] = {
 static char *caller_position(lua_State *L)
 {
     luaL_where(L, 1);
-    size_t n;
-    const char *w = lua_tolstring(L, -1, &n);
+    char w[1024];
+    mmt__pstate_expand(mmt__pstate_of(L), lua_tostring(L, -1), w, sizeof w);
+    lua_pop(L, 1);
+    size_t n = strlen(w);
     while (n > 0 && (w[n - 1] == ' ' || w[n - 1] == ':')) n--;
     char *d = mmt__backend.malloc(n + 1);
     if (d) {
         memcpy(d, w, n);
         d[n] = '\0';
     }
-    lua_pop(L, 1);
     return d;
 }
 
@@ -169,10 +170,13 @@ static int l_rule(lua_State *L)
         return luaL_error(L, "mmt.rule: 'name' must be a non-empty string");
     const char *name = lua_tostring(L, -1); /* kept alive on the stack at index 2 */
 
-    for (size_t i = 0; i < s->nrules; i++)
-        if (strcmp(s->rules[i].name, name) == 0)
-            return luaL_error(L, "rule \"%s\": a rule of that name is already declared at %s",
-                              name, s->rules[i].where);
+    long dup = mmt__rule_find(s, name);
+    if (dup >= 0)
+        return luaL_error(L, "rule \"%s\": a rule of that name is already declared at %s",
+                          name, s->rules[dup].where);
+    if (s->nrules >= MMT__MAX_RULES)
+        return luaL_error(L, "rule \"%s\": too many rules: a policy may declare at most %d",
+                          name, MMT__MAX_RULES);
 
     /* Unknown fields are errors: a misspelt 'abvoe' must not pass as no threshold. */
     lua_pushnil(L);
@@ -241,12 +245,13 @@ static int l_rule(lua_State *L)
     /* caller_position may raise (it makes a Lua string); nothing C-side is held yet. */
     r.where = caller_position(L);
     r.name = mmt__backend_strdup(name);
-    if (!r.name || !r.where) {
+    s->rules[s->nrules] = r;
+    if (!r.name || !r.where || !mmt__rule_index(s)) {
         mmt__backend.free(r.name);
         mmt__backend.free(r.where);
         return luaL_error(L, "mmt.rule: out of memory");
     }
-    s->rules[s->nrules++] = r;
+    s->nrules++;
     return 0;
 }
 
@@ -293,41 +298,60 @@ static int l_log(lua_State *L)
     lua_getfield(L, LUA_REGISTRYINDEX, "mmt.format");
     for (int i = 2; i <= n; i++) lua_pushvalue(L, i);
     lua_call(L, n - 1, 1);
-    mmt__policy_log(s->engine, lv, "%s", lua_tostring(L, -1));
+    mmt__pstate_log(s, lv, lua_tostring(L, -1));
     return 0;
 }
 
 static int l_bytes(lua_State *L)
 {
     double n = luaL_checknumber(L, 1);
-    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    enum { UNITS = sizeof units / sizeof units[0] };
+    if (!isfinite(n)) { /* said as it is, not as a size */
+        lua_pushstring(L, isnan(n) ? "nan" : n > 0 ? "inf" : "-inf");
+        return 1;
+    }
     double a = fabs(n);
     if (a < 1024) {
         lua_pushfstring(L, "%d B", (int)n);
         return 1;
     }
     int u = -1;
-    while (a >= 1024 && u < 4) {
+    while (a >= 1024 && u < UNITS - 1) {
         a /= 1024;
         u++;
     }
     char buf[64];
-    snprintf(buf, sizeof buf, "%s%.1f", n < 0 ? "-" : "", a);
+    snprintf(buf, sizeof buf, a < 1e6 ? "%s%.1f" : "%s%.4g", n < 0 ? "-" : "", a);
     size_t len = strlen(buf);
     if (len > 2 && strcmp(buf + len - 2, ".0") == 0) buf[len - 2] = '\0';
     lua_pushfstring(L, "%s %s", buf, units[u]);
     return 1;
 }
 
+/* The host gets an int64_t: a number that has none (nan, inf, past +-2^63) is an error,
+ * not an undefined conversion. Fractions are cut toward zero. */
+static int64_t checkint64(lua_State *L, int arg, const char *what)
+{
+    double v = luaL_optnumber(L, arg, 0);
+    if (!(v > -9223372036854775808.0 && v < 9223372036854775808.0)) {
+        char shown[64];
+        snprintf(shown, sizeof shown, "%.17g", v);
+        luaL_error(L, "%s: the argument must be a finite number between -2^63 and 2^63, not %s",
+                   what, shown);
+    }
+    return (int64_t)v;
+}
+
 static int l_call(lua_State *L)
 {
     pstate_t *s = mmt__pstate_of(L);
     const char *name = luaL_checkstring(L, 1);
-    lua_Number arg = luaL_optnumber(L, 2, 0);
+    int64_t arg = checkint64(L, 2, "mmt.call");
     action_t a;
     if (!mmt__policy_find_action(s->engine, name, &a))
         return luaL_error(L, "mmt.call: no host action named \"%s\"", name);
-    int64_t r = a.fn((int64_t)arg, a.ud);
+    int64_t r = a.fn(arg, a.ud);
     lua_pushnumber(L, (lua_Number)r);
     return 1;
 }
@@ -347,8 +371,10 @@ static int l_format(lua_State *L)
             return luaL_error(L, "mmt.format: field '%s' of the snapshot must be a number",
                               names[i]);
         v[i] = lua_tonumber(L, -1);
-        if (!(v[i] >= 0) && i < 7)
-            return luaL_error(L, "mmt.format: field '%s' must not be negative", names[i]);
+        /* The counters are uint64_t: a number that is not one is refused, not converted. */
+        if (i < 7 && !(v[i] >= 0 && v[i] < 18446744073709551616.0))
+            return luaL_error(L, "mmt.format: field '%s' must be a whole number of 0 to 2^64, "
+                                 "not %s", names[i], lua_tostring(L, -1));
         lua_pop(L, 1);
     }
     mmt_meminfo_t m = {(uint64_t)v[0], (uint64_t)v[1], (uint64_t)v[2], (uint64_t)v[3],

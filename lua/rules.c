@@ -5,11 +5,14 @@
  * rule (or task) that fails MMT__MAX_ERRORS times in a row is disabled until the next
  * load. Caller holds the engine lock.
  */
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "backend.h"
 #include "engine.h"
 
 static double metric_value(snapshot_t *snap, metric_t m)
@@ -49,7 +52,8 @@ static void push_call(pstate_t *s, snapshot_t *snap, int *slot, int ref)
 static void failed(pstate_t *s, int rc, const char *kind, const char *what, int *errors,
                    bool *disabled)
 {
-    const char *msg = mmt__error_text(s->L);
+    char msg[1024];
+    mmt__pstate_expand(s, mmt__error_text(s->L), msg, sizeof msg);
     if (rc == LUA_ERRMEM)
         mmt__policy_log(s->engine, MMT_LOG_ERROR,
                         "%s %s: out of memory (the policy VM may hold %zu bytes)", kind, what,
@@ -66,13 +70,26 @@ static void failed(pstate_t *s, int rc, const char *kind, const char *what, int 
     }
 }
 
+/* True if the call that just returned rc was stopped because the whole evaluation ran
+ * out of time: that is not the rule's error (evaluate_protected reports it). Pops the
+ * message. */
+static bool cut_by_evaluation(pstate_t *s, int rc)
+{
+    if (rc == 0 || s->stop != MMT__STOP_EVALUATION) return false;
+    lua_pop(s->L, 1);
+    return true;
+}
+
 /* Calls the function `ref` with the snapshot; returns true on success, with its one
  * result left on the stack if want_result. */
 static bool call_with_snapshot(pstate_t *s, snapshot_t *snap, int *slot, int ref,
                                bool want_result, rule_t *r)
 {
     push_call(s, snap, slot, ref);
+    double t0 = mmt__now();
     int rc = mmt__pstate_call(s, 1, want_result ? 1 : 0);
+    r->spent += mmt__now() - t0;
+    if (cut_by_evaluation(s, rc)) return false;
     if (rc != 0) {
         char what[300];
         snprintf(what, sizeof what, "\"%s\"", r->name);
@@ -123,7 +140,10 @@ static void evaluate_rule(pstate_t *s, rule_t *r, snapshot_t *snap, int *slot)
 static void run_task(pstate_t *s, task_t *t, snapshot_t *snap, int *slot)
 {
     push_call(s, snap, slot, t->fn_ref);
+    double t0 = mmt__now();
     int rc = mmt__pstate_call(s, 1, 0);
+    t->spent += mmt__now() - t0;
+    if (cut_by_evaluation(s, rc)) return;
     if (rc != 0) {
         char what[300];
         snprintf(what, sizeof what, "every %gs (%s)", t->period, t->where);
@@ -139,25 +159,118 @@ typedef struct evaluation {
     bool run_tasks;
 } evaluation_t;
 
-/* Runs under lua_cpcall: the glue between rules (making the snapshot table) allocates,
- * and an allocation failure outside a protected call would be a LuaJIT panic. Each rule
- * and task still runs in a protected call of its own. */
+/* What took the time of an evaluation that ran past its budget: a rule or a task. */
+typedef struct eater {
+    double spent;
+    rule_t *rule;
+    task_t *task;
+} eater_t;
+
+static void describe(const eater_t *e, char *buf, size_t len)
+{
+    if (e->rule) snprintf(buf, len, "rule \"%s\"", e->rule->name);
+    else snprintf(buf, len, "task every %gs (%s)", e->task->period, e->task->where);
+}
+
+static void keep_top(eater_t top[3], eater_t e)
+{
+    for (int i = 0; i < 3; i++) {
+        if (e.spent > top[i].spent) {
+            eater_t t = top[i];
+            top[i] = e;
+            e = t;
+        }
+    }
+}
+
+/* The evaluation ran past its budget: say what ate it, and charge the worst offender,
+ * which is disabled once it has been the worst MMT__MAX_ERRORS evaluations in a row. */
+static void report_overrun(pstate_t *s, size_t skipped)
+{
+    eater_t top[3] = {{0}};
+    for (size_t i = 0; i < s->nrules; i++)
+        keep_top(top, (eater_t){s->rules[i].spent, &s->rules[i], NULL});
+    for (size_t i = 0; i < s->ntasks; i++)
+        keep_top(top, (eater_t){s->tasks[i].spent, NULL, &s->tasks[i]});
+    char list[1024] = "", what[300];
+    size_t used = 0;
+    for (int i = 0; i < 3 && top[i].spent > 0 && used < sizeof list; i++) {
+        describe(&top[i], what, sizeof what);
+        int n = snprintf(list + used, sizeof list - used, "%s%s %.1f ms", i ? ", " : "", what,
+                         top[i].spent * 1e3);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    mmt__policy_log(s->engine, MMT_LOG_ERROR,
+                    "evaluation stopped: it ran past its time budget of %u ms (%s); %zu rule%s "
+                    "not evaluated this time",
+                    s->engine->opts.evaluation_ms, used ? list : "no policy code ran", skipped,
+                    skipped == 1 ? "" : "s");
+    if (top[0].spent <= 0) return;
+    int *overruns = top[0].rule ? &top[0].rule->overruns : &top[0].task->overruns;
+    bool *disabled = top[0].rule ? &top[0].rule->disabled : &top[0].task->disabled;
+    if (++*overruns >= MMT__MAX_ERRORS) {
+        *disabled = true;
+        describe(&top[0], what, sizeof what);
+        mmt__policy_log(s->engine, MMT_LOG_ERROR,
+                        "%s: disabled: it took the most time in %d evaluations in a row that "
+                        "ran past their budget; it runs again after a reload",
+                        what, *overruns);
+    }
+}
+
+/*
+ * Runs under a protected call (made once per state, see mmt__rules_open): the glue between
+ * rules (making the snapshot table) allocates, and an allocation failure outside a
+ * protected call would be a LuaJIT panic. Each rule and task still runs in a protected
+ * call of its own. The whole evaluation has a deadline: past it, the rules not reached
+ * wait for the next evaluation, which starts with them.
+ */
 static int evaluate_protected(lua_State *L)
 {
     evaluation_t *e = lua_touserdata(L, 1);
     pstate_t *s = e->s;
     int slot = 0;
-    for (size_t i = 0; i < s->nrules; i++)
-        if (!s->rules[i].disabled) evaluate_rule(s, &s->rules[i], e->snap, &slot);
-    if (e->run_tasks) {
-        for (size_t i = 0; i < s->ntasks; i++) {
-            task_t *t = &s->tasks[i];
-            if (t->disabled || e->snap->time < t->next_due) continue;
-            t->next_due += t->period;
-            if (t->next_due <= e->snap->time) t->next_due = e->snap->time + t->period;
-            run_task(s, t, e->snap, &slot);
-        }
+    for (size_t i = 0; i < s->nrules; i++) s->rules[i].spent = 0;
+    for (size_t i = 0; i < s->ntasks; i++) s->tasks[i].spent = 0;
+    s->eval_deadline = e->snap->time + s->engine->opts.evaluation_ms / 1000.0;
+    size_t n = s->nrules, start = s->resume_at < n ? s->resume_at : 0;
+    size_t cut_at = n; /* the rule (counted from start) the deadline stopped, n if none */
+    bool cut = false;
+    for (size_t i = 0; i < n && !cut; i++) {
+        rule_t *r = &s->rules[(start + i) % n];
+        if (r->disabled) continue;
+        evaluate_rule(s, r, e->snap, &slot);
+        cut = s->stop == MMT__STOP_EVALUATION;
+        if (cut) cut_at = i;
     }
+    for (size_t i = 0; e->run_tasks && !cut && i < s->ntasks; i++) {
+        task_t *t = &s->tasks[i];
+        if (t->disabled || e->snap->time < t->next_due) continue;
+        run_task(s, t, e->snap, &slot);
+        cut = s->stop == MMT__STOP_EVALUATION;
+        if (cut) break; /* not done: due again at the next tick */
+        t->next_due += t->period;
+        if (t->next_due <= e->snap->time) t->next_due = e->snap->time + t->period;
+    }
+    s->eval_deadline = INFINITY;
+    if (cut) {
+        /* The rule that was stopped had not finished: the next evaluation starts with it. */
+        s->resume_at = n ? (start + cut_at) % n : 0;
+        report_overrun(s, n - cut_at);
+    } else {
+        s->resume_at = 0;
+        for (size_t i = 0; i < s->nrules; i++) s->rules[i].overruns = 0;
+        for (size_t i = 0; i < s->ntasks; i++) s->tasks[i].overruns = 0;
+    }
+    s->stop = MMT__STOP_NONE;
+    return 0;
+}
+
+int mmt__rules_open(lua_State *L)
+{
+    pstate_t *s = mmt__pstate_of(L);
+    lua_pushcfunction(L, evaluate_protected);
+    s->glue_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 
@@ -166,8 +279,13 @@ void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_tasks)
     lua_State *L = s->L;
     int top = lua_gettop(L);
     evaluation_t e = {s, snap, run_tasks};
-    int rc = lua_cpcall(L, evaluate_protected, &e);
+    /* Neither pushing the function (a reference) nor the pointer allocates: a policy of
+     * declarative rules evaluates without making Lua garbage. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->glue_ref);
+    lua_pushlightuserdata(L, &e);
+    int rc = lua_pcall(L, 1, 0, 0);
     if (rc != 0) {
+        s->eval_deadline = INFINITY;
         /* Rules that had run keep their new state; the rest run at the next evaluation. */
         if (rc == LUA_ERRMEM) {
             lua_gc(L, LUA_GCCOLLECT, 0);
@@ -181,16 +299,58 @@ void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_tasks)
     lua_settop(L, top);
 }
 
+/* ---- Rules by name ---------------------------------------------------------------------- */
+
+static uint32_t hash_name(const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++) h = (h ^ *c) * 16777619u;
+    return h;
+}
+
+long mmt__rule_find(const pstate_t *s, const char *name)
+{
+    if (!s->names_cap) return -1;
+    size_t mask = s->names_cap - 1;
+    for (size_t at = hash_name(name) & mask;; at = (at + 1) & mask) {
+        uint32_t v = s->names[at];
+        if (v == 0) return -1;
+        if (strcmp(s->rules[v - 1].name, name) == 0) return (long)v - 1;
+    }
+}
+
+static void index_put(uint32_t *names, size_t cap, const char *name, uint32_t value)
+{
+    size_t at = hash_name(name) & (cap - 1);
+    while (names[at]) at = (at + 1) & (cap - 1);
+    names[at] = value;
+}
+
+bool mmt__rule_index(pstate_t *s)
+{
+    size_t n = s->nrules + 1; /* with the one being added, s->rules[s->nrules] */
+    if (n * 2 > s->names_cap) {
+        size_t cap = s->names_cap ? s->names_cap * 2 : 64;
+        uint32_t *names = mmt__backend.calloc(cap, sizeof *names);
+        if (!names) return false;
+        for (size_t i = 0; i < s->nrules; i++)
+            index_put(names, cap, s->rules[i].name, (uint32_t)i + 1);
+        mmt__backend.free(s->names);
+        s->names = names;
+        s->names_cap = cap;
+    }
+    index_put(s->names, s->names_cap, s->rules[s->nrules].name, (uint32_t)n);
+    return true;
+}
+
 void mmt__carry_state(pstate_t *to, const pstate_t *from)
 {
     if (!from) return;
     for (size_t i = 0; i < to->nrules; i++) {
-        for (size_t j = 0; j < from->nrules; j++) {
-            if (strcmp(to->rules[i].name, from->rules[j].name) == 0) {
-                to->rules[i].firing = from->rules[j].firing;
-                to->rules[i].since = from->rules[j].since;
-                break;
-            }
+        long j = mmt__rule_find(from, to->rules[i].name);
+        if (j >= 0) {
+            to->rules[i].firing = from->rules[j].firing;
+            to->rules[i].since = from->rules[j].since;
         }
     }
 }

@@ -7,7 +7,11 @@
  * hooks, so the JIT is switched off for policy states: policies then run in LuaJIT's
  * interpreter, which is fast enough for rules that compare a few numbers.
  */
+#define _GNU_SOURCE /* pthread_getattr_np */
 #include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +89,31 @@ const char *mmt__error_text(lua_State *L)
     return "error raised with a non-string value";
 }
 
+void mmt__pstate_expand(const pstate_t *s, const char *msg, char *out, size_t len)
+{
+    static const char token[] = MMT__CHUNK ":";
+    size_t used = 0;
+    if (len == 0) return;
+    while (*msg && used + 1 < len) {
+        if (strncmp(msg, token, sizeof token - 1) == 0) {
+            int n = snprintf(out + used, len - used, "%s:", s->path);
+            used += n > 0 ? (size_t)n : 0;
+            if (used >= len) used = len - 1;
+            msg += sizeof token - 1;
+        } else {
+            out[used++] = *msg++;
+        }
+    }
+    out[used] = '\0';
+}
+
+void mmt__pstate_log(const pstate_t *s, int level, const char *msg)
+{
+    char line[1536];
+    mmt__pstate_expand(s, msg, line, sizeof line);
+    mmt__policy_log(s->engine, level, "%s", line);
+}
+
 /* Reached only by an error outside every protected call, which the engine never makes;
  * if it happens all the same, it is a designed crash with a message, not LuaJIT's
  * silent exit. */
@@ -98,28 +127,105 @@ static int on_panic(lua_State *L)
     abort();
 }
 
-/* ---- Time budget --------------------------------------------------------------------- */
+/* ---- Limits: time and C stack ------------------------------------------------------ */
 
 enum { HOOK_EVERY = 1000 }; /* VM instructions between clock checks */
 
-static void budget_hook(lua_State *L, lua_Debug *ar)
+/*
+ * C stack. LuaJIT limits the nesting of Lua calls (its own stack) but not of C functions
+ * that call back into Lua: string.gsub with a function, table.sort's comparator, a
+ * __tostring reached through tostring or print, metamethods reached from C. Each level of
+ * such a recursion takes C stack (gsub alone keeps an 8 KiB buffer there), and the host's
+ * thread would die of SIGSEGV. So a call hook, run at every function call, stops policy
+ * code that reaches below a floor: STACK_MAX under the point where the engine entered
+ * it, and never closer than STACK_RESERVE to the end of the thread's stack (enough for one
+ * more C function, the error's unwinding and the host's own frames after it).
+ */
+enum { STACK_MAX = 1024 * 1024, STACK_RESERVE = 64 * 1024 };
+
+/* The lowest address of this thread's stack, 0 if unknown. This thread only. */
+static _Thread_local uintptr_t tls_stack_low;
+static _Thread_local bool tls_stack_known;
+
+static uintptr_t stack_low(void)
 {
-    (void)ar;
+    if (!tls_stack_known) {
+        tls_stack_known = true;
+        pthread_attr_t a;
+        if (pthread_getattr_np(pthread_self(), &a) == 0) {
+            void *addr;
+            size_t size;
+            if (pthread_attr_getstack(&a, &addr, &size) == 0) tls_stack_low = (uintptr_t)addr;
+            pthread_attr_destroy(&a);
+        }
+    }
+    return tls_stack_low;
+}
+
+/* Pushes "file:line: " of the innermost policy line on the stack, or "" if none. */
+static void push_position(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 0; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+            return;
+        }
+    }
+    lua_pushliteral(L, "");
+}
+
+static void policy_hook(lua_State *L, lua_Debug *ar)
+{
     pstate_t *s = mmt__pstate_of(L);
-    if (mmt__now() < s->deadline) return;
-    /* From now on every instruction raises, so a policy cannot catch the error with
-     * pcall and go on looping. mmt__pstate_call restores the normal hook. */
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, "stopped: ran past its time budget of %u ms", s->budget_ms);
+    if (s->stop == MMT__STOP_NONE) {
+        if (ar->event == LUA_HOOKCALL) {
+            char here;
+            if ((uintptr_t)&here >= s->stack_floor) return;
+            s->stop = MMT__STOP_STACK;
+        } else {
+            double now = mmt__now();
+            if (now < s->deadline && now < s->eval_deadline) return;
+            s->stop = now >= s->deadline ? MMT__STOP_BUDGET : MMT__STOP_EVALUATION;
+        }
+        /* From now on every instruction and every call raises, so a policy cannot catch
+         * the error with pcall and go on. mmt__pstate_call removes the hook. */
+        lua_sethook(L, policy_hook, LUA_MASKCALL | LUA_MASKCOUNT, 1);
+    }
+    push_position(L);
+    switch (s->stop) {
+    case MMT__STOP_STACK:
+        lua_pushfstring(L, "C stack overflow (policy code nested through C functions such as "
+                           "string.gsub, table.sort or __tostring deeper than %d KiB of stack)",
+                        (int)((s->stack_top - s->stack_floor) >> 10));
+        break;
+    case MMT__STOP_EVALUATION:
+        lua_pushfstring(L, "stopped: the evaluation ran past its time budget of %d ms",
+                        (int)s->engine->opts.evaluation_ms);
+        break;
+    default:
+        lua_pushfstring(L, "stopped: ran past its time budget of %d ms", (int)s->budget_ms);
+        break;
+    }
+    lua_concat(L, 2);
+    lua_error(L);
 }
 
 int mmt__pstate_call(pstate_t *s, int nargs, int nresults)
 {
     lua_State *L = s->L;
+    char here;
+    uintptr_t top = (uintptr_t)&here, low = stack_low();
+    uintptr_t floor = top > STACK_MAX ? top - STACK_MAX : 0;
+    if (low && floor < low + STACK_RESERVE) floor = low + STACK_RESERVE;
+    s->stack_top = top;
+    s->stack_floor = floor;
     s->deadline = mmt__now() + s->budget_ms / 1000.0;
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    s->stop = MMT__STOP_NONE;
+    lua_sethook(L, policy_hook, LUA_MASKCALL | LUA_MASKCOUNT, HOOK_EVERY);
     int rc = lua_pcall(L, nargs, nresults, 0);
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    /* No hook outside policy code: the limits above belong to this call and this thread. */
+    lua_sethook(L, NULL, 0, 0);
     /* LuaJIT does not collect when an allocation fails: the garbage of the call that hit
      * the cap would make the next call fail too. */
     if (rc == LUA_ERRMEM) lua_gc(L, LUA_GCCOLLECT, 0);
@@ -164,8 +270,35 @@ static int l_print(lua_State *L)
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
-    mmt__policy_log(s->engine, MMT_LOG_INFO, "%s", lua_tostring(L, -1));
+    mmt__pstate_log(s, MMT_LOG_INFO, lua_tostring(L, -1));
     return 0;
+}
+
+/*
+ * xpcall, with the message handler run after the failed call has unwound, as ordinary
+ * policy code. LuaJIT runs a handler at the point of the error; for an error raised by the
+ * budget's hook that is inside the hook, where no hook runs, so a handler that loops would
+ * never be stopped. The difference a policy can see: the handler runs with the failed
+ * call's frames gone (the sandbox has no debug.traceback to look at them anyway). An error
+ * in the handler makes the result false and that error, as LuaJIT's does.
+ */
+static int l_xpcall(lua_State *L)
+{
+    luaL_checkany(L, 2);
+    int n = lua_gettop(L);
+    lua_pushvalue(L, 1);
+    for (int i = 3; i <= n; i++) lua_pushvalue(L, i);
+    if (lua_pcall(L, n - 2, LUA_MULTRET, 0) == 0) {
+        lua_pushboolean(L, 1);
+        lua_replace(L, n); /* true in front of the results */
+        return lua_gettop(L) - n + 1;
+    }
+    lua_pushvalue(L, 2);
+    lua_insert(L, -2);
+    lua_pcall(L, 1, 1, 0); /* the handler's result, or its own error */
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
 }
 
 static void open_lib(lua_State *L, const char *name, lua_CFunction open)
@@ -209,6 +342,9 @@ static int open_libraries(lua_State *L)
         lua_pushcfunction(L, l_print);
         lua_setglobal(L, "print");
     }
+    /* In unsafe mode too: its handlers must not escape the budget either. */
+    lua_pushcfunction(L, l_xpcall);
+    lua_setglobal(L, "xpcall");
     /* Kept before the policy runs, which may replace the globals. */
     lua_getglobal(L, "string");
     lua_getfield(L, -1, "format");
@@ -217,6 +353,8 @@ static int open_libraries(lua_State *L)
     lua_getglobal(L, "tostring");
     lua_setfield(L, LUA_REGISTRYINDEX, "mmt.tostring");
 
+    lua_pushcfunction(L, mmt__rules_open);
+    lua_call(L, 0, 0);
     /* The mmt module, made once: require "mmt" returns it. */
     lua_pushcfunction(L, mmt__open_module);
     lua_call(L, 0, 1);
@@ -248,6 +386,8 @@ void mmt__pstate_free(pstate_t *s)
     mmt__backend.free(s->reserve); /* after lua_close: the state's first blocks live there */
     mmt__backend.free(s->rules);
     mmt__backend.free(s->tasks);
+    mmt__backend.free(s->names);
+    mmt__backend.free(s->path);
     mmt__backend.free(s);
 }
 
@@ -314,10 +454,12 @@ pstate_t *mmt__pstate_load(struct mmt_policy *p, const char *path, char *err, si
         return NULL;
     }
     s->engine = p;
+    s->eval_deadline = INFINITY;
+    s->path = mmt__backend_strdup(path);
     s->lua_limit = p->opts.lua_memory_limit;
     s->budget_ms = p->opts.budget_ms;
     s->reserve = mmt__backend.malloc(RESERVE_BYTES);
-    if (!s->reserve) {
+    if (!s->reserve || !s->path) {
         snprintf(err, errlen, "%s: out of memory for the policy state", path);
         mmt__backend.free(text);
         mmt__pstate_free(s);
@@ -343,19 +485,20 @@ pstate_t *mmt__pstate_load(struct mmt_policy *p, const char *path, char *err, si
         return NULL;
     }
 
-    char chunkname[512];
-    snprintf(chunkname, sizeof chunkname, "@%s", path);
+    /* LuaJIT cuts chunk names to 60 bytes in messages ("...me/x.lua:2:"): the chunk gets a
+     * short name, and messages get the whole path back (mmt__pstate_expand). */
     s->loading = true;
-    rc = luaL_loadbuffer(L, text, len, chunkname);
+    rc = luaL_loadbuffer(L, text, len, "=" MMT__CHUNK);
     mmt__backend.free(text);
     if (rc == 0) rc = mmt__pstate_call(s, 0, 0);
     s->loading = false;
     if (rc != 0) {
-        const char *msg = mmt__error_text(L);
+        char msg[sizeof p->error];
+        mmt__pstate_expand(s, mmt__error_text(L), msg, sizeof msg);
         if (rc == LUA_ERRMEM)
             snprintf(err, errlen, "%s: out of memory (the policy VM may hold %zu bytes)", path,
                      s->lua_limit);
-        else if (msg && strncmp(msg, path, strlen(path)) == 0)
+        else if (strncmp(msg, path, strlen(path)) == 0 && msg[strlen(path)] == ':')
             snprintf(err, errlen, "%s", msg); /* already "file:line: message" */
         else
             snprintf(err, errlen, "%s: %s", path, msg);

@@ -96,6 +96,22 @@ static void test_export_meminfo_write_gives_the_current_counters(void **state)
     mmt_free(block);
 }
 
+/* A log line is one line: the engine writes a newline as the two characters \ and n.
+ * This turns them back, in place. */
+static void unescape_newlines(char *s)
+{
+    char *out = s;
+    for (; *s; s++) {
+        if (s[0] == '\\' && s[1] == 'n') {
+            *out++ = '\n';
+            s++;
+        } else {
+            *out++ = *s;
+        }
+    }
+    *out = '\0';
+}
+
 static void test_export_policies_format_snapshots(void **state)
 {
     (void)state;
@@ -118,6 +134,9 @@ static void test_export_policies_format_snapshots(void **state)
         if (strncmp(log->lines[i], "PROM ", 5) == 0) snprintf(prom, sizeof prom, "%s", log->lines[i] + 5);
     }
     pthread_mutex_unlock(&log->lock);
+    assert_null(strchr(prom, '\n')); /* logged as one line */
+    unescape_newlines(json);
+    unescape_newlines(prom);
     python("import sys, json\n"
            "d = json.load(sys.stdin)\n"
            "print(sorted(d))\n"

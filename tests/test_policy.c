@@ -469,7 +469,8 @@ static void test_policy_runaway_rule_is_stopped_within_its_budget(void **state)
 {
     (void)state;
     captured_log_t *log = new_log();
-    mmt_policy_options_t o = {.budget_ms = 50};
+    /* Each call's budget, not the evaluation's (room for both runaways here). */
+    mmt_policy_options_t o = {.budget_ms = 50, .evaluation_ms = 10000};
     mmt_policy_t *p = new_engine(&o, log);
     load_text(p, "runaway.lua",
               "local mmt = require 'mmt'\n"

@@ -8,9 +8,19 @@
  * broken or hostile policy yields an error message, never a broken host. The VM's memory
  * is not counted in mmt's counters (it is reported as the snapshot field `lua`).
  *
- * Threads: every function here may be called from any thread, except from inside policy
- * code (a host action or the log function) of the same engine, where mmt_policy_load,
- * mmt_policy_reload and mmt_policy_free return MMT_EBUSY or must not be called.
+ * Threads: every function here may be called from any thread. From inside the engine's
+ * own code (a host action, the log or event function, or the engine's thread), the calls
+ * that would wait for that very code, mmt_policy_load, mmt_policy_reload and
+ * mmt_policy_free, do nothing and return MMT_EBUSY (with a log line, except a reload
+ * asked by policy code); the others are safe there.
+ *
+ * Policy code runs under limits a policy cannot lift: its memory (lua_memory_limit), the
+ * time of one call (budget_ms) and of one evaluation (evaluation_ms), and the C stack
+ * (1 MiB, and never closer than 64 KiB to the end of the thread's stack): recursion
+ * through C functions that call Lua (string.gsub, table.sort, __tostring) is stopped with
+ * "C stack overflow". Engine calls and evaluations run with thread cancellation disabled,
+ * so a cancelled thread never leaves the engine's locks held. Log lines are one line:
+ * control characters in what policies log are escaped (\n, \xHH).
  */
 #ifndef MMT_POLICY_H
 #define MMT_POLICY_H
@@ -33,6 +43,11 @@ typedef struct mmt_policy_options {
     size_t lua_memory_limit; /* bytes the policy VM may hold; 0: default (64 MiB) */
     int unsafe;              /* nonzero: policies get the full standard library */
     unsigned budget_ms;      /* time one call into policy code may take; 0: default (100 ms) */
+    unsigned evaluation_ms;  /* time one evaluation (every rule and due task) may take; 0:
+                              * default (twice budget_ms). Past it the evaluation stops, the
+                              * rules that took the most are named, the rules not reached go
+                              * first next time, and one that took the most in 3 such
+                              * evaluations in a row is disabled until a reload. */
 } mmt_policy_options_t;      /* zero-initialised means all defaults */
 
 /* A host action, called by a policy as mmt.call(name, arg); its result is returned to Lua.
@@ -79,10 +94,12 @@ MMT_API int mmt_policy_reload(mmt_policy_t *p);
 /* The last load error, "" if the last load succeeded. Valid until the next load. */
 MMT_API const char *mmt_policy_error(const mmt_policy_t *p);
 
-/* Stops the timer and watcher, waits for a running evaluation, frees everything. NULL
- * does nothing. With `watch`, it can take 5 to 20 ms: closing the file watch (inotify)
- * waits for the kernel. */
-MMT_API void mmt_policy_free(mmt_policy_t *p);
+/* Stops the timer and watcher, waits for a running evaluation, frees everything; returns
+ * 0 (NULL does nothing). Called from the engine's own code (a host action, the log or
+ * event function, the engine's thread), which it would wait for, it frees nothing, logs
+ * why and returns MMT_EBUSY: free it after that code has returned. With `watch`, it can
+ * take 5 to 20 ms: closing the file watch (inotify) waits for the kernel. */
+MMT_API int mmt_policy_free(mmt_policy_t *p);
 
 #ifdef __cplusplus
 }
