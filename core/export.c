@@ -4,6 +4,8 @@
  * in C and mmt.format() in Lua (which adds the engine's derived figures).
  */
 #include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,6 +53,16 @@ static void put(out_t *o, const char *fmt, ...)
     if (n > 0) o->used += (size_t)n;
 }
 
+/* A derived figure: JSON has no NaN or infinities (null), Prometheus spells them NaN,
+ * +Inf and -Inf, text says nan and inf. */
+static void put_double(out_t *o, double v, int format)
+{
+    if (isfinite(v)) put(o, format == MMT_FORMAT_TEXT ? "%.0f" : "%.17g", v);
+    else if (format == MMT_FORMAT_JSON) put(o, "null");
+    else if (format == MMT_FORMAT_PROMETHEUS) put(o, "%s", isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+    else put(o, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+}
+
 int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_t *extra,
                 int format)
 {
@@ -68,9 +80,15 @@ int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_
                 " B, peak %" PRIu64 " B, allocations %" PRIu64 ", frees %" PRIu64
                 ", reallocs %" PRIu64,
             m->allocated, m->freed, m->in_use, m->peak, m->allocations, m->frees, m->reallocs);
-        if (extra)
-            put(&o, ", rate %.0f B/s, rss %.0f B, lua %.0f B", extra->rate, extra->rss,
-                extra->lua);
+        if (extra) {
+            put(&o, ", rate ");
+            put_double(&o, extra->rate, format);
+            put(&o, " B/s, rss ");
+            put_double(&o, extra->rss, format);
+            put(&o, " B, lua ");
+            put_double(&o, extra->lua, format);
+            put(&o, " B");
+        }
         put(&o, "\n");
         break;
     case MMT_FORMAT_JSON:
@@ -78,8 +96,12 @@ int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_
         for (int i = 0; i < N; i++)
             put(&o, "%s\"%s\":%" PRIu64, i ? "," : "", fields[i].name, values[i]);
         if (extra) {
-            for (int i = 0; i < NX; i++) put(&o, ",\"%s\":%.17g", extra_fields[i].name, extras[i]);
-            put(&o, ",\"time\":%.17g", extra->time);
+            for (int i = 0; i < NX; i++) {
+                put(&o, ",\"%s\":", extra_fields[i].name);
+                put_double(&o, extras[i], format);
+            }
+            put(&o, ",\"time\":");
+            put_double(&o, extra->time, format);
         }
         put(&o, "}\n");
         break;
@@ -87,10 +109,13 @@ int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_
         for (int i = 0; i < N; i++)
             put(&o, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", fields[i].metric,
                 fields[i].help, fields[i].metric, fields[i].type, fields[i].metric, values[i]);
-        for (int i = 0; extra && i < NX; i++)
-            put(&o, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", extra_fields[i].metric,
+        for (int i = 0; extra && i < NX; i++) {
+            put(&o, "# HELP %s %s\n# TYPE %s %s\n%s ", extra_fields[i].metric,
                 extra_fields[i].help, extra_fields[i].metric, extra_fields[i].type,
-                extra_fields[i].metric, extras[i]);
+                extra_fields[i].metric);
+            put_double(&o, extras[i], format);
+            put(&o, "\n");
+        }
         break;
     default:
         return MMT_EINVAL;

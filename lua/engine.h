@@ -30,7 +30,8 @@
 #define MMT__DEFAULT_CHECKPOINT ((size_t)1 << 20)
 #define MMT__MAX_POLICY_BYTES ((size_t)4 << 20) /* a larger file is refused */
 #define MMT__MAX_ERRORS 3                       /* consecutive errors that disable a rule */
-#define MMT__MAX_RULES 100000                   /* rules one policy may declare */
+#define MMT__MAX_RULES 65536                    /* rules one policy may declare */
+#define MMT__LOAD_BUDGET_FACTOR 10u             /* a file's own run: ten calls' budget */
 
 /* The name policy chunks get; messages carry the file's whole path instead
  * (mmt__pstate_expand), since LuaJIT cuts longer chunk names. */

@@ -156,9 +156,17 @@ static int function_field(lua_State *L, const char *rule, const char *key, bool 
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* The time budget is for the policy's own code: the engine's work declaring a rule is
+ * given back to it, so a file of many rules (up to MMT__MAX_RULES) loads in the budget. */
+static void refund(pstate_t *s, double since)
+{
+    s->deadline += mmt__now() - since;
+}
+
 static int l_rule(lua_State *L)
 {
     pstate_t *s = mmt__pstate_of(L);
+    double t0 = mmt__now();
     if (!s->loading) return luaL_error(L, "mmt.rule: rules are declared when the policy loads, "
                                           "not from inside a rule or task");
     if (!lua_istable(L, 1))
@@ -252,6 +260,7 @@ static int l_rule(lua_State *L)
         return luaL_error(L, "mmt.rule: out of memory");
     }
     s->nrules++;
+    refund(s, t0);
     return 0;
 }
 
@@ -260,6 +269,7 @@ static int l_rule(lua_State *L)
 static int l_every(lua_State *L)
 {
     pstate_t *s = mmt__pstate_of(L);
+    double t0 = mmt__now();
     if (!s->loading) return luaL_error(L, "mmt.every: tasks are declared when the policy loads");
     double period = luaL_checknumber(L, 1);
     luaL_argcheck(L, period > 0 && isfinite(period), 1, "the period must be a positive number of "
@@ -274,6 +284,7 @@ static int l_every(lua_State *L)
     if (!where) return luaL_error(L, "mmt.every: out of memory");
     task_t t = {.where = where, .fn_ref = ref, .period = period, .next_due = mmt__now() + period};
     s->tasks[s->ntasks++] = t;
+    refund(s, t0);
     if (s->engine->opts.interval_ms == 0)
         mmt__policy_log(s->engine, MMT_LOG_WARN,
                         "%s: mmt.every: the engine has no timer (interval_ms is 0), so this "
@@ -305,7 +316,7 @@ static int l_log(lua_State *L)
 static int l_bytes(lua_State *L)
 {
     double n = luaL_checknumber(L, 1);
-    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"};
     enum { UNITS = sizeof units / sizeof units[0] };
     if (!isfinite(n)) { /* said as it is, not as a size */
         lua_pushstring(L, isnan(n) ? "nan" : n > 0 ? "inf" : "-inf");
@@ -337,6 +348,7 @@ static int64_t checkint64(lua_State *L, int arg, const char *what)
     if (!(v > -9223372036854775808.0 && v < 9223372036854775808.0)) {
         char shown[64];
         snprintf(shown, sizeof shown, "%.17g", v);
+        if (isnan(v)) snprintf(shown, sizeof shown, "nan"); /* not "-nan" */
         luaL_error(L, "%s: the argument must be a finite number between -2^63 and 2^63, not %s",
                    what, shown);
     }
@@ -373,8 +385,8 @@ static int l_format(lua_State *L)
         v[i] = lua_tonumber(L, -1);
         /* The counters are uint64_t: a number that is not one is refused, not converted. */
         if (i < 7 && !(v[i] >= 0 && v[i] < 18446744073709551616.0))
-            return luaL_error(L, "mmt.format: field '%s' must be a whole number of 0 to 2^64, "
-                                 "not %s", names[i], lua_tostring(L, -1));
+            return luaL_error(L, "mmt.format: field '%s' must be a number from 0 to 2^64, not %s",
+                              names[i], lua_tostring(L, -1));
         lua_pop(L, 1);
     }
     mmt_meminfo_t m = {(uint64_t)v[0], (uint64_t)v[1], (uint64_t)v[2], (uint64_t)v[3],

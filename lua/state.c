@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE /* pthread_getattr_np */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -490,7 +491,13 @@ pstate_t *mmt__pstate_load(struct mmt_policy *p, const char *path, char *err, si
     s->loading = true;
     rc = luaL_loadbuffer(L, text, len, "=" MMT__CHUNK);
     mmt__backend.free(text);
+    /* The file itself runs under a longer budget than rules do: it runs once, never inside
+     * an allocation, and may declare tens of thousands of rules. */
+    s->budget_ms = s->budget_ms > UINT_MAX / MMT__LOAD_BUDGET_FACTOR
+                       ? UINT_MAX
+                       : s->budget_ms * MMT__LOAD_BUDGET_FACTOR;
     if (rc == 0) rc = mmt__pstate_call(s, 0, 0);
+    s->budget_ms = p->opts.budget_ms;
     s->loading = false;
     if (rc != 0) {
         char msg[sizeof p->error];

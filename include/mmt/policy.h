@@ -42,7 +42,8 @@ typedef struct mmt_policy_options {
     size_t checkpoint_bytes; /* allocation checkpoint distance; 0: default (1 MiB) */
     size_t lua_memory_limit; /* bytes the policy VM may hold; 0: default (64 MiB) */
     int unsafe;              /* nonzero: policies get the full standard library */
-    unsigned budget_ms;      /* time one call into policy code may take; 0: default (100 ms) */
+    unsigned budget_ms;      /* time one call into policy code may take; 0: default (100 ms).
+                              * A file's own run, at load, may take ten times as long. */
     unsigned evaluation_ms;  /* time one evaluation (every rule and due task) may take; 0:
                               * default (twice budget_ms). Past it the evaluation stops, the
                               * rules that took the most are named, the rules not reached go
