@@ -200,6 +200,11 @@ project "e2e_threads"
    files { "tests/e2e/threads.c" }
    links { "dl" }
 
+-- A program that logs the signals it gets, run under mmt-run by test_mmtrun.
+project "e2e_signals"
+   kind "ConsoleApp"
+   files { "tests/e2e/signals.c" }
+
 -- Loads the shared library with dlopen, so it links neither library.
 project "test_shared"
    kind "ConsoleApp"

@@ -2,15 +2,29 @@
  * mmt-run on real commands: the program's output and exit status come through untouched,
  * a death by signal is said and exits as a shell would, the summary is right in each
  * format (JSON checked by Python, Prometheus by the official client's parser), and the
- * policy runs inside the program.
+ * policy runs inside the program. Signals sent to mmt-run reach the program, and its
+ * temporary files go to $TMPDIR and never stay there: every mmt-run here gets a TMPDIR of
+ * the test's own, checked empty afterwards.
  */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <termios.h>
 
 #include "policyutil.h"
 
-static char mmt_run[PATH_MAX + 16], bin_dir[PATH_MAX];
+static char mmt_run[PATH_MAX + 16], bin_dir[PATH_MAX], tmp_dir[96]; /* tmp_dir: test_dir/tmp */
+
+/* Programs the tests started that a failed test may have left running (killed at the end). */
+static pid_t strays[32];
+static int nstrays;
 
 static int setup(void **state)
 {
@@ -20,7 +34,14 @@ static int setup(void **state)
     bin_dir[n] = '\0';
     *strrchr(bin_dir, '/') = '\0';
     snprintf(mmt_run, sizeof mmt_run, "%s/mmt-run", bin_dir);
-    return 0;
+    snprintf(tmp_dir, sizeof tmp_dir, "%s/tmp", test_dir);
+    return mkdir(tmp_dir, 0700);
+}
+
+static int teardown(void **state)
+{
+    for (int i = 0; i < nstrays; i++) kill(strays[i], SIGKILL);
+    return remove_test_dir(state);
 }
 
 typedef struct result {
@@ -36,17 +57,157 @@ static void slurp(const char *path, char *buf, size_t len)
     if (f) fclose(f);
 }
 
-/* Runs "mmt-run ARGS" through sh; returns its exit status, stdout and stderr. */
-static void mmt_run_with(const char *args, result_t *r)
+/* The names in `dir`, one per line; "" when it is empty. */
+static void listing(const char *dir, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(buf, len, "(cannot open %.200s: %s)\n", dir, strerror(errno));
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        size_t n = strlen(buf);
+        snprintf(buf + n, len - n, "%s\n", e->d_name);
+    }
+    closedir(d);
+}
+
+#define assert_no_temporary_files(dir)                                                     \
+    do {                                                                                   \
+        char left_[4096];                                                                  \
+        listing((dir), left_, sizeof left_);                                               \
+        if (left_[0]) fail_msg("mmt-run left in %s:\n%s", (dir), left_);                   \
+    } while (0)
+
+/* Runs "ENV mmt-run ARGS" through sh (ENV: a prefix such as "TMPDIR=/x" or "env -u
+ * TMPDIR"); returns its exit status, stdout and stderr. */
+static void mmt_run_env(const char *env, const char *args, result_t *r)
 {
     char out[512], err[512], cmd[8192];
     snprintf(out, sizeof out, "%s/run.out", test_dir);
     snprintf(err, sizeof err, "%s/run.err", test_dir);
-    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2> '%s'", mmt_run, args, out, err);
+    snprintf(cmd, sizeof cmd, "%s '%s' %s > '%s' 2> '%s'", env, mmt_run, args, out, err);
     int status = system(cmd);
     r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     slurp(out, r->out, sizeof r->out);
     slurp(err, r->err, sizeof r->err);
+}
+
+/* Runs "mmt-run ARGS" through sh with the tests' TMPDIR, and checks that it left nothing
+ * there. */
+static void mmt_run_with(const char *args, result_t *r)
+{
+    char env[PATH_MAX + 16];
+    snprintf(env, sizeof env, "TMPDIR='%s'", tmp_dir);
+    mmt_run_env(env, args, r);
+    assert_no_temporary_files(tmp_dir);
+}
+
+/* In a forked child: becomes mmt-run with `args` (NULL-terminated, after mmt-run itself)
+ * and TMPDIR=`tmpdir`, its stdout and stderr into test_dir/NAME.out and NAME.err, with no
+ * core files; `stdin_fd` (if >= 0) as its stdin. */
+static _Noreturn void exec_mmt_run(const char *name, const char *tmpdir, int stdin_fd,
+                                   const char *const *args)
+{
+    char out[600], err[600];
+    snprintf(out, sizeof out, "%s/%s.out", test_dir, name);
+    snprintf(err, sizeof err, "%s/%s.err", test_dir, name);
+    const char *argv[32] = {mmt_run};
+    for (size_t i = 0; args[i] && i + 2 < sizeof argv / sizeof argv[0]; i++) argv[i + 1] = args[i];
+    int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (o < 0 || e < 0) _exit(120);
+    dup2(o, STDOUT_FILENO);
+    dup2(e, STDERR_FILENO);
+    if (stdin_fd >= 0) dup2(stdin_fd, STDIN_FILENO);
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    setenv("TMPDIR", tmpdir, 1);
+    execv(mmt_run, (char **)argv);
+    _exit(121);
+}
+
+/* exec_mmt_run in a child; returns its pid. */
+static pid_t start_mmt_run(const char *name, const char *tmpdir, const char *const *args)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) exec_mmt_run(name, tmpdir, -1, args);
+    return pid;
+}
+
+/* The wait status of child `pid` once it ends; fails the test, after killing it, if it is
+ * still running after `seconds`. */
+static int wait_for_exit(pid_t pid, double seconds)
+{
+    double end = now_seconds() + seconds;
+    int status;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) return status;
+        if (r < 0) fail_msg("waitpid(%ld): %s", (long)pid, strerror(errno));
+        if (now_seconds() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("mmt-run (pid %ld) was still running after %.0f s", (long)pid, seconds);
+        }
+        sleep_ms(20);
+    }
+}
+
+/* Waits at most `seconds` for the file at `path` to hold exactly `want`. */
+static bool wait_for_text(const char *path, const char *want, double seconds)
+{
+    double end = now_seconds() + seconds;
+    char text[4096];
+    for (;;) {
+        slurp(path, text, sizeof text);
+        if (strcmp(text, want) == 0) return true;
+        if (now_seconds() > end) return false;
+        sleep_ms(20);
+    }
+}
+
+/* The process id a program wrote into `path`; fails the test if none came in `seconds`. */
+static pid_t wait_for_pid_file(const char *path, double seconds)
+{
+    double end = now_seconds() + seconds;
+    char text[64];
+    for (;;) {
+        slurp(path, text, sizeof text);
+        long pid = strtol(text, NULL, 10);
+        if (pid > 0 && strchr(text, '\n')) {
+            if (nstrays < (int)(sizeof strays / sizeof strays[0])) strays[nstrays++] = (pid_t)pid;
+            return (pid_t)pid;
+        }
+        if (now_seconds() > end) fail_msg("no process id in %s after %.0f s", path, seconds);
+        sleep_ms(20);
+    }
+}
+
+/* Whether process `pid` has ended: it is gone, or a zombie that nobody reaped yet (a
+ * container's first process may never reap the orphans it inherits). */
+static bool process_gone(pid_t pid)
+{
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    slurp(path, stat, sizeof stat);
+    const char *end = strrchr(stat, ')');
+    return !stat[0] || (end && (end[2] == 'Z' || end[2] == 'X'));
+}
+
+static bool wait_until_gone(pid_t pid, double seconds)
+{
+    double end = now_seconds() + seconds;
+    while (!process_gone(pid)) {
+        if (now_seconds() > end) return false;
+        sleep_ms(20);
+    }
+    return true;
 }
 
 static void test_mmtrun_forwards_output_and_exit_status(void **state)
@@ -176,9 +337,9 @@ static void test_mmtrun_relative_paths_survive_a_change_of_folder(void **state)
     snprintf(out, sizeof out, "%s/rel.out", test_dir);
     snprintf(err, sizeof err, "%s/rel.err", test_dir);
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && '%s' --policy rel.lua --interval 10 --trace rel.csv -- "
+             "cd '%s' && TMPDIR='%s' '%s' --policy rel.lua --interval 10 --trace rel.csv -- "
              "sh -c 'cd / && exec sleep 0.3' > '%s' 2> '%s'",
-             test_dir, mmt_run, out, err);
+             test_dir, tmp_dir, mmt_run, out, err);
     assert_int_equal(system(cmd), 0);
     slurp(err, text, sizeof text);
     assert_contains(text, "mmt policy [info] REL TICK");
@@ -239,14 +400,13 @@ static void test_mmtrun_trace_and_svg_show_usage_and_rule_events(void **state)
              test_dir, test_dir, png);
     assert_int_equal(system(check), 0);
 
-    /* --svg alone leaves no trace behind. */
+    /* --svg alone leaves no trace behind in TMPDIR. */
     snprintf(args, sizeof args, "--svg %s/alone.svg -- true", test_dir);
     mmt_run_with(args, &r);
     assert_int_equal(r.status, 0);
     snprintf(check, sizeof check, "%s/alone.svg", test_dir);
     assert_int_equal(access(check, R_OK), 0);
-    snprintf(check, sizeof check, "ls /tmp/mmt-trace-* 2> /dev/null | grep -q .");
-    assert_int_not_equal(system(check), 0);
+    assert_no_temporary_files(tmp_dir);
 
     /* A picture that cannot be written is said, and the program's status still comes back. */
     mmt_run_with("--svg /no/such/dir/x.svg -- sh -c 'exit 4'", &r);
@@ -256,6 +416,211 @@ static void test_mmtrun_trace_and_svg_show_usage_and_rule_events(void **state)
     assert_int_equal(r.status, 5);
     assert_string_equal(r.out, "still\n");
     assert_contains(r.err, "mmt: cannot write the trace to /no/such/dir/t.csv: No such file or directory\n");
+}
+
+/* ---- Temporary files ------------------------------------------------------------------- */
+
+static void test_mmtrun_temporary_files_follow_tmpdir(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* The program sees the report's and the trace's paths in its environment. */
+    static result_t r;
+    char args[1024], want[PATH_MAX + 32];
+    snprintf(args, sizeof args,
+             "--svg '%s/tmpdir.svg' -- sh -c 'echo \"$MMT_OUT\"; echo \"$MMT_TRACE\"'", test_dir);
+    mmt_run_with(args, &r); /* TMPDIR=tmp_dir, left empty */
+    assert_int_equal(r.status, 0);
+    snprintf(want, sizeof want, "%s/mmt-run-", tmp_dir);
+    if (strncmp(r.out, want, strlen(want)) != 0) fail_msg("the report is not in TMPDIR:\n%s", r.out);
+    snprintf(want, sizeof want, "\n%s/mmt-trace-", tmp_dir);
+    assert_contains(r.out, want);
+
+    /* TMPDIR unset or empty: /tmp, and the file is gone afterwards. */
+    static const char *const unset[] = {"env -u TMPDIR", "TMPDIR=''"};
+    for (size_t i = 0; i < 2; i++) {
+        mmt_run_env(unset[i], "-- sh -c 'echo \"$MMT_OUT\"'", &r);
+        assert_int_equal(r.status, 0);
+        if (strncmp(r.out, "/tmp/mmt-run-", strlen("/tmp/mmt-run-")) != 0)
+            fail_msg("%s: the report is at %s", unset[i], r.out);
+        *strchr(r.out, '\n') = '\0';
+        assert_int_not_equal(access(r.out, F_OK), 0);
+    }
+}
+
+static void test_mmtrun_unusable_tmpdir_is_named(void **state)
+{
+    (void)state;
+    static result_t r;
+    mmt_run_env("TMPDIR=/no/such/dir", "-- true", &r);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, "mmt-run: cannot make a temporary file in /no/such/dir (TMPDIR): "
+                               "No such file or directory\n");
+    mmt_run_env("TMPDIR=/etc/passwd", "-- true", &r);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, "mmt-run: cannot make a temporary file in /etc/passwd (TMPDIR): "
+                               "Not a directory\n");
+}
+
+/* ---- Signals --------------------------------------------------------------------------- */
+
+static void test_mmtrun_sigterm_reaches_the_program_and_temporary_files_go(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* What docker stop, systemd and supervisors do. The program dies of it, mmt-run
+     * exits as it did and removes its report and trace (--svg makes a trace too). */
+    char pidfile[600], svg[600], script[2048], err[8192];
+    snprintf(pidfile, sizeof pidfile, "%s/term.pid", test_dir);
+    snprintf(svg, sizeof svg, "%s/term.svg", test_dir);
+    snprintf(script, sizeof script, "echo $$ > '%s.tmp' && mv '%s.tmp' '%s' && exec sleep 30",
+             pidfile, pidfile, pidfile);
+    const char *const args[] = {"--svg", svg, "--", "sh", "-c", script, NULL};
+    pid_t run = start_mmt_run("term", tmp_dir, args);
+    pid_t program = wait_for_pid_file(pidfile, 20);
+    assert_int_equal(kill(run, SIGTERM), 0);
+    int status = wait_for_exit(run, 20);
+    if (!WIFEXITED(status)) fail_msg("mmt-run died of signal %d itself", WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 128 + SIGTERM);
+    assert_true(process_gone(program));
+    assert_no_temporary_files(tmp_dir);
+    snprintf(script, sizeof script, "%s/term.err", test_dir);
+    slurp(script, err, sizeof err);
+    assert_contains(err, "mmt-run: sh was killed by signal 15 (Terminated)\n");
+}
+
+static void test_mmtrun_forwards_hup_int_and_quit_sent_with_kill(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* The program lives through each and logs it; SIGTERM ends it with 40 + the count,
+     * which mmt-run passes on with the program's summary. */
+    char program_path[PATH_MAX + 32], pidfile[600], log[600], err[600], text[8192];
+    snprintf(program_path, sizeof program_path, "%s/e2e_signals", bin_dir);
+    snprintf(pidfile, sizeof pidfile, "%s/fwd.pid", test_dir);
+    snprintf(log, sizeof log, "%s/fwd.log", test_dir);
+    const char *const args[] = {"--", program_path, pidfile, log, NULL};
+    pid_t run = start_mmt_run("fwd", tmp_dir, args);
+    wait_for_pid_file(pidfile, 20);
+    static const struct {
+        int sig;
+        const char *log;
+    } steps[] = {{SIGHUP, "HUP\n"}, {SIGINT, "HUP\nINT\n"}, {SIGQUIT, "HUP\nINT\nQUIT\n"},
+                 {SIGTERM, "HUP\nINT\nQUIT\nTERM\n"}};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        assert_int_equal(kill(run, steps[i].sig), 0);
+        if (!wait_for_text(log, steps[i].log, 20)) {
+            slurp(log, text, sizeof text);
+            fail_msg("after signal %d the program's log is:\n%s", steps[i].sig, text);
+        }
+    }
+    int status = wait_for_exit(run, 20);
+    if (!WIFEXITED(status)) fail_msg("mmt-run died of signal %d itself", WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 43);
+    snprintf(err, sizeof err, "%s/fwd.err", test_dir);
+    slurp(err, text, sizeof text);
+    assert_contains(text, "e2e_signals: allocated ");
+    assert_no_temporary_files(tmp_dir);
+}
+
+static void test_mmtrun_ctrl_c_on_its_terminal_reaches_the_program_once(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* mmt-run and the program on a terminal of their own (a pseudo-terminal whose session
+     * mmt-run leads): ^C there signals the whole foreground process group, the program
+     * included, so mmt-run must not send it a second copy. A SIGINT sent with kill() to
+     * mmt-run alone is passed on. */
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    assert_true(master >= 0);
+    assert_int_equal(grantpt(master), 0);
+    assert_int_equal(unlockpt(master), 0);
+    char slave[128], program_path[PATH_MAX + 32], pidfile[600], log[600], text[8192];
+    snprintf(slave, sizeof slave, "%s", ptsname(master));
+    snprintf(program_path, sizeof program_path, "%s/e2e_signals", bin_dir);
+    snprintf(pidfile, sizeof pidfile, "%s/tty.pid", test_dir);
+    snprintf(log, sizeof log, "%s/tty.log", test_dir);
+
+    /* mmt-run in a new session, with the terminal as its controlling one. */
+    fflush(NULL);
+    pid_t run = fork();
+    assert_true(run >= 0);
+    if (run == 0) {
+        setsid();
+        int tty = open(slave, O_RDWR);
+        if (tty < 0 || ioctl(tty, TIOCSCTTY, 0) != 0) _exit(122);
+        struct termios t;
+        tcgetattr(tty, &t);
+        t.c_lflag |= ISIG;
+        t.c_cc[VINTR] = 3; /* ^C */
+        tcsetattr(tty, TCSANOW, &t);
+        close(master);
+        const char *const args[] = {"--", program_path, pidfile, log, NULL};
+        exec_mmt_run("tty", tmp_dir, tty, args);
+    }
+    wait_for_pid_file(pidfile, 20);
+    assert_int_equal(write(master, "\003", 1), 1);
+    if (!wait_for_text(log, "INT\n", 20)) {
+        slurp(log, text, sizeof text);
+        fail_msg("after ^C the program's log is:\n%s", text);
+    }
+    /* A second copy, had mmt-run sent one, would be in the log by now; the exit status
+     * below counts every signal anyway. */
+    sleep_ms(500);
+    assert_int_equal(kill(run, SIGINT), 0);
+    if (!wait_for_text(log, "INT\nINT\n", 20)) {
+        slurp(log, text, sizeof text);
+        fail_msg("after ^C and a kill -INT the program's log is:\n%s", text);
+    }
+    assert_int_equal(kill(run, SIGTERM), 0);
+    int status = wait_for_exit(run, 20);
+    close(master);
+    if (!WIFEXITED(status)) fail_msg("mmt-run died of signal %d itself", WTERMSIG(status));
+    slurp(log, text, sizeof text);
+    assert_string_equal(text, "INT\nINT\nTERM\n");
+    assert_int_equal(WEXITSTATUS(status), 42);
+    assert_no_temporary_files(tmp_dir);
+}
+
+static void test_mmtrun_signals_ignored_at_start_stay_ignored_for_the_program(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* nohup, or a background job of a non-interactive shell: the program must find the
+     * signals ignored, as it would without mmt-run in between. */
+    static result_t r;
+    char env[PATH_MAX + 64];
+    snprintf(env, sizeof env, "trap '' HUP INT QUIT; TMPDIR='%s'", tmp_dir);
+    mmt_run_env(env, "-- sh -c 'kill -HUP $$; kill -INT $$; kill -QUIT $$; echo alive'", &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "alive\n");
+    assert_no_temporary_files(tmp_dir);
+}
+
+static void test_mmtrun_killed_with_sigkill_takes_the_program_with_it(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* SIGKILL cannot be caught: the kernel tells the program instead (SIGTERM, set up
+     * before the exec), so it is not left running under PID 1. mmt-run's temporary files
+     * do stay: they go to a folder of this test's own. */
+    char program_path[PATH_MAX + 32], pidfile[600], log[600], killed_tmp[128], text[256];
+    snprintf(program_path, sizeof program_path, "%s/e2e_signals", bin_dir);
+    snprintf(pidfile, sizeof pidfile, "%s/kill.pid", test_dir);
+    snprintf(log, sizeof log, "%s/kill.log", test_dir);
+    snprintf(killed_tmp, sizeof killed_tmp, "%s/tmp-killed", test_dir);
+    assert_int_equal(mkdir(killed_tmp, 0700), 0);
+    const char *const args[] = {"--", program_path, pidfile, log, NULL};
+    pid_t run = start_mmt_run("kill", killed_tmp, args);
+    pid_t program = wait_for_pid_file(pidfile, 20);
+    assert_int_equal(kill(run, SIGKILL), 0);
+    int status = wait_for_exit(run, 20);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    if (!wait_for_text(log, "TERM\n", 20)) {
+        slurp(log, text, sizeof text);
+        fail_msg("the orphaned program's log is:\n%s", text);
+    }
+    assert_true(wait_until_gone(program, 20));
 }
 
 int main(void)
@@ -270,6 +635,13 @@ int main(void)
         cmocka_unit_test(test_mmtrun_runs_the_policy_inside_the_program),
         cmocka_unit_test(test_mmtrun_trace_and_svg_show_usage_and_rule_events),
         cmocka_unit_test(test_mmtrun_relative_paths_survive_a_change_of_folder),
+        cmocka_unit_test(test_mmtrun_temporary_files_follow_tmpdir),
+        cmocka_unit_test(test_mmtrun_unusable_tmpdir_is_named),
+        cmocka_unit_test(test_mmtrun_sigterm_reaches_the_program_and_temporary_files_go),
+        cmocka_unit_test(test_mmtrun_forwards_hup_int_and_quit_sent_with_kill),
+        cmocka_unit_test(test_mmtrun_ctrl_c_on_its_terminal_reaches_the_program_once),
+        cmocka_unit_test(test_mmtrun_signals_ignored_at_start_stay_ignored_for_the_program),
+        cmocka_unit_test(test_mmtrun_killed_with_sigkill_takes_the_program_with_it),
     };
-    return cmocka_run_group_tests_name("mmtrun", tests, setup, remove_test_dir);
+    return cmocka_run_group_tests_name("mmtrun", tests, setup, teardown);
 }

@@ -8,7 +8,21 @@
  * The program's own output is untouched; the summary goes to stderr or --out. mmt-run
  * exits with the program's status; if the program dies of a signal it says so and exits
  * as shells do, with 128 + the signal number. --trace keeps the time series (CSV, see
- * trace.h); --svg draws it (plot.h).
+ * trace.h); --svg draws it (plot.h). Its temporary files (the report, and the trace for
+ * --svg alone) go to $TMPDIR, or /tmp when that is unset or empty.
+ *
+ * Signals: SIGTERM, SIGINT, SIGHUP and SIGQUIT sent to mmt-run by a process (kill,
+ * docker stop, systemd, a supervisor) are passed on to the program, and mmt-run waits for
+ * it, cleans up and exits as it did. The same signals from the kernel (the terminal's ^C,
+ * ^\ or hang-up) are not: the kernel sent them to the whole foreground process group,
+ * the program included. A signal mmt-run was started with ignored (nohup, a background
+ * job) stays ignored, for mmt-run and for the program. Should mmt-run itself be killed
+ * (SIGKILL, which cannot be caught), the kernel sends the program SIGTERM (the parent-death
+ * signal, set before the exec): the program is not left running without it. SIGTERM and
+ * not SIGKILL, so that the program can end as it does under a supervisor's stop. The
+ * kernel clears that signal when the program is set-user-ID or has file capabilities.
+ * Only the program itself gets the signals, not processes it starts, as when it runs
+ * without mmt-run.
  *
  * The library is looked for beside mmt-run (a build tree), then in ../lib/mmtmem/ (an
  * install), unless MMT_PRELOAD_LIB names it; the default policy, report.lua, in the
@@ -24,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,6 +89,89 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- Temporary files and signals ------------------------------------------------------------ */
+
+/* The report and the --svg trace in $TMPDIR ("" until made); set before the signal
+ * handlers can run, and read by them to remove the files. */
+static char report_path[PATH_MAX + 32];
+static char temp_trace[PATH_MAX + 32];
+
+/* The program's process id while signals are passed on to it: set before they are
+ * unblocked, cleared with them blocked once the program has ended and before it is
+ * reaped, so that a signal never goes to a process id reused by another. */
+static volatile sig_atomic_t program_pid;
+
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+enum { NFORWARDED = sizeof forwarded / sizeof forwarded[0] };
+
+/* What each signal did when mmt-run started (this thread only: main, before the fork),
+ * given back to the program before its exec. */
+static struct sigaction inherited[NFORWARDED];
+
+/* Called from the handler, or by main with the signals blocked: never both at once. */
+static void remove_temporary_files(void)
+{
+    if (report_path[0]) unlink(report_path);
+    if (temp_trace[0]) unlink(temp_trace);
+    report_path[0] = temp_trace[0] = '\0';
+}
+
+static void on_signal(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    int saved = errno;
+    pid_t pid = program_pid;
+    if (pid > 0) {
+        /* si_code <= 0: sent by a process (SI_USER from kill, SI_QUEUE, SI_TKILL). */
+        if (si->si_code <= 0) kill(pid, sig);
+        errno = saved;
+        return;
+    }
+    /* The program has ended and mmt-run is writing the summary or the picture: it stops
+     * there, as the signal asks, without leaving files behind. */
+    remove_temporary_files();
+    signal(sig, SIG_DFL);
+    raise(sig); /* delivered when the handler returns */
+    _exit(128 + sig); /* as PID 1, where the kernel ignores it */
+}
+
+static void forwarded_set(sigset_t *set)
+{
+    sigemptyset(set);
+    for (int i = 0; i < NFORWARDED; i++) sigaddset(set, forwarded[i]);
+}
+
+/* Catches the signals to pass on, except those mmt-run was started with ignored. Called
+ * with them blocked. */
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    forwarded_set(&sa.sa_mask);
+    for (int i = 0; i < NFORWARDED; i++) {
+        sigaction(forwarded[i], NULL, &inherited[i]);
+        if (inherited[i].sa_handler != SIG_IGN) sigaction(forwarded[i], &sa, NULL);
+    }
+}
+
+/* Makes an empty file from `name` (a mkstemp template) in `dir` into `path`. Returns 0, or
+ * -1 having said why. */
+static int make_temporary(char *path, size_t len, const char *dir, bool from_env, const char *name)
+{
+    int n = snprintf(path, len, "%s/%s", dir, name);
+    int fd = n > 0 && (size_t)n < len ? mkstemp(path) : (errno = ENAMETOOLONG, -1);
+    if (fd < 0) {
+        fprintf(stderr, "mmt-run: cannot make a temporary file in %s%s: %s\n", dir,
+                from_env ? " (TMPDIR)" : "", strerror(errno));
+        path[0] = '\0';
+        return -1;
+    }
+    close(fd);
+    return 0;
 }
 
 /* The counters the library wrote in JSON at the program's exit; false if there are none
@@ -177,23 +275,28 @@ int main(int argc, char **argv)
     policy = absolute(policy, policy_abs, sizeof policy_abs);
     trace_path = absolute(trace_path, trace_abs, sizeof trace_abs);
 
-    char report[] = "/tmp/mmt-run-XXXXXX";
-    int fd = mkstemp(report);
-    if (fd < 0) {
-        fprintf(stderr, "mmt-run: cannot make a temporary file: %s\n", strerror(errno));
+    /* From here until the program runs, the signals to pass on are blocked: one that
+     * comes meanwhile is passed on once there is a program to take it. */
+    sigset_t passed, unblocked;
+    forwarded_set(&passed);
+    sigprocmask(SIG_BLOCK, &passed, &unblocked);
+    catch_signals();
+
+    /* Made absolute: the program may change folder before the library opens them. */
+    const char *tmpdir = getenv("TMPDIR");
+    bool tmpdir_from_env = tmpdir && *tmpdir;
+    char tmpdir_abs[PATH_MAX + 64];
+    tmpdir = absolute(tmpdir_from_env ? tmpdir : "/tmp", tmpdir_abs, sizeof tmpdir_abs);
+    if (make_temporary(report_path, sizeof report_path, tmpdir, tmpdir_from_env,
+                       "mmt-run-XXXXXX") != 0)
         return 2;
-    }
-    close(fd);
     /* --svg without --trace: the series goes to a temporary file. */
-    char temp_trace[] = "/tmp/mmt-trace-XXXXXX";
     if (svg_path && !trace_path) {
-        fd = mkstemp(temp_trace);
-        if (fd < 0) {
-            fprintf(stderr, "mmt-run: cannot make a temporary file: %s\n", strerror(errno));
-            unlink(report);
+        if (make_temporary(temp_trace, sizeof temp_trace, tmpdir, tmpdir_from_env,
+                           "mmt-trace-XXXXXX") != 0) {
+            remove_temporary_files();
             return 2;
         }
-        close(fd);
         trace_path = temp_trace;
     }
 
@@ -201,21 +304,30 @@ int main(int argc, char **argv)
     int exec_pipe[2];
     if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
         fprintf(stderr, "mmt-run: cannot make a pipe: %s\n", strerror(errno));
+        remove_temporary_files();
         return 2;
     }
     double start = now();
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "mmt-run: cannot fork: %s\n", strerror(errno));
+        remove_temporary_files();
         return 2;
     }
     if (pid == 0) {
         close(exec_pipe[0]);
+        /* The program gets the signal dispositions mmt-run was given, and SIGTERM should
+         * mmt-run die first (checked after asking: it may have died already). */
+        for (int s = 0; s < NFORWARDED; s++) sigaction(forwarded[s], &inherited[s], NULL);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) _exit(128 + SIGTERM);
+        sigprocmask(SIG_SETMASK, &unblocked, NULL);
         char id[32];
         snprintf(id, sizeof id, "%ld", (long)getpid()); /* exec keeps it */
         setenv("LD_PRELOAD", library, 1);
         setenv("MMT_REPORT", "json", 1);
-        setenv("MMT_OUT", report, 1);
+        setenv("MMT_OUT", report_path, 1);
         setenv("MMT_REPORT_PID", id, 1);
         setenv("MMT_INTERVAL", interval, 1);
         if (policy) setenv("MMT_POLICY", policy, 1);
@@ -226,21 +338,28 @@ int main(int argc, char **argv)
         (void)w;
         _exit(127);
     }
+    program_pid = pid;
+    sigprocmask(SIG_SETMASK, &unblocked, NULL);
     close(exec_pipe[1]);
     int exec_errno = 0;
     ssize_t got = read(exec_pipe[0], &exec_errno, sizeof exec_errno);
     close(exec_pipe[0]);
-    /* Signals meant for the program reach it from the terminal; mmt-run waits them out. */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGQUIT, SIG_IGN);
+    /* Waited for without reaping, so that its id stays its own while signals may still be
+     * passed on; then reaped with them blocked. */
+    siginfo_t ended;
+    while (waitid(P_PID, (id_t)pid, &ended, WEXITED | WNOWAIT) < 0 && errno == EINTR) {
+    }
+    sigprocmask(SIG_BLOCK, &passed, NULL);
+    program_pid = 0;
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    sigprocmask(SIG_SETMASK, &unblocked, NULL);
     double seconds = now() - start;
     if (got == (ssize_t)sizeof exec_errno) {
         fprintf(stderr, "mmt-run: cannot run %s: %s\n", argv[i], strerror(exec_errno));
-        unlink(report);
-        if (trace_path == temp_trace) unlink(temp_trace);
+        sigprocmask(SIG_BLOCK, &passed, NULL);
+        remove_temporary_files();
         return exec_errno == ENOENT ? 127 : 126; /* as shells do */
     }
 
@@ -250,12 +369,11 @@ int main(int argc, char **argv)
         out = stderr;
     }
     mmt_meminfo_t m;
-    if (read_report(report, &m)) summary(out, format, argv[i], &m, seconds);
+    if (read_report(report_path, &m)) summary(out, format, argv[i], &m, seconds);
     else if (!WIFSIGNALED(status))
         fprintf(stderr, "mmt-run: %s left no report (it exited without running exit handlers)\n",
                 argv[i]);
     if (out != stderr) fclose(out);
-    unlink(report);
     if (svg_path) {
         char err[512], title[80] = "";
         for (int a = i; a < argc; a++) { /* the command line, shortened to fit a title */
@@ -268,7 +386,8 @@ int main(int argc, char **argv)
         if (mmt__plot(trace_path, svg_path, title, err, sizeof err) != 0)
             fprintf(stderr, "mmt-run: no picture: %s\n", err);
     }
-    if (trace_path == temp_trace) unlink(temp_trace);
+    sigprocmask(SIG_BLOCK, &passed, NULL); /* for good: only exiting is left */
+    remove_temporary_files();
 
     if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
