@@ -164,11 +164,13 @@ project "mmtmem-preload"
    buildoptions { "-fPIC", "-fvisibility=hidden", "-fno-builtin" }
    links { "luajit-5.1", "m" }
 
--- mmt-run: a program under the preload library, with a policy and a summary.
+-- mmt-run: a program under the preload library, with a policy and a summary. It links the
+-- static library to load the policy once itself before the program starts.
 project "mmt-run"
    kind "ConsoleApp"
    files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h" }
-   links { "m" }
+   links { "mmtmem-static" }
+   links(system_libs)
 
 -- The demo host program: the README's first command runs it.
 project "mmt-demo"

@@ -418,6 +418,76 @@ static void test_mmtrun_trace_and_svg_show_usage_and_rule_events(void **state)
     assert_contains(r.err, "mmt: cannot write the trace to /no/such/dir/t.csv: No such file or directory\n");
 }
 
+/* ---- The policy, checked before the program starts ------------------------------------ */
+
+/* How many times `needle` is in `text`. */
+static int occurrences(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *at = strstr(text, needle); at; at = strstr(at + 1, needle)) n++;
+    return n;
+}
+
+static void test_mmtrun_missing_or_broken_policy_is_refused_before_the_program_starts(void **state)
+{
+    (void)state;
+    /* The program would start another process: each would load the policy and say what is
+     * wrong with it. mmt-run says it once, and the program never starts. */
+    static const struct {
+        const char *name, *text, *error;
+    } cases[] = {
+        {"missing.lua", NULL, "missing.lua: cannot open: No such file or directory"},
+        {"syntax.lua", "local x = = 1\n", "syntax.lua:1: "},
+        {"field.lua",
+         "local mmt = require 'mmt'\n"
+         "mmt.rule { name = 'hw', metric = 'in_use', above = 'lots', fire = function() end }\n",
+         "field.lua:2: rule \"hw\": 'above' must be a number"},
+        {"runtime.lua", "error('no way')\n", "runtime.lua:1: no way"},
+    };
+    static result_t r;
+    char policy[600], ran[600], args[2048], want[2048];
+    snprintf(ran, sizeof ran, "%s/ran", test_dir);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(policy, sizeof policy, "%s/%s", test_dir, cases[i].name);
+        if (cases[i].text) write_in_place(policy, cases[i].text);
+        snprintf(args, sizeof args, "--policy '%s' -- sh -c 'touch \"%s\"; sh -c true'", policy, ran);
+        mmt_run_with(args, &r);
+        if (r.status != 2) fail_msg("%s: exit %d, stderr:\n%s", cases[i].name, r.status, r.err);
+        snprintf(want, sizeof want, "mmt-run: --policy %s: %s/%s", policy, test_dir, cases[i].error);
+        if (strncmp(r.err, want, strlen(want)) != 0 || occurrences(r.err, "\n") != 1)
+            fail_msg("%s: expected one line starting \"%s\", got:\n%s", cases[i].name, want, r.err);
+        assert_int_not_equal(access(ran, F_OK), 0);
+    }
+}
+
+static void test_mmtrun_policy_that_is_not_a_regular_file_is_refused_without_hanging(void **state)
+{
+    (void)state;
+    /* Nobody writes into the FIFO: a reader would wait forever (timeout ends it). */
+    static result_t r;
+    char fifo[600], dir[600], ran[600], env[PATH_MAX + 64], args[2048];
+    snprintf(fifo, sizeof fifo, "%s/policy.fifo", test_dir);
+    snprintf(dir, sizeof dir, "%s/policy.d", test_dir);
+    snprintf(ran, sizeof ran, "%s/ran", test_dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(env, sizeof env, "TMPDIR='%s' timeout 20", tmp_dir);
+    const struct {
+        const char *path, *kind;
+    } cases[] = {{fifo, "a FIFO"}, {dir, "a directory"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(args, sizeof args, "--policy '%s' -- sh -c 'touch \"%s\"'", cases[i].path, ran);
+        mmt_run_env(env, args, &r);
+        if (r.status != 2) fail_msg("%s: exit %d, stderr:\n%s", cases[i].path, r.status, r.err);
+        char want[1024];
+        snprintf(want, sizeof want, "mmt-run: --policy %s: not a regular file but %s\n",
+                 cases[i].path, cases[i].kind);
+        assert_string_equal(r.err, want);
+        assert_int_not_equal(access(ran, F_OK), 0);
+        assert_no_temporary_files(tmp_dir);
+    }
+}
+
 /* ---- Temporary files ------------------------------------------------------------------- */
 
 static void test_mmtrun_temporary_files_follow_tmpdir(void **state)
@@ -635,6 +705,8 @@ int main(void)
         cmocka_unit_test(test_mmtrun_runs_the_policy_inside_the_program),
         cmocka_unit_test(test_mmtrun_trace_and_svg_show_usage_and_rule_events),
         cmocka_unit_test(test_mmtrun_relative_paths_survive_a_change_of_folder),
+        cmocka_unit_test(test_mmtrun_missing_or_broken_policy_is_refused_before_the_program_starts),
+        cmocka_unit_test(test_mmtrun_policy_that_is_not_a_regular_file_is_refused_without_hanging),
         cmocka_unit_test(test_mmtrun_temporary_files_follow_tmpdir),
         cmocka_unit_test(test_mmtrun_unusable_tmpdir_is_named),
         cmocka_unit_test(test_mmtrun_sigterm_reaches_the_program_and_temporary_files_go),

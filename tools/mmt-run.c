@@ -26,7 +26,10 @@
  *
  * The library is looked for beside mmt-run (a build tree), then in ../lib/mmtmem/ (an
  * install), unless MMT_PRELOAD_LIB names it; the default policy, report.lua, in the
- * build tree's policies/ or in ../share/mmtmem/policies/.
+ * build tree's policies/ or in ../share/mmtmem/policies/. mmt-run loads the policy once
+ * itself, with the engine of the static library, before it starts the program: one that
+ * does not load is said once and mmt-run exits with 2, rather than every process of the
+ * program's tree saying it and counting without it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,11 +42,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "mmt/memory.h"
+#include "mmt/policy.h"
 #include "plot.h"
 
 static void usage(void)
@@ -82,6 +87,50 @@ static const char *absolute(const char *path, char *buf, size_t len)
     if (!path || path[0] == '/' || !getcwd(cwd, sizeof cwd)) return path;
     int n = snprintf(buf, len, "%s/%s", cwd, path);
     return n > 0 && (size_t)n < len ? buf : path;
+}
+
+static const char *file_kind(mode_t mode)
+{
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "not a file";
+}
+
+static void no_log(int level, const char *message, void *ud)
+{
+    (void)level;
+    (void)message;
+    (void)ud;
+}
+
+/* Loads the policy at `path` (given as `label`, e.g. "--policy") into an engine of its own
+ * with no timer and no watch, and frees it. A file that is not a regular one is refused
+ * unopened: a FIFO would block the load. Returns 0, or -1 having said why on stderr. */
+static int check_policy(const char *label, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "mmt-run: %s %s: not a regular file but %s\n", label, path,
+                file_kind(st.st_mode));
+        return -1;
+    }
+    mmt_policy_options_t options = {.interval_ms = 0, .watch = 0};
+    mmt_policy_t *engine = mmt_policy_new(&options);
+    if (!engine) {
+        fprintf(stderr, "mmt-run: cannot start the policy engine to load %s\n", path);
+        return -1;
+    }
+    mmt_policy_set_log(engine, no_log, NULL); /* the load error is said below, once */
+    int rc = 0;
+    if (mmt_policy_load(engine, path) != 0) {
+        fprintf(stderr, "mmt-run: %s %s: %s\n", label, path, mmt_policy_error(engine));
+        rc = -1;
+    }
+    mmt_policy_free(engine);
+    return rc;
 }
 
 static double now(void)
@@ -269,8 +318,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "mmt-run: cannot find libmmtmem-preload.so (set MMT_PRELOAD_LIB)\n");
         return 2;
     }
-    if (!policy) policy = find_beside_me(pols, pol, sizeof pol);
+    const char *policy_label = "--policy";
+    if (!policy) {
+        policy = find_beside_me(pols, pol, sizeof pol);
+        policy_label = "default policy";
+    }
     if (!policy) fprintf(stderr, "mmt-run: no default policy found; counting only\n");
+    if (policy && check_policy(policy_label, policy) != 0) return 2;
     char policy_abs[PATH_MAX + 64], trace_abs[PATH_MAX + 64];
     policy = absolute(policy, policy_abs, sizeof policy_abs);
     trace_path = absolute(trace_path, trace_abs, sizeof trace_abs);
