@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <termios.h>
 
 #include "policyutil.h"
@@ -488,6 +489,113 @@ static void test_mmtrun_policy_that_is_not_a_regular_file_is_refused_without_han
     }
 }
 
+/* ---- Programs the library cannot enter ------------------------------------------------- */
+
+/* Compiles `source` into test_dir/bin/NAME with gcc and `flags`. */
+static void build_program(const char *name, const char *flags, const char *source)
+{
+    char src[600], cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s/bin", test_dir);
+    if (access(cmd, F_OK) != 0) assert_int_equal(mkdir(cmd, 0755), 0);
+    snprintf(src, sizeof src, "%s/%s.c", test_dir, name);
+    write_in_place(src, source);
+    snprintf(cmd, sizeof cmd, "gcc %s -o '%s/bin/%s' '%s'", flags, test_dir, name, src);
+    if (system(cmd) != 0) fail_msg("cannot build %s: %s", name, cmd);
+}
+
+static void test_mmtrun_says_the_library_never_entered_a_static_program(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    static result_t r;
+    char args[PATH_MAX], env[PATH_MAX], want[PATH_MAX];
+    build_program("static-prog", "-static -O1",
+                  "#include <stdio.h>\nint main(void) { puts(\"static\"); return 5; }\n");
+    /* Named by its path, then found through PATH as execvp finds it. */
+    snprintf(args, sizeof args, "-- '%s/bin/static-prog'", test_dir);
+    mmt_run_with(args, &r);
+    assert_int_equal(r.status, 5);
+    assert_string_equal(r.out, "static\n");
+    snprintf(want, sizeof want,
+             "mmt-run: %s/bin/static-prog: the preload library was not loaded: %s/bin/static-prog "
+             "is statically linked, and LD_PRELOAD works only through the dynamic loader; nothing "
+             "was counted\n",
+             test_dir, test_dir);
+    assert_string_equal(r.err, want);
+    snprintf(env, sizeof env, "TMPDIR='%s' PATH='/no/such/dir::%s/bin:/usr/bin:/bin'", tmp_dir,
+             test_dir);
+    mmt_run_env(env, "-- static-prog", &r);
+    assert_int_equal(r.status, 5);
+    snprintf(want, sizeof want, "mmt-run: static-prog: the preload library was not loaded: "
+                                "%s/bin/static-prog is statically linked",
+             test_dir);
+    assert_contains(r.err, want);
+    assert_no_temporary_files(tmp_dir);
+
+    /* A script whose interpreter is that program: the kernel runs the interpreter. */
+    char script[600], text[PATH_MAX];
+    snprintf(script, sizeof script, "%s/bin/script", test_dir);
+    snprintf(text, sizeof text, "#!%s/bin/static-prog\n", test_dir);
+    write_in_place(script, text);
+    assert_int_equal(chmod(script, 0755), 0);
+    snprintf(args, sizeof args, "-- '%s'", script);
+    mmt_run_with(args, &r);
+    assert_int_equal(r.status, 5);
+    snprintf(want, sizeof want, "%s is a script for %s/bin/static-prog, which is statically linked",
+             script, test_dir);
+    assert_contains(r.err, want);
+
+    /* A program the library did enter, which ends with the exit_group system call itself:
+     * no exit handler, no _exit, no report, and the message says that. */
+    build_program("raw-exit", "-O1",
+                  "#include <sys/syscall.h>\n#include <unistd.h>\n"
+                  "int main(void) { syscall(SYS_exit_group, 4); return 0; }\n");
+    snprintf(args, sizeof args, "-- '%s/bin/raw-exit'", test_dir);
+    mmt_run_with(args, &r);
+    assert_int_equal(r.status, 4);
+    snprintf(want, sizeof want,
+             "mmt-run: %s/bin/raw-exit left no report (it exited without running exit handlers)\n",
+             test_dir);
+    assert_string_equal(r.err, want);
+}
+
+static void test_mmtrun_says_the_loader_ignores_the_library_for_set_id_programs(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* A program set-user-ID (or -group-ID) to someone else runs in the loader's secure
+     * mode, which ignores LD_PRELOAD. Only root can give a file away to make one. */
+    struct statvfs fs;
+    if (geteuid() != 0 || (statvfs(test_dir, &fs) == 0 && (fs.f_flag & ST_NOSUID))) {
+        print_message("not root, or %s is mounted nosuid: skipped\n", test_dir);
+        skip();
+    }
+    static const struct {
+        const char *name;
+        mode_t mode;
+        const char *what;
+    } cases[] = {{"suid-true", 04755, "set-user-ID"}, {"sgid-true", 02755, "set-group-ID"}};
+    static result_t r;
+    char path[600], args[PATH_MAX], want[PATH_MAX];
+    snprintf(path, sizeof path, "%s/bin", test_dir);
+    if (access(path, F_OK) != 0) assert_int_equal(mkdir(path, 0755), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(path, sizeof path, "%s/bin/%s", test_dir, cases[i].name);
+        snprintf(args, sizeof args, "cp /bin/true '%s'", path);
+        assert_int_equal(system(args), 0);
+        assert_int_equal(chown(path, 65534, 65534), 0); /* nobody, nogroup */
+        assert_int_equal(chmod(path, cases[i].mode), 0);
+        snprintf(args, sizeof args, "-- '%s'", path);
+        mmt_run_with(args, &r);
+        assert_int_equal(r.status, 0);
+        snprintf(want, sizeof want,
+                 "mmt-run: %s: the preload library was not loaded: %s is %s, and the loader "
+                 "ignores LD_PRELOAD for such a program; nothing was counted\n",
+                 path, path, cases[i].what);
+        assert_string_equal(r.err, want);
+    }
+}
+
 /* ---- Temporary files ------------------------------------------------------------------- */
 
 static void test_mmtrun_temporary_files_follow_tmpdir(void **state)
@@ -707,6 +815,8 @@ int main(void)
         cmocka_unit_test(test_mmtrun_relative_paths_survive_a_change_of_folder),
         cmocka_unit_test(test_mmtrun_missing_or_broken_policy_is_refused_before_the_program_starts),
         cmocka_unit_test(test_mmtrun_policy_that_is_not_a_regular_file_is_refused_without_hanging),
+        cmocka_unit_test(test_mmtrun_says_the_library_never_entered_a_static_program),
+        cmocka_unit_test(test_mmtrun_says_the_loader_ignores_the_library_for_set_id_programs),
         cmocka_unit_test(test_mmtrun_temporary_files_follow_tmpdir),
         cmocka_unit_test(test_mmtrun_unusable_tmpdir_is_named),
         cmocka_unit_test(test_mmtrun_sigterm_reaches_the_program_and_temporary_files_go),

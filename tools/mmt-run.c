@@ -32,6 +32,7 @@
  * program's tree saying it and counting without it.
  */
 #define _GNU_SOURCE
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -44,6 +45,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -241,6 +243,120 @@ static bool read_report(const char *path, mmt_meminfo_t *m)
                   &m->reallocs) == 7;
 }
 
+/* ---- A program the library did not enter -------------------------------------------------- */
+
+/* The file execvp runs for `name`, into buf: `name` itself if it holds a slash, else the
+ * first executable regular file of that name in a folder of $PATH ("/bin:/usr/bin" if
+ * unset, as glibc has it; an empty entry is the current folder). False if there is none. */
+static bool resolve_program(const char *name, char *buf, size_t len)
+{
+    if (strchr(name, '/')) return snprintf(buf, len, "%s", name) < (int)len;
+    const char *path = getenv("PATH");
+    if (!path) path = "/bin:/usr/bin";
+    for (const char *dir = path;;) {
+        const char *end = strchrnul(dir, ':');
+        int n = end == dir ? snprintf(buf, len, "%s", name)
+                           : snprintf(buf, len, "%.*s/%s", (int)(end - dir), dir, name);
+        struct stat st;
+        if (n > 0 && (size_t)n < len && stat(buf, &st) == 0 && S_ISREG(st.st_mode) &&
+            access(buf, X_OK) == 0)
+            return true;
+        if (!*end) return false;
+        dir = end + 1;
+    }
+}
+
+/* Whether the ELF file open at `fd` has no program interpreter (PT_INTERP): the kernel
+ * starts it without the dynamic loader. False if it is not an ELF file of this machine's
+ * byte order. */
+static bool elf_without_interpreter(int fd)
+{
+    unsigned char ident[EI_NIDENT];
+    if (pread(fd, ident, sizeof ident, 0) != (ssize_t)sizeof ident ||
+        memcmp(ident, ELFMAG, SELFMAG) != 0)
+        return false;
+    static const unsigned short one = 1;
+    int native = *(const unsigned char *)&one ? ELFDATA2LSB : ELFDATA2MSB;
+    if (ident[EI_DATA] != native) return false;
+    uint64_t phoff, phentsize, phnum;
+    if (ident[EI_CLASS] == ELFCLASS64) {
+        Elf64_Ehdr h;
+        if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) return false;
+        phoff = h.e_phoff, phentsize = h.e_phentsize, phnum = h.e_phnum;
+        if (phentsize < sizeof(Elf64_Phdr)) return false;
+    } else if (ident[EI_CLASS] == ELFCLASS32) {
+        Elf32_Ehdr h;
+        if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) return false;
+        phoff = h.e_phoff, phentsize = h.e_phentsize, phnum = h.e_phnum;
+        if (phentsize < sizeof(Elf32_Phdr)) return false;
+    } else {
+        return false;
+    }
+    for (uint64_t k = 0; k < phnum; k++) {
+        uint32_t type; /* p_type comes first in both classes */
+        if (pread(fd, &type, sizeof type, (off_t)(phoff + k * phentsize)) != (ssize_t)sizeof type)
+            return false;
+        if (type == PT_INTERP) return false;
+    }
+    return true;
+}
+
+/* Why the loader would not have put the library into the program at `path`, as the end of
+ * a sentence whose subject is the file; NULL if nothing in the file says. The text may be
+ * in a static buffer (main's thread only). */
+static const char *why_not_loaded(const char *path, int depth)
+{
+    static char script[PATH_MAX + 160];
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return NULL;
+    }
+    const char *why = NULL;
+    char head[PATH_MAX + 2];
+    ssize_t n = pread(fd, head, sizeof head - 1, 0);
+    if (elf_without_interpreter(fd)) {
+        why = "is statically linked, and LD_PRELOAD works only through the dynamic loader";
+    } else if ((st.st_mode & S_ISUID) && st.st_uid != getuid()) {
+        /* The loader's secure mode (AT_SECURE): the credentials change at the exec. */
+        why = "is set-user-ID, and the loader ignores LD_PRELOAD for such a program";
+    } else if ((st.st_mode & S_ISGID) && st.st_gid != getgid()) {
+        why = "is set-group-ID, and the loader ignores LD_PRELOAD for such a program";
+    } else if (getuid() != 0 && fgetxattr(fd, "security.capability", NULL, 0) > 0) {
+        /* Secure mode too (ping has cap_net_raw), except for root, who gains nothing. */
+        why = "has file capabilities, and the loader ignores LD_PRELOAD for such a program";
+    } else if (depth == 0 && n > 2 && head[0] == '#' && head[1] == '!') {
+        /* A script: what the kernel runs is its interpreter. */
+        head[n] = '\0';
+        char *interp = head + 2 + strspn(head + 2, " \t");
+        interp[strcspn(interp, " \t\n")] = '\0';
+        const char *inner = *interp ? why_not_loaded(interp, 1) : NULL;
+        if (inner) {
+            snprintf(script, sizeof script, "is a script for %s, which %s", interp, inner);
+            why = script;
+        }
+    }
+    close(fd);
+    return why;
+}
+
+/* Says that the library never entered the program `name`, and why if the program's file
+ * tells; with `quiet_unless_known`, only if it tells. */
+static void say_not_loaded(const char *name, bool quiet_unless_known)
+{
+    char path[PATH_MAX];
+    const char *why = resolve_program(name, path, sizeof path) ? why_not_loaded(path, 0) : NULL;
+    if (why)
+        fprintf(stderr, "mmt-run: %s: the preload library was not loaded: %s %s; nothing was "
+                        "counted\n", name, path, why);
+    else if (!quiet_unless_known)
+        fprintf(stderr, "mmt-run: %s: the preload library was not loaded (the loader ignored "
+                        "LD_PRELOAD, or the program was started without it); nothing was "
+                        "counted\n", name);
+}
+
 static void summary(FILE *out, const char *format, const char *program, const mmt_meminfo_t *m,
                     double seconds)
 {
@@ -423,7 +539,12 @@ int main(int argc, char **argv)
         out = stderr;
     }
     mmt_meminfo_t m;
+    struct stat report_st;
     if (read_report(report_path, &m)) summary(out, format, argv[i], &m, seconds);
+    else if (stat(report_path, &report_st) == 0 && report_st.st_size == 0)
+        /* Not even the library's start mark (preload.c): it was never loaded. A program
+         * killed before the loader ran is not blamed on its file unless the file says. */
+        say_not_loaded(argv[i], WIFSIGNALED(status));
     else if (!WIFSIGNALED(status))
         fprintf(stderr, "mmt-run: %s left no report (it exited without running exit handlers)\n",
                 argv[i]);

@@ -11,6 +11,11 @@
  *
  *   MMT_REPORT_PID=PID  only the process with this id reports (default: every process)
  *
+ * The reporting process marks an empty MMT_OUT at start with a newline (blank in every
+ * format), which the report replaces at exit: mmt-run, whose report file starts empty,
+ * tells a program the library never entered (still empty) from one that ended without
+ * exit handlers (the newline alone).
+ *
  * The programs a program starts inherit the environment: they are counted and run the
  * policy too. MMT_REPORT_PID keeps their reports and traces from writing over the ones
  * that matter.
@@ -23,11 +28,13 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -126,6 +133,20 @@ static const char *env(const char *name)
     return v && *v ? v : NULL;
 }
 
+/* Writes the start mark into the report file if it is an empty regular file (mkstemp made
+ * mmt-run's); anything else, a FIFO included, is left alone. */
+static void mark_report_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) {
+        ssize_t w = write(fd, "\n", 1);
+        (void)w;
+    }
+    close(fd);
+}
+
 __attribute__((constructor)) static void preload_start(void)
 {
     const char *report = env("MMT_REPORT");
@@ -141,6 +162,7 @@ __attribute__((constructor)) static void preload_start(void)
                                                             : MMT_FORMAT_TEXT;
         const char *out = env("MMT_OUT");
         if (out) snprintf(report_path, sizeof report_path, "%s", out);
+        if (report_path[0]) mark_report_file(report_path);
     }
     const char *policy = env("MMT_POLICY");
     if (!policy) return;
