@@ -596,6 +596,53 @@ static void test_mmtrun_says_the_loader_ignores_the_library_for_set_id_programs(
     }
 }
 
+/* ---- Range checks ------------------------------------------------------------------------ */
+
+static void test_mmtrun_out_of_range_options_are_refused_naming_the_range(void **state)
+{
+    (void)state;
+    static result_t r;
+    char args[1024], want[1024];
+    /* 4294967297 is 2^32 + 1: cast to unsigned it was 1 ms. */
+    static const char *const intervals[] = {"4294967297", "86400001", "-1", "10ms", "",
+                                            " 5",         "+5",       "0x10", "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof intervals / sizeof intervals[0]; i++) {
+        snprintf(args, sizeof args, "--interval '%s' -- true", intervals[i]);
+        mmt_run_with(args, &r);
+        snprintf(want, sizeof want,
+                 "mmt-run: --interval \"%s\": not a number of milliseconds from 0 to 86400000\n",
+                 intervals[i]);
+        if (r.status != 2 || strcmp(r.err, want) != 0)
+            fail_msg("--interval '%s': exit %d, stderr:\n%s", intervals[i], r.status, r.err);
+    }
+    static const char *const paths[] = {"--out", "--trace", "--svg", "--policy"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        snprintf(args, sizeof args, "%s '' -- true", paths[i]);
+        mmt_run_with(args, &r);
+        snprintf(want, sizeof want, "mmt-run: %s \"\": the file name is empty\n", paths[i]);
+        if (r.status != 2 || strcmp(r.err, want) != 0)
+            fail_msg("%s '': exit %d, stderr:\n%s", paths[i], r.status, r.err);
+    }
+    char env[PATH_MAX + 64];
+    snprintf(env, sizeof env, "TMPDIR='%s' MMT_PRELOAD_LIB=/no/such/lib.so", tmp_dir);
+    mmt_run_env(env, "-- true", &r);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, "mmt-run: MMT_PRELOAD_LIB=/no/such/lib.so: No such file or directory\n");
+}
+
+static void test_mmtrun_interval_range_ends_are_accepted(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    static result_t r;
+    mmt_run_with("--interval 0 -- true", &r);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.err, "mmt-run: true: allocated ");
+    mmt_run_with("--interval 86400000 -- true", &r);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.err, "mmt-run: true: allocated ");
+}
+
 /* ---- Temporary files ------------------------------------------------------------------- */
 
 static void test_mmtrun_temporary_files_follow_tmpdir(void **state)
@@ -817,6 +864,8 @@ int main(void)
         cmocka_unit_test(test_mmtrun_policy_that_is_not_a_regular_file_is_refused_without_hanging),
         cmocka_unit_test(test_mmtrun_says_the_library_never_entered_a_static_program),
         cmocka_unit_test(test_mmtrun_says_the_loader_ignores_the_library_for_set_id_programs),
+        cmocka_unit_test(test_mmtrun_out_of_range_options_are_refused_naming_the_range),
+        cmocka_unit_test(test_mmtrun_interval_range_ends_are_accepted),
         cmocka_unit_test(test_mmtrun_temporary_files_follow_tmpdir),
         cmocka_unit_test(test_mmtrun_unusable_tmpdir_is_named),
         cmocka_unit_test(test_mmtrun_sigterm_reaches_the_program_and_temporary_files_go),

@@ -61,6 +61,25 @@ static void usage(void)
     exit(2);
 }
 
+/* The longest timer period --interval and MMT_INTERVAL take: a day, in milliseconds. */
+#define MAX_INTERVAL_MS 86400000ul
+
+/* `text` as a decimal number from 0 to `max`: digits only, no sign, space or base prefix
+ * (strtoul takes all three, and wraps a negative number round). */
+static bool parse_decimal(const char *text, unsigned long max, unsigned long *out)
+{
+    unsigned long v = 0;
+    if (!*text) return false;
+    for (const char *c = text; *c; c++) {
+        if (*c < '0' || *c > '9') return false;
+        unsigned long digit = (unsigned long)(*c - '0');
+        if (v > (max - digit) / 10) return false;
+        v = v * 10 + digit;
+    }
+    *out = v;
+    return true;
+}
+
 /* The first of `candidates` (relative to mmt-run's folder) that exists, as a full path. */
 static char *find_beside_me(const char *const *candidates, char *buf, size_t len)
 {
@@ -415,11 +434,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "mmt-run: --report is text, json or prometheus, not \"%s\"\n", format);
         return 2;
     }
-    char *end;
-    strtoul(interval, &end, 10);
-    if (*end || !*interval) {
-        fprintf(stderr, "mmt-run: --interval wants milliseconds, not \"%s\"\n", interval);
+    unsigned long interval_ms;
+    if (!parse_decimal(interval, MAX_INTERVAL_MS, &interval_ms)) {
+        fprintf(stderr, "mmt-run: --interval \"%s\": not a number of milliseconds from 0 to %lu\n",
+                interval, MAX_INTERVAL_MS);
         return 2;
+    }
+    const struct {
+        const char *option, *value;
+    } paths[] = {{"--policy", policy}, {"--out", out_path}, {"--trace", trace_path}, {"--svg", svg_path}};
+    for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
+        if (paths[p].value && !*paths[p].value) {
+            fprintf(stderr, "mmt-run: %s \"\": the file name is empty\n", paths[p].option);
+            return 2;
+        }
     }
 
     char lib[PATH_MAX + 64], pol[PATH_MAX + 64];
@@ -429,7 +457,15 @@ int main(int argc, char **argv)
                                        "../../../policies/report.lua", /* build/<variant>/<config>/ */
                                        "../share/mmtmem/policies/report.lua", NULL};
     const char *library = getenv("MMT_PRELOAD_LIB");
-    if (!library) library = find_beside_me(libs, lib, sizeof lib);
+    if (library && *library) {
+        if (access(library, R_OK) != 0) {
+            fprintf(stderr, "mmt-run: MMT_PRELOAD_LIB=%s: %s\n", library, strerror(errno));
+            return 2;
+        }
+        library = absolute(library, lib, sizeof lib); /* the program may change folder */
+    } else {
+        library = find_beside_me(libs, lib, sizeof lib);
+    }
     if (!library) {
         fprintf(stderr, "mmt-run: cannot find libmmtmem-preload.so (set MMT_PRELOAD_LIB)\n");
         return 2;
