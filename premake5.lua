@@ -168,7 +168,7 @@ project "mmtmem-preload"
 -- static library to load the policy once itself before the program starts.
 project "mmt-run"
    kind "ConsoleApp"
-   files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h" }
+   files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h", "tools/utf8.h" }
    links { "mmtmem-static" }
    links(system_libs)
 

@@ -643,6 +643,39 @@ static void test_mmtrun_interval_range_ends_are_accepted(void **state)
     assert_contains(r.err, "mmt-run: true: allocated ");
 }
 
+/* ---- Outputs other programs read, whatever the names ------------------------------------ */
+
+/* Runs tests/e2e/check_outputs.py MODE with this build's mmt-run and the test's TMPDIR. */
+static void check_outputs(const char *mode)
+{
+    char checker[PATH_MAX + 64], cmd[PATH_MAX * 3];
+    if (!find_source("tests/e2e/check_outputs.py", checker, sizeof checker))
+        fail_msg("tests/e2e/check_outputs.py not found from %s", bin_dir);
+    snprintf(cmd, sizeof cmd, "TMPDIR='%s' /usr/bin/python3 '%s' %s '%s' '%s'", tmp_dir, checker,
+             mode, mmt_run, test_dir);
+    assert_int_equal(system(cmd), 0);
+    assert_no_temporary_files(tmp_dir);
+}
+
+static void test_mmtrun_trace_and_picture_parse_whatever_the_rule_names(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* Rule names with line breaks, commas, quotes, markup, control characters, invalid
+     * UTF-8, multi-byte characters across every cut, 480 bytes and more: csv reads every
+     * row with its name, xml.etree the picture with every label. */
+    check_outputs("rules");
+}
+
+static void test_mmtrun_summaries_and_picture_parse_whatever_the_program_name(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* The same names as programs (links to true, one 480+ bytes deep): json reads the
+     * summary with the name, prometheus_client its metrics, xml.etree the picture. */
+    check_outputs("programs");
+}
+
 /* ---- Temporary files ------------------------------------------------------------------- */
 
 static void test_mmtrun_temporary_files_follow_tmpdir(void **state)
@@ -866,6 +899,8 @@ int main(void)
         cmocka_unit_test(test_mmtrun_says_the_loader_ignores_the_library_for_set_id_programs),
         cmocka_unit_test(test_mmtrun_out_of_range_options_are_refused_naming_the_range),
         cmocka_unit_test(test_mmtrun_interval_range_ends_are_accepted),
+        cmocka_unit_test(test_mmtrun_trace_and_picture_parse_whatever_the_rule_names),
+        cmocka_unit_test(test_mmtrun_summaries_and_picture_parse_whatever_the_program_name),
         cmocka_unit_test(test_mmtrun_temporary_files_follow_tmpdir),
         cmocka_unit_test(test_mmtrun_unusable_tmpdir_is_named),
         cmocka_unit_test(test_mmtrun_sigterm_reaches_the_program_and_temporary_files_go),

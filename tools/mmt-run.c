@@ -52,6 +52,7 @@
 #include "mmt/memory.h"
 #include "mmt/policy.h"
 #include "plot.h"
+#include "utf8.h"
 
 static void usage(void)
 {
@@ -376,16 +377,38 @@ static void say_not_loaded(const char *name, bool quiet_unless_known)
                         "counted\n", name);
 }
 
+/* Writes `s` as a JSON string, quotes included: quote and backslash escaped, control
+ * characters as \u00XX, bytes that are not UTF-8 as \ufffd, so that a strict parser reads
+ * it whatever the bytes (a program's name is any bytes but NUL and slash). */
+static void put_json_string(FILE *out, const char *s)
+{
+    const unsigned char *c = (const unsigned char *)s;
+    size_t len = strlen(s);
+    fputc('"', out);
+    while (len) {
+        int32_t cp;
+        size_t k = mmt__utf8_next(c, len, &cp);
+        if (cp < 0) fputs("\\ufffd", out);
+        else if (cp == '"' || cp == '\\') fprintf(out, "\\%c", (char)cp);
+        else if (cp < 0x20) fprintf(out, "\\u%04x", (unsigned)cp);
+        else fwrite(c, 1, k, out);
+        c += k;
+        len -= k;
+    }
+    fputc('"', out);
+}
+
 static void summary(FILE *out, const char *format, const char *program, const mmt_meminfo_t *m,
                     double seconds)
 {
     if (strcmp(format, "json") == 0) {
+        fputs("{\"program\":", out);
+        put_json_string(out, program);
         fprintf(out,
-                "{\"program\":\"%s\",\"allocated\":%" PRIu64 ",\"freed\":%" PRIu64
-                ",\"peak\":%" PRIu64 ",\"in_use_at_exit\":%" PRIu64 ",\"allocations\":%" PRIu64
-                ",\"frees\":%" PRIu64 ",\"run_time_seconds\":%.3f}\n",
-                program, m->allocated, m->freed, m->peak, m->in_use, m->allocations, m->frees,
-                seconds);
+                ",\"allocated\":%" PRIu64 ",\"freed\":%" PRIu64 ",\"peak\":%" PRIu64
+                ",\"in_use_at_exit\":%" PRIu64 ",\"allocations\":%" PRIu64 ",\"frees\":%" PRIu64
+                ",\"run_time_seconds\":%.3f}\n",
+                m->allocated, m->freed, m->peak, m->in_use, m->allocations, m->frees, seconds);
     } else if (strcmp(format, "prometheus") == 0) {
         fprintf(out,
                 "# HELP mmt_allocated_bytes_total Bytes ever allocated.\n"
@@ -586,14 +609,12 @@ int main(int argc, char **argv)
                 argv[i]);
     if (out != stderr) fclose(out);
     if (svg_path) {
-        char err[512], title[80] = "";
-        for (int a = i; a < argc; a++) { /* the command line, shortened to fit a title */
+        /* The command line: the picture cuts it to fit its title. */
+        char err[512], title[1024] = "";
+        for (int a = i; a < argc; a++) {
             size_t len = strlen(title);
             snprintf(title + len, sizeof title - len, "%s%s", a > i ? " " : "", argv[a]);
         }
-        for (char *c = title; *c; c++)
-            if ((unsigned char)*c < ' ') *c = ' ';
-        if (strlen(title) == sizeof title - 1) memcpy(title + sizeof title - 4, "...", 3);
         if (mmt__plot(trace_path, svg_path, title, err, sizeof err) != 0)
             fprintf(stderr, "mmt-run: no picture: %s\n", err);
     }

@@ -19,6 +19,7 @@
 
 #include "engine.h" /* mmt__read_rss */
 #include "trace.h"
+#include "utf8.h"
 
 #define MIN_PERIOD 0.010
 #define MAX_PERIOD 10.0
@@ -44,19 +45,41 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Appends `name` to row[*n..] as the CSV field trace.h describes. The row has room for
+ * it: at most two bytes of output per byte of the cleaned name, and two quotes. */
+static void put_rule(char *row, size_t *n, const char *name)
+{
+    char clean[MMT_TRACE_RULE_MAX + 1];
+    bool cut;
+    mmt__utf8_clean(name, clean, MMT_TRACE_RULE_MAX, 0, &cut);
+    bool quoted = strpbrk(clean, ",\"\r\n") != NULL;
+    if (quoted) row[(*n)++] = '"';
+    for (const char *c = clean; *c; c++) {
+        if (*c == '"') row[(*n)++] = '"';
+        row[(*n)++] = *c;
+    }
+    if (quoted) row[(*n)++] = '"';
+}
+
 /* Writes a row unless the exit row was written; `last` marks the exit row. */
 static void write_row(const mmt_meminfo_t *m, const char *event, const char *rule, bool last)
 {
-    char row[512];
-    int n = snprintf(row, sizeof row,
-                     "%.6f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
-                     ",%s,%s\n",
-                     now() - start_time, m->in_use, (uint64_t)mmt__read_rss(), m->allocated,
-                     m->freed, m->peak, m->allocations, event, rule);
-    if (n < 0 || (size_t)n >= sizeof row || getpid() != trace_pid) return;
+    /* Seven numbers of at most 20 digits (the time, at most 17 with its decimals for 3000
+     * years), seven commas, the event; the rule and the newline. */
+    char row[8 * 22 + 16 + 2 * MMT_TRACE_RULE_MAX + 3];
+    int len = snprintf(row, sizeof row,
+                       "%.6f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
+                       ",%s,",
+                       now() - start_time, m->in_use, (uint64_t)mmt__read_rss(), m->allocated,
+                       m->freed, m->peak, m->allocations, event);
+    if (len < 0 || (size_t)len + 2 * MMT_TRACE_RULE_MAX + 3 > sizeof row) return; /* see above */
+    if (getpid() != trace_pid) return;
+    size_t n = (size_t)len;
+    put_rule(row, &n, rule);
+    row[n++] = '\n';
     pthread_mutex_lock(&write_lock);
     if (trace_fd >= 0 && !closed) {
-        ssize_t w = write(trace_fd, row, (size_t)n);
+        ssize_t w = write(trace_fd, row, n);
         (void)w; /* a full disk loses rows, not the program */
         closed = last;
     }
