@@ -676,6 +676,100 @@ static void test_mmtrun_summaries_and_picture_parse_whatever_the_program_name(vo
     check_outputs("programs");
 }
 
+/* ---- The trace's descriptor ----------------------------------------------------------------- */
+
+/* Runs `script` with sh under the preload library, tracing into test_dir/fd.csv with no
+ * policy (so that the trace's is the library's only descriptor); stderr into `err`.
+ * Returns the exit status. */
+static int run_traced(const char *script, char *err, size_t len)
+{
+    char cmd[8192], errpath[600];
+    snprintf(errpath, sizeof errpath, "%s/fd.err", test_dir);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && env -u MMT_POLICY LD_PRELOAD='%s/libmmtmem-preload.so' MMT_TRACE='%s/fd.csv' "
+             "%s 2> '%s'",
+             test_dir, bin_dir, test_dir, script, errpath);
+    int status = system(cmd);
+    slurp(errpath, err, len);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void assert_file_holds(const char *name, const char *want)
+{
+    char path[600], text[8192];
+    snprintf(path, sizeof path, "%s/%s", test_dir, name);
+    slurp(path, text, sizeof text);
+    if (strcmp(text, want) != 0) fail_msg("%s holds:\n%.2000s\nexpected:\n%s", name, text, want);
+}
+
+static void test_mmtrun_trace_descriptor_stays_clear_of_the_programs_numbers(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    static char err[8192];
+    /* A shell redirection onto descriptor 3 (dup2 over whatever is there) must get the
+     * file alone while the sampler runs, and the trace must still end with its exit row. */
+    int status = run_traced("sh -c 'exec 3> own3; echo mine >&3; sleep 0.3; echo end >&3'", err,
+                            sizeof err);
+    assert_int_equal(status, 0);
+    assert_string_equal(err, "");
+    assert_file_holds("own3", "mine\nend\n");
+    char path[600], text[65536];
+    snprintf(path, sizeof path, "%s/fd.csv", test_dir);
+    slurp(path, text, sizeof text);
+    assert_contains(text, ",exit,\n");
+
+    /* Where it is: 512, far from the numbers programs take or expect free. */
+    status = run_traced("sh -c 'for f in /proc/$$/fd/*; do echo \"${f##*/} $(readlink $f)\"; "
+                        "done > fds'",
+                        err, sizeof err);
+    assert_int_equal(status, 0);
+    snprintf(path, sizeof path, "%s/fds", test_dir);
+    slurp(path, text, sizeof text);
+    char want[700];
+    snprintf(want, sizeof want, "512 %s/fd.csv\n", test_dir);
+    assert_contains(text, want);
+    assert_int_equal(occurrences(text, "fd.csv"), 1);
+}
+
+static void test_mmtrun_trace_stops_when_the_program_closes_or_replaces_its_descriptor(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    static char err[8192];
+    /* A daemon closes every descriptor past stderr, then opens files of its own, which
+     * take the lowest numbers and, here, 512 too: neither may get a trace row, and the
+     * trace stops with one line on stderr. Python allocates meanwhile, so rows are due. */
+    int status = run_traced(
+        "/usr/bin/python3 -c 'import os, time\n"
+        "os.closerange(3, 65536)\n"
+        "low = os.open(\"own-low\", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)\n"
+        "high = os.open(\"own-512\", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)\n"
+        "os.dup2(high, 512)\n"
+        "x = [bytes(1000) for i in range(20000)]\n"
+        "time.sleep(0.3)\n"
+        "os.write(low, b\"mine\\n\")\n"
+        "os.write(512, b\"mine512\\n\")'",
+        err, sizeof err);
+    assert_int_equal(status, 0);
+    assert_file_holds("own-low", "mine\n");
+    assert_file_holds("own-512", "mine512\n");
+    assert_string_equal(err, "mmt: the trace's descriptor 512 was closed or replaced by the "
+                             "program; the trace stops here\n");
+
+    /* The descriptor replaced in place (dup2 over 512, no close first). */
+    status = run_traced("/usr/bin/python3 -c 'import os, time\n"
+                        "os.dup2(os.open(\"own-dup\", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 512)\n"
+                        "x = [bytes(1000) for i in range(20000)]\n"
+                        "time.sleep(0.3)\n"
+                        "os.write(512, b\"mine\\n\")'",
+                        err, sizeof err);
+    assert_int_equal(status, 0);
+    assert_file_holds("own-dup", "mine\n");
+    assert_string_equal(err, "mmt: the trace's descriptor 512 was closed or replaced by the "
+                             "program; the trace stops here\n");
+}
+
 /* ---- Temporary files ------------------------------------------------------------------- */
 
 static void test_mmtrun_temporary_files_follow_tmpdir(void **state)
@@ -901,6 +995,8 @@ int main(void)
         cmocka_unit_test(test_mmtrun_interval_range_ends_are_accepted),
         cmocka_unit_test(test_mmtrun_trace_and_picture_parse_whatever_the_rule_names),
         cmocka_unit_test(test_mmtrun_summaries_and_picture_parse_whatever_the_program_name),
+        cmocka_unit_test(test_mmtrun_trace_descriptor_stays_clear_of_the_programs_numbers),
+        cmocka_unit_test(test_mmtrun_trace_stops_when_the_program_closes_or_replaces_its_descriptor),
         cmocka_unit_test(test_mmtrun_temporary_files_follow_tmpdir),
         cmocka_unit_test(test_mmtrun_unusable_tmpdir_is_named),
         cmocka_unit_test(test_mmtrun_sigterm_reaches_the_program_and_temporary_files_go),
