@@ -949,6 +949,49 @@ static void test_mmtrun_signals_ignored_at_start_stay_ignored_for_the_program(vo
     assert_no_temporary_files(tmp_dir);
 }
 
+static void test_mmtrun_started_with_sigchld_ignored_still_gets_the_status(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* With SIGCHLD ignored the kernel reaps children itself and waitpid finds none;
+     * mmt-run must wait for the program all the same, and hand the program SIGCHLD as it
+     * got it: ignored, which the program turns into its status. */
+    char cmd[PATH_MAX * 3], err[600], text[8192];
+    snprintf(err, sizeof err, "%s/chld.err", test_dir);
+    snprintf(cmd, sizeof cmd,
+             "TMPDIR='%s' /usr/bin/python3 -c 'import os, signal, sys; "
+             "signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])' "
+             "'%s' -- /usr/bin/python3 -c 'import signal, sys; "
+             "sys.exit(3 if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN else 4)' 2> '%s'",
+             tmp_dir, mmt_run, err);
+    int status = system(cmd);
+    slurp(err, text, sizeof text);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 3)
+        fail_msg("status %d, stderr:\n%s", WIFEXITED(status) ? WEXITSTATUS(status) : -1, text);
+    assert_contains(text, "mmt-run: /usr/bin/python3: allocated ");
+    assert_no_temporary_files(tmp_dir);
+}
+
+static void test_mmtrun_summary_into_a_closed_pipe_leaves_no_files(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* mmt-run ... 2>&1 | head -1, where the reader is gone by the time the summary comes:
+     * the write fails (no SIGPIPE death), and the temporary files still go. */
+    char cmd[PATH_MAX * 2], where[PATH_MAX];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && TMPDIR='%s' '%s' --svg pipe.svg -- sh -c 'echo \"$MMT_OUT\" > report-path; "
+             "sleep 0.3' 2>&1 | true",
+             test_dir, tmp_dir, mmt_run);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/report-path", test_dir);
+    slurp(cmd, where, sizeof where);
+    assert_true(strchr(where, '\n') != NULL);
+    *strchr(where, '\n') = '\0';
+    if (access(where, F_OK) == 0) fail_msg("the report %s was left behind", where);
+    assert_no_temporary_files(tmp_dir);
+}
+
 static void test_mmtrun_killed_with_sigkill_takes_the_program_with_it(void **state)
 {
     (void)state;
@@ -1003,6 +1046,8 @@ int main(void)
         cmocka_unit_test(test_mmtrun_forwards_hup_int_and_quit_sent_with_kill),
         cmocka_unit_test(test_mmtrun_ctrl_c_on_its_terminal_reaches_the_program_once),
         cmocka_unit_test(test_mmtrun_signals_ignored_at_start_stay_ignored_for_the_program),
+        cmocka_unit_test(test_mmtrun_started_with_sigchld_ignored_still_gets_the_status),
+        cmocka_unit_test(test_mmtrun_summary_into_a_closed_pipe_leaves_no_files),
         cmocka_unit_test(test_mmtrun_killed_with_sigkill_takes_the_program_with_it),
     };
     return cmocka_run_group_tests_name("mmtrun", tests, setup, teardown);

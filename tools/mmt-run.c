@@ -22,7 +22,10 @@
  * not SIGKILL, so that the program can end as it does under a supervisor's stop. The
  * kernel clears that signal when the program is set-user-ID or has file capabilities.
  * Only the program itself gets the signals, not processes it starts, as when it runs
- * without mmt-run.
+ * without mmt-run. mmt-run itself takes SIGCHLD as the default (ignored, the kernel would
+ * reap the program before mmt-run could wait for it) and ignores SIGPIPE (a reader of its
+ * stderr gone must not end it before it removes its files); the program gets both as
+ * mmt-run was given them.
  *
  * The library is looked for beside mmt-run (a build tree), then in ../lib/mmtmem/ (an
  * install), unless MMT_PRELOAD_LIB names it; the default policy, report.lua, in the
@@ -177,9 +180,13 @@ static volatile sig_atomic_t program_pid;
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 enum { NFORWARDED = sizeof forwarded / sizeof forwarded[0] };
 
+/* Signals mmt-run sets for itself alone (see the top of the file). */
+static const int own[] = {SIGCHLD, SIGPIPE};
+enum { NOWN = sizeof own / sizeof own[0] };
+
 /* What each signal did when mmt-run started (this thread only: main, before the fork),
  * given back to the program before its exec. */
-static struct sigaction inherited[NFORWARDED];
+static struct sigaction inherited[NFORWARDED], inherited_own[NOWN];
 
 /* Called from the handler, or by main with the signals blocked: never both at once. */
 static void remove_temporary_files(void)
@@ -214,8 +221,8 @@ static void forwarded_set(sigset_t *set)
     for (int i = 0; i < NFORWARDED; i++) sigaddset(set, forwarded[i]);
 }
 
-/* Catches the signals to pass on, except those mmt-run was started with ignored. Called
- * with them blocked. */
+/* Catches the signals to pass on, except those mmt-run was started with ignored, and sets
+ * its own. Called with the former blocked. */
 static void catch_signals(void)
 {
     struct sigaction sa;
@@ -227,6 +234,17 @@ static void catch_signals(void)
         sigaction(forwarded[i], NULL, &inherited[i]);
         if (inherited[i].sa_handler != SIG_IGN) sigaction(forwarded[i], &sa, NULL);
     }
+    for (int i = 0; i < NOWN; i++) {
+        sigaction(own[i], NULL, &inherited_own[i]);
+        signal(own[i], own[i] == SIGPIPE ? SIG_IGN : SIG_DFL);
+    }
+}
+
+/* In the program's process before the exec: the dispositions mmt-run was given. */
+static void restore_signals(void)
+{
+    for (int i = 0; i < NFORWARDED; i++) sigaction(forwarded[i], &inherited[i], NULL);
+    for (int i = 0; i < NOWN; i++) sigaction(own[i], &inherited_own[i], NULL);
 }
 
 /* Makes an empty file from `name` (a mkstemp template) in `dir` into `path`. Returns 0, or
@@ -548,7 +566,7 @@ int main(int argc, char **argv)
         close(exec_pipe[0]);
         /* The program gets the signal dispositions mmt-run was given, and SIGTERM should
          * mmt-run die first (checked after asking: it may have died already). */
-        for (int s = 0; s < NFORWARDED; s++) sigaction(forwarded[s], &inherited[s], NULL);
+        restore_signals();
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(128 + SIGTERM);
         sigprocmask(SIG_SETMASK, &unblocked, NULL);
