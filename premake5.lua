@@ -207,6 +207,13 @@ project "e2e_signals"
    kind "ConsoleApp"
    files { "tests/e2e/signals.c" }
 
+-- mmt-run's picture code on CSV files test_mmtrun writes.
+project "e2e_plot"
+   kind "ConsoleApp"
+   files { "tests/e2e/plot_csv.c", "tools/plot.c", "tools/plot.h", "tools/utf8.h" }
+   includedirs { "tools" }
+   links { "m" }
+
 -- Loads the shared library with dlopen, so it links neither library.
 project "test_shared"
    kind "ConsoleApp"

@@ -2,9 +2,13 @@
  * mmt-run on real commands: the program's output and exit status come through untouched,
  * a death by signal is said and exits as a shell would, the summary is right in each
  * format (JSON checked by Python, Prometheus by the official client's parser), and the
- * policy runs inside the program. Signals sent to mmt-run reach the program, and its
- * temporary files go to $TMPDIR and never stay there: every mmt-run here gets a TMPDIR of
- * the test's own, checked empty afterwards.
+ * policy runs inside the program. Bad input is refused before the program starts: a policy
+ * that does not load, an option out of its range. A program the library cannot enter
+ * (static, set-user-ID) is said as such. Every output parses with a standard parser
+ * whatever the rule and program names hold. Signals sent to mmt-run reach the program,
+ * the trace's descriptor stays out of the program's way, and the temporary files go to
+ * $TMPDIR and never stay there: every mmt-run here gets a TMPDIR of the test's own,
+ * checked empty afterwards.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -39,9 +43,18 @@ static int setup(void **state)
     return mkdir(tmp_dir, 0700);
 }
 
+static void slurp(const char *path, char *buf, size_t len);
+
 static int teardown(void **state)
 {
-    for (int i = 0; i < nstrays; i++) kill(strays[i], SIGKILL);
+    /* Only a process still running one of the tests' programs: its id may be another's. */
+    for (int i = 0; i < nstrays; i++) {
+        char path[64], cmdline[256];
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)strays[i]);
+        slurp(path, cmdline, sizeof cmdline);
+        if (strstr(cmdline, "e2e_signals") || strcmp(cmdline, "sleep") == 0)
+            kill(strays[i], SIGKILL);
+    }
     return remove_test_dir(state);
 }
 
@@ -770,6 +783,55 @@ static void test_mmtrun_trace_stops_when_the_program_closes_or_replaces_its_desc
                              "program; the trace stops here\n");
 }
 
+static void test_mmtrun_picture_reads_the_trace_by_column_names_and_quotes(void **state)
+{
+    (void)state;
+    /* Columns in another order, a quoted name with a comma, doubled quotes and a line
+     * break (a CRLF line end too): one label, the name whole. */
+    char csv[600], svg[600], cmd[PATH_MAX * 2], err[4096], check[PATH_MAX * 2];
+    snprintf(csv, sizeof csv, "%s/columns.csv", test_dir);
+    snprintf(svg, sizeof svg, "%s/columns.svg", test_dir);
+    write_in_place(csv, "rule,event,peak_bytes,rss_bytes,in_use_bytes,time_s\r\n"
+                        ",sample,10,20,5,0.1\r\n"
+                        "\"a \"\"b\"\", c\nd\",fire,10,20,5,0.5\n"
+                        ",exit,10,20,5,1\n");
+    snprintf(cmd, sizeof cmd, "'%s/e2e_plot' '%s' '%s' title 2> '%s/columns.err'", bin_dir, csv,
+             svg, test_dir);
+    if (system(cmd) != 0) {
+        snprintf(cmd, sizeof cmd, "%s/columns.err", test_dir);
+        slurp(cmd, err, sizeof err);
+        fail_msg("no picture: %s", err);
+    }
+    snprintf(check, sizeof check,
+             "/usr/bin/python3 -c 'import sys, xml.etree.ElementTree as ET; "
+             "r = ET.parse(sys.argv[1]).getroot(); "
+             "l = [t.text for t in r.iter(\"{http://www.w3.org/2000/svg}text\") if t.get(\"transform\")]; "
+             "sys.exit(0 if l == [\"fire a \\\"b\\\", c d\"] else \"labels: %%r\" %% l)' '%s'",
+             svg);
+    assert_int_equal(system(check), 0);
+
+    /* What is not a trace is said, with the record. */
+    static const struct {
+        const char *text, *error;
+    } bad[] = {
+        {"time_s,in_use_bytes,rss_bytes,event,rule\n1,2,3,sample,\n", "no column peak_bytes in the header"},
+        {"time_s,in_use_bytes,rss_bytes,peak_bytes,event,rule\n1,2,3,4,sample,\nx,2,3,4,sample,\n",
+         "record 3: not a trace row"},
+        {"time_s,in_use_bytes,rss_bytes,peak_bytes,event,rule\n1,2,3,4,fire,\"open\n",
+         "record 2: not CSV (a quote left open, or text after one)"},
+        {"time_s,in_use_bytes,rss_bytes,peak_bytes,event,rule\n", "the trace has no rows"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_in_place(csv, bad[i].text);
+        snprintf(cmd, sizeof cmd, "'%s/e2e_plot' '%s' '%s' title 2> '%s/columns.err'", bin_dir,
+                 csv, svg, test_dir);
+        assert_int_not_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "%s/columns.err", test_dir);
+        slurp(cmd, err, sizeof err);
+        assert_contains(err, bad[i].error);
+    }
+}
+
 /* ---- Temporary files ------------------------------------------------------------------- */
 
 static void test_mmtrun_temporary_files_follow_tmpdir(void **state)
@@ -1040,6 +1102,7 @@ int main(void)
         cmocka_unit_test(test_mmtrun_summaries_and_picture_parse_whatever_the_program_name),
         cmocka_unit_test(test_mmtrun_trace_descriptor_stays_clear_of_the_programs_numbers),
         cmocka_unit_test(test_mmtrun_trace_stops_when_the_program_closes_or_replaces_its_descriptor),
+        cmocka_unit_test(test_mmtrun_picture_reads_the_trace_by_column_names_and_quotes),
         cmocka_unit_test(test_mmtrun_temporary_files_follow_tmpdir),
         cmocka_unit_test(test_mmtrun_unusable_tmpdir_is_named),
         cmocka_unit_test(test_mmtrun_sigterm_reaches_the_program_and_temporary_files_go),

@@ -134,7 +134,7 @@ static int read_trace(const char *path, trace_t *tr, char *err, size_t errlen)
                                              "peak_bytes", "event", "rule"};
     size_t col[NCOLS];
     record_t r = {0};
-    int rc = 0, lineno = 1, got = read_record(f, &r);
+    int rc = 0, records = 1, got = read_record(f, &r);
     for (int k = 0; k < NCOLS && got == 1; k++) {
         size_t i = 0;
         while (i < r.nfields && strcmp(field(&r, i), names[k]) != 0) i++;
@@ -152,7 +152,7 @@ static int read_trace(const char *path, trace_t *tr, char *err, size_t errlen)
     }
     bool no_memory = false;
     while ((got = read_record(f, &r)) == 1) {
-        lineno++;
+        records++;
         double v[4];
         const char *event = field(&r, col[EVENT]);
         bool ok = event != NULL;
@@ -177,10 +177,14 @@ static int read_trace(const char *path, trace_t *tr, char *err, size_t errlen)
         tr->points[tr->npoints++] = (point_t){v[T], v[IN_USE], v[RSS]};
     }
     if (no_memory) {
-        snprintf(err, errlen, "%s: out of memory at record %d", path, lineno);
+        snprintf(err, errlen, "%s: out of memory at record %d", path, records);
         rc = -1;
-    } else if (got != 0) {
-        snprintf(err, errlen, "%s: record %d: not a trace row", path, lineno + 1);
+    } else if (got == 1) {
+        snprintf(err, errlen, "%s: record %d: not a trace row", path, records);
+        rc = -1;
+    } else if (got < 0) {
+        snprintf(err, errlen, "%s: record %d: not CSV (a quote left open, or text after one)",
+                 path, records + 1);
         rc = -1;
     } else if (tr->npoints == 0) {
         snprintf(err, errlen, "%s: the trace has no rows", path);

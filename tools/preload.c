@@ -160,7 +160,7 @@ static bool parse_decimal(const char *text, unsigned long min, unsigned long max
  * mmt-run's); anything else, a FIFO included, is left alone. */
 static void mark_report_file(const char *path)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC);
+    int fd = open(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) return;
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) {
