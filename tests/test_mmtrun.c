@@ -742,7 +742,11 @@ static void test_mmtrun_trace_descriptor_stays_clear_of_the_programs_numbers(voi
     char want[700];
     snprintf(want, sizeof want, "512 %s/fd.csv\n", test_dir);
     assert_contains(text, want);
-    assert_int_equal(occurrences(text, "fd.csv"), 1);
+    static char lines[65536];
+    memcpy(lines, text, sizeof lines);
+    char *keep;
+    for (char *line = strtok_r(lines, "\n", &keep); line; line = strtok_r(NULL, "\n", &keep))
+        if (strstr(line, "fd.csv") && strtol(line, NULL, 10) < 512) fail_msg("the trace at:\n%s", text);
 }
 
 static void test_mmtrun_trace_stops_when_the_program_closes_or_replaces_its_descriptor(void **state)

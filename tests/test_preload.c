@@ -248,9 +248,9 @@ static void test_preload_environment_out_of_range_is_said_and_the_default_used(v
     SKIP_IF_SANITIZED();
     static char err[16384];
     char policy[600], command[8192], report[600], want[1024];
-    /* A task every millisecond that says so: on the default 1000 ms timer it never runs in
-     * the half second sleep lasts; on a 1 ms timer (4294967297 cast to unsigned) it runs
-     * hundreds of times. */
+    /* A task every millisecond that says so: on the default 1000 ms timer it runs at most
+     * once or twice however slowly the half second sleep passes; on a 1 ms timer
+     * (4294967297 cast to unsigned) it runs hundreds of times. */
     snprintf(policy, sizeof policy, "%s/tick.lua", test_dir);
     write_in_place(policy, "local mmt = require 'mmt'\n"
                            "mmt.every(0.001, function(m) mmt.log('info', 'TICK') end)\n");
@@ -263,7 +263,7 @@ static void test_preload_environment_out_of_range_is_said_and_the_default_used(v
                  "mmt: MMT_INTERVAL=%s: not a number of milliseconds from 0 to 86400000; using "
                  "1000\n",
                  intervals[i]);
-        if (count_of(err, want) != 1 || count_of(err, "TICK") > 1)
+        if (count_of(err, want) != 1 || count_of(err, "TICK") > 3)
             fail_msg("MMT_INTERVAL=%s: stderr:\n%s", intervals[i], err);
     }
 

@@ -9,9 +9,12 @@
  * RLIMIT_NOFILE allows), clear of the low numbers a program takes or expects free, and
  * its identity (device and inode) is checked before each row. A program that closed it
  * (daemons close every descriptor past stderr) or put a file of its own on its number
- * never gets a row: the trace stops, with one line on stderr. Between the check and the
- * write lies a window of a system call, in which a program thread that closes and
- * reopens that very number would still get the row.
+ * never gets a row: the trace stops, with one line on stderr. Each row is checked and
+ * written through a duplicate of its own, so that a file the program puts on the
+ * descriptor's number in the meantime cannot get it; only a thread that closed that
+ * duplicate's (unpublished) number between the check and the write and opened a file
+ * exactly there could. Where the limit keeps the descriptor low, the duplicate is not
+ * made (it would take a low number for a moment) and that window is the descriptor's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -117,14 +120,18 @@ static void write_row(const mmt_meminfo_t *m, const char *event, const char *rul
     row[n++] = '\n';
     pthread_mutex_lock(&write_lock);
     if (trace_fd >= 0 && !closed) {
+        int fd = trace_fd, copy = -1;
+        if (trace_fd >= HIGH_FD && (copy = fcntl(trace_fd, F_DUPFD_CLOEXEC, trace_fd + 1)) >= 0)
+            fd = copy; /* if none can be had (EMFILE, EBADF), fstat below decides on trace_fd */
         struct stat st;
-        if (fstat(trace_fd, &st) != 0 || st.st_dev != trace_dev || st.st_ino != trace_ino) {
+        if (fstat(fd, &st) != 0 || st.st_dev != trace_dev || st.st_ino != trace_ino) {
             gone();
         } else {
-            ssize_t w = write(trace_fd, row, n);
+            ssize_t w = write(fd, row, n);
             (void)w; /* a full disk loses rows, not the program */
             closed = last;
         }
+        if (copy >= 0) close(copy);
     }
     pthread_mutex_unlock(&write_lock);
 }
