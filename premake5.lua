@@ -164,11 +164,13 @@ project "mmtmem-preload"
    buildoptions { "-fPIC", "-fvisibility=hidden", "-fno-builtin" }
    links { "luajit-5.1", "m" }
 
--- mmt-run: a program under the preload library, with a policy and a summary.
+-- mmt-run: a program under the preload library, with a policy and a summary. It links the
+-- static library to load the policy once itself before the program starts.
 project "mmt-run"
    kind "ConsoleApp"
-   files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h" }
-   links { "m" }
+   files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h", "tools/utf8.h" }
+   links { "mmtmem-static" }
+   links(system_libs)
 
 -- The demo host program: the README's first command runs it.
 project "mmt-demo"
@@ -199,6 +201,18 @@ project "e2e_threads"
    kind "ConsoleApp"
    files { "tests/e2e/threads.c" }
    links { "dl" }
+
+-- A program that logs the signals it gets, run under mmt-run by test_mmtrun.
+project "e2e_signals"
+   kind "ConsoleApp"
+   files { "tests/e2e/signals.c" }
+
+-- mmt-run's picture code on CSV files test_mmtrun writes.
+project "e2e_plot"
+   kind "ConsoleApp"
+   files { "tests/e2e/plot_csv.c", "tools/plot.c", "tools/plot.h", "tools/utf8.h" }
+   includedirs { "tools" }
+   links { "m" }
 
 -- Loads the shared library with dlopen, so it links neither library.
 project "test_shared"

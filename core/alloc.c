@@ -150,20 +150,29 @@ void mmt_free(void *ptr)
     mmt__count_free(size);
 }
 
+/* The abort of a failed mmt_aligned_alloc: its line names both arguments, since either
+ * may be the cause. */
+static _Noreturn void aligned_alloc_failed(size_t alignment, size_t size, const char *why)
+{
+    char call[64];
+    snprintf(call, sizeof call, "mmt_aligned_alloc(%zu, %zu)", alignment, size);
+    mmt__oom(call, size, why);
+}
+
 void *mmt_aligned_alloc(size_t alignment, size_t size)
 {
     if (MMT__UNLIKELY(alignment == 0 || (alignment & (alignment - 1)) != 0)) {
         char why[96];
         snprintf(why, sizeof why, "alignment %zu is not a power of two", alignment);
-        mmt__oom("mmt_aligned_alloc", size, why);
+        aligned_alloc_failed(alignment, size, why);
     }
     if (alignment <= alignof(max_align_t)) return mmt_malloc(size);
     /* Room for the prefix in front of the first aligned address past it. */
     if (MMT__UNLIKELY(alignment > MMT_MAX_SIZE - ALIGNED_PREFIX ||
                       size > MMT_MAX_SIZE - ALIGNED_PREFIX - alignment))
-        mmt__oom("mmt_aligned_alloc", size, "size too large");
+        aligned_alloc_failed(alignment, size, "size too large");
     char *raw = mmt__backend.malloc(size + ALIGNED_PREFIX + alignment);
-    if (MMT__UNLIKELY(!raw)) mmt__oom("mmt_aligned_alloc", size, "out of memory");
+    if (MMT__UNLIKELY(!raw)) aligned_alloc_failed(alignment, size, "out of memory");
     uintptr_t at = ((uintptr_t)raw + ALIGNED_PREFIX + alignment - 1) & ~(uintptr_t)(alignment - 1);
     char *p = (char *)at;
     header_t *h = (header_t *)p - 1;

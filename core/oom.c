@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "mmt/memory.h"
@@ -58,10 +59,13 @@ static _Noreturn void die_out_of_memory(size_t size, const char *what)
     abort();
 }
 
+/* `call` is a function's name, followed here by (size); or, for a call with more arguments
+ * than a size, the whole call with its arguments ("mmt_aligned_alloc(64, 10)"). */
 void mmt__oom(const char *call, size_t size, const char *why)
 {
     char what[160];
-    snprintf(what, sizeof what, "%s(%zu) failed: %s", call, size, why);
+    if (strchr(call, '(')) snprintf(what, sizeof what, "%s failed: %s", call, why);
+    else snprintf(what, sizeof what, "%s(%zu) failed: %s", call, size, why);
     die_out_of_memory(size, what);
 }
 

@@ -117,7 +117,7 @@ static void test_crash_every_failing_call_aborts_with_its_line(void **state)
         {child_calloc_overflows, "failed: count * size overflows; in use "},
         {child_malloc_too_large, "mmt: mmt_malloc(18446744073709551607) failed: size too large"},
         {child_realloc_too_large, "mmt: mmt_realloc(18446744073709551615) failed: size too large"},
-        {child_bad_alignment, "mmt: mmt_aligned_alloc(10) failed: alignment 48 is not a power of two"},
+        {child_bad_alignment, "mmt: mmt_aligned_alloc(48, 10) failed: alignment 48 is not a power of two"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         child_result_t r = run_in_child(cases[i].fn, NULL);
@@ -127,6 +127,55 @@ static void test_crash_every_failing_call_aborts_with_its_line(void **state)
         assert_non_null(strchr(r.err, '\n'));
         assert_int_equal(strchr(r.err, '\n')[1], '\0'); /* exactly one line */
     }
+}
+
+/* The alignments and sizes below, hidden from the compiler. */
+static volatile size_t one_tib = (size_t)1 << 40;
+static volatile size_t align_2_63 = (size_t)1 << 63;
+
+static void child_aligned_alloc_fails(void *arg)
+{
+    (void)arg;
+    void *keep = mmt_malloc(3000); /* known in_use and peak */
+    sink = keep;
+    install_failing_backend();
+    sink = mmt_aligned_alloc(one_tib, 10);
+}
+
+static void child_aligned_alignment_too_large(void *arg)
+{
+    (void)arg;
+    sink = mmt_aligned_alloc(align_2_63, 10);
+}
+
+static void child_aligned_size_too_large(void *arg)
+{
+    (void)arg;
+    sink = mmt_aligned_alloc(64, size_max / 2);
+}
+
+static void test_crash_failed_aligned_alloc_names_alignment_and_size(void **state)
+{
+    (void)state;
+    mmt_meminfo_t m = meminfo_now();
+    child_result_t r = run_in_child(child_aligned_alloc_fails, NULL);
+    assert_int_equal(r.signal, SIGABRT);
+    char want[200];
+    snprintf(want, sizeof want,
+             "mmt: mmt_aligned_alloc(1099511627776, 10) failed: out of memory; in use %llu bytes, "
+             "peak %llu bytes; aborting\n",
+             (unsigned long long)(m.in_use + 3000),
+             (unsigned long long)(m.peak > m.in_use + 3000 ? m.peak : m.in_use + 3000));
+    assert_string_equal(r.err, want);
+
+    r = run_in_child(child_aligned_alignment_too_large, NULL);
+    assert_int_equal(r.signal, SIGABRT);
+    assert_contains(r.err, "mmt: mmt_aligned_alloc(9223372036854775808, 10) failed: size too large; "
+                           "in use ");
+    r = run_in_child(child_aligned_size_too_large, NULL);
+    assert_int_equal(r.signal, SIGABRT);
+    assert_contains(r.err, "mmt: mmt_aligned_alloc(64, 9223372036854775807) failed: size too large; "
+                           "in use ");
 }
 
 /* ---- The OOM handler ----------------------------------------------------------------- */
@@ -333,6 +382,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crash_failed_malloc_aborts_with_size_and_counters),
         cmocka_unit_test(test_crash_every_failing_call_aborts_with_its_line),
+        cmocka_unit_test(test_crash_failed_aligned_alloc_names_alignment_and_size),
         cmocka_unit_test(test_crash_oom_handler_runs_before_the_line_and_cannot_cancel),
         cmocka_unit_test(test_crash_oom_handler_that_fails_again_is_not_reentered),
         cmocka_unit_test(test_crash_bad_pointers_abort_naming_the_pointer),

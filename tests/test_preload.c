@@ -220,6 +220,84 @@ static void test_preload_threaded_program_that_forks_with_a_policy(void **state)
     assert_string_equal(text, "[5, 5, 5, 5, 5, 5, 5, 5, 5, 5]\n");
 }
 
+/* Runs `command` (its environment settings first) through sh with the preload library,
+ * stderr into `err` (a buffer of `len`); returns the exit status. */
+static int run_preloaded(const char *command, char *err, size_t len)
+{
+    char cmd[16384], path[600];
+    snprintf(path, sizeof path, "%s/env.err", test_dir);
+    snprintf(cmd, sizeof cmd, "env LD_PRELOAD='%s' %s 2> '%s'", preload, command, path);
+    int status = system(cmd);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(err, 1, len - 1, f) : 0;
+    err[n] = '\0';
+    if (f) fclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int count_of(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *at = strstr(text, needle); at; at = strstr(at + 1, needle)) n++;
+    return n;
+}
+
+static void test_preload_environment_out_of_range_is_said_and_the_default_used(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    static char err[16384];
+    char policy[600], command[8192], report[600], want[1024];
+    /* A task every millisecond that says so: on the default 1000 ms timer it runs at most
+     * once or twice however slowly the half second sleep passes; on a 1 ms timer
+     * (4294967297 cast to unsigned) it runs hundreds of times. */
+    snprintf(policy, sizeof policy, "%s/tick.lua", test_dir);
+    write_in_place(policy, "local mmt = require 'mmt'\n"
+                           "mmt.every(0.001, function(m) mmt.log('info', 'TICK') end)\n");
+    static const char *const intervals[] = {"4294967297", "-1", "10ms", "86400001"};
+    for (size_t i = 0; i < sizeof intervals / sizeof intervals[0]; i++) {
+        snprintf(command, sizeof command, "MMT_INTERVAL='%s' MMT_POLICY='%s' sleep 0.5",
+                 intervals[i], policy);
+        assert_int_equal(run_preloaded(command, err, sizeof err), 0);
+        snprintf(want, sizeof want,
+                 "mmt: MMT_INTERVAL=%s: not a number of milliseconds from 0 to 86400000; using "
+                 "1000\n",
+                 intervals[i]);
+        if (count_of(err, want) != 1 || count_of(err, "TICK") > 3)
+            fail_msg("MMT_INTERVAL=%s: stderr:\n%s", intervals[i], err);
+    }
+
+    /* An unknown format: text. */
+    snprintf(report, sizeof report, "%s/env-report", test_dir);
+    snprintf(command, sizeof command, "MMT_REPORT=xml MMT_OUT='%s' true", report);
+    assert_int_equal(run_preloaded(command, err, sizeof err), 0);
+    assert_string_equal(err, "mmt: MMT_REPORT=xml: not text, json or prometheus; using text\n");
+    FILE *f = fopen(report, "r");
+    assert_non_null(f);
+    char line[512] = "";
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    assert_true(strncmp(line, "allocated ", strlen("allocated ")) == 0);
+
+    /* A process id that is not one: every process reports, as without it. */
+    unlink(report);
+    snprintf(command, sizeof command, "MMT_REPORT=json MMT_REPORT_PID=abc MMT_OUT='%s' true", report);
+    assert_int_equal(run_preloaded(command, err, sizeof err), 0);
+    assert_string_equal(err, "mmt: MMT_REPORT_PID=abc: not a process id from 1 to 2147483647; "
+                             "every process reports\n");
+    assert_true(report_allocations(report) >= 0);
+
+    /* A report path longer than any path: stderr, not a path cut short. */
+    char longpath[5000];
+    memset(longpath, 'x', sizeof longpath - 1);
+    longpath[0] = '/';
+    longpath[sizeof longpath - 1] = '\0';
+    snprintf(command, sizeof command, "MMT_REPORT=json MMT_OUT='%s' true", longpath);
+    assert_int_equal(run_preloaded(command, err, sizeof err), 0);
+    assert_contains(err, "mmt: MMT_OUT is 4999 bytes long, more than the 4095 a path may have; "
+                         "the report goes to stderr\n{\"allocated\":");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_preload_git_status),
         cmocka_unit_test(test_preload_multithreaded_program_counts_exactly),
         cmocka_unit_test(test_preload_threaded_program_that_forks_with_a_policy),
+        cmocka_unit_test(test_preload_environment_out_of_range_is_said_and_the_default_used),
     };
     return cmocka_run_group_tests_name("preload", tests, find_library, remove_test_dir);
 }

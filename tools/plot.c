@@ -2,19 +2,29 @@
  * Drawing a trace as SVG: two lines (bytes in use as mmt counts them, and the resident
  * set as the kernel does) on one byte axis, time on the other, and a vertical mark for
  * each rule event, labelled with the rule's name. Plain SVG 1.1 with no script or
- * external reference, so that browsers, image viewers and converters all show it.
+ * external reference, so that browsers, image viewers and converters all show it, and
+ * well-formed XML whatever the names hold (see put_text).
+ *
+ * The trace is read as RFC 4180 CSV (quoted fields may hold commas, quotes and line
+ * breaks), its columns found by the header's names.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "plot.h"
+#include "utf8.h"
 
 enum { WIDTH = 960, HEIGHT = 540, LEFT = 90, RIGHT = 30, TOP = 78, BOTTOM = 56 };
+
+/* The longest title and label drawn, in bytes of UTF-8; a longer one is cut at a character
+ * boundary and ends with an ellipsis. */
+enum { TITLE_MAX = 80, LABEL_MAX = 80 };
 
 typedef struct point {
     double t, in_use, rss;
@@ -23,7 +33,7 @@ typedef struct point {
 typedef struct event {
     double t;
     int fired;
-    char rule[96];
+    char rule[256]; /* valid UTF-8, cut at a character boundary */
 } event_t;
 
 typedef struct trace {
@@ -45,6 +55,72 @@ static int grow(void **items, size_t *cap, size_t n, size_t size)
     return 0;
 }
 
+/* One CSV record: its fields, NUL-terminated one after the other in `text`. */
+typedef struct record {
+    char *text;
+    size_t len, cap;
+    size_t start[16];
+    size_t nfields; /* fields past the 16th are read and dropped */
+} record_t;
+
+static int put_char(record_t *r, int c)
+{
+    if (r->len == r->cap) {
+        size_t want = r->cap ? r->cap * 2 : 256;
+        char *p = realloc(r->text, want);
+        if (!p) return -1;
+        r->text = p;
+        r->cap = want;
+    }
+    r->text[r->len++] = (char)c;
+    return 0;
+}
+
+static const char *field(const record_t *r, size_t i)
+{
+    return i < r->nfields ? r->text + r->start[i] : NULL;
+}
+
+/* Reads the next record of `f` (RFC 4180: a field in double quotes may hold commas, line
+ * breaks and doubled quotes; lines end with LF or CRLF). Returns 1, 0 at the end of the
+ * file, or -1 for a malformed record or no memory. */
+static int read_record(FILE *f, record_t *r)
+{
+    r->len = r->nfields = 0;
+    int c = getc(f);
+    if (c == EOF) return 0;
+    for (;;) { /* one field per turn, c its first character */
+        if (r->nfields < sizeof r->start / sizeof r->start[0]) r->start[r->nfields] = r->len;
+        if (c == '"') {
+            for (;;) {
+                c = getc(f);
+                if (c == EOF) return -1; /* no closing quote */
+                if (c == '"' && (c = getc(f)) != '"') break;
+                if (put_char(r, c)) return -1;
+            }
+        } else {
+            for (; c != ',' && c != '\n' && c != EOF; c = getc(f))
+                if (c != '\r' && put_char(r, c)) return -1;
+        }
+        if (c == '\r') c = getc(f);
+        if (put_char(r, '\0')) return -1;
+        if (r->nfields < sizeof r->start / sizeof r->start[0]) r->nfields++;
+        if (c == '\n' || c == EOF) return 1;
+        if (c != ',') return -1; /* text after a closing quote */
+        c = getc(f);
+    }
+}
+
+/* `text` as a number, the whole of it. */
+static bool to_double(const char *text, double *out)
+{
+    char *end;
+    if (!text || !*text) return false;
+    errno = 0;
+    *out = strtod(text, &end);
+    return !*end && errno == 0;
+}
+
 static int read_trace(const char *path, trace_t *tr, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
@@ -52,40 +128,72 @@ static int read_trace(const char *path, trace_t *tr, char *err, size_t errlen)
         snprintf(err, errlen, "cannot read the trace %s: %s", path, strerror(errno));
         return -1;
     }
-    char line[512];
-    int lineno = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (++lineno == 1) continue; /* header */
-        double t;
-        uint64_t in_use, rss, allocated, freed, peak, allocations;
-        char event[16], rule[96] = "";
-        int n = sscanf(line,
-                       "%lf,%" SCNu64 ",%" SCNu64 ",%" SCNu64 ",%" SCNu64 ",%" SCNu64 ",%" SCNu64
-                       ",%15[a-z],%95[^\n]",
-                       &t, &in_use, &rss, &allocated, &freed, &peak, &allocations, event, rule);
-        if (n < 8) {
-            snprintf(err, errlen, "%s:%d: not a trace row", path, lineno);
-            fclose(f);
-            return -1;
+    /* The columns used, by name; `rule` only on event rows. */
+    enum { T, IN_USE, RSS, PEAK, EVENT, RULE, NCOLS };
+    static const char *const names[NCOLS] = {"time_s", "in_use_bytes", "rss_bytes",
+                                             "peak_bytes", "event", "rule"};
+    size_t col[NCOLS];
+    record_t r = {0};
+    int rc = 0, records = 1, got = read_record(f, &r);
+    for (int k = 0; k < NCOLS && got == 1; k++) {
+        size_t i = 0;
+        while (i < r.nfields && strcmp(field(&r, i), names[k]) != 0) i++;
+        if (i == r.nfields) {
+            snprintf(err, errlen, "%s: no column %s in the header", path, names[k]);
+            rc = -1;
+            goto done;
         }
-        if ((double)peak > tr->peak) tr->peak = (double)peak;
+        col[k] = i;
+    }
+    if (got != 1) {
+        snprintf(err, errlen, "%s: the trace has no header", path);
+        rc = -1;
+        goto done;
+    }
+    bool no_memory = false;
+    while ((got = read_record(f, &r)) == 1) {
+        records++;
+        double v[4];
+        const char *event = field(&r, col[EVENT]);
+        bool ok = event != NULL;
+        for (int k = T; k <= PEAK; k++) ok = ok && to_double(field(&r, col[k]), &v[k]);
+        if (!ok) break;
+        if (v[PEAK] > tr->peak) tr->peak = v[PEAK];
         if (strcmp(event, "fire") == 0 || strcmp(event, "resolve") == 0) {
-            if (grow((void **)&tr->events, &tr->events_cap, tr->nevents, sizeof(event_t))) break;
+            if ((no_memory = grow((void **)&tr->events, &tr->events_cap, tr->nevents,
+                                  sizeof(event_t)) != 0))
+                break;
             event_t *e = &tr->events[tr->nevents++];
-            e->t = t;
+            e->t = v[T];
             e->fired = event[0] == 'f';
-            snprintf(e->rule, sizeof e->rule, "%s", rule);
+            const char *rule = field(&r, col[RULE]);
+            bool cut;
+            mmt__utf8_clean(rule ? rule : "", e->rule, sizeof e->rule - 1, 0, &cut);
         }
         /* Every row, events included, is a point of the curves. */
-        if (grow((void **)&tr->points, &tr->points_cap, tr->npoints, sizeof(point_t))) break;
-        tr->points[tr->npoints++] = (point_t){t, (double)in_use, (double)rss};
+        if ((no_memory = grow((void **)&tr->points, &tr->points_cap, tr->npoints,
+                              sizeof(point_t)) != 0))
+            break;
+        tr->points[tr->npoints++] = (point_t){v[T], v[IN_USE], v[RSS]};
     }
-    fclose(f);
-    if (tr->npoints == 0) {
+    if (no_memory) {
+        snprintf(err, errlen, "%s: out of memory at record %d", path, records);
+        rc = -1;
+    } else if (got == 1) {
+        snprintf(err, errlen, "%s: record %d: not a trace row", path, records);
+        rc = -1;
+    } else if (got < 0) {
+        snprintf(err, errlen, "%s: record %d: not CSV (a quote left open, or text after one)",
+                 path, records + 1);
+        rc = -1;
+    } else if (tr->npoints == 0) {
         snprintf(err, errlen, "%s: the trace has no rows", path);
-        return -1;
+        rc = -1;
     }
-    return 0;
+done:
+    free(r.text);
+    fclose(f);
+    return rc;
 }
 
 /* A step of 1, 2 or 5 times a power of ten that cuts `span` into about `parts`. */
@@ -110,17 +218,25 @@ static int byte_unit(double max)
     return u;
 }
 
-static void put_escaped(FILE *out, const char *s)
+/* Writes `s` as XML 1.0 character data: invalid UTF-8 and the characters XML forbids as
+ * U+FFFD, tabs and line breaks as spaces (see utf8.h), the markup characters as entities,
+ * and cut at a character boundary to `max` bytes, with an ellipsis, if it is longer. */
+static void put_text(FILE *out, const char *s, size_t max)
 {
-    for (; *s; s++) {
-        switch (*s) {
+    char clean[256];
+    bool cut;
+    mmt__utf8_clean(s, clean, max < sizeof clean ? max : sizeof clean - 1, MMT_UTF8_XML, &cut);
+    for (const char *c = clean; *c; c++) {
+        switch (*c) {
         case '&': fputs("&amp;", out); break;
         case '<': fputs("&lt;", out); break;
         case '>': fputs("&gt;", out); break;
         case '"': fputs("&quot;", out); break;
-        default: fputc(*s, out);
+        case '\'': fputs("&apos;", out); break;
+        default: fputc(*c, out);
         }
     }
+    if (cut) fputs("\xE2\x80\xA6", out); /* U+2026 */
 }
 
 static void put_bytes(FILE *out, double bytes)
@@ -166,7 +282,7 @@ static void draw(FILE *out, const trace_t *tr, const char *program)
     size_t fires = 0;
     for (size_t i = 0; i < tr->nevents; i++) fires += (size_t)tr->events[i].fired;
     fputs("<text x=\"90\" y=\"28\" font-size=\"17\" font-weight=\"bold\">Memory of ", out);
-    put_escaped(out, program);
+    put_text(out, program, TITLE_MAX);
     fputs("</text>\n<text x=\"90\" y=\"50\" fill=\"#444444\">peak in use ", out);
     put_bytes(out, tr->peak);
     fputs(", in use at the end ", out);
@@ -213,7 +329,7 @@ static void draw(FILE *out, const trace_t *tr, const char *program)
         fprintf(out, "<text x=\"%.1f\" y=\"%d\" fill=\"%s\" font-size=\"11\" "
                 "transform=\"rotate(-90 %.1f %d)\" text-anchor=\"end\">%s ", x + 12, y,
                 colour, x + 12, y, e->fired ? "fire" : "resolve");
-        put_escaped(out, e->rule);
+        put_text(out, e->rule, LABEL_MAX);
         fputs("</text>\n", out);
     }
 

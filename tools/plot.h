@@ -7,8 +7,8 @@
 
 #include <stddef.h>
 
-/* Draws the trace at `csv` into `svg`, titled with `program`. Returns 0, or -1 with the
- * reason in err. */
+/* Draws the trace at `csv` into `svg`, titled with `program` (any bytes: cut to fit, with
+ * what XML cannot hold replaced). Returns 0, or -1 with the reason in err. */
 int mmt__plot(const char *csv, const char *svg, const char *program, char *err, size_t errlen);
 
 #endif

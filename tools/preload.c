@@ -4,12 +4,21 @@
  * block gets mmt's header and counts, and it runs a policy from the environment:
  *
  *   MMT_POLICY=FILE     policy to load and watch (none: counters only)
- *   MMT_INTERVAL=MS     the engine's timer (default 1000; 0: checkpoints only)
+ *   MMT_INTERVAL=MS     the engine's timer, 0 to 86400000 (default 1000; 0: checkpoints only)
  *   MMT_REPORT=FORMAT   at exit, write the counters as text, json or prometheus
  *   MMT_OUT=FILE        where the report goes (default: stderr)
  *   MMT_TRACE=FILE      write the time series there, as CSV (trace.h)
  *
  *   MMT_REPORT_PID=PID  only the process with this id reports (default: every process)
+ *
+ * A value out of its range is said in one line on stderr, naming the variable and the
+ * value, and the default is used instead: the program runs on. The reporting processes
+ * say it (with MMT_REPORT_PID, only that one, not every process of the tree).
+ *
+ * The reporting process marks an empty MMT_OUT at start with a newline (blank in every
+ * format), which the report replaces at exit: mmt-run, whose report file starts empty,
+ * tells a program the library never entered (still empty) from one that ended without
+ * exit handlers (the newline alone).
  *
  * The programs a program starts inherit the environment: they are counted and run the
  * policy too. MMT_REPORT_PID keeps their reports and traces from writing over the ones
@@ -23,11 +32,14 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -126,11 +138,48 @@ static const char *env(const char *name)
     return v && *v ? v : NULL;
 }
 
+#define MAX_INTERVAL_MS 86400000ul /* a day, as mmt-run's --interval */
+
+/* `text` as a decimal number from `min` to `max`: digits only, no sign, space or base
+ * prefix (strtoul takes all three, and wraps a negative number round). */
+static bool parse_decimal(const char *text, unsigned long min, unsigned long max,
+                          unsigned long *out)
+{
+    unsigned long v = 0;
+    for (const char *c = text; *c; c++) {
+        if (*c < '0' || *c > '9') return false;
+        unsigned long digit = (unsigned long)(*c - '0');
+        if (v > (max - digit) / 10) return false;
+        v = v * 10 + digit;
+    }
+    *out = v;
+    return *text && v >= min;
+}
+
+/* Writes the start mark into the report file if it is an empty regular file (mkstemp made
+ * mmt-run's); anything else, a FIFO included, is left alone. */
+static void mark_report_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) {
+        ssize_t w = write(fd, "\n", 1);
+        (void)w;
+    }
+    close(fd);
+}
+
 __attribute__((constructor)) static void preload_start(void)
 {
     const char *report = env("MMT_REPORT");
     const char *pid = env("MMT_REPORT_PID");
-    bool reporting = !pid || strtol(pid, NULL, 10) == (long)getpid();
+    unsigned long id = 0;
+    bool pid_ok = !pid || parse_decimal(pid, 1, INT_MAX, &id);
+    bool reporting = !pid_ok || !pid || id == (unsigned long)getpid();
+    if (!pid_ok)
+        fprintf(stderr, "mmt: MMT_REPORT_PID=%s: not a process id from 1 to %d; every process "
+                        "reports\n", pid, INT_MAX);
     if (reporting) report_pid = getpid();
     const char *trace = reporting ? env("MMT_TRACE") : NULL;
     if (trace && mmt__trace_start(trace) != 0)
@@ -139,14 +188,29 @@ __attribute__((constructor)) static void preload_start(void)
         report_format = strcmp(report, "json") == 0         ? MMT_FORMAT_JSON
                         : strcmp(report, "prometheus") == 0 ? MMT_FORMAT_PROMETHEUS
                                                             : MMT_FORMAT_TEXT;
+        if (report_format == MMT_FORMAT_TEXT && strcmp(report, "text") != 0)
+            fprintf(stderr, "mmt: MMT_REPORT=%s: not text, json or prometheus; using text\n",
+                    report);
         const char *out = env("MMT_OUT");
-        if (out) snprintf(report_path, sizeof report_path, "%s", out);
+        size_t out_len = out ? strlen(out) : 0;
+        if (out_len >= sizeof report_path)
+            fprintf(stderr, "mmt: MMT_OUT is %zu bytes long, more than the %zu a path may have; "
+                            "the report goes to stderr\n", out_len, sizeof report_path - 1);
+        else if (out)
+            memcpy(report_path, out, out_len + 1);
+        if (report_path[0]) mark_report_file(report_path);
     }
     const char *policy = env("MMT_POLICY");
     if (!policy) return;
     const char *interval = env("MMT_INTERVAL");
-    mmt_policy_options_t o = {.interval_ms = interval ? (unsigned)strtoul(interval, NULL, 10) : 1000,
-                              .watch = 1};
+    unsigned long interval_ms = 1000;
+    if (interval && !parse_decimal(interval, 0, MAX_INTERVAL_MS, &interval_ms)) {
+        if (reporting)
+            fprintf(stderr, "mmt: MMT_INTERVAL=%s: not a number of milliseconds from 0 to %lu; "
+                            "using 1000\n", interval, MAX_INTERVAL_MS);
+        interval_ms = 1000;
+    }
+    mmt_policy_options_t o = {.interval_ms = (unsigned)interval_ms, .watch = 1};
     /* Programs that exec soon (shells, wrappers) should not pay for an inotify instance:
      * the file is polled for its first second (see engine.h). */
     engine = mmt__policy_new(&o, 1000);

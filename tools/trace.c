@@ -4,6 +4,17 @@
  * 10 s (a thousandth of the time elapsed), so a short program still gets a detailed
  * curve and a long one does not fill the disk: about 7,000 rows for the first hour, then
  * 360 an hour.
+ *
+ * The file's descriptor is the program's to live with: it is moved to 512 or above (where
+ * RLIMIT_NOFILE allows), clear of the low numbers a program takes or expects free, and
+ * its identity (device and inode) is checked before each row. A program that closed it
+ * (daemons close every descriptor past stderr) or put a file of its own on its number
+ * never gets a row: the trace stops, with one line on stderr. Each row is checked and
+ * written through a duplicate of its own, so that a file the program puts on the
+ * descriptor's number in the meantime cannot get it; only a thread that closed that
+ * duplicate's (unpublished) number between the check and the write and opened a file
+ * exactly there could. Where the limit keeps the descriptor low, the duplicate is not
+ * made (it would take a low number for a moment) and that window is the descriptor's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -14,21 +25,31 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "engine.h" /* mmt__read_rss */
 #include "trace.h"
+#include "utf8.h"
 
 #define MIN_PERIOD 0.010
 #define MAX_PERIOD 10.0
 
-static int trace_fd = -1;
+#define HIGH_FD 512 /* where the descriptor goes, if the limit allows */
+
 static pid_t trace_pid; /* a forked copy writes nothing (nor takes the lock, which the
                          * parent's sampler may have held at the fork) */
 static double start_time;
+
+/* write_lock protects: trace_fd (-1 once the trace stopped), its identity and closed. Set
+ * before the sampler starts. */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool closed; /* the exit row is written: no row follows it (under write_lock) */
+static int trace_fd = -1;
+static dev_t trace_dev;
+static ino_t trace_ino;
+static bool closed; /* the exit row is written: no row follows it */
 
 /* The sampler sleeps on `wake` until its next sample or until `stopping`. */
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -44,21 +65,73 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The program closed or replaced the descriptor: the trace stops, said once. Called with
+ * write_lock held; writes with write(2), as it may run inside an allocation. */
+static void gone(void)
+{
+    char line[160];
+    int n = snprintf(line, sizeof line,
+                     "mmt: the trace's descriptor %d was closed or replaced by the program; the "
+                     "trace stops here\n",
+                     trace_fd);
+    trace_fd = -1;
+    if (n > 0) {
+        ssize_t w = write(STDERR_FILENO, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+        (void)w;
+    }
+    /* The sampler has nothing left to do (it never holds sleep_lock while writing). */
+    pthread_mutex_lock(&sleep_lock);
+    stopping = true;
+    pthread_cond_signal(&wake);
+    pthread_mutex_unlock(&sleep_lock);
+}
+
+/* Appends `name` to row[*n..] as the CSV field trace.h describes. The row has room for
+ * it: at most two bytes of output per byte of the cleaned name, and two quotes. */
+static void put_rule(char *row, size_t *n, const char *name)
+{
+    char clean[MMT_TRACE_RULE_MAX + 1];
+    bool cut;
+    mmt__utf8_clean(name, clean, MMT_TRACE_RULE_MAX, 0, &cut);
+    bool quoted = strpbrk(clean, ",\"\r\n") != NULL;
+    if (quoted) row[(*n)++] = '"';
+    for (const char *c = clean; *c; c++) {
+        if (*c == '"') row[(*n)++] = '"';
+        row[(*n)++] = *c;
+    }
+    if (quoted) row[(*n)++] = '"';
+}
+
 /* Writes a row unless the exit row was written; `last` marks the exit row. */
 static void write_row(const mmt_meminfo_t *m, const char *event, const char *rule, bool last)
 {
-    char row[512];
-    int n = snprintf(row, sizeof row,
-                     "%.6f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
-                     ",%s,%s\n",
-                     now() - start_time, m->in_use, (uint64_t)mmt__read_rss(), m->allocated,
-                     m->freed, m->peak, m->allocations, event, rule);
-    if (n < 0 || (size_t)n >= sizeof row || getpid() != trace_pid) return;
+    /* Seven numbers of at most 20 digits (the time, at most 17 with its decimals for 3000
+     * years), seven commas, the event; the rule and the newline. */
+    char row[8 * 22 + 16 + 2 * MMT_TRACE_RULE_MAX + 3];
+    int len = snprintf(row, sizeof row,
+                       "%.6f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
+                       ",%s,",
+                       now() - start_time, m->in_use, (uint64_t)mmt__read_rss(), m->allocated,
+                       m->freed, m->peak, m->allocations, event);
+    if (len < 0 || (size_t)len + 2 * MMT_TRACE_RULE_MAX + 3 > sizeof row) return; /* see above */
+    if (getpid() != trace_pid) return;
+    size_t n = (size_t)len;
+    put_rule(row, &n, rule);
+    row[n++] = '\n';
     pthread_mutex_lock(&write_lock);
     if (trace_fd >= 0 && !closed) {
-        ssize_t w = write(trace_fd, row, (size_t)n);
-        (void)w; /* a full disk loses rows, not the program */
-        closed = last;
+        int fd = trace_fd, copy = -1;
+        if (trace_fd >= HIGH_FD && (copy = fcntl(trace_fd, F_DUPFD_CLOEXEC, trace_fd + 1)) >= 0)
+            fd = copy; /* if none can be had (EMFILE, EBADF), fstat below decides on trace_fd */
+        struct stat st;
+        if (fstat(fd, &st) != 0 || st.st_dev != trace_dev || st.st_ino != trace_ino) {
+            gone();
+        } else {
+            ssize_t w = write(fd, row, n);
+            (void)w; /* a full disk loses rows, not the program */
+            closed = last;
+        }
+        if (copy >= 0) close(copy);
     }
     pthread_mutex_unlock(&write_lock);
 }
@@ -97,8 +170,27 @@ int mmt__trace_start(const char *path)
 {
     start_time = now();
     trace_pid = getpid();
-    trace_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (trace_fd < 0) return -1;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 &&
+        (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > HIGH_FD)) {
+        int high = fcntl(fd, F_DUPFD_CLOEXEC, HIGH_FD);
+        if (high >= 0) {
+            close(fd);
+            fd = high;
+        }
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    trace_dev = st.st_dev;
+    trace_ino = st.st_ino;
+    trace_fd = fd;
     static const char header[] = MMT_TRACE_HEADER "\n";
     ssize_t w = write(trace_fd, header, sizeof header - 1);
     (void)w;
@@ -126,7 +218,10 @@ void mmt__trace_event(const char *rule, int fired, const mmt_meminfo_t *m, void 
 
 void mmt__trace_stop(void)
 {
-    if (trace_fd < 0) return;
+    pthread_mutex_lock(&write_lock);
+    bool tracing = trace_fd >= 0;
+    pthread_mutex_unlock(&write_lock);
+    if (!tracing) return;
     sample("exit", true);
     /* The sampler is told to stop but not waited for: _exit ends it with the process,
      * and a sample it takes from now on is dropped. */

@@ -6,7 +6,11 @@
  *   time_s,in_use_bytes,rss_bytes,allocated_bytes,freed_bytes,peak_bytes,allocations,event,rule
  *
  * time_s counts from the start of the process; event is sample, fire, resolve or exit;
- * rule names the rule of a fire or resolve row.
+ * rule names the rule of a fire or resolve row. The file is CSV as RFC 4180 has it, in
+ * UTF-8, and no row is ever left out: a rule name holding a comma, a double quote or a
+ * line break is quoted (its quotes doubled); bytes of it that are not UTF-8 become
+ * U+FFFD; a name longer than MMT_TRACE_RULE_MAX bytes (after that) is cut at a character
+ * boundary. Read it by the header's column names: columns may be added at the end.
  */
 #ifndef MMT_TOOLS_TRACE_H
 #define MMT_TOOLS_TRACE_H
@@ -15,6 +19,9 @@
 
 #define MMT_TRACE_HEADER                                                                       \
     "time_s,in_use_bytes,rss_bytes,allocated_bytes,freed_bytes,peak_bytes,allocations,event,rule"
+
+/* The longest rule name a row holds, in bytes of UTF-8. */
+#define MMT_TRACE_RULE_MAX 256
 
 /* Opens `path` and starts the sampler thread. Returns 0, or -1 with errno set. */
 int mmt__trace_start(const char *path);
