@@ -603,7 +603,7 @@ static void test_limits_the_default_log_writes_one_line_per_message(void **state
 typedef struct reentry {
     mmt_policy_t *p;
     int free_rc, load_rc, reload_rc;
-    int calls;
+    _Atomic int calls; /* counted after the results are in: another thread waits on it */
 } reentry_t;
 
 static void reenter_from_event(const char *rule, int fired, const mmt_meminfo_t *m, void *ud)
@@ -612,10 +612,10 @@ static void reenter_from_event(const char *rule, int fired, const mmt_meminfo_t 
     (void)fired;
     (void)m;
     reentry_t *r = ud;
-    r->calls++;
     r->free_rc = mmt_policy_free(r->p);
     r->reload_rc = mmt_policy_reload(r->p);
     r->load_rc = mmt_policy_load(r->p, policy_path("reenter.lua"));
+    r->calls++;
 }
 
 static reentry_t log_reentry;
@@ -624,18 +624,18 @@ static void reenter_from_log(int level, const char *message, void *ud)
     (void)level;
     (void)ud;
     if (!strstr(message, "REENTER")) return;
-    log_reentry.calls++;
     log_reentry.free_rc = mmt_policy_free(log_reentry.p);
     log_reentry.reload_rc = mmt_policy_reload(log_reentry.p);
     log_reentry.load_rc = mmt_policy_load(log_reentry.p, policy_path("reenter.lua"));
+    log_reentry.calls++;
 }
 
 static int64_t reenter_from_action(int64_t arg, void *ud)
 {
     (void)arg;
     reentry_t *r = ud;
-    r->calls++;
     r->free_rc = mmt_policy_free(r->p);
+    r->calls++;
     return 0;
 }
 
@@ -651,8 +651,9 @@ static void reenter_everywhere(void *arg)
     /* From the event function, on the checkpointing thread. */
     mmt_policy_t *p = mmt_policy_new(NULL);
     mmt_mem_set_checkpoint(0);
-    reentry_t ev = {p, 1, 1, 1, 0};
-    reentry_t act = {p, 1, 1, 1, 0};
+    static reentry_t ev, act;
+    ev = (reentry_t){p, 1, 1, 1, 0};
+    act = (reentry_t){p, 1, 1, 1, 0};
     mmt_policy_action(p, "free", reenter_from_action, &act);
     mmt_policy_set_event(p, reenter_from_event, &ev);
     mmt_policy_set_log(p, reenter_from_log, NULL);
