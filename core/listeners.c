@@ -20,15 +20,25 @@ typedef struct listener {
     mmt_mem_condition_fn when;
     mmt_mem_action_fn action;
     void *arg;
-    bool active; /* the condition held at the last evaluation */
-    struct listener *next;
+    bool active;  /* the condition held at the last evaluation */
+    bool removed; /* unlistened: a gap kept until no pass runs (see compact) */
 } listener_t;
 
-/* list_lock protects the following: the list (kept in ascending id order), next_id and
- * every node's `active`. It is never held while a condition or action runs. */
+/*
+ * list_lock protects the following: the table of listeners, in ascending id order (new
+ * ones go at the end), its counts, next_id, pass_running and every entry's fields. It is
+ * never held while a condition or action runs.
+ *
+ * A pass walks the table by index, so it is linear however many listeners there are, and
+ * entries never move while one runs: an unlisten during a pass leaves a gap (`removed`),
+ * closed by compact() once no pass runs. A pass covers the listeners there were when it
+ * started; one added meanwhile waits for the next pass.
+ */
 static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
-static listener_t *listeners;
+static listener_t *table;
+static size_t table_len, table_cap, table_gaps;
 static int next_id = 1;
+static bool pass_running;
 
 /* Held for the whole of an evaluation, user code included: one evaluation at a time. */
 static pthread_mutex_t eval_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -51,20 +61,35 @@ static bool moved_enough(int64_t now)
     return moved >= d || moved <= -d;
 }
 
-/* Returns the first listener with an id above `after`; caller holds list_lock. */
-static listener_t *next_after(int after)
+/* Closes the gaps left by unlisten; caller holds list_lock, and no pass runs. */
+static void compact(void)
 {
-    listener_t *l = listeners;
-    while (l && l->id <= after) l = l->next;
-    return l;
+    size_t kept = 0;
+    for (size_t i = 0; i < table_len; i++)
+        if (!table[i].removed) table[kept++] = table[i];
+    table_len = kept;
+    table_gaps = 0;
+}
+
+/* The index of the live listener `id`, or table_len; caller holds list_lock. Ids ascend
+ * along the table, gaps included. */
+static size_t find(int id)
+{
+    size_t lo = 0, hi = table_len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (table[mid].id < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < table_len && table[lo].id == id && !table[lo].removed ? lo : table_len;
 }
 
 /*
  * One pass over the listeners; caller holds eval_lock. Each listener is copied out under
- * list_lock and called without it, so conditions and actions may listen and unlisten.
- * A listener removed meanwhile is not called again: its node is looked up by id after
- * the condition returns. The snapshot is refreshed after an action, which may have freed
- * memory that later conditions should see.
+ * list_lock and called without it, so conditions and actions may listen and unlisten. A
+ * listener removed meanwhile is not called again: its entry is marked removed. The
+ * snapshot is refreshed after an action, which may have freed memory that later
+ * conditions should see.
  */
 static void evaluate(void)
 {
@@ -73,34 +98,32 @@ static void evaluate(void)
 
     mmt_meminfo_t info;
     mmt_meminfo(&info);
-    int last = 0;
-    for (;;) {
-        pthread_mutex_lock(&list_lock);
-        listener_t *l = next_after(last);
-        if (!l) {
-            pthread_mutex_unlock(&list_lock);
-            break;
-        }
-        listener_t copy = *l;
+    pthread_mutex_lock(&list_lock);
+    pass_running = true;
+    size_t len = table_len;
+    for (size_t i = 0; i < len; i++) {
+        if (table[i].removed) continue;
+        listener_t copy = table[i];
         pthread_mutex_unlock(&list_lock);
-        last = copy.id;
 
         bool holds = copy.when(&info, copy.arg) != 0;
 
-        bool rising = false;
         pthread_mutex_lock(&list_lock);
-        l = next_after(last - 1);
-        if (l && l->id == last) {
-            rising = holds && !l->active;
-            l->active = holds;
+        bool rising = false;
+        if (!table[i].removed) { /* the table may have moved; its indices have not */
+            rising = holds && !table[i].active;
+            table[i].active = holds;
         }
-        pthread_mutex_unlock(&list_lock);
-
         if (rising) {
+            pthread_mutex_unlock(&list_lock);
             copy.action(&info, copy.arg);
             mmt_meminfo(&info);
+            pthread_mutex_lock(&list_lock);
         }
     }
+    pass_running = false;
+    if (table_gaps) compact();
+    pthread_mutex_unlock(&list_lock);
     tls_evaluating = false;
 }
 
@@ -148,21 +171,21 @@ int mmt_mem_listen(mmt_mem_condition_fn when, mmt_mem_action_fn action, void *ar
 {
     if (!when || !action) return MMT_EINVAL;
     mmt__fork_init(true);
-    listener_t *n = mmt__backend.malloc(sizeof *n);
-    if (!n) return MMT_ENOMEM;
-    *n = (listener_t){.when = when, .action = action, .arg = arg};
-
     pthread_mutex_lock(&list_lock);
     if (next_id == INT32_MAX) {
         pthread_mutex_unlock(&list_lock);
-        mmt__backend.free(n);
         return MMT_ENOMEM;
     }
-    n->id = next_id++;
-    listener_t **at = &listeners;
-    while (*at) at = &(*at)->next;
-    *at = n;
-    int id = n->id;
+    if (table_len == table_cap) {
+        listener_t *t = mmt__backend_grow(table, &table_cap, table_len, sizeof *t, 16);
+        if (!t) {
+            pthread_mutex_unlock(&list_lock);
+            return MMT_ENOMEM;
+        }
+        table = t;
+    }
+    int id = next_id++;
+    table[table_len++] = (listener_t){.id = id, .when = when, .action = action, .arg = arg};
     pthread_mutex_unlock(&list_lock);
     return id;
 }
@@ -193,21 +216,21 @@ void mmt__listeners_fork_child(void)
 
 int mmt_mem_unlisten(int id)
 {
-    listener_t *found = NULL;
     pthread_mutex_lock(&list_lock);
-    for (listener_t **at = &listeners; *at; at = &(*at)->next) {
-        if ((*at)->id == id) {
-            found = *at;
-            *at = found->next;
-            break;
-        }
+    size_t at = find(id);
+    if (at == table_len) {
+        pthread_mutex_unlock(&list_lock);
+        return MMT_ENOENT;
     }
+    table[at].removed = true;
+    table_gaps++;
+    /* Gaps are closed when they are many (so that a long table is not copied at every
+     * unlisten), and never under a pass, which walks the table by index. */
+    if (!pass_running && table_gaps * 2 > table_len) compact();
     pthread_mutex_unlock(&list_lock);
-    if (!found) return MMT_ENOENT;
-    mmt__backend.free(found);
 
     /* Wait out an evaluation running on another thread: it may hold a copy of this
-     * listener. Inside an evaluation, the pass itself skips removed ids. */
+     * listener. Inside an evaluation, the pass itself skips removed ones. */
     if (!tls_evaluating) {
         pthread_mutex_lock(&eval_lock);
         pthread_mutex_unlock(&eval_lock);
