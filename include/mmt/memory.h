@@ -130,7 +130,9 @@ typedef void (*mmt_mem_action_fn)(const mmt_meminfo_t *info, void *arg);
 
 /* Registers a listener: at each evaluation its condition is tested, and its action runs
  * on the rising edge only, the first evaluation where the condition holds after it did
- * not (or after registration). Returns an id > 0, or MMT_EINVAL / MMT_ENOMEM. */
+ * not (or after registration). One registered during an evaluation (from a condition or
+ * action) is first tested at the next one. Returns an id > 0, or MMT_EINVAL / MMT_ENOMEM.
+ * An evaluation takes time linear in the number of listeners. */
 MMT_API int mmt_mem_listen(mmt_mem_condition_fn when, mmt_mem_action_fn action, void *arg);
 
 /* Removes a listener. Returns 0, or MMT_ENOENT if no listener has that id. Called from a
