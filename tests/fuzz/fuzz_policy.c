@@ -43,7 +43,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (!mkdtemp(dir)) abort();
     snprintf(path, sizeof path, "%s/policy.lua", dir);
     /* A short budget and a small VM keep runaway and greedy inputs cheap. */
-    mmt_policy_options_t o = {.budget_ms = 20, .lua_memory_limit = 16 << 20};
+    mmt_policy_options_t o = {.budget_ms = 2, .lua_memory_limit = 16 << 20}; /* a load: 20 ms */
     engine = mmt_policy_new(&o);
     if (!engine) abort();
     mmt_policy_set_log(engine, ignore, NULL);
