@@ -239,9 +239,10 @@ void mmt__carry_state(pstate_t *to, const pstate_t *from);
 
 /* thread.c */
 int mmt__thread_start(struct mmt_policy *p);
-/* Stops the thread; with `release`, also closes its descriptors and frees the watcher.
- * Closing an inotify descriptor waits for the kernel (5 to 20 ms measured here), which a
- * process about to end can leave to the kernel. */
+/* Stops the thread, promptly even if the program closed its descriptors; with `release`,
+ * also closes those still the engine's and frees the watcher. Closing an inotify
+ * descriptor waits for the kernel (5 to 20 ms measured here), which a process about to
+ * end can leave to the kernel. */
 void mmt__thread_stop(struct mmt_policy *p, bool release);
 /* Wakes the thread to look at the engine's path again (after a load changed it). */
 void mmt__thread_wake(struct mmt_policy *p);
