@@ -196,7 +196,11 @@ static bool resolve_once(struct mmt_policy *p, watcher_t *w)
     bool partial = false;
     char cur[PATH_MAX], dir[PATH_MAX], watched[PATH_MAX], target[PATH_MAX];
     snprintf(cur, sizeof cur, "%s", w->path);
-    for (int links = 0; n < MMT__MAX_WATCHES; links++) {
+    for (int links = 0;; links++) {
+        if (n == MMT__MAX_WATCHES) { /* a longer chain of links: its end is polled */
+            partial = true;
+            break;
+        }
         const char *name;
         if (!split_path(cur, dir, sizeof dir, &name)) break;
         bool ancestor;
