@@ -461,7 +461,8 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
     pthread_mutex_init(&p->load_lock, NULL);
     pthread_mutex_init(&p->conf_lock, NULL);
     p->log_fn = stderr_log;
-    p->wake_fd = -1;
+    p->wake[0].fd = p->wake[1].fd = -1;
+    p->watcher.in.fd = -1;
 
     size_t current = mmt_mem_get_checkpoint();
     if (current == 0 || current > p->opts.checkpoint_bytes)

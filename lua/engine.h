@@ -13,6 +13,7 @@
 #ifndef MMT_LUA_ENGINE_H
 #define MMT_LUA_ENGINE_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -116,16 +117,50 @@ typedef struct snapshot {
     double rss;   /* < 0 until read */
 } snapshot_t;
 
-/* The file watcher's state (thread.c). */
+/* A descriptor the engine made, with its identity (fstat) then. A program may close
+ * descriptors it does not know of (daemons close all but 0 to 2) and open its own on the
+ * same numbers: the engine compares the identity before every use and never reads,
+ * writes or closes a descriptor that is no longer its own (thread.c). */
+typedef struct own_fd {
+    int fd; /* -1: none, or no longer the engine's */
+    dev_t dev;
+    ino_t ino;
+} own_fd_t;
+
+/* How many folders the watcher watches at most: the policy path's own, then the folder
+ * of each symlink's target on the way to the file. */
+enum { MMT__MAX_WATCHES = 8 };
+
+/* One inotify watch, on a folder on the way to the policy file. */
+typedef struct folder_watch {
+    int wd;
+    char *dir;  /* as the path names it */
+    char *name; /* the entry in it that leads to the file; NULL: `dir` is only the nearest
+                 * existing ancestor of a missing folder, watched until that comes back */
+} folder_watch_t;
+
+/* The file watcher's state (thread.c): the engine thread's own while it runs. */
 typedef struct watcher {
-    int fd;            /* inotify, or -1: poll stat instead */
-    int wd;            /* the directory's watch, or -1 */
-    char *name;        /* the file's name within its directory */
-    char *path;        /* for stat polling */
-    struct stat seen;  /* identity at the last check (stat polling) */
+    own_fd_t in;       /* inotify, or fd -1: poll the file's identity instead */
+    folder_watch_t watches[MMT__MAX_WATCHES];
+    size_t nwatches;
+    bool partial;      /* a folder on the way could not be watched: poll as well */
+    bool warned;       /* that was logged, for this path */
+    bool creating;     /* the file was created and is not closed yet: not a change yet */
+    char *path;        /* the engine's path, as given */
+    struct stat seen;  /* the file's identity (through links) when it was last compared */
     bool seen_ok;
     unsigned generation;
 } watcher_t;
+
+/* inotify_delay_ms for an engine that never makes an inotify instance: it polls. */
+#define MMT__INOTIFY_NEVER UINT_MAX
+
+/* How often a watcher with inotify compares the file's identity all the same: a safety
+ * net for changes inotify does not report (a network file system's, an overflowed event
+ * queue, a folder swapped where no watch was). 2000 by default; tests make it long to
+ * prove that inotify alone followed a change. */
+extern _Atomic unsigned mmt__watch_check_ms;
 
 struct mmt_policy {
     mmt_policy_options_t opts; /* with defaults filled in */
@@ -160,13 +195,21 @@ struct mmt_policy {
     /* The timer and watcher thread (thread.c). */
     bool thread_started;
     pthread_t thread;
-    int wake_fd;            /* eventfd: wakes the thread (mmt__thread_wake) */
+    /* A socket pair that wakes the thread (mmt__thread_wake): it polls wake[0], others
+     * send on wake[1]. Made before the thread starts and closed after it ends, so fixed
+     * while it runs; wake_lost is set by whoever finds either end no longer the engine's,
+     * and the thread then wakes by itself often enough to see a stop (thread.c). */
+    own_fd_t wake[2];
+    _Atomic bool wake_lost;
     _Atomic bool stopping;  /* set before waking it to stop */
     watcher_t watcher; /* the thread's own */
     /* The watcher polls the file's identity until the thread is this old, then uses
      * inotify: a process that execs before then never makes an inotify instance, whose
      * closing at exec or exit waits for the kernel (5 to 20 ms measured here). 0 by
-     * default; the preload library asks for 1000 (mmt__policy_new). */
+     * default; the preload library asks for 1000 in its reporting process and
+     * MMT__INOTIFY_NEVER in the others (mmt__policy_new), and a forked child's engines
+     * are set to MMT__INOTIFY_NEVER: inotify instances are a per-user resource (128 by
+     * default), not to be taken by every process of a tree. */
     _Atomic unsigned inotify_delay_ms;
 
     /* All engines, for the fork handlers (engine.c); under the engine list's lock. */
@@ -184,7 +227,7 @@ void mmt__policy_tick(struct mmt_policy *p);  /* timer: evaluate with tasks */
 /* A backend copy of the path, or NULL; with the file's identity when it was last read. */
 char *mmt__policy_path(struct mmt_policy *p, struct stat *loaded, bool *loaded_ok);
 /* mmt_policy_new, with the watcher's inotify instance made only once the engine is
- * inotify_delay_ms old (see struct mmt_policy). */
+ * inotify_delay_ms old, or never with MMT__INOTIFY_NEVER (see struct mmt_policy). */
 struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned inotify_delay_ms);
 /* For a process that is ending: no policy code runs after it returns (the thread is
  * stopped, the checkpoint hook removed), and nothing else is released. */
@@ -229,13 +272,15 @@ int mmt__rules_open(lua_State *L);
 
 /* thread.c */
 int mmt__thread_start(struct mmt_policy *p);
-/* Stops the thread; with `release`, also closes its descriptors and frees the watcher.
- * Closing an inotify descriptor waits for the kernel (5 to 20 ms measured here), which a
- * process about to end can leave to the kernel. */
+/* Stops the thread, promptly even if the program closed its descriptors; with `release`,
+ * also closes those still the engine's and frees the watcher. Closing an inotify
+ * descriptor waits for the kernel (5 to 20 ms measured here), which a process about to
+ * end can leave to the kernel. */
 void mmt__thread_stop(struct mmt_policy *p, bool release);
 /* Wakes the thread to look at the engine's path again (after a load changed it). */
 void mmt__thread_wake(struct mmt_policy *p);
-/* In a child after fork: the thread is gone; drops what the parent's had and starts one. */
+/* In a child after fork: the thread is gone; drops what the parent's had and starts one,
+ * which polls the file rather than making an inotify instance. */
 void mmt__thread_restart_in_child(struct mmt_policy *p);
 
 #endif

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE /* pthread_getattr_np */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -392,12 +393,44 @@ void mmt__pstate_free(pstate_t *s)
     mmt__backend.free(s);
 }
 
-/* Reads the whole file into a backend buffer; NULL with a message on failure. */
+/* What a file that is not a regular one is, for the error message. */
+static const char *file_kind(mode_t mode)
+{
+    return S_ISFIFO(mode)   ? "a FIFO"
+           : S_ISSOCK(mode) ? "a socket"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISDIR(mode)  ? "a directory"
+                            : "of an unknown kind";
+}
+
+/* Reads the whole file into a backend buffer; NULL with a message on failure. Only a
+ * regular file is read: opening a FIFO waits for a writer (forever, on the engine's
+ * thread if it came by a watched rename), and opening a device can act on it (a watchdog
+ * arms, a tape rewinds). So the type is checked before opening, and again on the
+ * descriptor opened, without blocking, in case the path changed in between. */
 static char *read_policy_file(const char *path, size_t *len, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: cannot read: not a regular file (%s)", path,
+                 file_kind(st.st_mode));
+        return NULL;
+    }
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: cannot read: not a regular file (%s)", path,
+                 file_kind(st.st_mode));
+        close(fd);
         return NULL;
     }
     char *buf = NULL;
@@ -418,20 +451,21 @@ static char *read_policy_file(const char *path, size_t *len, char *err, size_t e
             buf = nb;
             cap = ncap;
         }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
+        ssize_t got = read(fd, buf + n, cap - n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+            goto fail;
+        }
         if (got == 0) break;
+        n += (size_t)got;
     }
-    if (ferror(f)) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        goto fail;
-    }
-    fclose(f);
+    close(fd);
     buf[n] = '\0';
     *len = n;
     return buf;
 fail:
-    fclose(f);
+    close(fd);
     mmt__backend.free(buf);
     return NULL;
 }

@@ -1,12 +1,35 @@
 /*
  * The engine's own thread: it ticks the timer (rules and mmt.every tasks) every
- * interval_ms, and with `watch` it reloads the policy when its file changes. inotify
- * watches the file's directory, so that both a write in place (IN_CLOSE_WRITE) and an
- * editor's save by rename (IN_MOVED_TO) are seen; where inotify cannot be had, the file's
- * identity is polled every 250 ms instead, as it is until the engine is inotify_delay_ms
- * old (engine.h). An eventfd wakes the thread: to follow a newly loaded path, or to stop.
+ * interval_ms, and with `watch` it reloads the policy when its file changes.
+ *
+ * Following the file. inotify watches the folders on the way to it: the folder of the
+ * path as given and, when the path is a symlink, the folder of each link's target (a
+ * Kubernetes ConfigMap volume has two links: policy.lua -> ..data/policy.lua and
+ * ..data -> ..<timestamp>, swapped by renaming a new ..data over the old one). Any event
+ * in those folders, or one of them going away, makes the watcher resolve the path again
+ * (moving its watches; a missing folder is waited for from its nearest existing
+ * ancestor) and compare the file's identity (stat through links: device, inode, size,
+ * modification time) with the one it saw last. Another file (renamed over it, a link or
+ * folder swapped) is a change at once; the same file with other contents is one once it
+ * is written and closed (IN_CLOSE_WRITE); a newly created file only once its creator
+ * closes it, so that a half-written file is not loaded. Every mmt__watch_check_ms the
+ * identity is compared all the same: a safety net for what inotify does not report.
+ * Without an inotify instance (until the engine is inotify_delay_ms old, never with
+ * MMT__INOTIFY_NEVER, or when inotify_init1 fails) the identity is polled every 250 ms.
+ * Nothing here opens the policy file or the folders: a FIFO in their place cannot block
+ * the thread (and the load refuses anything but a regular file, state.c).
+ *
+ * Descriptors. The wake-up socket pair and the inotify instance are close-on-exec and
+ * moved to numbers at or above 512, out of the way of a program's own; each is compared
+ * with the identity it had when made before every use (own_fd_t), and a lost one is
+ * dropped, never read, written or closed: a lost inotify instance means polling, a lost
+ * wake-up means waking every 50 ms to look for a stop or a new path. A socket pair rather
+ * than an eventfd, because closing either end cannot strand the thread in poll(): with
+ * the writing end closed, the end it polls hangs up; with the polled end closed, poll()
+ * still holds it and what is sent on the other end still wakes it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
@@ -16,15 +39,71 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend.h"
 #include "engine.h"
 
-enum { STAT_POLL_MS = 250 };
+enum {
+    STAT_POLL_MS = 250,      /* the file's identity, without inotify */
+    LOST_WAKE_POLL_MS = 50,  /* a stop or a new path, without the wake-up pair */
+    LONGEST_SLEEP_MS = 2000, /* a stop whose wake-up nobody could deliver */
+    HIGH_FD = 512,           /* where the engine's descriptors go */
+    MAX_LINKS = 40,          /* symlinks followed on the way to the file, as the kernel does */
+};
+
+/* Events that make the watcher look again. IN_ONLYDIR: a watch is only ever on a folder. */
+#define WATCH_MASK                                                                         \
+    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_DELETE_SELF | \
+     IN_MOVE_SELF | IN_ONLYDIR)
+
+_Atomic unsigned mmt__watch_check_ms = 2000;
+
+/* ---- The engine's descriptors ------------------------------------------------------------ */
+
+/* Takes `fd` (close-on-exec already) as the engine's: moved to HIGH_FD or above, which
+ * fcntl refuses where RLIMIT_NOFILE does not reach that far (it then stays where it is),
+ * with its identity recorded. */
+static own_fd_t own_fd(int fd)
+{
+    own_fd_t o = {.fd = -1};
+    if (fd < 0) return o;
+    if (fd < HIGH_FD) {
+        int high = fcntl(fd, F_DUPFD_CLOEXEC, HIGH_FD);
+        if (high >= 0) {
+            close(fd);
+            fd = high;
+        }
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return o;
+    }
+    return (own_fd_t){.fd = fd, .dev = st.st_dev, .ino = st.st_ino};
+}
+
+/* True if o's descriptor is still the one the engine made. An inotify instance shares
+ * its identity with every other of its kind (they are all one anonymous inode), so this
+ * tells it from a program's file, pipe or socket, not from the program's own inotify
+ * instance on the same number: the high numbers make that unlikely. */
+static bool is_own(const own_fd_t *o)
+{
+    struct stat st;
+    return o->fd >= 0 && fstat(o->fd, &st) == 0 && st.st_dev == o->dev && st.st_ino == o->ino;
+}
+
+/* Closes o's descriptor if it is still the engine's; forgets it either way. */
+static void release_fd(own_fd_t *o)
+{
+    if (is_own(o)) close(o->fd);
+    o->fd = -1;
+}
+
+/* ---- Following the file ------------------------------------------------------------------ */
 
 static bool same_file_state(const struct stat *a, const struct stat *b)
 {
@@ -32,20 +111,233 @@ static bool same_file_state(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
-/* Watches the directory of w->path, if there is an inotify instance and a path. */
-static void watch_dir(struct mmt_policy *p, watcher_t *w)
+enum { SAME, REWRITTEN, REPLACED };
+
+/* How the file the path leads to now differs from the one seen last: SAME (also when
+ * there is none now), REWRITTEN (the same file, another size or time) or REPLACED
+ * (another file, or one where there was none). */
+static int difference(const watcher_t *w)
 {
-    if (w->fd < 0 || !w->path) return;
-    const char *path = w->path, *slash = strrchr(path, '/');
-    char dir[PATH_MAX];
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    if (w->wd >= 0) inotify_rm_watch(w->fd, w->wd);
-    w->wd = inotify_add_watch(w->fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
-    if (w->wd < 0)
-        mmt__policy_log(p, MMT_LOG_WARN, "%s: cannot watch its directory (%s); checking the file "
-                        "every %d ms instead", path, strerror(errno), STAT_POLL_MS);
+    struct stat now;
+    if (!w->path || stat(w->path, &now) != 0) return SAME;
+    if (!w->seen_ok || now.st_dev != w->seen.st_dev || now.st_ino != w->seen.st_ino)
+        return REPLACED;
+    return same_file_state(&now, &w->seen) ? SAME : REWRITTEN;
+}
+
+static void mark_seen(watcher_t *w)
+{
+    w->seen_ok = w->path && stat(w->path, &w->seen) == 0;
+}
+
+/* Splits `path` into its folder and last name ("a/b" is "a" and "b", "b" is "." and "b",
+ * "/b" is "/" and "b"). False if the folder does not fit. */
+static bool split_path(const char *path, char *dir, size_t dirlen, const char **name)
+{
+    const char *slash = strrchr(path, '/');
+    *name = slash ? slash + 1 : path;
+    int n = !slash         ? snprintf(dir, dirlen, ".")
+            : slash == path ? snprintf(dir, dirlen, "/")
+                            : snprintf(dir, dirlen, "%.*s", (int)(slash - path), path);
+    return n >= 0 && (size_t)n < dirlen;
+}
+
+/* Watches folder `dir`, or if it is missing its nearest existing ancestor (*ancestor is
+ * then set): an event there shows the folder coming back. Returns the watch or -1. */
+static int watch_folder(watcher_t *w, const char *dir, char *watched, size_t len, bool *ancestor)
+{
+    *ancestor = false;
+    snprintf(watched, len, "%s", dir);
+    int wd = inotify_add_watch(w->in.fd, watched, WATCH_MASK);
+    while (wd < 0 && (errno == ENOENT || errno == ENOTDIR)) {
+        char *slash = strrchr(watched, '/');
+        if (!slash && strcmp(watched, ".") == 0) break;
+        if (!slash) snprintf(watched, len, ".");
+        else if (slash == watched && watched[1] == '\0') break;
+        else if (slash == watched) watched[1] = '\0';
+        else *slash = '\0';
+        *ancestor = true;
+        wd = inotify_add_watch(w->in.fd, watched, WATCH_MASK);
+    }
+    return wd;
+}
+
+static void free_watches(folder_watch_t *watches, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        mmt__backend.free(watches[i].dir);
+        mmt__backend.free(watches[i].name);
+    }
+}
+
+/* Drops the inotify instance, which the program closed or replaced: from now on the file
+ * is polled. Its watches went with it; nothing is removed through a descriptor that is
+ * no longer the engine's. */
+static void lose_inotify(struct mmt_policy *p, watcher_t *w)
+{
+    mmt__policy_log(p, MMT_LOG_DEBUG, "descriptor %d is no longer the engine's inotify instance "
+                    "(closed by the program?); the policy file is checked every %d ms instead",
+                    w->in.fd, STAT_POLL_MS);
+    w->in.fd = -1;
+    free_watches(w->watches, w->nwatches);
+    w->nwatches = 0;
+}
+
+/* Points the watches at the folders on the way from w->path to the file, as they are
+ * now: the path's own folder, then that of each symlink's target (lstat and readlink
+ * only: nothing is opened). Watches no longer on the way are removed. Returns true if
+ * a missing folder, for which an ancestor is watched, has come back meanwhile: its
+ * coming back may have been before the ancestor's watch, so no event will tell. */
+static bool resolve_once(struct mmt_policy *p, watcher_t *w)
+{
+    folder_watch_t next[MMT__MAX_WATCHES];
+    bool back = false;
+    size_t n = 0;
+    bool partial = false;
+    char cur[PATH_MAX], dir[PATH_MAX], watched[PATH_MAX], target[PATH_MAX];
+    snprintf(cur, sizeof cur, "%s", w->path);
+    for (int links = 0;; links++) {
+        if (n == MMT__MAX_WATCHES) { /* a longer chain of links: its end is polled */
+            partial = true;
+            break;
+        }
+        const char *name;
+        if (!split_path(cur, dir, sizeof dir, &name)) break;
+        bool ancestor;
+        int wd = watch_folder(w, dir, watched, sizeof watched, &ancestor);
+        if (wd < 0) {
+            partial = true;
+            if (!w->warned)
+                mmt__policy_log(p, MMT_LOG_WARN, "%s: cannot watch the folder %s (%s); checking "
+                                "the file every %d ms instead", w->path, dir, strerror(errno),
+                                STAT_POLL_MS);
+            w->warned = true;
+            break;
+        }
+        next[n].wd = wd;
+        next[n].dir = mmt__backend_strdup(watched);
+        next[n].name = ancestor ? NULL : mmt__backend_strdup(name);
+        if (!next[n].dir || (!ancestor && !next[n].name)) {
+            free_watches(&next[n], 1);
+            partial = true;
+            break;
+        }
+        n++;
+        if (ancestor) { /* nothing below a missing folder exists yet */
+            struct stat st;
+            back = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+            break;
+        }
+        struct stat st;
+        if (links == MAX_LINKS || lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode)) break;
+        ssize_t len = readlink(cur, target, sizeof target - 1);
+        if (len <= 0) break;
+        target[len] = '\0';
+        int m = target[0] == '/' ? snprintf(cur, sizeof cur, "%s", target)
+                                 : snprintf(cur, sizeof cur, "%s/%s", dir, target);
+        if (m < 0 || (size_t)m >= sizeof cur) break;
+    }
+    /* inotify gives a folder one watch however it is named: remove only what is gone. */
+    for (size_t i = 0; i < w->nwatches; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < n && !kept; j++) kept = next[j].wd == w->watches[i].wd;
+        for (size_t j = 0; j < i && !kept; j++) kept = w->watches[j].wd == w->watches[i].wd;
+        if (!kept) inotify_rm_watch(w->in.fd, w->watches[i].wd); /* may be gone already */
+    }
+    free_watches(w->watches, w->nwatches);
+    memcpy(w->watches, next, n * sizeof next[0]);
+    w->nwatches = n;
+    w->partial = partial;
+    return back;
+}
+
+/* resolve_once, again while a missing folder comes back. Returns true if the watches
+ * moved: the path leads through other folders than before. */
+static bool resolve(struct mmt_policy *p, watcher_t *w)
+{
+    if (w->in.fd < 0 || !w->path) return false;
+    if (!is_own(&w->in)) {
+        lose_inotify(p, w);
+        return false;
+    }
+    int before[MMT__MAX_WATCHES];
+    size_t nbefore = w->nwatches;
+    for (size_t i = 0; i < nbefore; i++) before[i] = w->watches[i].wd;
+    for (int tries = 0; tries < 4 && resolve_once(p, w); tries++) {
+    }
+    if (w->nwatches != nbefore) return true;
+    for (size_t i = 0; i < nbefore; i++)
+        if (w->watches[i].wd != before[i]) return true;
+    return false;
+}
+
+/* A file just created under a watched name: a regular file is being written (not a
+ * change until it is closed); anything else (a symlink, a hard link to a whole file)
+ * is complete already. */
+static bool created_incomplete(const folder_watch_t *fw)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int n = snprintf(path, sizeof path, "%s/%s", fw->dir, fw->name);
+    return n >= 0 && (size_t)n < sizeof path && lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+           st.st_nlink == 1;
+}
+
+/* Reads the pending events. Returns true if any came from a current watch (the path is
+ * then resolved again); sets *written if a name on the way to the file was written and
+ * closed or renamed into place, and keeps w->creating. */
+static bool drain_events(struct mmt_policy *p, watcher_t *w, bool *written)
+{
+    alignas(struct inotify_event) char buf[4096];
+    bool any = false;
+    for (;;) {
+        if (!is_own(&w->in)) {
+            lose_inotify(p, w);
+            return any;
+        }
+        ssize_t n = read(w->in.fd, buf, sizeof buf);
+        if (n <= 0) break;
+        for (char *at = buf; at < buf + n;) {
+            const struct inotify_event *e = (const struct inotify_event *)at;
+            at += sizeof *e + e->len;
+            if (e->mask & IN_Q_OVERFLOW) { /* events were lost: compare as after a write */
+                any = *written = true;
+                w->creating = false;
+                continue;
+            }
+            for (size_t i = 0; i < w->nwatches; i++) {
+                const folder_watch_t *fw = &w->watches[i];
+                if (fw->wd != e->wd) continue; /* others are from watches removed since */
+                any = true;
+                if (!e->len || !fw->name || strcmp(e->name, fw->name) != 0) continue;
+                if (e->mask & IN_CREATE) {
+                    bool incomplete = created_incomplete(fw);
+                    w->creating = w->creating || incomplete;
+                    *written = *written || !incomplete;
+                }
+                if (e->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) {
+                    w->creating = false;
+                    *written = true;
+                }
+                if (e->mask & (IN_DELETE | IN_MOVED_FROM)) w->creating = false;
+            }
+        }
+    }
+    return any;
+}
+
+/* From polling to inotify. A failure (EMFILE: the user's 128 instances are taken) leaves
+ * the watcher polling, as it was. */
+static void start_inotify(struct mmt_policy *p, watcher_t *w)
+{
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) {
+        mmt__policy_log(p, MMT_LOG_DEBUG, "no inotify instance (%s); the policy file is checked "
+                        "every %d ms instead", strerror(errno), STAT_POLL_MS);
+        return;
+    }
+    w->in = own_fd(fd);
+    resolve(p, w);
 }
 
 /* Points the watcher at the engine's current path, if it changed. Returns true if the
@@ -60,45 +352,33 @@ static bool rearm(struct mmt_policy *p, watcher_t *w)
     char *path = mmt__policy_path(p, &loaded, &loaded_ok);
     if (!path) return false;
     mmt__backend.free(w->path);
-    mmt__backend.free(w->name);
     w->path = path;
-    const char *slash = strrchr(path, '/');
-    w->name = mmt__backend_strdup(slash ? slash + 1 : path);
-    watch_dir(p, w);
-    /* After the watch is in place: a later edit is an event, an earlier one shows here. */
-    w->seen_ok = stat(path, &w->seen) == 0;
+    w->warned = w->creating = false;
+    resolve(p, w);
+    /* After the watches are in place: a later edit is an event, an earlier one shows here. */
+    mark_seen(w);
     return w->seen_ok && (!loaded_ok || !same_file_state(&w->seen, &loaded));
 }
 
-/* True if an event names the policy file. IN_CREATE alone is not a change yet: the
- * IN_CLOSE_WRITE that follows is. */
-static bool drain_events(watcher_t *w)
+/* ---- The thread ----------------------------------------------------------------------------- */
+
+/* Empties the wake-up socket. False if it is no longer usable: not the engine's, or its
+ * other end was closed. */
+static bool drain_wake(struct mmt_policy *p)
 {
-    alignas(struct inotify_event) char buf[4096];
-    bool changed = false;
+    char buf[64];
     for (;;) {
-        ssize_t n = read(w->fd, buf, sizeof buf);
-        if (n <= 0) break;
-        for (char *at = buf; at < buf + n;) {
-            struct inotify_event *e = (struct inotify_event *)at;
-            if (e->len && w->name && strcmp(e->name, w->name) == 0 &&
-                (e->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)))
-                changed = true;
-            at += sizeof *e + e->len;
-        }
+        if (!is_own(&p->wake[0]) || !is_own(&p->wake[1])) return false;
+        ssize_t n = recv(p->wake[0].fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0) return false; /* the sending end is closed */
+        if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
     }
-    return changed;
 }
 
-static bool stat_changed(watcher_t *w)
+/* Lowers *at to `when` if that is sooner. */
+static void sooner(double *at, double when)
 {
-    if (!w->path) return false;
-    struct stat now;
-    bool ok = stat(w->path, &now) == 0;
-    bool changed = ok && (!w->seen_ok || !same_file_state(&now, &w->seen));
-    if (ok) w->seen = now;
-    w->seen_ok = ok;
-    return changed;
+    if (when < *at) *at = when;
 }
 
 static void *engine_thread(void *arg)
@@ -109,49 +389,88 @@ static void *engine_thread(void *arg)
     double started = mmt__now();
     bool inotify_tried = false;
     double interval = p->opts.interval_ms / 1000.0;
-    double next_tick = interval > 0 ? mmt__now() + interval : INFINITY;
+    double next_tick = interval > 0 ? started + interval : INFINITY;
+    double next_poll = started, next_check = INFINITY;
 
     for (;;) {
+        if (atomic_load(&p->stopping)) break;
         bool changed = false;
         double now = mmt__now();
-        double inotify_at = started + atomic_load(&p->inotify_delay_ms) / 1000.0;
+        unsigned delay = atomic_load(&p->inotify_delay_ms);
+        double inotify_at = delay == MMT__INOTIFY_NEVER ? INFINITY : started + delay / 1000.0;
         if (watch && !inotify_tried && now >= inotify_at) {
-            /* From stat polling to inotify; a change since the last poll still counts. */
+            /* From polling to inotify; a change since the last poll still counts. */
             inotify_tried = true;
-            changed = stat_changed(w);
-            w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-            watch_dir(p, w);
+            changed = difference(w) != SAME;
+            start_inotify(p, w);
+            next_check = now + atomic_load(&mmt__watch_check_ms) / 1000.0;
         }
         if (watch) changed = rearm(p, w) || changed;
-        bool polling = watch && (w->fd < 0 || w->wd < 0);
-        int timeout = -1;
-        if (interval > 0) timeout = next_tick > now ? (int)ceil((next_tick - now) * 1000) : 0;
-        if (polling && (timeout < 0 || timeout > STAT_POLL_MS)) timeout = STAT_POLL_MS;
-        if (watch && w->generation == 0 && (timeout < 0 || timeout > STAT_POLL_MS))
-            timeout = STAT_POLL_MS; /* no path yet: look again soon */
-        if (watch && !inotify_tried) {
-            int until = (int)ceil((inotify_at - now) * 1000);
-            if (timeout < 0 || timeout > until) timeout = until;
-        }
-        if (changed) timeout = 0; /* reload first, then wait */
+        if (w->in.fd >= 0 && !is_own(&w->in)) lose_inotify(p, w);
+        bool inotify = w->in.fd >= 0;
+        bool polling = watch && (!inotify || w->partial);
+        bool wake_ok = !atomic_load(&p->wake_lost) && is_own(&p->wake[0]);
+        if (!wake_ok) atomic_store(&p->wake_lost, true);
 
-        struct pollfd fds[2] = {{.fd = p->wake_fd, .events = POLLIN},
-                                {.fd = w->fd, .events = POLLIN}};
-        int nfds = w->fd >= 0 && w->wd >= 0 ? 2 : 1;
-        int rc = poll(fds, (nfds_t)nfds, timeout);
+        double at = now + LONGEST_SLEEP_MS / 1000.0;
+        sooner(&at, next_tick);
+        if (polling) sooner(&at, next_poll);
+        if (watch && inotify) sooner(&at, next_check);
+        if (watch && !inotify_tried) sooner(&at, inotify_at);
+        if (watch && w->generation == 0) sooner(&at, now + STAT_POLL_MS / 1000.0); /* no path yet */
+        if (!wake_ok) sooner(&at, now + LOST_WAKE_POLL_MS / 1000.0);
+        if (changed) at = now; /* reload first, then wait */
+        int timeout = at > now ? (int)ceil((at - now) * 1000) : 0;
+
+        struct pollfd fds[2];
+        nfds_t nfds = 0;
+        int wake_at = -1, inotify_at_index = -1;
+        if (wake_ok) {
+            wake_at = (int)nfds;
+            fds[nfds++] = (struct pollfd){.fd = p->wake[0].fd, .events = POLLIN};
+        }
+        if (watch && inotify && w->nwatches > 0) {
+            inotify_at_index = (int)nfds;
+            fds[nfds++] = (struct pollfd){.fd = w->in.fd, .events = POLLIN};
+        }
+        int rc = poll(fds, nfds, timeout);
         if (rc < 0 && errno != EINTR) break;
-        if (fds[0].revents) {
-            uint64_t count;
-            ssize_t r = read(p->wake_fd, &count, sizeof count); /* resets the eventfd */
-            (void)r;
-            if (atomic_load(&p->stopping)) break;
+        if (atomic_load(&p->stopping)) break;
+        if (rc > 0 && wake_at >= 0 && fds[wake_at].revents && !drain_wake(p)) {
+            mmt__policy_log(p, MMT_LOG_DEBUG, "the engine's wake-up descriptors %d and %d are no "
+                            "longer its own (closed by the program?); it wakes every %d ms instead",
+                            p->wake[0].fd, p->wake[1].fd, LOST_WAKE_POLL_MS);
+            atomic_store(&p->wake_lost, true);
         }
 
-        if (nfds == 2 && fds[1].revents) changed = drain_events(w) || changed;
-        if (polling) changed = stat_changed(w) || changed;
+        now = mmt__now();
+        if (rc > 0 && inotify_at_index >= 0 && fds[inotify_at_index].revents) {
+            bool written = false;
+            if (drain_events(p, w, &written)) {
+                /* The file's own events tell when it is whole; where the watches moved,
+                 * they came (if at all) before the new watch, so any difference counts.
+                 * An inode number can be reused at once: a new file may look rewritten. */
+                bool moved = resolve(p, w);
+                int d = difference(w);
+                if (!w->creating && d != SAME && (moved || d == REPLACED || written))
+                    changed = true;
+            }
+        }
+        if (polling && now >= next_poll) {
+            if (inotify) resolve(p, w); /* a folder that could not be watched may be now */
+            changed = difference(w) != SAME || changed;
+            next_poll = now + STAT_POLL_MS / 1000.0;
+        }
+        if (watch && w->in.fd >= 0 && now >= next_check) {
+            resolve(p, w);
+            changed = difference(w) != SAME || changed;
+            next_check = now + atomic_load(&mmt__watch_check_ms) / 1000.0;
+        }
         if (changed) {
+            /* Before the load reads it: an edit from now on differs from this. */
+            mark_seen(w);
+            w->creating = false;
             mmt_policy_reload(p); /* a failed load is logged; the running policy stays */
-            if (polling) stat_changed(w); /* a reload is not a change */
         }
         if (interval > 0 && mmt__now() >= next_tick) {
             mmt__policy_tick(p);
@@ -166,21 +485,29 @@ static void *engine_thread(void *arg)
 /* The watcher's resources, when its thread is not running. */
 static void watcher_release(watcher_t *w)
 {
-    if (w->fd >= 0) close(w->fd);
+    release_fd(&w->in); /* its watches go with it */
+    free_watches(w->watches, w->nwatches);
     mmt__backend.free(w->path);
-    mmt__backend.free(w->name);
-    *w = (watcher_t){.fd = -1, .wd = -1, .generation = 0};
+    *w = (watcher_t){.in = {.fd = -1}};
 }
 
 int mmt__thread_start(struct mmt_policy *p)
 {
-    p->watcher = (watcher_t){.fd = -1, .wd = -1, .generation = 0}; /* inotify: on the thread */
+    p->watcher = (watcher_t){.in = {.fd = -1}}; /* inotify: on the thread */
     atomic_store(&p->stopping, false);
-    p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (p->wake_fd < 0) {
-        watcher_release(&p->watcher);
-        return -1;
+    /* Without the pair (no descriptor left) the engine still runs: it wakes by itself. */
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) == 0) {
+        p->wake[0] = own_fd(pair[0]);
+        p->wake[1] = own_fd(pair[1]);
+    } else {
+        p->wake[0] = p->wake[1] = (own_fd_t){.fd = -1};
     }
+    if (p->wake[0].fd < 0 || p->wake[1].fd < 0) {
+        release_fd(&p->wake[0]);
+        release_fd(&p->wake[1]);
+    }
+    atomic_store(&p->wake_lost, p->wake[0].fd < 0);
     /* The thread is the library's: the host's signals go to the host's threads. It
      * inherits the mask in force at creation, so block everything around the call. */
     sigset_t all, old;
@@ -189,8 +516,8 @@ int mmt__thread_start(struct mmt_policy *p)
     int rc = pthread_create(&p->thread, NULL, engine_thread, p);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        close(p->wake_fd);
-        p->wake_fd = -1;
+        release_fd(&p->wake[0]);
+        release_fd(&p->wake[1]);
         watcher_release(&p->watcher);
         return -1;
     }
@@ -198,14 +525,22 @@ int mmt__thread_start(struct mmt_policy *p)
     return 0;
 }
 
+/* Any thread. A send on a descriptor that is no longer the engine's is never made; a
+ * wake-up that cannot be delivered is noted, and the thread then wakes by itself. */
 void mmt__thread_wake(struct mmt_policy *p)
 {
     if (!p->thread_started) return;
-    uint64_t one = 1;
-    ssize_t w = write(p->wake_fd, &one, sizeof one);
-    (void)w;
+    char one = 1;
+    if (!is_own(&p->wake[1]) ||
+        (send(p->wake[1].fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
+         errno != EWOULDBLOCK && errno != EINTR))
+        atomic_store(&p->wake_lost, true);
 }
 
+/* Never waits long: the thread sees `stopping` at the wake-up, or within
+ * LOST_WAKE_POLL_MS once the wake-up is lost (closing its sending end wakes the thread),
+ * or within LONGEST_SLEEP_MS if the program closed it while another process still holds
+ * it (a child forked without the fork handlers). */
 void mmt__thread_stop(struct mmt_policy *p, bool release)
 {
     if (!p->thread_started) return;
@@ -214,21 +549,24 @@ void mmt__thread_stop(struct mmt_policy *p, bool release)
     pthread_join(p->thread, NULL);
     p->thread_started = false;
     if (!release) return;
-    close(p->wake_fd);
-    p->wake_fd = -1;
+    release_fd(&p->wake[0]);
+    release_fd(&p->wake[1]);
     watcher_release(&p->watcher);
 }
 
-/* The eventfd and the inotify instance are shared with the parent (a write to the one
- * would stop the parent's thread, a read from the other would steal its events): the
- * child closes its copies and makes its own. */
+/* The wake-up pair and the inotify instance are shared with the parent (a send on the
+ * one would stop the parent's thread, a read from the other would steal its events): the
+ * child closes its copies, those still the engine's, and makes a pair of its own. Its
+ * watcher polls: inotify instances are a per-user resource (128 by default), which a
+ * pre-forking server would otherwise take one of per worker. */
 void mmt__thread_restart_in_child(struct mmt_policy *p)
 {
     if (!p->thread_started) return;
     p->thread_started = false;
-    close(p->wake_fd);
-    p->wake_fd = -1;
+    release_fd(&p->wake[0]);
+    release_fd(&p->wake[1]);
     watcher_release(&p->watcher);
+    atomic_store(&p->inotify_delay_ms, MMT__INOTIFY_NEVER);
     if (mmt__thread_start(p) != 0)
         mmt__policy_log(p, MMT_LOG_ERROR, "after fork: cannot restart the timer thread; "
                         "rules run at allocation checkpoints only");

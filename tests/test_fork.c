@@ -5,8 +5,11 @@
  * Each child runs under alarm(): a lock inherited in the held state would hang it, and
  * the alarm turns that into a failure.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "policyutil.h"
@@ -260,12 +263,188 @@ static void test_fork_child_watches_the_policy_file_on_its_own(void **state)
     free_log(log);
 }
 
+/* ---- The child's descriptors and inotify instances ---------------------------------------- */
+
+/* How many inotify instances this process holds. */
+static int inotify_instances(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    char link[300], target[64];
+    while ((e = readdir(d))) {
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0) continue;
+        target[len] = '\0';
+        n += strcmp(target, "anon_inode:inotify") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+static atomic_long ticks;
+static int64_t count_tick(int64_t arg, void *ud)
+{
+    (void)arg;
+    (void)ud;
+    atomic_fetch_add(&ticks, 1);
+    return 0;
+}
+
+/* Edits the policy so that it logs a line naming this process (and calls the host
+ * action "tick" on every tick), and waits for that line. */
+static bool edit_is_followed(engine_case_t *c, unsigned timeout_ms)
+{
+    char text[256], tag[64];
+    snprintf(tag, sizeof tag, "EDIT IN %ld.", (long)getpid());
+    snprintf(text, sizeof text,
+             "local mmt = require 'mmt'\nmmt.log('info', '%s')\n"
+             "mmt.every(0.01, function() mmt.call('tick') end)\n", tag);
+    write_by_rename(c->path, text);
+    return wait_for_log(c->log, tag, timeout_ms);
+}
+
+static int polling_child(void *arg)
+{
+    engine_case_t *c = arg;
+    sleep_ms(100); /* the child's thread is running */
+    if (inotify_instances() != 0) return 1; /* the parent's copy closed, no new one */
+    if (!edit_is_followed(c, 2000)) return 2; /* by polling, every 250 ms */
+    if (inotify_instances() != 0) return 3;
+    mmt_policy_free(c->p);
+    return 0;
+}
+
+/* A pre-forking server must not take an inotify instance per worker (there are 128 per
+ * user): a forked child's engine polls its file, and still reloads on an edit. */
+static void test_fork_child_polls_without_an_inotify_instance_and_still_reloads(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    char path[512];
+    test_path(path, sizeof path, "polled.lua");
+    write_in_place(path, "local mmt = require 'mmt'\n");
+    captured_log_t *log = new_log();
+    int before = inotify_instances();
+    mmt_policy_options_t o = {.interval_ms = 0, .watch = 1};
+    mmt_policy_t *p = new_engine(&o, log);
+    mmt_policy_action(p, "tick", count_tick, NULL);
+    assert_int_equal(mmt_policy_load(p, path), 0);
+    for (int i = 0; i < 300 && inotify_instances() == before; i++) sleep_ms(10);
+    assert_int_equal(inotify_instances(), before + 1); /* the parent watches with inotify */
+    engine_case_t c = {p, log, path};
+    fork_while_busy(3, polling_child, &c);
+    assert_int_equal(inotify_instances(), before + 1);
+    assert_true(edit_is_followed(&c, 3000)); /* the parent's inotify still works */
+    mmt_policy_free(p);
+    free_log(log);
+}
+
+static const char user_data[] = "the user's own bytes\n";
+
+typedef struct reused_case {
+    engine_case_t engine;
+    int fds[8], n; /* the engine's old numbers, now the user's file */
+    struct stat user;
+} reused_case_t;
+
+/* 0 if every one of the numbers is still the user's file, untouched. */
+static int users_file_intact(const reused_case_t *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        struct stat st;
+        char back[64] = "";
+        if (fstat(r->fds[i], &st) != 0 || st.st_ino != r->user.st_ino || st.st_dev != r->user.st_dev)
+            return 1; /* closed or replaced */
+        if (lseek(r->fds[i], 0, SEEK_CUR) != 0) return 2; /* read or written */
+        if (pread(r->fds[i], back, sizeof back - 1, 0) != (ssize_t)strlen(user_data) ||
+            strcmp(back, user_data) != 0)
+            return 3; /* changed */
+    }
+    return 0;
+}
+
+static int reused_child(void *arg)
+{
+    reused_case_t *r = arg;
+    if (users_file_intact(r) != 0) return 10 + users_file_intact(r); /* after the restart */
+    long before = atomic_load(&ticks);
+    sleep_ms(300);
+    if (atomic_load(&ticks) < before + 5) return 20; /* the child's timer ticks */
+    if (!edit_is_followed(&r->engine, 3000)) return 21;
+    double t0 = now_seconds();
+    mmt_policy_free(r->engine.p);
+    if (now_seconds() - t0 > 0.5) return 22;
+    if (users_file_intact(r) != 0) return 30 + users_file_intact(r);
+    return 0;
+}
+
+/* The program closed the engine's descriptors and put a file of its own on their
+ * numbers, then forks: the child's engine restarts its thread without closing, reading
+ * or writing that file (nor does the parent's, which goes on). */
+static void test_fork_child_leaves_a_users_file_on_the_engines_old_numbers_alone(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    reused_case_t r = {.n = 0};
+    char path[512], user[512];
+    test_path(path, sizeof path, "reused.lua");
+    test_path(user, sizeof user, "user.txt");
+    write_in_place(user, user_data);
+    write_in_place(path, "local mmt = require 'mmt'\n"
+                         "mmt.every(0.01, function() mmt.call('tick') end)\n");
+    captured_log_t *log = new_log();
+    int instances = inotify_instances();
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    bool before[1024] = {false};
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (atoi(e->d_name) < 1024 && atoi(e->d_name) != dirfd(d)) before[atoi(e->d_name)] = true;
+    closedir(d);
+    mmt_policy_options_t o = {.interval_ms = 10, .watch = 1};
+    mmt_policy_t *p = new_engine(&o, log);
+    mmt_policy_action(p, "tick", count_tick, NULL);
+    assert_int_equal(mmt_policy_load(p, path), 0);
+    for (int i = 0; i < 300 && inotify_instances() == instances; i++) sleep_ms(10);
+    sleep_ms(50);
+    for (int fd = 3; fd < 1024 && r.n < 8; fd++)
+        if (!before[fd] && fcntl(fd, F_GETFD) >= 0) r.fds[r.n++] = fd;
+    assert_true(r.n >= 2);
+
+    int fd = open(user, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &r.user), 0);
+    for (int i = 0; i < r.n; i++) {
+        assert_int_equal(close(r.fds[i]), 0);
+        assert_int_equal(dup2(fd, r.fds[i]), r.fds[i]);
+    }
+    close(fd);
+    r.engine = (engine_case_t){p, log, path};
+    fork_while_busy(1, reused_child, &r);
+
+    long before_ticks = atomic_load(&ticks);
+    sleep_ms(300);
+    assert_true(atomic_load(&ticks) >= before_ticks + 5);
+    assert_true(edit_is_followed(&r.engine, 3000));
+    double t0 = now_seconds();
+    mmt_policy_free(p);
+    assert_true(now_seconds() - t0 < 0.5);
+    assert_int_equal(users_file_intact(&r), 0);
+    for (int i = 0; i < r.n; i++) close(r.fds[i]);
+    free_log(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_child_counts_allocates_and_makes_threads),
         cmocka_unit_test(test_fork_engine_timer_restarts_and_locks_are_free_in_the_child),
         cmocka_unit_test(test_fork_child_watches_the_policy_file_on_its_own),
+        cmocka_unit_test(test_fork_child_polls_without_an_inotify_instance_and_still_reloads),
+        cmocka_unit_test(test_fork_child_leaves_a_users_file_on_the_engines_old_numbers_alone),
     };
     return cmocka_run_group_tests_name("fork", tests, make_test_dir, remove_test_dir);
 }

@@ -212,8 +212,10 @@ __attribute__((constructor)) static void preload_start(void)
     }
     mmt_policy_options_t o = {.interval_ms = (unsigned)interval_ms, .watch = 1};
     /* Programs that exec soon (shells, wrappers) should not pay for an inotify instance:
-     * the file is polled for its first second (see engine.h). */
-    engine = mmt__policy_new(&o, 1000);
+     * the file is polled for its first second (see engine.h). Only the reporting process
+     * ever takes one: inotify instances are the user's (128 by default), and every other
+     * process of the tree polls, lest a tree under mmt-run take them all. */
+    engine = mmt__policy_new(&o, reporting ? 1000 : MMT__INOTIFY_NEVER);
     if (!engine) {
         fprintf(stderr, "mmt: cannot start the policy engine\n");
         return;

@@ -21,6 +21,23 @@
  * "C stack overflow". Engine calls and evaluations run with thread cancellation disabled,
  * so a cancelled thread never leaves the engine's locks held. Log lines are one line:
  * control characters in what policies log are escaped (\n, \xHH).
+ *
+ * Watching (opts.watch): the engine follows the file its path leads to now, through
+ * symlinks (a Kubernetes ConfigMap volume's ..data swap included) and folders that are
+ * swapped or removed and made again: with inotify on those folders, and a comparison of
+ * the file's identity every 2 s as a safety net; where it has no inotify instance, by
+ * that comparison every 250 ms. A newly created file is loaded once its writer closes
+ * it. Only a regular file is ever loaded: a FIFO, socket, device or folder is refused
+ * without being opened, and the running policy stays.
+ *
+ * fork: a child's engine restarts its thread, which polls the file every 250 ms rather
+ * than take an inotify instance of its own (they are the user's, 128 by default, and a
+ * pre-forking server would take one per worker).
+ *
+ * Descriptors: the engine's (a socket pair to wake its thread, an inotify instance) are
+ * close-on-exec and numbered from 512 up where RLIMIT_NOFILE allows. A program may close
+ * them (close_range): the engine then wakes by itself and polls the file, and never
+ * reads, writes or closes a file the program opened on the same numbers.
  */
 #ifndef MMT_POLICY_H
 #define MMT_POLICY_H
