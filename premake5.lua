@@ -187,7 +187,7 @@ project "mmt-demo"
    links(system_libs)
 
 -- One cmocka program per unit; tests/run runs them all.
-for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export", "preload", "mmtrun", "fork", "install", "limits" }) do
+for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export", "preload", "mmtrun", "fork", "install", "limits", "embed" }) do
    project("test_" .. unit)
       kind "ConsoleApp"
       files { "tests/test_" .. unit .. ".c", "tests/testutil.h", "tests/policyutil.h" }
@@ -213,6 +213,20 @@ project "e2e_threads"
 project "e2e_signals"
    kind "ConsoleApp"
    files { "tests/e2e/signals.c" }
+
+-- A program with a Lua of its own (Debian's Lua 5.1, which exports lua_*) that links
+-- libmmtmem.so too and runs a policy beside its own Lua code: test_embed runs it, and runs
+-- it under mmt-run. Its headers come before LuaJIT's (includedirs precede buildoptions).
+-- Built when liblua5.1-0-dev is installed, so that the demo builds without it; test_embed
+-- says it skips otherwise.
+if os.isfile("/usr/include/lua5.1/lua.h") then
+   project "e2e_lua_host"
+      kind "ConsoleApp"
+      files { "tests/e2e/lua_host.c" }
+      includedirs { "/usr/include/lua5.1" }
+      links { "mmtmem-shared", "lua5.1" }
+      linkoptions { "-Wl,-rpath,'$$ORIGIN/shared'" }
+end
 
 -- mmt-run's picture code on CSV files test_mmtrun writes.
 project "e2e_plot"
