@@ -93,10 +93,12 @@ workspace "mmtmem"
       linkoptions { flag }
    end
 
--- The policy engine embeds LuaJIT (Debian's libluajit-5.1-dev); pkg-config finds it.
+-- The policy engine embeds LuaJIT (Debian's libluajit-5.1-dev; pkg-config finds its
+-- headers) but never links it: it loads libluajit-5.1.so.2 with dlopen when the first
+-- policy loads (lua/lj.h says why), hence libdl.
 buildoptions { "`pkg-config --cflags luajit`" }
 local core_sources = { "core/*.c", "core/*.h", "lua/*.c", "lua/*.h", "include/mmt/*.h" }
-local system_libs = { "luajit-5.1", "m" }
+local system_libs = { "dl", "m" }
 if backend ~= "libc" then
    defines { "MMT_BACKEND_" .. backend:upper() }
    table.insert(system_libs, 1, backend)
@@ -139,18 +141,22 @@ local version_string = table.concat(version, ".")
 local soname = "libmmtmem.so." .. (version[1] == "0" and ("0." .. version[2]) or version[1])
 
 -- libmmtmem.so: only the mmt_* API is exported. It sits in its own folder so that the
--- programs below, which link -lmmtmem, get the static library.
+-- programs below, which link -lmmtmem, get the static library; a link named by its soname
+-- beside it lets a program linked against it run from the build tree. -z defs: a symbol
+-- the library uses and does not define or link (a Lua function missing from lua/lj.h) is
+-- a link error, not a symbol the program's Lua would provide at run time.
 project "mmtmem-shared"
    kind "SharedLib"
    targetname "mmtmem"
    files(core_sources)
    buildoptions { "-fPIC", "-fvisibility=hidden" }
-   linkoptions { "-Wl,-soname," .. soname }
+   linkoptions { "-Wl,-soname," .. soname, "-Wl,-z,defs" }
    links(system_libs)
-   only "release"
-      targetdir(out .. "/release/shared")
-   only "debug"
-      targetdir(out .. "/debug/shared")
+   for _, cfg in ipairs({ "release", "debug" }) do
+      only(cfg)
+         targetdir(out .. "/" .. cfg .. "/shared")
+         postbuildcommands { "ln -sf libmmtmem.so " .. cfg .. "/shared/" .. soname }
+   end
    everywhere()
 
 -- libmmtmem-preload.so: mmt under unmodified programs (LD_PRELOAD). It replaces malloc,
@@ -162,7 +168,8 @@ project "mmtmem-preload"
    files { "tools/preload.c", "tools/trace.c", "tools/trace.h" }
    defines { "MMT_BACKEND_GLIBC_INTERNAL" }
    buildoptions { "-fPIC", "-fvisibility=hidden", "-fno-builtin" }
-   links { "luajit-5.1", "m" }
+   linkoptions { "-Wl,-z,defs" } -- as libmmtmem.so
+   links { "dl", "m" }
 
 -- mmt-run: a program under the preload library, with a policy and a summary. It links the
 -- static library to load the policy once itself before the program starts.
@@ -180,7 +187,7 @@ project "mmt-demo"
    links(system_libs)
 
 -- One cmocka program per unit; tests/run runs them all.
-for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export", "preload", "mmtrun", "fork", "install", "limits", "watch" }) do
+for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export", "preload", "mmtrun", "fork", "install", "limits", "watch", "embed" }) do
    project("test_" .. unit)
       kind "ConsoleApp"
       files { "tests/test_" .. unit .. ".c", "tests/testutil.h", "tests/policyutil.h" }
@@ -206,6 +213,20 @@ project "e2e_threads"
 project "e2e_signals"
    kind "ConsoleApp"
    files { "tests/e2e/signals.c" }
+
+-- A program with a Lua of its own (Debian's Lua 5.1, which exports lua_*) that links
+-- libmmtmem.so too and runs a policy beside its own Lua code: test_embed runs it, and runs
+-- it under mmt-run. Its headers come before LuaJIT's (includedirs precede buildoptions).
+-- Built when liblua5.1-0-dev is installed, so that the demo builds without it; test_embed
+-- says it skips otherwise.
+if os.isfile("/usr/include/lua5.1/lua.h") then
+   project "e2e_lua_host"
+      kind "ConsoleApp"
+      files { "tests/e2e/lua_host.c" }
+      includedirs { "/usr/include/lua5.1" }
+      links { "mmtmem-shared", "lua5.1" }
+      linkoptions { "-Wl,-rpath,'$$ORIGIN/shared'" }
+end
 
 -- mmt-run's picture code on CSV files test_mmtrun writes.
 project "e2e_plot"
@@ -255,10 +276,9 @@ newaction {
       sh("install -m 644 " .. q(root) .. "/policies/*.lua " .. q(dest .. "/share/mmtmem/policies"))
 
       -- mmtmem.pc: the shared library by default; --static adds what libmmtmem.a needs.
+      -- LuaJIT is loaded at run time (lua/lj.h): nothing to link, nor a Requires.
       local private = {}
-      for _, lib in ipairs(system_libs) do
-         if lib ~= "luajit-5.1" then private[#private + 1] = "-l" .. lib end
-      end
+      for _, lib in ipairs(system_libs) do private[#private + 1] = "-l" .. lib end
       local pc = assert(io.open(dest .. "/lib/pkgconfig/mmtmem.pc", "w"))
       pc:write("prefix=" .. prefix .. "\n",
                "libdir=${prefix}/lib\n",
@@ -266,7 +286,6 @@ newaction {
                "Name: mmtmem\n",
                "Description: Memory counters, listeners and Lua policies for C programs\n",
                "Version: " .. version_string .. "\n",
-               "Requires.private: luajit\n",
                "Libs: -L${libdir} -lmmtmem\n",
                "Libs.private: " .. table.concat(private, " ") .. " -pthread\n",
                "Cflags: -I${includedir}\n")

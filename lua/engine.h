@@ -9,6 +9,7 @@
  *   module.c  the `mmt` Lua module (mmt.rule, mmt.every, mmt.log, ...)
  *   rules.c   evaluating rules and tasks against a snapshot
  *   thread.c  the timer and file watcher thread
+ *   lj.c      loading LuaJIT at run time (lj.h: the Lua API through a table)
  */
 #ifndef MMT_LUA_ENGINE_H
 #define MMT_LUA_ENGINE_H
@@ -22,8 +23,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include <lua.h>
-
+#include "lj.h"
 #include "mmt/policy.h"
 
 #define MMT__DEFAULT_LUA_LIMIT ((size_t)64 << 20)

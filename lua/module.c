@@ -12,12 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <lauxlib.h>
-#include <lua.h>
-
 #include "backend.h"
 #include "engine.h"
 #include "export.h"
+#include "lj.h"
 
 const char *const mmt__metric_names[METRIC_COUNT] = {
     "in_use", "allocated", "freed", "peak", "allocations",

@@ -9,11 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <lauxlib.h>
-#include <lua.h>
-
 #include "backend.h"
 #include "engine.h"
+#include "lj.h"
 
 static double metric_value(snapshot_t *snap, metric_t m)
 {

@@ -19,13 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <lauxlib.h>
-#include <lua.h>
-#include <luajit.h>
-#include <lualib.h>
-
 #include "backend.h"
 #include "engine.h"
+#include "lj.h"
 
 /* ---- Memory ------------------------------------------------------------------------ */
 
@@ -472,6 +468,13 @@ fail:
 
 pstate_t *mmt__pstate_load(struct mmt_policy *p, const char *path, char *err, size_t errlen)
 {
+    /* LuaJIT is loaded with the first policy (lj.h); without it no policy runs, and the
+     * host goes on counting. */
+    char why[400];
+    if (mmt__lj_load(why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        return NULL;
+    }
     size_t len;
     char *text = read_policy_file(path, &len, err, errlen);
     if (!text) return NULL;

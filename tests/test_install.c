@@ -102,7 +102,7 @@ static void test_install_and_build_against_it_with_pkg_config(void **state)
           prefix, test_dir, prefix);
     assert_string_equal(out, "mmtmem 0.1.0: 1000 bytes\n");
 
-    /* Static: the archive, with what `pkg-config --static` adds (LuaJIT, libm). */
+    /* Static: the archive, with what `pkg-config --static` adds (libdl, libm). */
     SH_OK(out, "cd '%s' && cc prog.c -o prog_static $(%s pkg-config --cflags mmtmem) "
                "'%s/lib/libmmtmem.a' $(%s pkg-config --static --libs mmtmem)",
           test_dir, env, prefix, env);
