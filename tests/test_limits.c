@@ -714,7 +714,7 @@ static void test_limits_long_paths_are_whole_in_every_message(void **state)
 
     captured_log_t *log = new_log();
     mmt_policy_t *p = new_engine(NULL, log);
-    char expect[PATH_MAX + 64];
+    char expect[2 * PATH_MAX + 128];
     /* A syntax error, a runtime error at load, a duplicate name. */
     write_in_place(path, "local mmt = require 'mmt'\nlocal x = = 1\n");
     assert_int_equal(mmt_policy_load(p, path), MMT_ELOAD);
