@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +17,48 @@
 #include "fork.h"
 #include "engine.h"
 
-/* The engine whose policy code this thread is running (evaluation or load), if any, and
- * the engine whose log or event function this thread is in. Used to refuse calls that
- * would wait for that very code, or free what it is using. This thread only. */
-static _Thread_local struct mmt_policy *tls_running;
-static _Thread_local struct mmt_policy *tls_callback;
+/* What this thread is doing inside engines, innermost first: running an engine's policy
+ * code (an evaluation or a load), or its log or event function. Engines nest (a host
+ * action of one allocates, and another evaluates at that checkpoint), so it is a chain of
+ * frames on this thread's stack. Used to refuse calls that would wait for that very code,
+ * or free what it is using. This thread only. */
+typedef struct active {
+    struct mmt_policy *p;
+    bool callback; /* in its log or event function; else running its policy code */
+    struct active *outer;
+} active_t;
+static _Thread_local active_t *tls_active;
+
+static void enter(active_t *frame, struct mmt_policy *p, bool callback)
+{
+    *frame = (active_t){p, callback, tls_active};
+    tls_active = frame;
+}
+
+static void leave(active_t *frame)
+{
+    tls_active = frame->outer;
+}
+
+static bool running_here(struct mmt_policy *p)
+{
+    for (active_t *a = tls_active; a; a = a->outer)
+        if (a->p == p && !a->callback) return true;
+    return false;
+}
+
+static bool callback_here(struct mmt_policy *p)
+{
+    for (active_t *a = tls_active; a; a = a->outer)
+        if (a->p == p && a->callback) return true;
+    return false;
+}
 
 /* True if a call on engine p, from this thread, would wait for itself: from its policy
  * code (a host action), from its log or event function, or on its own thread. */
 static bool inside(struct mmt_policy *p)
 {
-    return tls_running == p || tls_callback == p ||
+    return running_here(p) || callback_here(p) ||
            (p->thread_started && pthread_equal(pthread_self(), p->thread));
 }
 
@@ -74,36 +106,54 @@ static void stderr_log(int level, const char *message, void *ud)
     (void)w;
 }
 
+/* The length of the well-formed UTF-8 sequence at c (1 to 4), with its code point in
+ * *cp; 0 if c does not start one (a stray continuation byte, an overlong form, a
+ * surrogate, past U+10FFFF, or cut short). */
+static size_t utf8_sequence(const unsigned char *c, uint32_t *cp)
+{
+    if (c[0] < 0x80) {
+        *cp = c[0];
+        return 1;
+    }
+    size_t n = c[0] >= 0xc2 && c[0] <= 0xdf ? 2 : c[0] >= 0xe0 && c[0] <= 0xef ? 3
+             : c[0] >= 0xf0 && c[0] <= 0xf4 ? 4 : 0;
+    if (n == 0) return 0;
+    uint32_t v = c[0] & (0x7f >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((c[i] & 0xc0) != 0x80) return 0;
+        v = v << 6 | (c[i] & 0x3f);
+    }
+    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < least[n] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
+    *cp = v;
+    return n;
+}
+
 /*
  * A log line is one line: policies log what they like, and a newline in it would forge
- * lines of its own in the host's log. Control characters (C0, DEL, C1, and the Unicode
- * line and paragraph separators) are written as escapes: \n, \r, \xHH or \u2028. Tabs
- * stay. The result is cut, at a character boundary, to fit `len`.
+ * lines of its own in the host's log. Control characters (C0 but tab, DEL, C1, and the
+ * Unicode line and paragraph separators) are written as escapes, \n, \r, \xHH or
+ * \uHHHH, and so is every byte that is not part of well-formed UTF-8 (\xHH). The result
+ * is cut, at a character boundary, to fit `len`.
  */
 static void one_line(const char *in, char *out, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     size_t used = 0;
     for (const unsigned char *c = (const unsigned char *)in; *c;) {
         char esc[8];
-        size_t n = 0, take = 1;
-        if (*c == '\n' || *c == '\r') {
-            esc[n++] = '\\';
-            esc[n++] = *c == '\n' ? 'n' : 'r';
-        } else if ((*c < 0x20 && *c != '\t') || *c == 0x7f) {
-            n = (size_t)snprintf(esc, sizeof esc, "\\x%c%c", hex[*c >> 4], hex[*c & 15]);
-        } else if (c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) {
-            n = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c[1]);
-            take = 2;
-        } else if (c[0] == 0xe2 && c[1] == 0x80 && (c[2] == 0xa8 || c[2] == 0xa9)) {
-            n = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c[2] == 0xa8 ? 0x2028 : 0x2029);
-            take = 3;
+        uint32_t cp = 0;
+        size_t take = utf8_sequence(c, &cp), n;
+        if (take == 0) {
+            n = (size_t)snprintf(esc, sizeof esc, "\\x%02x", *c);
+            take = 1;
+        } else if (cp == '\n' || cp == '\r') {
+            n = (size_t)snprintf(esc, sizeof esc, "\\%c", cp == '\n' ? 'n' : 'r');
+        } else if ((cp < 0x20 && cp != '\t') || cp == 0x7f) {
+            n = (size_t)snprintf(esc, sizeof esc, "\\x%02x", (unsigned)cp);
+        } else if ((cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029) {
+            n = (size_t)snprintf(esc, sizeof esc, "\\u%04x", (unsigned)cp);
         } else {
-            /* An ordinary character: copied whole, or not at all. */
-            take = *c < 0x80 ? 1 : *c >= 0xf0 ? 4 : *c >= 0xe0 ? 3 : *c >= 0xc0 ? 2 : 1;
-            for (size_t i = 1; i < take; i++)
-                if ((c[i] & 0xc0) != 0x80) take = i; /* a broken sequence: byte by byte */
-            memcpy(esc, c, take);
+            memcpy(esc, c, take); /* an ordinary character: copied whole, or not at all */
             n = take;
         }
         if (used + n >= len) break;
@@ -123,10 +173,10 @@ void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list 
     mmt_policy_log_fn fn = p->log_fn;
     void *ud = p->log_ud;
     pthread_mutex_unlock(&p->conf_lock);
-    struct mmt_policy *outer = tls_callback;
-    tls_callback = p;
+    active_t frame;
+    enter(&frame, p, true);
     fn(level, message, ud);
-    tls_callback = outer;
+    leave(&frame);
 }
 
 void mmt_policy_set_event(mmt_policy_t *p, mmt_policy_event_fn fn, void *ud)
@@ -144,10 +194,10 @@ void mmt__policy_event(struct mmt_policy *p, const char *rule, bool fired, const
     void *ud = p->event_ud;
     pthread_mutex_unlock(&p->conf_lock);
     if (!fn) return;
-    struct mmt_policy *outer = tls_callback;
-    tls_callback = p;
+    active_t frame;
+    enter(&frame, p, true);
     fn(rule, fired, &s->info, ud);
-    tls_callback = outer;
+    leave(&frame);
 }
 
 void mmt__policy_log(struct mmt_policy *p, int level, const char *fmt, ...)
@@ -233,10 +283,13 @@ static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, boo
     snapshot_t snap = {.info = *info,
                        .rate = atomic_load_explicit(&p->rate_now, memory_order_relaxed),
                        .lua = (double)s->lua_bytes, .time = now, .rss = -1};
-    struct mmt_policy *outer = tls_running;
-    tls_running = p;
+    /* Not on a stack policy code cannot measure (a fiber's) or too near its end: the
+     * evaluation is left to the next checkpoint or tick. */
+    if (!mmt__stack_room()) return;
+    active_t frame;
+    enter(&frame, p, false);
     mmt__evaluate(s, &snap, tick);
-    tls_running = outer;
+    leave(&frame);
 }
 
 /* The core listener's condition, called at every checkpoint: it is the hook into the
@@ -280,12 +333,12 @@ static int load_locked(struct mmt_policy *p, const char *path)
     /* Before reading: an edit after this point differs from it, and the watcher sees it. */
     p->loaded_ok = stat(path, &p->loaded) == 0;
     char err[sizeof p->error];
-    struct mmt_policy *outer = tls_running;
-    tls_running = p;
+    active_t frame;
+    enter(&frame, p, false);
     pstate_t *s = mmt__pstate_load(p, path, err, sizeof err);
-    tls_running = outer;
+    leave(&frame);
     if (!s) {
-        snprintf(p->error, sizeof p->error, "%s", err);
+        one_line(err, p->error, sizeof p->error); /* a host prints it: one line too */
         mmt__policy_log(p, MMT_LOG_ERROR, "%s%s", err,
                         p->cur ? " (the previous policy keeps running)" : "");
         return MMT_ELOAD;
@@ -309,7 +362,7 @@ static bool refuse_inside(struct mmt_policy *p, const char *call)
     if (!inside(p)) return false;
     /* Not through the log function if that is where the call came from: it might call
      * again, and again. */
-    if (tls_callback == p)
+    if (callback_here(p))
         stderr_log(MMT_LOG_ERROR, call, NULL);
     else
         mmt__policy_log(p, MMT_LOG_ERROR, "%s", call);
@@ -319,7 +372,7 @@ static bool refuse_inside(struct mmt_policy *p, const char *call)
 int mmt_policy_load(mmt_policy_t *p, const char *path)
 {
     if (!p || !path || !*path) return MMT_EINVAL;
-    if (tls_running == p) return MMT_EBUSY; /* mmt.call("reload"): refused quietly, as ever */
+    if (running_here(p)) return MMT_EBUSY; /* mmt.call("reload"): refused quietly, as ever */
     if (refuse_inside(p, "mmt_policy_load: refused: called from the engine's own log or "
                          "event function or thread, which the load would wait for"))
         return MMT_EBUSY;
@@ -330,6 +383,7 @@ int mmt_policy_load(mmt_policy_t *p, const char *path)
         char *copy = mmt__backend_strdup(path);
         if (!copy) {
             pthread_mutex_unlock(&p->load_lock);
+            restore_cancel(cancel);
             return MMT_ENOMEM;
         }
         mmt__backend.free(p->path);
@@ -346,9 +400,9 @@ int mmt_policy_load(mmt_policy_t *p, const char *path)
 int mmt_policy_reload(mmt_policy_t *p)
 {
     if (!p) return MMT_EINVAL;
-    if (tls_running == p) return MMT_EBUSY;
+    if (running_here(p)) return MMT_EBUSY;
     /* The engine's thread reloads a watched file itself: that is not a call from inside. */
-    if (tls_callback == p && refuse_inside(p, "mmt_policy_reload: refused: called from the "
+    if (callback_here(p) && refuse_inside(p, "mmt_policy_reload: refused: called from the "
                                               "engine's own log or event function"))
         return MMT_EBUSY;
     int cancel = no_cancel();
@@ -387,9 +441,9 @@ static void fork_prepare(void)
 {
     pthread_mutex_lock(&engines_lock);
     for (struct mmt_policy *p = engines; p; p = p->next_engine) {
-        /* Forked from inside this engine's policy code (a host action): this thread holds
-         * its locks already. The child's copy is left as it is, timer thread and all. */
-        p->fork_skipped = tls_running == p;
+        /* Forked from inside this engine's policy code (a host action) or its log or event
+         * function: this thread holds some of its locks already. The child's copy is left as it is, timer thread and all. */
+        p->fork_skipped = running_here(p) || callback_here(p);
         if (p->fork_skipped) continue;
         pthread_mutex_lock(&p->load_lock);
         pthread_mutex_lock(&p->lock);

@@ -89,6 +89,7 @@ typedef struct pstate {
     /* Limits of the policy code running now (set by mmt__pstate_call, read by its hook). */
     double deadline;             /* monotonic seconds after which this call is stopped */
     double eval_deadline;        /* the evaluation's own end (rules.c); INFINITY outside one */
+    double refunded;             /* seconds of declaring rules given back to the load's budget */
     uintptr_t stack_top, stack_floor; /* the C stack below stack_floor is out of bounds */
     int stop;                    /* MMT__STOP_*: why it was stopped */
     int glue_ref;                /* rules.c's evaluation function, made once (no garbage) */
@@ -98,6 +99,7 @@ typedef struct pstate {
     size_t nrules, rules_cap;
     uint32_t *names;             /* rule index + 1 by hash of the name, 0 free (rules.c) */
     size_t names_cap;            /* a power of two, at least twice nrules; 0: none yet */
+    uint32_t names_seed;         /* the name hash's own (rules.c) */
     task_t *tasks;
     size_t ntasks, tasks_cap;
 } pstate_t;
@@ -240,6 +242,9 @@ double mmt__now(void);
 const char *mmt__error_text(lua_State *L);
 /* `msg` with the chunk's short name replaced by the file's path, into out (cut to len). */
 void mmt__pstate_expand(const pstate_t *s, const char *msg, char *out, size_t len);
+/* False if policy code must not run on this thread's stack where it is now: a stack
+ * that is not the thread's own (a fiber), or within 128 KiB of its end. */
+bool mmt__stack_room(void);
 /* Logs a message from policy code, expanded. */
 void mmt__pstate_log(const pstate_t *s, int level, const char *msg);
 /* The pstate a Lua state belongs to: it is the allocator's userdata. */

@@ -62,6 +62,7 @@
     X(void, lua_pushboolean, (lua_State *L, int b))                                        \
     X(void, lua_pushlightuserdata, (lua_State *L, void *p))                                \
     X(void, lua_getfield, (lua_State *L, int idx, const char *k))                          \
+    X(void, lua_rawget, (lua_State *L, int idx))                                           \
     X(void, lua_rawgeti, (lua_State *L, int idx, int n))                                   \
     X(void, lua_createtable, (lua_State *L, int narr, int nrec))                           \
     X(void, lua_setfield, (lua_State *L, int idx, const char *k))                          \
@@ -144,6 +145,7 @@ int mmt__lj_load(char *err, size_t errlen);
 #define lua_pushboolean mmt__lj.lua_pushboolean
 #define lua_pushlightuserdata mmt__lj.lua_pushlightuserdata
 #define lua_getfield mmt__lj.lua_getfield
+#define lua_rawget mmt__lj.lua_rawget
 #define lua_rawgeti mmt__lj.lua_rawgeti
 #define lua_createtable mmt__lj.lua_createtable
 #define lua_setfield mmt__lj.lua_setfield

@@ -121,10 +121,18 @@ static int l_meminfo(lua_State *L)
 static const char *const rule_fields[] = {"name", "metric", "above", "below", "hold",
                                           "when", "fire",   "resolve", NULL};
 
+/* Pushes field `key` of the rule table (argument 1), read raw: a metatable's __index
+ * would run policy code inside mmt.rule, where the time is the engine's (see refund). */
+static void rule_field(lua_State *L, const char *key)
+{
+    lua_pushstring(L, key);
+    lua_rawget(L, 1);
+}
+
 /* The rule's number field `key`: missing gives `dflt` (NAN: required). */
 static double number_field(lua_State *L, const char *rule, const char *key, double dflt)
 {
-    lua_getfield(L, 1, key);
+    rule_field(L, key);
     double v = dflt;
     if (lua_isnil(L, -1)) {
         if (isnan(dflt)) luaL_error(L, "rule \"%s\": '%s' is missing (a number)", rule, key);
@@ -142,7 +150,7 @@ static double number_field(lua_State *L, const char *rule, const char *key, doub
 /* A reference to the rule's function field `key`, LUA_NOREF if absent and optional. */
 static int function_field(lua_State *L, const char *rule, const char *key, bool required)
 {
-    lua_getfield(L, 1, key);
+    rule_field(L, key);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         if (required) luaL_error(L, "rule \"%s\": '%s' is missing (a function)", rule, key);
@@ -154,11 +162,17 @@ static int function_field(lua_State *L, const char *rule, const char *key, bool 
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-/* The time budget is for the policy's own code: the engine's work declaring a rule is
- * given back to it, so a file of many rules (up to MMT__MAX_RULES) loads in the budget. */
+/* The time budget is for the policy's own code: the engine's work declaring a rule (no
+ * policy code runs inside: fields are read raw) is given back to it, so a file of many
+ * rules (up to MMT__MAX_RULES) loads in the budget. At most one budget's worth in all. */
 static void refund(pstate_t *s, double since)
 {
-    s->deadline += mmt__now() - since;
+    double give = mmt__now() - since, room = s->budget_ms / 1000.0 - s->refunded;
+    if (give > room) give = room;
+    if (give > 0) {
+        s->deadline += give;
+        s->refunded += give;
+    }
 }
 
 static int l_rule(lua_State *L)
@@ -171,7 +185,7 @@ static int l_rule(lua_State *L)
         return luaL_error(L, "mmt.rule: expects a table, not a %s", luaL_typename(L, 1));
     lua_settop(L, 1);
 
-    lua_getfield(L, 1, "name");
+    rule_field(L, "name");
     if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0)
         return luaL_error(L, "mmt.rule: 'name' must be a non-empty string");
     const char *name = lua_tostring(L, -1); /* kept alive on the stack at index 2 */
@@ -200,10 +214,10 @@ static int l_rule(lua_State *L)
 
     rule_t r = {.when_ref = LUA_NOREF, .fire_ref = LUA_NOREF, .resolve_ref = LUA_NOREF,
                 .since = -1};
-    lua_getfield(L, 1, "when");
+    rule_field(L, "when");
     bool has_when = !lua_isnil(L, -1);
     lua_pop(L, 1);
-    lua_getfield(L, 1, "metric");
+    rule_field(L, "metric");
     bool has_metric = !lua_isnil(L, -1);
     if (has_when && has_metric)
         return luaL_error(L, "rule \"%s\": give either 'when' or 'metric', not both", name);
@@ -228,8 +242,8 @@ static int l_rule(lua_State *L)
             return luaL_error(L, "rule \"%s\": 'below' (%.17g) must not be more than 'above' "
                                  "(%.17g)", name, r.below, r.above);
     } else {
-        lua_getfield(L, 1, "above");
-        lua_getfield(L, 1, "below");
+        rule_field(L, "above");
+        rule_field(L, "below");
         if (!lua_isnil(L, -1) || !lua_isnil(L, -2))
             return luaL_error(L, "rule \"%s\": 'above' and 'below' go with 'metric', not "
                                  "'when'", name);

@@ -118,9 +118,18 @@ static void evaluate_rule(pstate_t *s, rule_t *r, snapshot_t *snap, int *slot)
         }
         if (r->since < 0) r->since = snap->time;
         if (snap->time - r->since < r->hold) return;
+        double since = r->since;
         r->firing = true; /* even if `fire` fails: it must not fire at every evaluation */
         r->since = -1;
-        if (call_with_snapshot(s, snap, slot, r->fire_ref, false, r)) r->errors = 0;
+        if (call_with_snapshot(s, snap, slot, r->fire_ref, false, r)) {
+            r->errors = 0;
+        } else if (s->stop == MMT__STOP_EVALUATION) {
+            /* Cut by the evaluation's deadline, not failed: it fires again, first thing
+             * at the next evaluation. */
+            r->firing = false;
+            r->since = since;
+            return;
+        }
         mmt__policy_event(s->engine, r->name, true, snap);
     } else if (!holds) {
         r->firing = false;
@@ -128,6 +137,9 @@ static void evaluate_rule(pstate_t *s, rule_t *r, snapshot_t *snap, int *slot)
             r->errors = 0;
         } else if (call_with_snapshot(s, snap, slot, r->resolve_ref, false, r)) {
             r->errors = 0;
+        } else if (s->stop == MMT__STOP_EVALUATION) {
+            r->firing = true; /* as for fire */
+            return;
         }
         mmt__policy_event(s->engine, r->name, false, snap);
     } else if (r->when_ref != LUA_NOREF) {
@@ -204,6 +216,11 @@ static void report_overrun(pstate_t *s, size_t skipped)
                     s->engine->opts.evaluation_ms, used ? list : "no policy code ran", skipped,
                     skipped == 1 ? "" : "s");
     if (top[0].spent <= 0) return;
+    /* "In a row": an evaluation past its budget where another was the worst breaks it. */
+    for (size_t i = 0; i < s->nrules; i++)
+        if (&s->rules[i] != top[0].rule) s->rules[i].overruns = 0;
+    for (size_t i = 0; i < s->ntasks; i++)
+        if (&s->tasks[i] != top[0].task) s->tasks[i].overruns = 0;
     int *overruns = top[0].rule ? &top[0].rule->overruns : &top[0].task->overruns;
     bool *disabled = top[0].rule ? &top[0].rule->disabled : &top[0].task->disabled;
     if (++*overruns >= MMT__MAX_ERRORS) {
@@ -299,9 +316,11 @@ void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_tasks)
 
 /* ---- Rules by name ---------------------------------------------------------------------- */
 
-static uint32_t hash_name(const char *name)
+/* FNV-1a from a basis of the state's own (names_seed), so that a policy cannot choose
+ * names that all land in one chain. */
+static uint32_t hash_name(const pstate_t *s, const char *name)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
+    uint32_t h = 2166136261u ^ s->names_seed;
     for (const unsigned char *c = (const unsigned char *)name; *c; c++) h = (h ^ *c) * 16777619u;
     return h;
 }
@@ -310,16 +329,17 @@ long mmt__rule_find(const pstate_t *s, const char *name)
 {
     if (!s->names_cap) return -1;
     size_t mask = s->names_cap - 1;
-    for (size_t at = hash_name(name) & mask;; at = (at + 1) & mask) {
+    for (size_t at = hash_name(s, name) & mask;; at = (at + 1) & mask) {
         uint32_t v = s->names[at];
         if (v == 0) return -1;
         if (strcmp(s->rules[v - 1].name, name) == 0) return (long)v - 1;
     }
 }
 
-static void index_put(uint32_t *names, size_t cap, const char *name, uint32_t value)
+static void index_put(const pstate_t *s, uint32_t *names, size_t cap, const char *name,
+                      uint32_t value)
 {
-    size_t at = hash_name(name) & (cap - 1);
+    size_t at = hash_name(s, name) & (cap - 1);
     while (names[at]) at = (at + 1) & (cap - 1);
     names[at] = value;
 }
@@ -332,12 +352,12 @@ bool mmt__rule_index(pstate_t *s)
         uint32_t *names = mmt__backend.calloc(cap, sizeof *names);
         if (!names) return false;
         for (size_t i = 0; i < s->nrules; i++)
-            index_put(names, cap, s->rules[i].name, (uint32_t)i + 1);
+            index_put(s, names, cap, s->rules[i].name, (uint32_t)i + 1);
         mmt__backend.free(s->names);
         s->names = names;
         s->names_cap = cap;
     }
-    index_put(s->names, s->names_cap, s->rules[s->nrules].name, (uint32_t)n);
+    index_put(s, s->names, s->names_cap, s->rules[s->nrules].name, (uint32_t)n);
     return true;
 }
 

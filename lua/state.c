@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -139,13 +140,13 @@ enum { HOOK_EVERY = 1000 }; /* VM instructions between clock checks */
  * it, and never closer than STACK_RESERVE to the end of the thread's stack (enough for one
  * more C function, the error's unwinding and the host's own frames after it).
  */
-enum { STACK_MAX = 1024 * 1024, STACK_RESERVE = 64 * 1024 };
+enum { STACK_MAX = 1024 * 1024, STACK_RESERVE = 64 * 1024, STACK_MIN_ROOM = 64 * 1024 };
 
-/* The lowest address of this thread's stack, 0 if unknown. This thread only. */
-static _Thread_local uintptr_t tls_stack_low;
+/* This thread's stack, [low, high), both 0 if unknown. This thread only. */
+static _Thread_local uintptr_t tls_stack_low, tls_stack_high;
 static _Thread_local bool tls_stack_known;
 
-static uintptr_t stack_low(void)
+static void stack_bounds(uintptr_t *low, uintptr_t *high)
 {
     if (!tls_stack_known) {
         tls_stack_known = true;
@@ -153,11 +154,26 @@ static uintptr_t stack_low(void)
         if (pthread_getattr_np(pthread_self(), &a) == 0) {
             void *addr;
             size_t size;
-            if (pthread_attr_getstack(&a, &addr, &size) == 0) tls_stack_low = (uintptr_t)addr;
+            if (pthread_attr_getstack(&a, &addr, &size) == 0) {
+                tls_stack_low = (uintptr_t)addr;
+                tls_stack_high = (uintptr_t)addr + size;
+            }
             pthread_attr_destroy(&a);
         }
     }
-    return tls_stack_low;
+    *low = tls_stack_low;
+    *high = tls_stack_high;
+}
+
+bool mmt__stack_room(void)
+{
+    char here;
+    uintptr_t sp = (uintptr_t)&here, low, high;
+    stack_bounds(&low, &high);
+    if (!low) return true; /* unknown: STACK_MAX below the entry point is the only limit */
+    /* A stack that is not the thread's own (a coroutine library's fiber) has a size no one
+     * can tell: policy code does not run there. */
+    return sp > low && sp < high && sp - low >= STACK_RESERVE + STACK_MIN_ROOM;
 }
 
 /* Pushes "file:line: " of the innermost policy line on the stack, or "" if none. */
@@ -177,15 +193,18 @@ static void policy_hook(lua_State *L, lua_Debug *ar)
 {
     pstate_t *s = mmt__pstate_of(L);
     if (s->stop == MMT__STOP_NONE) {
-        if (ar->event == LUA_HOOKCALL) {
-            char here;
-            if ((uintptr_t)&here >= s->stack_floor) return;
+        char here;
+        double now = mmt__now();
+        /* The clock at every call too: a loop of slow C calls (gsub on a long string,
+         * sorting a big table) runs few instructions per call. */
+        if (ar->event == LUA_HOOKCALL && (uintptr_t)&here < s->stack_floor)
             s->stop = MMT__STOP_STACK;
-        } else {
-            double now = mmt__now();
-            if (now < s->deadline && now < s->eval_deadline) return;
-            s->stop = now >= s->deadline ? MMT__STOP_BUDGET : MMT__STOP_EVALUATION;
-        }
+        else if (now >= s->deadline)
+            s->stop = MMT__STOP_BUDGET;
+        else if (now >= s->eval_deadline)
+            s->stop = MMT__STOP_EVALUATION;
+        else
+            return;
         /* From now on every instruction and every call raises, so a policy cannot catch
          * the error with pcall and go on. mmt__pstate_call removes the hook. */
         lua_sethook(L, policy_hook, LUA_MASKCALL | LUA_MASKCOUNT, 1);
@@ -195,7 +214,8 @@ static void policy_hook(lua_State *L, lua_Debug *ar)
     case MMT__STOP_STACK:
         lua_pushfstring(L, "C stack overflow (policy code nested through C functions such as "
                            "string.gsub, table.sort or __tostring deeper than %d KiB of stack)",
-                        (int)((s->stack_top - s->stack_floor) >> 10));
+                        (int)(s->stack_top > s->stack_floor ? (s->stack_top - s->stack_floor) >> 10
+                                                            : 0));
         break;
     case MMT__STOP_EVALUATION:
         lua_pushfstring(L, "stopped: the evaluation ran past its time budget of %d ms",
@@ -213,7 +233,8 @@ int mmt__pstate_call(pstate_t *s, int nargs, int nresults)
 {
     lua_State *L = s->L;
     char here;
-    uintptr_t top = (uintptr_t)&here, low = stack_low();
+    uintptr_t top = (uintptr_t)&here, low, high;
+    stack_bounds(&low, &high);
     uintptr_t floor = top > STACK_MAX ? top - STACK_MAX : 0;
     if (low && floor < low + STACK_RESERVE) floor = low + STACK_RESERVE;
     s->stack_top = top;
@@ -277,27 +298,21 @@ static int l_print(lua_State *L)
  * policy code. LuaJIT runs a handler at the point of the error; for an error raised by the
  * budget's hook that is inside the hook, where no hook runs, so a handler that loops would
  * never be stopped. The difference a policy can see: the handler runs with the failed
- * call's frames gone (the sandbox has no debug.traceback to look at them anyway). An error
- * in the handler makes the result false and that error, as LuaJIT's does.
+ * call's frames gone (the sandbox has no debug.traceback to look at them anyway). Written
+ * in Lua over pcall, so a coroutine may still yield inside it; an error in the handler
+ * makes the result false and that error, as LuaJIT's does.
  */
-static int l_xpcall(lua_State *L)
-{
-    luaL_checkany(L, 2);
-    int n = lua_gettop(L);
-    lua_pushvalue(L, 1);
-    for (int i = 3; i <= n; i++) lua_pushvalue(L, i);
-    if (lua_pcall(L, n - 2, LUA_MULTRET, 0) == 0) {
-        lua_pushboolean(L, 1);
-        lua_replace(L, n); /* true in front of the results */
-        return lua_gettop(L) - n + 1;
-    }
-    lua_pushvalue(L, 2);
-    lua_insert(L, -2);
-    lua_pcall(L, 1, 1, 0); /* the handler's result, or its own error */
-    lua_pushboolean(L, 0);
-    lua_insert(L, -2);
-    return 2;
-}
+static const char xpcall_source[] =
+    "local pcall, error = pcall, error\n"
+    "local function finish(h, ok, ...)\n"
+    "  if ok then return true, ... end\n"
+    "  local _, v = pcall(h, (...))\n"
+    "  return false, v\n"
+    "end\n"
+    "return function(f, h, ...)\n"
+    "  if h == nil then error(\"bad argument #2 to 'xpcall' (value expected)\", 2) end\n"
+    "  return finish(h, pcall(f, ...))\n"
+    "end\n";
 
 static void open_lib(lua_State *L, const char *name, lua_CFunction open)
 {
@@ -341,7 +356,9 @@ static int open_libraries(lua_State *L)
         lua_setglobal(L, "print");
     }
     /* In unsafe mode too: its handlers must not escape the budget either. */
-    lua_pushcfunction(L, l_xpcall);
+    if (luaL_loadbuffer(L, xpcall_source, sizeof xpcall_source - 1, "=xpcall") != 0)
+        lua_error(L);
+    lua_call(L, 0, 1);
     lua_setglobal(L, "xpcall");
     /* Kept before the policy runs, which may replace the globals. */
     lua_getglobal(L, "string");
@@ -475,6 +492,11 @@ pstate_t *mmt__pstate_load(struct mmt_policy *p, const char *path, char *err, si
         snprintf(err, errlen, "%s: %s", path, why);
         return NULL;
     }
+    if (!mmt__stack_room()) {
+        snprintf(err, errlen, "%s: not loaded from here: policy code does not run on a stack "
+                 "that is not the thread's own (a fiber's) or within 128 KiB of its end", path);
+        return NULL;
+    }
     size_t len;
     char *text = read_policy_file(path, &len, err, errlen);
     if (!text) return NULL;
@@ -493,6 +515,11 @@ pstate_t *mmt__pstate_load(struct mmt_policy *p, const char *path, char *err, si
     }
     s->engine = p;
     s->eval_deadline = INFINITY;
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        s->names_seed = (uint32_t)ts.tv_nsec ^ (uint32_t)((uintptr_t)s >> 4);
+    }
     s->path = mmt__backend_strdup(path);
     s->lua_limit = p->opts.lua_memory_limit;
     s->budget_ms = p->opts.budget_ms;

@@ -6,9 +6,11 @@
  * message, never in a crash, a hang or a lost policy. Tests that would hang on a broken
  * engine run in a forked child under alarm(), so that they fail instead.
  */
+#define _GNU_SOURCE /* getcontext, makecontext, swapcontext */
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <ucontext.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,7 +182,7 @@ static void test_limits_recursion_on_a_small_thread_stack_stops_short_of_its_end
               "mmt.rule { name = 'gsub', when = function()\n"
               "  local function f(s) return (string.gsub(s, '.', f)) end\n"
               "  f('ab') end, fire = function() end }\n");
-    static const size_t kibs[] = {128, 256, 512};
+    static const size_t kibs[] = {192, 256, 512};
     for (size_t k = 0; k < 3; k++) {
         size_t kib = kibs[k];
         pthread_attr_t attr;
@@ -260,7 +262,13 @@ static void test_limits_xpcall_keeps_its_results_and_arguments(void **state)
               "mmt.log('info', 'ERR %s %s', tostring(ok2), e)\n"
               "local ok3, e3 = xpcall(function() error('first') end,\n"
               "  function(m) error('second', 0) end)\n"
-              "mmt.log('info', 'BAD %s %s', tostring(ok3), tostring(e3))\n");
+              "mmt.log('info', 'BAD %s %s', tostring(ok3), tostring(e3))\n"
+              "local co = coroutine.wrap(function()\n"
+              "  return xpcall(function() coroutine.yield(5) return 6 end, print) end)\n"
+              "local y = co()\n"
+              "local ok4, r4 = co()\n"
+              "mmt.log('info', 'YIELD %d %s %d', y, tostring(ok4), r4)\n");
+    assert_logged(log, "YIELD 5 true 6"); /* a coroutine may yield inside xpcall */
     assert_logged(log, "OK true 3 two");
     assert_logged(log, "ERR false handled 7");
     assert_logged(log, "BAD false second");
@@ -346,6 +354,149 @@ static void test_limits_the_worst_rule_of_evaluations_past_budget_is_disabled(vo
     int overruns = log_count(log, "evaluation stopped");
     for (int i = 0; i < 4; i++) mmt_mem_checkpoint();
     assert_int_equal(log_count(log, "evaluation stopped"), overruns);
+    mmt_policy_free(p);
+    free_log(log);
+}
+
+static void test_limits_a_loop_of_slow_c_calls_is_stopped_within_its_budget(void **state)
+{
+    (void)state;
+    captured_log_t *log = new_log();
+    mmt_policy_options_t o = {.budget_ms = 50, .evaluation_ms = 60000};
+    mmt_policy_t *p = new_engine(&o, log);
+    /* Few instructions per call, and each call long: the clock is read at every call. */
+    load_text(p, "slowc.lua",
+              "local mmt = require 'mmt'\n"
+              "local s = string.rep('a', 4 * 2^20)\n"
+              "local big = {} for i = 1, 2^18 do big[i] = (i * 7919) % 2^18 end\n"
+              "mmt.rule { name = 'gsub', when = function()\n"
+              "  while true do s:gsub('a', 'b') end end, fire = print }\n"
+              "mmt.rule { name = 'sort', when = function()\n"
+              "  while true do table.sort(big, function(a, b) return a > b end) end end,\n"
+              "  fire = print }\n");
+    double t0 = now_seconds();
+    mmt_mem_checkpoint();
+    double took = now_seconds() - t0;
+    assert_int_equal(log_count(log, "ran past its time budget of 50 ms"), 2);
+    /* Two budgets and one call past each; a check every 1000 instructions would let
+     * hundreds of calls go by. */
+    if (took > 3.0) fail_msg("stopping took %.3f s", took);
+    mmt_policy_free(p);
+    free_log(log);
+}
+
+static void test_limits_rule_tables_are_read_raw(void **state)
+{
+    (void)state;
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = new_engine(NULL, log);
+    /* A metatable's __index would run inside mmt.rule, where time is not charged. */
+    assert_int_equal(try_load(p, "meta.lua",
+                              "local mmt = require 'mmt'\n"
+                              "local calls = 0\n"
+                              "local t = setmetatable({ name = 'm' }, { __index = function(_, k)\n"
+                              "  calls = calls + 1 while true do end end })\n"
+                              "mmt.rule(t)\n"),
+                     MMT_ELOAD);
+    assert_contains(mmt_policy_error(p), "meta.lua:5: rule \"m\": needs 'when'");
+    mmt_policy_free(p);
+    free_log(log);
+}
+
+typedef struct fire_count {
+    _Atomic int fired;
+} fire_count_t;
+
+static void count_fires(const char *rule, int fired, const mmt_meminfo_t *m, void *ud)
+{
+    (void)m;
+    if (fired && strcmp(rule, "shed") == 0) ((fire_count_t *)ud)->fired++;
+}
+
+static void test_limits_a_fire_cut_by_the_evaluation_deadline_fires_again(void **state)
+{
+    (void)state;
+    captured_log_t *log = new_log();
+    mmt_policy_options_t o = {.budget_ms = 1000, .evaluation_ms = 100};
+    mmt_policy_t *p = new_engine(&o, log);
+    fire_count_t count = {0};
+    mmt_policy_set_event(p, count_fires, &count);
+    load_text(p, "cut.lua",
+              "local mmt = require 'mmt'\n"
+              "local function spend(ms)\n"
+              "  local t = os.clock() while os.clock() - t < ms / 1000 do end\n"
+              "end\n"
+              "mmt.rule { name = 'slow', when = function() spend(70) return false end,\n"
+              "  fire = print }\n"
+              "mmt.rule { name = 'shed', when = function() return true end,\n"
+              "  fire = function() spend(60) mmt.log('info', 'SHED DONE') end }\n");
+    mmt_mem_checkpoint(); /* slow takes 70 ms, shed's fire is cut at 100 */
+    assert_logged(log, "evaluation stopped");
+    assert_int_equal(log_count(log, "SHED DONE"), 0);
+    assert_int_equal(count.fired, 0);
+    mmt_mem_checkpoint(); /* shed goes first and fires in full */
+    assert_int_equal(log_count(log, "SHED DONE"), 1);
+    assert_int_equal(count.fired, 1);
+    for (int i = 0; i < 3; i++) mmt_mem_checkpoint();
+    assert_int_equal(count.fired, 1); /* once fired, it stays firing */
+    mmt_policy_free(p);
+    free_log(log);
+}
+
+/* ---- Stacks that are not the thread's own, or nearly full --------------------------------- */
+
+static ucontext_t fiber_ctx, main_ctx;
+static void checkpoint_in_fiber(void)
+{
+    mmt_mem_checkpoint();
+}
+
+static void *checkpoint_on_tiny_stack(void *arg)
+{
+    (void)arg;
+    mmt_mem_checkpoint();
+    return NULL;
+}
+
+static void test_limits_policy_code_does_not_run_on_fibers_or_nearly_full_stacks(void **state)
+{
+    (void)state;
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = new_engine(NULL, log);
+    load_text(p, "fiber.lua",
+              "local mmt = require 'mmt'\n"
+              "local n = 0\n"
+              "mmt.rule { name = 'deep', when = function()\n"
+              "  n = n + 1 mmt.log('info', 'EVALUATED %d', n)\n"
+              "  local function f(s) return (string.gsub(s, '.', f)) end f('ab') end,\n"
+              "  fire = print }\n");
+    /* A fiber of 64 KiB (a coroutine library's): its size cannot be known, so no policy
+     * code runs on it, and nothing is charged to the rule. */
+    static char fiber_stack[64 * 1024];
+    getcontext(&fiber_ctx);
+    fiber_ctx.uc_stack.ss_sp = fiber_stack;
+    fiber_ctx.uc_stack.ss_size = sizeof fiber_stack;
+    fiber_ctx.uc_link = &main_ctx;
+    makecontext(&fiber_ctx, checkpoint_in_fiber, 0);
+    assert_int_equal(swapcontext(&main_ctx, &fiber_ctx), 0);
+    /* A thread of 96 KiB (a stack of the test's own: glibc would reuse a larger cached
+     * one for a size alone): less room than policy code may ever have. */
+    static _Alignas(4096) char tiny_stack[96 * 1024];
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    assert_int_equal(pthread_attr_setstack(&attr, tiny_stack, sizeof tiny_stack), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, &attr, checkpoint_on_tiny_stack, NULL), 0);
+    pthread_join(t, NULL);
+    pthread_attr_destroy(&attr);
+    if (log_count(log, "EVALUATED") || log_level_count(log, MMT_LOG_ERROR)) {
+        log_dump(log);
+        fail_msg("policy code ran on a fiber or a nearly full stack");
+    }
+    /* On this thread's own stack it runs, and the C stack limit stops its recursion. */
+    mmt_mem_checkpoint();
+    assert_int_equal(log_count(log, "EVALUATED 1"), 1);
+    assert_logged(log, "C stack overflow");
     mmt_policy_free(p);
     free_log(log);
 }
@@ -560,12 +711,18 @@ static void test_limits_what_policies_log_stays_on_one_line(void **state)
               "mmt.log('warn', 'A\\nmmt policy [error] forged')\n"
               "print('B\\r\\n\\27[31mred\\0hidden')\n"
               "mmt.log('info', 'C %s', 'tab\\there, nel\\194\\133, ls\\226\\128\\168, del\\127')\n"
+              "mmt.log('info', 'E %s', 'csi\\155[31m nel\\133 overlong\\192\\128 surrogate\\237\\160\\128 \\195\\169')\n"
               "mmt.rule { name = 'multi\\nline', when = function() error('D\\nforged') end,\n"
               "  fire = function() end }\n");
     mmt_mem_checkpoint();
+    assert_int_equal(try_load(p, "bad.lua", "error('x\\nforged line', 0)\n"), MMT_ELOAD);
+    assert_null(strchr(mmt_policy_error(p), '\n')); /* hosts print it: one line too */
+    assert_contains(mmt_policy_error(p), "x\\nforged line");
     assert_logged(log, "A\\nmmt policy [error] forged");
     assert_logged(log, "B\\r\\n\\x1b[31mred"); /* a NUL ends a C string: the rest is gone */
     assert_logged(log, "C tab\there, nel\\u0085, ls\\u2028, del\\x7f");
+    /* Bytes that are not well-formed UTF-8 are escaped one by one; é stays. */
+    assert_logged(log, "E csi\\x9b[31m nel\\x85 overlong\\xc0\\x80 surrogate\\xed\\xa0\\x80 \xc3\xa9");
     assert_logged(log, "rule \"multi\\nline\": ");
     assert_logged(log, "D\\nforged");
     pthread_mutex_lock(&log->lock);
@@ -829,6 +986,10 @@ int main(void)
         cmocka_unit_test(test_limits_xpcall_keeps_its_results_and_arguments),
         cmocka_unit_test(test_limits_an_evaluation_stops_at_its_budget_and_names_what_ate_it),
         cmocka_unit_test(test_limits_the_worst_rule_of_evaluations_past_budget_is_disabled),
+        cmocka_unit_test(test_limits_a_loop_of_slow_c_calls_is_stopped_within_its_budget),
+        cmocka_unit_test(test_limits_rule_tables_are_read_raw),
+        cmocka_unit_test(test_limits_a_fire_cut_by_the_evaluation_deadline_fires_again),
+        cmocka_unit_test(test_limits_policy_code_does_not_run_on_fibers_or_nearly_full_stacks),
         cmocka_unit_test(test_limits_declarative_checkpoints_make_no_lua_garbage),
         cmocka_unit_test(test_limits_cancelled_threads_leave_no_engine_lock_held),
         cmocka_unit_test(test_limits_numbers_c_cannot_hold_are_errors_not_conversions),

@@ -466,6 +466,45 @@ static void test_listener_added_during_a_pass_waits_for_the_next(void **state)
         fail_msg("child: signal %d, exit %d (SIGALRM is %d)", r.signal, r.exit_code, SIGALRM);
 }
 
+/* An action that adds many listeners (the table grows, and moves, under the pass) and
+ * removes one the pass has not reached yet. */
+typedef struct crowd {
+    int later_id;
+    watch_t later, added[40];
+    int added_ids[40];
+} crowd_t;
+
+static void add_a_crowd(const mmt_meminfo_t *m, void *arg)
+{
+    (void)m;
+    crowd_t *c = arg;
+    for (int i = 0; i < 40; i++) c->added_ids[i] = mmt_mem_listen(above_mark, count_fire, &c->added[i]);
+    assert_int_equal(mmt_mem_unlisten(c->later_id), 0);
+}
+
+static void test_listener_a_pass_survives_the_table_growing_and_shrinking_under_it(void **state)
+{
+    (void)state;
+    mmt_mem_set_checkpoint(0);
+    static crowd_t c;
+    memset(&c, 0, sizeof c);
+    int first = mmt_mem_listen(always, add_a_crowd, &c);
+    c.later_id = mmt_mem_listen(above_mark, count_fire, &c.later);
+    void *keep = mmt_malloc(1);
+    mmt_mem_checkpoint();
+    assert_int_equal(c.later.evaluated, 0); /* removed before the pass reached it */
+    for (int i = 0; i < 40; i++) assert_int_equal(c.added[i].evaluated, 0);
+    assert_int_equal(mmt_mem_unlisten(first), 0);
+    mmt_mem_checkpoint();
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(c.added[i].evaluated, 1);
+        assert_int_equal(c.added[i].fired, 1);
+        assert_int_equal(mmt_mem_unlisten(c.added_ids[i]), 0);
+    }
+    assert_int_equal(mmt_mem_unlisten(c.later_id), MMT_ENOENT);
+    mmt_free(keep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,6 +533,9 @@ int main(void)
                                   teardown_checkpoint),
         cmocka_unit_test_teardown(test_listener_added_during_a_pass_waits_for_the_next,
                                   teardown_checkpoint),
+        cmocka_unit_test_teardown(
+            test_listener_a_pass_survives_the_table_growing_and_shrinking_under_it,
+            teardown_checkpoint),
     };
     return cmocka_run_group_tests_name("listener", tests, NULL, NULL);
 }

@@ -33,6 +33,12 @@ static int nstrays;
 
 static int setup(void **state)
 {
+    /* The signal tests start from default dispositions, whatever this program was started
+     * with (nohup ignores SIGHUP, a shell's background job SIGINT and SIGQUIT): an ignored
+     * signal is kept ignored for the program by design, and those that test that set it
+     * themselves. */
+    static const int defaults[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGCHLD};
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) signal(defaults[i], SIG_DFL);
     if (make_test_dir(state) != 0) return -1;
     ssize_t n = readlink("/proc/self/exe", bin_dir, sizeof bin_dir - 1);
     if (n <= 0) return -1;

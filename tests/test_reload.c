@@ -224,7 +224,9 @@ static int64_t wait_at_gate(int64_t arg, void *ud)
 static mmt_policy_t *engine_held_at_gate(captured_log_t *log, gate_t *g, const char *file,
                                          const char *done)
 {
-    mmt_policy_options_t o = {.interval_ms = 10};
+    /* The time held at the gate counts against the rule's budget: a generous one, so
+     * that the rule is held, never stopped. */
+    mmt_policy_options_t o = {.interval_ms = 10, .budget_ms = 20000};
     mmt_policy_t *p = new_engine(&o, log);
     sem_init(&g->entered, 0, 0);
     sem_init(&g->release, 0, 0);

@@ -11,16 +11,18 @@
  * Threads: every function here may be called from any thread. From inside the engine's
  * own code (a host action, the log or event function, or the engine's thread), the calls
  * that would wait for that very code, mmt_policy_load, mmt_policy_reload and
- * mmt_policy_free, do nothing and return MMT_EBUSY (with a log line, except a reload
- * asked by policy code); the others are safe there.
+ * mmt_policy_free, do nothing and return MMT_EBUSY (with a log line, except a load or
+ * reload asked by policy code, which is refused quietly); the others are safe there.
  *
  * Policy code runs under limits a policy cannot lift: its memory (lua_memory_limit), the
  * time of one call (budget_ms) and of one evaluation (evaluation_ms), and the C stack
  * (1 MiB, and never closer than 64 KiB to the end of the thread's stack): recursion
  * through C functions that call Lua (string.gsub, table.sort, __tostring) is stopped with
- * "C stack overflow". Engine calls and evaluations run with thread cancellation disabled,
- * so a cancelled thread never leaves the engine's locks held. Log lines are one line:
- * control characters in what policies log are escaped (\n, \xHH).
+ * "C stack overflow"; on a stack that is not the thread's own (a fiber) or with less than
+ * 128 KiB of it left, a checkpoint runs no policy code. Engine calls and evaluations run
+ * with thread cancellation disabled, so a cancelled thread never leaves the engine's locks
+ * held. Log lines and load errors are one line: control characters and bytes that are not
+ * UTF-8 are escaped (\n, \xHH).
  *
  * Watching (opts.watch): the engine follows the file its path leads to now, through
  * symlinks (a Kubernetes ConfigMap volume's ..data swap included) and folders that are
