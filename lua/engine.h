@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 
 #include "lj.h"
+#include "fd.h"
 #include "mmt/policy.h"
 
 #define MMT__DEFAULT_LUA_LIMIT ((size_t)64 << 20)
@@ -119,16 +120,6 @@ typedef struct snapshot {
     double rss;   /* < 0 until read */
 } snapshot_t;
 
-/* A descriptor the engine made, with its identity (fstat) then. A program may close
- * descriptors it does not know of (daemons close all but 0 to 2) and open its own on the
- * same numbers: the engine compares the identity before every use and never reads,
- * writes or closes a descriptor that is no longer its own (thread.c). */
-typedef struct own_fd {
-    int fd; /* -1: none, or no longer the engine's */
-    dev_t dev;
-    ino_t ino;
-} own_fd_t;
-
 /* How many folders the watcher watches at most: the policy path's own, then the folder
  * of each symlink's target on the way to the file. */
 enum { MMT__MAX_WATCHES = 8 };
@@ -143,7 +134,7 @@ typedef struct folder_watch {
 
 /* The file watcher's state (thread.c): the engine thread's own while it runs. */
 typedef struct watcher {
-    own_fd_t in;       /* inotify, or fd -1: poll the file's identity instead */
+    mmt__own_fd_t in;       /* inotify, or fd -1: poll the file's identity instead */
     folder_watch_t watches[MMT__MAX_WATCHES];
     size_t nwatches;
     bool partial;      /* a folder on the way could not be watched: poll as well */
@@ -201,7 +192,7 @@ struct mmt_policy {
      * send on wake[1]. Made before the thread starts and closed after it ends, so fixed
      * while it runs; wake_lost is set by whoever finds either end no longer the engine's,
      * and the thread then wakes by itself often enough to see a stop (thread.c). */
-    own_fd_t wake[2];
+    mmt__own_fd_t wake[2];
     _Atomic bool wake_lost;
     _Atomic bool stopping;  /* set before waking it to stop */
     watcher_t watcher; /* the thread's own */

@@ -406,16 +406,6 @@ void mmt__pstate_free(pstate_t *s)
     mmt__backend.free(s);
 }
 
-/* What a file that is not a regular one is, for the error message. */
-static const char *file_kind(mode_t mode)
-{
-    return S_ISFIFO(mode)   ? "a FIFO"
-           : S_ISSOCK(mode) ? "a socket"
-           : S_ISCHR(mode)  ? "a character device"
-           : S_ISBLK(mode)  ? "a block device"
-           : S_ISDIR(mode)  ? "a directory"
-                            : "of an unknown kind";
-}
 
 /* Reads the whole file into a backend buffer; NULL with a message on failure. Only a
  * regular file is read: opening a FIFO waits for a writer (forever, on the engine's
@@ -427,7 +417,7 @@ static char *read_policy_file(const char *path, size_t *len, char *err, size_t e
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
         snprintf(err, errlen, "%s: cannot read: not a regular file (%s)", path,
-                 file_kind(st.st_mode));
+                 mmt__file_kind(st.st_mode));
         return NULL;
     }
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
@@ -442,7 +432,7 @@ static char *read_policy_file(const char *path, size_t *len, char *err, size_t e
     }
     if (!S_ISREG(st.st_mode)) {
         snprintf(err, errlen, "%s: cannot read: not a regular file (%s)", path,
-                 file_kind(st.st_mode));
+                 mmt__file_kind(st.st_mode));
         close(fd);
         return NULL;
     }

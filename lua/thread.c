@@ -21,7 +21,7 @@
  *
  * Descriptors. The wake-up socket pair and the inotify instance are close-on-exec and
  * moved to numbers at or above 512, out of the way of a program's own; each is compared
- * with the identity it had when made before every use (own_fd_t), and a lost one is
+ * with the identity it had when made before every use (mmt__own_fd_t), and a lost one is
  * dropped, never read, written or closed: a lost inotify instance means polling, a lost
  * wake-up means waking every 50 ms to look for a stop or a new path. A socket pair rather
  * than an eventfd, because closing either end cannot strand the thread in poll(): with
@@ -51,7 +51,6 @@ enum {
     STAT_POLL_MS = 250,      /* the file's identity, without inotify */
     LOST_WAKE_POLL_MS = 50,  /* a stop or a new path, without the wake-up pair */
     LONGEST_SLEEP_MS = 2000, /* a stop whose wake-up nobody could deliver */
-    HIGH_FD = 512,           /* where the engine's descriptors go */
     MAX_LINKS = 40,          /* symlinks followed on the way to the file, as the kernel does */
 };
 
@@ -63,45 +62,6 @@ enum {
 _Atomic unsigned mmt__watch_check_ms = 2000;
 
 /* ---- The engine's descriptors ------------------------------------------------------------ */
-
-/* Takes `fd` (close-on-exec already) as the engine's: moved to HIGH_FD or above, which
- * fcntl refuses where RLIMIT_NOFILE does not reach that far (it then stays where it is),
- * with its identity recorded. */
-static own_fd_t own_fd(int fd)
-{
-    own_fd_t o = {.fd = -1};
-    if (fd < 0) return o;
-    if (fd < HIGH_FD) {
-        int high = fcntl(fd, F_DUPFD_CLOEXEC, HIGH_FD);
-        if (high >= 0) {
-            close(fd);
-            fd = high;
-        }
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return o;
-    }
-    return (own_fd_t){.fd = fd, .dev = st.st_dev, .ino = st.st_ino};
-}
-
-/* True if o's descriptor is still the one the engine made. An inotify instance shares
- * its identity with every other of its kind (they are all one anonymous inode), so this
- * tells it from a program's file, pipe or socket, not from the program's own inotify
- * instance on the same number: the high numbers make that unlikely. */
-static bool is_own(const own_fd_t *o)
-{
-    struct stat st;
-    return o->fd >= 0 && fstat(o->fd, &st) == 0 && st.st_dev == o->dev && st.st_ino == o->ino;
-}
-
-/* Closes o's descriptor if it is still the engine's; forgets it either way. */
-static void release_fd(own_fd_t *o)
-{
-    if (is_own(o)) close(o->fd);
-    o->fd = -1;
-}
 
 /* ---- Following the file ------------------------------------------------------------------ */
 
@@ -256,7 +216,7 @@ static bool resolve_once(struct mmt_policy *p, watcher_t *w)
 static bool resolve(struct mmt_policy *p, watcher_t *w)
 {
     if (w->in.fd < 0 || !w->path) return false;
-    if (!is_own(&w->in)) {
+    if (!mmt__fd_is_own(&w->in)) {
         lose_inotify(p, w);
         return false;
     }
@@ -291,7 +251,7 @@ static bool drain_events(struct mmt_policy *p, watcher_t *w, bool *written)
     alignas(struct inotify_event) char buf[4096];
     bool any = false;
     for (;;) {
-        if (!is_own(&w->in)) {
+        if (!mmt__fd_is_own(&w->in)) {
             lose_inotify(p, w);
             return any;
         }
@@ -336,7 +296,7 @@ static void start_inotify(struct mmt_policy *p, watcher_t *w)
                         "every %d ms instead", strerror(errno), STAT_POLL_MS);
         return;
     }
-    w->in = own_fd(fd);
+    w->in = mmt__fd_take(fd);
     resolve(p, w);
 }
 
@@ -368,7 +328,7 @@ static bool drain_wake(struct mmt_policy *p)
 {
     char buf[64];
     for (;;) {
-        if (!is_own(&p->wake[0]) || !is_own(&p->wake[1])) return false;
+        if (!mmt__fd_is_own(&p->wake[0]) || !mmt__fd_is_own(&p->wake[1])) return false;
         ssize_t n = recv(p->wake[0].fd, buf, sizeof buf, MSG_DONTWAIT);
         if (n == 0) return false; /* the sending end is closed */
         if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
@@ -406,10 +366,10 @@ static void *engine_thread(void *arg)
             next_check = now + atomic_load(&mmt__watch_check_ms) / 1000.0;
         }
         if (watch) changed = rearm(p, w) || changed;
-        if (w->in.fd >= 0 && !is_own(&w->in)) lose_inotify(p, w);
+        if (w->in.fd >= 0 && !mmt__fd_is_own(&w->in)) lose_inotify(p, w);
         bool inotify = w->in.fd >= 0;
         bool polling = watch && (!inotify || w->partial);
-        bool wake_ok = !atomic_load(&p->wake_lost) && is_own(&p->wake[0]);
+        bool wake_ok = !atomic_load(&p->wake_lost) && mmt__fd_is_own(&p->wake[0]);
         if (!wake_ok) atomic_store(&p->wake_lost, true);
 
         double at = now + LONGEST_SLEEP_MS / 1000.0;
@@ -485,7 +445,7 @@ static void *engine_thread(void *arg)
 /* The watcher's resources, when its thread is not running. */
 static void watcher_release(watcher_t *w)
 {
-    release_fd(&w->in); /* its watches go with it */
+    mmt__fd_release(&w->in); /* its watches go with it */
     free_watches(w->watches, w->nwatches);
     mmt__backend.free(w->path);
     *w = (watcher_t){.in = {.fd = -1}};
@@ -498,14 +458,14 @@ int mmt__thread_start(struct mmt_policy *p)
     /* Without the pair (no descriptor left) the engine still runs: it wakes by itself. */
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) == 0) {
-        p->wake[0] = own_fd(pair[0]);
-        p->wake[1] = own_fd(pair[1]);
+        p->wake[0] = mmt__fd_take(pair[0]);
+        p->wake[1] = mmt__fd_take(pair[1]);
     } else {
-        p->wake[0] = p->wake[1] = (own_fd_t){.fd = -1};
+        p->wake[0] = p->wake[1] = (mmt__own_fd_t){.fd = -1};
     }
     if (p->wake[0].fd < 0 || p->wake[1].fd < 0) {
-        release_fd(&p->wake[0]);
-        release_fd(&p->wake[1]);
+        mmt__fd_release(&p->wake[0]);
+        mmt__fd_release(&p->wake[1]);
     }
     atomic_store(&p->wake_lost, p->wake[0].fd < 0);
     /* The thread is the library's: the host's signals go to the host's threads. It
@@ -516,8 +476,8 @@ int mmt__thread_start(struct mmt_policy *p)
     int rc = pthread_create(&p->thread, NULL, engine_thread, p);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        release_fd(&p->wake[0]);
-        release_fd(&p->wake[1]);
+        mmt__fd_release(&p->wake[0]);
+        mmt__fd_release(&p->wake[1]);
         watcher_release(&p->watcher);
         return -1;
     }
@@ -531,7 +491,7 @@ void mmt__thread_wake(struct mmt_policy *p)
 {
     if (!p->thread_started) return;
     char one = 1;
-    if (!is_own(&p->wake[1]) ||
+    if (!mmt__fd_is_own(&p->wake[1]) ||
         (send(p->wake[1].fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
          errno != EWOULDBLOCK && errno != EINTR))
         atomic_store(&p->wake_lost, true);
@@ -549,8 +509,8 @@ void mmt__thread_stop(struct mmt_policy *p, bool release)
     pthread_join(p->thread, NULL);
     p->thread_started = false;
     if (!release) return;
-    release_fd(&p->wake[0]);
-    release_fd(&p->wake[1]);
+    mmt__fd_release(&p->wake[0]);
+    mmt__fd_release(&p->wake[1]);
     watcher_release(&p->watcher);
 }
 
@@ -563,8 +523,8 @@ void mmt__thread_restart_in_child(struct mmt_policy *p)
 {
     if (!p->thread_started) return;
     p->thread_started = false;
-    release_fd(&p->wake[0]);
-    release_fd(&p->wake[1]);
+    mmt__fd_release(&p->wake[0]);
+    mmt__fd_release(&p->wake[1]);
     watcher_release(&p->watcher);
     atomic_store(&p->inotify_delay_ms, MMT__INOTIFY_NEVER);
     if (mmt__thread_start(p) != 0)

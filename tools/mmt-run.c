@@ -52,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fd.h" /* mmt__file_kind */
 #include "mmt/memory.h"
 #include "mmt/policy.h"
 #include "plot.h"
@@ -114,15 +115,6 @@ static const char *absolute(const char *path, char *buf, size_t len)
     return n > 0 && (size_t)n < len ? buf : path;
 }
 
-static const char *file_kind(mode_t mode)
-{
-    return S_ISDIR(mode)    ? "a directory"
-           : S_ISFIFO(mode) ? "a FIFO"
-           : S_ISCHR(mode)  ? "a character device"
-           : S_ISBLK(mode)  ? "a block device"
-           : S_ISSOCK(mode) ? "a socket"
-                            : "not a file";
-}
 
 static void no_log(int level, const char *message, void *ud)
 {
@@ -139,7 +131,7 @@ static int check_policy(const char *label, const char *path)
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
         fprintf(stderr, "mmt-run: %s %s: not a regular file but %s\n", label, path,
-                file_kind(st.st_mode));
+                mmt__file_kind(st.st_mode));
         return -1;
     }
     mmt_policy_options_t options = {.interval_ms = 0, .watch = 0};

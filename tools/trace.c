@@ -25,30 +25,27 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "engine.h" /* mmt__read_rss */
+#include "fd.h"
 #include "trace.h"
 #include "utf8.h"
 
 #define MIN_PERIOD 0.010
 #define MAX_PERIOD 10.0
 
-#define HIGH_FD 512 /* where the descriptor goes, if the limit allows */
 
 static pid_t trace_pid; /* a forked copy writes nothing (nor takes the lock, which the
                          * parent's sampler may have held at the fork) */
 static double start_time;
 
-/* write_lock protects: trace_fd (-1 once the trace stopped), its identity and closed. Set
- * before the sampler starts. */
+/* write_lock protects: trace (its fd -1 once the trace stopped) and closed. Set before the
+ * sampler starts. */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
-static int trace_fd = -1;
-static dev_t trace_dev;
-static ino_t trace_ino;
+static mmt__own_fd_t trace = {.fd = -1};
 static bool closed; /* the exit row is written: no row follows it */
 
 /* The sampler sleeps on `wake` until its next sample or until `stopping`. */
@@ -73,8 +70,8 @@ static void gone(void)
     int n = snprintf(line, sizeof line,
                      "mmt: the trace's descriptor %d was closed or replaced by the program; the "
                      "trace stops here\n",
-                     trace_fd);
-    trace_fd = -1;
+                     trace.fd);
+    trace.fd = -1;
     if (n > 0) {
         ssize_t w = write(STDERR_FILENO, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
         (void)w;
@@ -119,12 +116,12 @@ static void write_row(const mmt_meminfo_t *m, const char *event, const char *rul
     put_rule(row, &n, rule);
     row[n++] = '\n';
     pthread_mutex_lock(&write_lock);
-    if (trace_fd >= 0 && !closed) {
-        int fd = trace_fd, copy = -1;
-        if (trace_fd >= HIGH_FD && (copy = fcntl(trace_fd, F_DUPFD_CLOEXEC, trace_fd + 1)) >= 0)
-            fd = copy; /* if none can be had (EMFILE, EBADF), fstat below decides on trace_fd */
+    if (trace.fd >= 0 && !closed) {
+        int fd = trace.fd, copy = -1;
+        if (trace.fd >= MMT__HIGH_FD && (copy = fcntl(trace.fd, F_DUPFD_CLOEXEC, trace.fd + 1)) >= 0)
+            fd = copy; /* if none can be had (EMFILE, EBADF), fstat below decides on trace.fd */
         struct stat st;
-        if (fstat(fd, &st) != 0 || st.st_dev != trace_dev || st.st_ino != trace_ino) {
+        if (fstat(fd, &st) != 0 || st.st_dev != trace.dev || st.st_ino != trace.ino) {
             gone();
         } else {
             ssize_t w = write(fd, row, n);
@@ -172,27 +169,14 @@ int mmt__trace_start(const char *path)
     trace_pid = getpid();
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return -1;
-    struct rlimit limit;
-    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 &&
-        (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > HIGH_FD)) {
-        int high = fcntl(fd, F_DUPFD_CLOEXEC, HIGH_FD);
-        if (high >= 0) {
-            close(fd);
-            fd = high;
-        }
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
+    mmt__own_fd_t taken = mmt__fd_take(fd); /* moved out of the program's way (fd.h) */
+    if (taken.fd < 0) {
+        errno = EBADF;
         return -1;
     }
-    trace_dev = st.st_dev;
-    trace_ino = st.st_ino;
-    trace_fd = fd;
+    trace = taken;
     static const char header[] = MMT_TRACE_HEADER "\n";
-    ssize_t w = write(trace_fd, header, sizeof header - 1);
+    ssize_t w = write(trace.fd, header, sizeof header - 1);
     (void)w;
 
     pthread_condattr_t attr;
@@ -219,7 +203,7 @@ void mmt__trace_event(const char *rule, int fired, const mmt_meminfo_t *m, void 
 void mmt__trace_stop(void)
 {
     pthread_mutex_lock(&write_lock);
-    bool tracing = trace_fd >= 0;
+    bool tracing = trace.fd >= 0;
     pthread_mutex_unlock(&write_lock);
     if (!tracing) return;
     sample("exit", true);
