@@ -20,7 +20,8 @@
 #include "policyutil.h"
 
 /* ThreadSanitizer does not support threads made in a forked child of a threaded process
- * (its own background thread counts): the tests that need one run in the other builds. */
+ * (its own background thread counts), nor small thread stacks: the tests that need them
+ * run in the other builds. */
 #if defined(__SANITIZE_THREAD__)
 #define SKIP_IF_TSAN() skip()
 #else
@@ -174,6 +175,8 @@ static void *checkpoint_on_small_stack(void *arg)
 static void test_limits_recursion_on_a_small_thread_stack_stops_short_of_its_end(void **state)
 {
     (void)state;
+    /* ThreadSanitizer keeps about 900 KiB of each thread's stack for itself. */
+    SKIP_IF_TSAN();
     captured_log_t *log = new_log();
     mmt_policy_options_t o = {.budget_ms = 60000, .evaluation_ms = 600000};
     mmt_policy_t *p = new_engine(&o, log);
@@ -461,6 +464,7 @@ static void *checkpoint_on_tiny_stack(void *arg)
 static void test_limits_policy_code_does_not_run_on_fibers_or_nearly_full_stacks(void **state)
 {
     (void)state;
+    SKIP_IF_TSAN(); /* its threads need about 900 KiB of stack of their own */
     captured_log_t *log = new_log();
     mmt_policy_t *p = new_engine(NULL, log);
     load_text(p, "fiber.lua",
@@ -750,6 +754,7 @@ static void log_to_stderr(void *arg)
 static void test_limits_the_default_log_writes_one_line_per_message(void **state)
 {
     (void)state;
+    SKIP_IF_TSAN(); /* a forked child, as the fork tests (README) */
     child_result_t r = run_in_child(log_to_stderr, NULL);
     assert_int_equal(r.exit_code, 0);
     assert_string_equal(r.err, "mmt policy [warn] one\\ntwo\\nmmt policy [error] three\n");

@@ -606,7 +606,7 @@ static void test_mmtrun_says_the_loader_ignores_the_library_for_set_id_programs(
         assert_int_equal(chmod(path, cases[i].mode), 0);
         snprintf(args, sizeof args, "-- '%s'", path);
         mmt_run_with(args, &r);
-        assert_int_equal(r.status, 0);
+        if (r.status != 0) fail_msg("%s: exit status %d; stderr:\n%s", path, r.status, r.err);
         snprintf(want, sizeof want,
                  "mmt-run: %s: the preload library was not loaded: %s is %s, and the loader "
                  "ignores LD_PRELOAD for such a program; nothing was counted\n",
