@@ -604,14 +604,22 @@ static void test_mmtrun_says_the_loader_ignores_the_library_for_set_id_programs(
         assert_int_equal(system(args), 0);
         assert_int_equal(chown(path, 65534, 65534), 0); /* nobody, nogroup */
         assert_int_equal(chmod(path, cases[i].mode), 0);
+        /* As its owner the program may not even start (a root folder only root may
+         * enter, as in a fresh chroot): mmt-run must give back whatever it gives plainly. */
+        snprintf(args, sizeof args, "'%s' 2>/dev/null", path);
+        int plain = system(args);
+        assert_true(WIFEXITED(plain));
         snprintf(args, sizeof args, "-- '%s'", path);
         mmt_run_with(args, &r);
-        if (r.status != 0) fail_msg("%s: exit status %d; stderr:\n%s", path, r.status, r.err);
+        if (r.status != WEXITSTATUS(plain))
+            fail_msg("%s: exit status %d, %d plainly; stderr:\n%s", path, r.status,
+                     WEXITSTATUS(plain), r.err);
         snprintf(want, sizeof want,
                  "mmt-run: %s: the preload library was not loaded: %s is %s, and the loader "
                  "ignores LD_PRELOAD for such a program; nothing was counted\n",
                  path, path, cases[i].what);
-        assert_string_equal(r.err, want);
+        if (WEXITSTATUS(plain) == 0) assert_string_equal(r.err, want);
+        else assert_contains(r.err, want);
     }
 }
 
