@@ -93,6 +93,8 @@ typedef struct pstate {
     double refunded;             /* seconds of declaring rules given back to the load's budget */
     uintptr_t stack_top, stack_floor; /* the C stack below stack_floor is out of bounds */
     int stop;                    /* MMT__STOP_*: why it was stopped */
+    bool armed;                  /* policy code is running: the hook applies the limits */
+    double call_seconds;         /* how long the last mmt__pstate_call took */
     int glue_ref;                /* rules.c's evaluation function, made once (no garbage) */
     size_t resume_at;            /* the rule an evaluation starts with (after one was cut) */
     bool loading;                /* mmt.rule and mmt.every only work while the file runs */

@@ -84,9 +84,8 @@ static bool call_with_snapshot(pstate_t *s, snapshot_t *snap, int *slot, int ref
                                bool want_result, rule_t *r)
 {
     push_call(s, snap, slot, ref);
-    double t0 = mmt__now();
     int rc = mmt__pstate_call(s, 1, want_result ? 1 : 0);
-    r->spent += mmt__now() - t0;
+    r->spent += s->call_seconds;
     if (cut_by_evaluation(s, rc)) return false;
     if (rc != 0) {
         char what[300];
@@ -150,9 +149,8 @@ static void evaluate_rule(pstate_t *s, rule_t *r, snapshot_t *snap, int *slot)
 static void run_task(pstate_t *s, task_t *t, snapshot_t *snap, int *slot)
 {
     push_call(s, snap, slot, t->fn_ref);
-    double t0 = mmt__now();
     int rc = mmt__pstate_call(s, 1, 0);
-    t->spent += mmt__now() - t0;
+    t->spent += s->call_seconds;
     if (cut_by_evaluation(s, rc)) return;
     if (rc != 0) {
         char what[300];

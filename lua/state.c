@@ -129,6 +129,7 @@ static int on_panic(lua_State *L)
 /* ---- Limits: time and C stack ------------------------------------------------------ */
 
 enum { HOOK_EVERY = 1000 }; /* VM instructions between clock checks */
+#define MMT__HOOK_MASK (LUA_MASKCALL | LUA_MASKCOUNT)
 
 /*
  * C stack. LuaJIT limits the nesting of Lua calls (its own stack) but not of C functions
@@ -192,6 +193,7 @@ static void push_position(lua_State *L)
 static void policy_hook(lua_State *L, lua_Debug *ar)
 {
     pstate_t *s = mmt__pstate_of(L);
+    if (!s->armed) return; /* the engine's own glue, between calls: no limits of a call */
     if (s->stop == MMT__STOP_NONE) {
         char here;
         double now = mmt__now();
@@ -207,7 +209,7 @@ static void policy_hook(lua_State *L, lua_Debug *ar)
             return;
         /* From now on every instruction and every call raises, so a policy cannot catch
          * the error with pcall and go on. mmt__pstate_call removes the hook. */
-        lua_sethook(L, policy_hook, LUA_MASKCALL | LUA_MASKCOUNT, 1);
+        lua_sethook(L, policy_hook, MMT__HOOK_MASK, 1);
     }
     push_position(L);
     switch (s->stop) {
@@ -239,12 +241,18 @@ int mmt__pstate_call(pstate_t *s, int nargs, int nresults)
     if (low && floor < low + STACK_RESERVE) floor = low + STACK_RESERVE;
     s->stack_top = top;
     s->stack_floor = floor;
-    s->deadline = mmt__now() + s->budget_ms / 1000.0;
+    double start = mmt__now();
+    s->deadline = start + s->budget_ms / 1000.0;
     s->stop = MMT__STOP_NONE;
-    lua_sethook(L, policy_hook, LUA_MASKCALL | LUA_MASKCOUNT, HOOK_EVERY);
+    /* The hook stays set (setting it rewrites LuaJIT's dispatch table: it costs more than
+     * a short rule), and is armed only while policy code runs: the limits above belong to
+     * this call and this thread. */
+    bool outer = s->armed;
+    s->armed = true;
     int rc = lua_pcall(L, nargs, nresults, 0);
-    /* No hook outside policy code: the limits above belong to this call and this thread. */
-    lua_sethook(L, NULL, 0, 0);
+    s->armed = outer;
+    s->call_seconds = mmt__now() - start;
+    if (s->stop != MMT__STOP_NONE) lua_sethook(L, policy_hook, MMT__HOOK_MASK, HOOK_EVERY);
     /* LuaJIT does not collect when an allocation fails: the garbage of the call that hit
      * the cap would make the next call fail too. */
     if (rc == LUA_ERRMEM) lua_gc(L, LUA_GCCOLLECT, 0);
@@ -383,6 +391,7 @@ static int open_libraries(lua_State *L)
     }
     /* After every library is open: luaopen_jit (in luaL_openlibs) turns the JIT on. */
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lua_sethook(L, policy_hook, MMT__HOOK_MASK, HOOK_EVERY); /* armed by mmt__pstate_call */
     return 0;
 }
 
