@@ -34,6 +34,30 @@ static const char *policy_path(const char *name)
     return test_path(path_buf, sizeof path_buf, name);
 }
 
+/* The engine a test made with engine(), freed by the teardown if a failed assertion left
+ * it running: it would otherwise evaluate at every later test's checkpoints. */
+static mmt_policy_t *test_engine;
+
+static mmt_policy_t *engine(const mmt_policy_options_t *opts, captured_log_t *log)
+{
+    test_engine = new_engine(opts, log);
+    return test_engine;
+}
+
+static void free_engine(mmt_policy_t *p)
+{
+    if (p == test_engine) test_engine = NULL;
+    mmt_policy_free(p);
+}
+
+static int free_left_engine(void **state)
+{
+    (void)state;
+    if (test_engine) mmt_policy_free(test_engine);
+    test_engine = NULL;
+    return 0;
+}
+
 /* Loads `text` from a fresh file; asserts it loaded. */
 static void load_text(mmt_policy_t *p, const char *name, const char *text)
 {
@@ -104,7 +128,7 @@ static void test_limits_recursion_through_c_functions_is_an_error_at_load(void *
     captured_log_t *log = new_log();
     /* Generous: the stack, not the clock, must stop these, even under valgrind. */
     mmt_policy_options_t o = {.budget_ms = 60000};
-    mmt_policy_t *p = new_engine(&o, log);
+    mmt_policy_t *p = engine(&o, log);
     load_text(p, "good.lua", "local mmt = require 'mmt'\n"
                              "mmt.rule { name = 'alive', when = function() return true end,\n"
                              "  fire = function() mmt.log('info', 'ALIVE') end }\n");
@@ -119,7 +143,7 @@ static void test_limits_recursion_through_c_functions_is_an_error_at_load(void *
     /* The running policy stayed. */
     mmt_mem_checkpoint();
     assert_logged(log, "ALIVE");
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -128,7 +152,7 @@ static void test_limits_recursion_through_c_functions_in_rules_is_the_rules_erro
     (void)state;
     captured_log_t *log = new_log();
     mmt_policy_options_t o = {.budget_ms = 60000, .evaluation_ms = 600000};
-    mmt_policy_t *p = new_engine(&o, log);
+    mmt_policy_t *p = engine(&o, log);
     /* Each variant in a `when`, in a `fire`, and a neighbour rule that must still run. */
     char text[8192];
     size_t used = (size_t)snprintf(text, sizeof text, "local mmt = require 'mmt'\n");
@@ -154,7 +178,7 @@ static void test_limits_recursion_through_c_functions_in_rules_is_the_rules_erro
     }
     assert_int_equal(log_count(log, "C stack overflow"), 2 * stack_recursions());
     assert_logged(log, "ALIVE");
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -179,7 +203,7 @@ static void test_limits_recursion_on_a_small_thread_stack_stops_short_of_its_end
     SKIP_IF_TSAN();
     captured_log_t *log = new_log();
     mmt_policy_options_t o = {.budget_ms = 60000, .evaluation_ms = 600000};
-    mmt_policy_t *p = new_engine(&o, log);
+    mmt_policy_t *p = engine(&o, log);
     load_text(p, "small.lua",
               "local mmt = require 'mmt'\n"
               "mmt.rule { name = 'gsub', when = function()\n"
@@ -199,7 +223,7 @@ static void test_limits_recursion_on_a_small_thread_stack_stops_short_of_its_end
         assert_int_equal(r.done, 1);
     }
     assert_int_equal(log_count(log, "C stack overflow"), 3);
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -210,7 +234,7 @@ static void test_limits_error_handlers_run_under_the_budget(void **state)
     (void)state;
     captured_log_t *log = new_log();
     mmt_policy_options_t o = {.budget_ms = 50, .evaluation_ms = 60000};
-    mmt_policy_t *p = new_engine(&o, log);
+    mmt_policy_t *p = engine(&o, log);
     /* Handlers that loop: after an ordinary error, after the budget's own error, one that
      * errors and loops in a nested xpcall, and one behind a budget already spent. */
     static const char *const handlers[] = {
@@ -247,7 +271,7 @@ static void test_limits_error_handlers_run_under_the_budget(void **state)
     /* 5 budgets of 500 ms and 5 of 50, with room for a loaded machine; a hang never gets
      * here. */
     assert_true(now_seconds() - t0 < 20.0);
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -255,7 +279,7 @@ static void test_limits_xpcall_keeps_its_results_and_arguments(void **state)
 {
     (void)state;
     captured_log_t *log = new_log();
-    mmt_policy_t *p = new_engine(NULL, log);
+    mmt_policy_t *p = engine(NULL, log);
     load_text(p, "xpcall.lua",
               "local mmt = require 'mmt'\n"
               "local ok, a, b = xpcall(function(x, y) return x + y, 'two' end, print, 1, 2)\n"
@@ -275,7 +299,7 @@ static void test_limits_xpcall_keeps_its_results_and_arguments(void **state)
     assert_logged(log, "OK true 3 two");
     assert_logged(log, "ERR false handled 7");
     assert_logged(log, "BAD false second");
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -287,8 +311,9 @@ static void slow_rules(char *text, size_t len, int n, int ms, int worst_ms)
 {
     size_t used = (size_t)snprintf(text, len,
                                    "local mmt = require 'mmt'\n"
-                                   "local function spend(ms)\n"
-                                   "  local t = os.clock() while os.clock() - t < ms / 1000 do end\n"
+                                   "local function spend(ms) -- wall time, as the budgets are\n"
+                                   "  local t = mmt.meminfo().time\n"
+                                   "  while mmt.meminfo().time - t < ms / 1000 do end\n"
                                    "end\n");
     for (int i = 0; i < n; i++)
         used += (size_t)snprintf(text + used, len - used,
@@ -317,7 +342,7 @@ static void test_limits_an_evaluation_stops_at_its_budget_and_names_what_ate_it(
     /* Each rule stays well under the budget of a call; 20 of them do not fit in one
      * evaluation of 100 ms. */
     mmt_policy_options_t o = {.budget_ms = 1000, .evaluation_ms = 100};
-    mmt_policy_t *p = new_engine(&o, log);
+    mmt_policy_t *p = engine(&o, log);
     static char text[16384];
     slow_rules(text, sizeof text, 20, 15, 15);
     load_text(p, "slow.lua", text);
@@ -336,7 +361,7 @@ static void test_limits_an_evaluation_stops_at_its_budget_and_names_what_ate_it(
     /* The rules not reached go first next time: after a few evaluations all have run. */
     for (int i = 0; i < 8 && rules_that_ran(log, 20) < 20; i++) mmt_mem_checkpoint();
     assert_int_equal(rules_that_ran(log, 20), 20);
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -344,10 +369,11 @@ static void test_limits_the_worst_rule_of_evaluations_past_budget_is_disabled(vo
 {
     (void)state;
     captured_log_t *log = new_log();
-    mmt_policy_options_t o = {.budget_ms = 1000, .evaluation_ms = 60};
-    mmt_policy_t *p = new_engine(&o, log);
+    mmt_policy_options_t o = {.budget_ms = 1000, .evaluation_ms = 200};
+    mmt_policy_t *p = engine(&o, log);
     static char text[16384];
-    slow_rules(text, sizeof text, 4, 10, 40); /* slow2 takes 40 ms, the others 10 */
+    /* slow2 would take 300 ms and is cut at 200 each time; the others take 10 ms */
+    slow_rules(text, sizeof text, 4, 10, 300);
     load_text(p, "worst.lua", text);
     for (int i = 0; i < 8; i++) mmt_mem_checkpoint();
     assert_int_equal(log_count(log, "rule \"slow2\": disabled: it took the most time in 3 "
@@ -357,7 +383,7 @@ static void test_limits_the_worst_rule_of_evaluations_past_budget_is_disabled(vo
     int overruns = log_count(log, "evaluation stopped");
     for (int i = 0; i < 4; i++) mmt_mem_checkpoint();
     assert_int_equal(log_count(log, "evaluation stopped"), overruns);
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -366,7 +392,7 @@ static void test_limits_a_loop_of_slow_c_calls_is_stopped_within_its_budget(void
     (void)state;
     captured_log_t *log = new_log();
     mmt_policy_options_t o = {.budget_ms = 50, .evaluation_ms = 60000};
-    mmt_policy_t *p = new_engine(&o, log);
+    mmt_policy_t *p = engine(&o, log);
     /* Few instructions per call, and each call long: the clock is read at every call. */
     load_text(p, "slowc.lua",
               "local mmt = require 'mmt'\n"
@@ -384,7 +410,7 @@ static void test_limits_a_loop_of_slow_c_calls_is_stopped_within_its_budget(void
     /* Two budgets and one call past each; a check every 1000 instructions would let
      * hundreds of calls go by. */
     if (took > 3.0) fail_msg("stopping took %.3f s", took);
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -392,7 +418,7 @@ static void test_limits_rule_tables_are_read_raw(void **state)
 {
     (void)state;
     captured_log_t *log = new_log();
-    mmt_policy_t *p = new_engine(NULL, log);
+    mmt_policy_t *p = engine(NULL, log);
     /* A metatable's __index would run inside mmt.rule, where time is not charged. */
     assert_int_equal(try_load(p, "meta.lua",
                               "local mmt = require 'mmt'\n"
@@ -402,7 +428,7 @@ static void test_limits_rule_tables_are_read_raw(void **state)
                               "mmt.rule(t)\n"),
                      MMT_ELOAD);
     assert_contains(mmt_policy_error(p), "meta.lua:5: rule \"m\": needs 'when'");
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -421,13 +447,14 @@ static void test_limits_a_fire_cut_by_the_evaluation_deadline_fires_again(void *
     (void)state;
     captured_log_t *log = new_log();
     mmt_policy_options_t o = {.budget_ms = 1000, .evaluation_ms = 100};
-    mmt_policy_t *p = new_engine(&o, log);
+    mmt_policy_t *p = engine(&o, log);
     fire_count_t count = {0};
     mmt_policy_set_event(p, count_fires, &count);
     load_text(p, "cut.lua",
               "local mmt = require 'mmt'\n"
-              "local function spend(ms)\n"
-              "  local t = os.clock() while os.clock() - t < ms / 1000 do end\n"
+              "local function spend(ms) -- wall time, as the budgets are\n"
+              "  local t = mmt.meminfo().time\n"
+              "  while mmt.meminfo().time - t < ms / 1000 do end\n"
               "end\n"
               "mmt.rule { name = 'slow', when = function() spend(70) return false end,\n"
               "  fire = print }\n"
@@ -442,7 +469,7 @@ static void test_limits_a_fire_cut_by_the_evaluation_deadline_fires_again(void *
     assert_int_equal(count.fired, 1);
     for (int i = 0; i < 3; i++) mmt_mem_checkpoint();
     assert_int_equal(count.fired, 1); /* once fired, it stays firing */
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -466,7 +493,7 @@ static void test_limits_policy_code_does_not_run_on_fibers_or_nearly_full_stacks
     (void)state;
     SKIP_IF_TSAN(); /* its threads need about 900 KiB of stack of their own */
     captured_log_t *log = new_log();
-    mmt_policy_t *p = new_engine(NULL, log);
+    mmt_policy_t *p = engine(NULL, log);
     load_text(p, "fiber.lua",
               "local mmt = require 'mmt'\n"
               "local n = 0\n"
@@ -501,7 +528,7 @@ static void test_limits_policy_code_does_not_run_on_fibers_or_nearly_full_stacks
     mmt_mem_checkpoint();
     assert_int_equal(log_count(log, "EVALUATED 1"), 1);
     assert_logged(log, "C stack overflow");
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -522,7 +549,7 @@ static void test_limits_declarative_checkpoints_make_no_lua_garbage(void **state
 {
     (void)state;
     captured_log_t *log = new_log();
-    mmt_policy_t *p = new_engine(NULL, log);
+    mmt_policy_t *p = engine(NULL, log);
     load_text(p, "declarative.lua",
               "local mmt = require 'mmt'\n"
               "mmt.rule { name = 'a', metric = 'in_use', above = 2^50, fire = function() end }\n"
@@ -540,7 +567,7 @@ static void test_limits_declarative_checkpoints_make_no_lua_garbage(void **state
                  vm_after);
     assert_true(rss_after - rss_before < 1024.0 * 1024);
     assert_int_equal(log_level_count(log, MMT_LOG_ERROR), 0);
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -654,7 +681,7 @@ static void test_limits_numbers_c_cannot_hold_are_errors_not_conversions(void **
 {
     (void)state;
     captured_log_t *log = new_log();
-    mmt_policy_t *p = new_engine(NULL, log);
+    mmt_policy_t *p = engine(NULL, log);
     int64_t got = -1;
     mmt_policy_action(p, "echo", echo_arg, &got);
     load_text(p, "numbers.lua",
@@ -699,7 +726,7 @@ static void test_limits_numbers_c_cannot_hold_are_errors_not_conversions(void **
     assert_logged(log, "FMT inf: ");
     assert_int_equal(log_count(log, "field 'allocated' must be a number from 0 to 2^64"), 3);
     assert_int_equal(log_level_count(log, MMT_LOG_ERROR), 0);
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -709,7 +736,7 @@ static void test_limits_what_policies_log_stays_on_one_line(void **state)
 {
     (void)state;
     captured_log_t *log = new_log();
-    mmt_policy_t *p = new_engine(NULL, log);
+    mmt_policy_t *p = engine(NULL, log);
     load_text(p, "forge.lua",
               "local mmt = require 'mmt'\n"
               "mmt.log('warn', 'A\\nmmt policy [error] forged')\n"
@@ -735,7 +762,7 @@ static void test_limits_what_policies_log_stays_on_one_line(void **state)
         assert_null(strchr(log->lines[i], '\r'));
     }
     pthread_mutex_unlock(&log->lock);
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -748,7 +775,7 @@ static void log_to_stderr(void *arg)
                    "local mmt = require 'mmt'\n"
                    "mmt.log('warn', 'one\\ntwo\\nmmt policy [error] three')\n");
     mmt_policy_load(p, policy_path("stderr.lua"));
-    mmt_policy_free(p);
+    free_engine(p);
 }
 
 static void test_limits_the_default_log_writes_one_line_per_message(void **state)
@@ -830,7 +857,7 @@ static void reenter_everywhere(void *arg)
         log_reentry.reload_rc != MMT_EBUSY || log_reentry.load_rc != MMT_EBUSY)
         _exit(5);
     /* From the log function on the engine's own thread (a timer tick). */
-    mmt_policy_free(p);
+    free_engine(p);
     mmt_policy_options_t o = {.interval_ms = 2};
     p = mmt_policy_new(&o);
     mmt_mem_set_checkpoint(0);
@@ -875,7 +902,7 @@ static void test_limits_long_paths_are_whole_in_every_message(void **state)
     assert_true(strlen(path) > 200);
 
     captured_log_t *log = new_log();
-    mmt_policy_t *p = new_engine(NULL, log);
+    mmt_policy_t *p = engine(NULL, log);
     char expect[2 * PATH_MAX + 128];
     /* A syntax error, a runtime error at load, a duplicate name. */
     write_in_place(path, "local mmt = require 'mmt'\nlocal x = = 1\n");
@@ -907,7 +934,7 @@ static void test_limits_long_paths_are_whole_in_every_message(void **state)
     snprintf(expect, sizeof expect, "rule \"bad\": %s:4: attempt to compare", path);
     assert_logged(log, expect);
     assert_int_equal(log_count(log, "..."), 0);
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -942,7 +969,7 @@ static void test_limits_many_rules_load_in_linear_time(void **state)
     captured_log_t *log = new_log();
     /* The budget out of the way: this measures how the load grows with the rules. */
     mmt_policy_options_t o = {.budget_ms = 600000};
-    mmt_policy_t *p = new_engine(&o, log);
+    mmt_policy_t *p = engine(&o, log);
     double small = timed_load(p, "r5k.lua", 5000);
     double large = timed_load(p, "r50k.lua", 50000); /* ten times the rules... */
     /* ...in about ten times the time; comparing names pairwise would take a hundred. */
@@ -960,7 +987,7 @@ static void test_limits_many_rules_load_in_linear_time(void **state)
     assert_contains(mmt_policy_error(p), "dup.lua:6: rule \"r31337\": a rule of that name is "
                                          "already declared at ");
     assert_contains(mmt_policy_error(p), "dup.lua:3");
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
@@ -969,7 +996,7 @@ static void test_limits_policies_of_many_rules_load_within_the_default_budget(vo
     (void)state;
     if (getenv("MMT_TEST_WRAPPER")) skip(); /* valgrind: 50 times slower than the budget */
     captured_log_t *log = new_log();
-    mmt_policy_t *p = new_engine(NULL, log);
+    mmt_policy_t *p = engine(NULL, log);
     char text[1024];
     many_rules(text, sizeof text, 50000, 0);
     if (try_load(p, "r50k.lua", text) != 0) fail_msg("%s", mmt_policy_error(p));
@@ -977,33 +1004,33 @@ static void test_limits_policies_of_many_rules_load_within_the_default_budget(vo
     many_rules(text, sizeof text, MMT__MAX_RULES + 1, 0);
     assert_int_equal(try_load(p, "toomany.lua", text), MMT_ELOAD);
     assert_contains(mmt_policy_error(p), "too many rules: a policy may declare at most 65536");
-    mmt_policy_free(p);
+    free_engine(p);
     free_log(log);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_limits_recursion_through_c_functions_is_an_error_at_load),
-        cmocka_unit_test(test_limits_recursion_through_c_functions_in_rules_is_the_rules_error),
-        cmocka_unit_test(test_limits_recursion_on_a_small_thread_stack_stops_short_of_its_end),
-        cmocka_unit_test(test_limits_error_handlers_run_under_the_budget),
-        cmocka_unit_test(test_limits_xpcall_keeps_its_results_and_arguments),
-        cmocka_unit_test(test_limits_an_evaluation_stops_at_its_budget_and_names_what_ate_it),
-        cmocka_unit_test(test_limits_the_worst_rule_of_evaluations_past_budget_is_disabled),
-        cmocka_unit_test(test_limits_a_loop_of_slow_c_calls_is_stopped_within_its_budget),
-        cmocka_unit_test(test_limits_rule_tables_are_read_raw),
-        cmocka_unit_test(test_limits_a_fire_cut_by_the_evaluation_deadline_fires_again),
-        cmocka_unit_test(test_limits_policy_code_does_not_run_on_fibers_or_nearly_full_stacks),
-        cmocka_unit_test(test_limits_declarative_checkpoints_make_no_lua_garbage),
-        cmocka_unit_test(test_limits_cancelled_threads_leave_no_engine_lock_held),
-        cmocka_unit_test(test_limits_numbers_c_cannot_hold_are_errors_not_conversions),
-        cmocka_unit_test(test_limits_what_policies_log_stays_on_one_line),
-        cmocka_unit_test(test_limits_the_default_log_writes_one_line_per_message),
-        cmocka_unit_test(test_limits_calls_back_into_the_engine_are_refused_not_deadlocked),
-        cmocka_unit_test(test_limits_long_paths_are_whole_in_every_message),
-        cmocka_unit_test(test_limits_many_rules_load_in_linear_time),
-        cmocka_unit_test(test_limits_policies_of_many_rules_load_within_the_default_budget),
+        cmocka_unit_test_teardown(test_limits_recursion_through_c_functions_is_an_error_at_load, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_recursion_through_c_functions_in_rules_is_the_rules_error, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_recursion_on_a_small_thread_stack_stops_short_of_its_end, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_error_handlers_run_under_the_budget, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_xpcall_keeps_its_results_and_arguments, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_an_evaluation_stops_at_its_budget_and_names_what_ate_it, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_the_worst_rule_of_evaluations_past_budget_is_disabled, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_a_loop_of_slow_c_calls_is_stopped_within_its_budget, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_rule_tables_are_read_raw, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_a_fire_cut_by_the_evaluation_deadline_fires_again, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_policy_code_does_not_run_on_fibers_or_nearly_full_stacks, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_declarative_checkpoints_make_no_lua_garbage, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_cancelled_threads_leave_no_engine_lock_held, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_numbers_c_cannot_hold_are_errors_not_conversions, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_what_policies_log_stays_on_one_line, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_the_default_log_writes_one_line_per_message, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_calls_back_into_the_engine_are_refused_not_deadlocked, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_long_paths_are_whole_in_every_message, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_many_rules_load_in_linear_time, free_left_engine),
+        cmocka_unit_test_teardown(test_limits_policies_of_many_rules_load_within_the_default_budget, free_left_engine),
     };
     return cmocka_run_group_tests_name("limits", tests, make_test_dir, remove_test_dir);
 }
