@@ -87,21 +87,6 @@ static void on_fire(const mmt_meminfo_t *m, void *arg)
     fired++;
 }
 
-/* Ends a child with `code`. Under valgrind, through an exec: a child forked from busy
- * threads holds blocks that only those threads (gone in the child) pointed to, which
- * valgrind's leak check at the child's exit would call lost and turn into its error exit
- * code. The exec ends the child without that check; valgrind checks the parent. */
-static _Noreturn void end_child(int code)
-{
-    const char *preload = getenv("LD_PRELOAD");
-    if (preload && strstr(preload, "vgpreload")) {
-        char command[32];
-        snprintf(command, sizeof command, "exit %d", code);
-        execl("/bin/sh", "sh", "-c", command, (char *)NULL);
-    }
-    _exit(code);
-}
-
 /* Forks `n` times while threads churn, read the counters and evaluate listeners; each
  * child runs `child` and exits with its result. Asserts every child exited 0, in time. */
 static void fork_while_busy(int n, int (*child)(void *), void *arg)
