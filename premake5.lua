@@ -160,13 +160,14 @@ project "mmtmem-shared"
    everywhere()
 
 -- libmmtmem-preload.so: mmt under unmodified programs (LD_PRELOAD). It replaces malloc,
--- so its mmt sits on glibc's own entry points, whatever --backend says.
+-- so its mmt sits on the next malloc in the program's lookup order (glibc's, or the one
+-- the program brings), whatever --backend says.
 project "mmtmem-preload"
    kind "SharedLib"
    targetname "mmtmem-preload"
    files(core_sources)
-   files { "tools/preload.c", "tools/trace.c", "tools/trace.h" }
-   defines { "MMT_BACKEND_GLIBC_INTERNAL" }
+   files { "tools/preload.c", "tools/next.c", "tools/trace.c", "tools/trace.h", "tools/utf8.h" }
+   defines { "MMT_BACKEND_NEXT" }
    buildoptions { "-fPIC", "-fvisibility=hidden", "-fno-builtin" }
    linkoptions { "-Wl,-z,defs" } -- as libmmtmem.so
    links { "dl", "m" }

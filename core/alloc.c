@@ -199,6 +199,23 @@ size_t mmt_size(const void *ptr)
     return checked_header("mmt_size", ptr, &raw)->size;
 }
 
+size_t mmt__claim_usable(void *ptr, size_t (*usable)(void *raw))
+{
+    if (!ptr) return 0;
+    void *raw;
+    header_t *h = checked_header("malloc_usable_size", ptr, &raw);
+    size_t offset = (size_t)((char *)ptr - (char *)raw);
+    size_t avail = usable(raw);
+    if (avail <= offset || avail - offset <= h->size || avail - offset > MMT_MAX_SIZE)
+        return h->size;
+    uint64_t grown = avail - offset;
+    uint64_t flags = h->check ^ seal(h, h->size); /* 0, or CHECK_ALIGNED */
+    mmt__count_grow(grown - h->size);
+    h->size = grown;
+    h->check = seal(h, grown) ^ flags;
+    return grown;
+}
+
 const char *mmt_version(void)
 {
     return MMT_VERSION_STRING;

@@ -1,6 +1,7 @@
 /*
  * The allocator underneath mmt, chosen at build time (premake --backend=...): glibc's by
- * default, mimalloc or jemalloc on request. See backend.h.
+ * default, mimalloc or jemalloc on request; the preload library's is the program's own
+ * (MMT_BACKEND_NEXT). See backend.h.
  *
  * Debian's mimalloc and jemalloc libraries also export malloc and free, so linking one of
  * them replaces the allocator of the whole program, not only mmt's. For jemalloc mmt calls
@@ -14,14 +15,10 @@
 
 #include "mmt/memory.h"
 
-#if defined(MMT_BACKEND_GLIBC_INTERNAL)
-/* The preload library replaces malloc itself, so it sits on glibc's own entry points. */
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void __libc_free(void *);
-#define BACKEND_NAME "libc"
-#define BACKEND_TABLE {__libc_malloc, __libc_calloc, __libc_realloc, __libc_free}
+#if defined(MMT_BACKEND_NEXT)
+/* The preload library replaces malloc itself, so it sits on the next one (tools/next.c). */
+#define BACKEND_NAME mmt__next_name()
+#define BACKEND_TABLE {mmt__next_malloc, mmt__next_calloc, mmt__next_realloc, mmt__next_free}
 
 #elif defined(MMT_BACKEND_MIMALLOC)
 #include <mimalloc.h>

@@ -31,6 +31,30 @@ char *mmt__backend_strdup(const char *s);
  * backend has no memory. */
 void *mmt__backend_grow(void *array, size_t *cap, size_t count, size_t size, size_t first);
 
+/* For the preload library's malloc_usable_size: the room the allocator gives the live
+ * block `ptr` (from `usable`, called on the backend block), less mmt's header. A block
+ * with more room than its size grows to it (counted as allocated bytes, not as a call), so
+ * that a program writing into that room stays counted. Aborts on a pointer that is not a
+ * live block, as mmt_size does. */
+size_t mmt__claim_usable(void *ptr, size_t (*usable)(void *raw));
+
+#if defined(MMT_BACKEND_NEXT)
+/* The preload library's allocator: the next definition of malloc in the program's lookup
+ * order (tools/next.c). The table starts at these four; once the allocator is found, its
+ * own malloc and calloc take their places. */
+void *mmt__next_malloc(size_t n);
+void *mmt__next_calloc(size_t count, size_t n);
+void *mmt__next_realloc(void *p, size_t n);
+void mmt__next_free(void *p);
+
+/* How many bytes the block at `raw` (the allocator's pointer, not mmt's) can hold, from
+ * the allocator's malloc_usable_size; 0 if it has none. */
+size_t mmt__next_usable(void *raw);
+
+/* The file name of the object that defines the allocator: "libc.so.6", "libjemalloc.so.2". */
+const char *mmt__next_name(void);
+#endif
+
 /* Installs `b` (copied); NULL restores the built-in one. Returns the table in force. */
 mmt__backend_t mmt__backend_set(const mmt__backend_t *b);
 

@@ -175,6 +175,11 @@ void mmt__counters_fork_child(void)
     pthread_mutex_unlock(&registry_lock);
 }
 
+void mmt__counters_restart_peak(uint64_t in_use)
+{
+    atomic_store_explicit(&peak, in_use, memory_order_relaxed);
+}
+
 static void make_key(void)
 {
     slot_key_ok = pthread_key_create(&slot_key, retire_slot) == 0;
@@ -233,6 +238,7 @@ void mmt__count_slow(uint64_t add, uint64_t sub, int kind)
         switch (kind) {
         case MMT__KIND_ALLOC: mmt__count_alloc(add); break;
         case MMT__KIND_FREE: mmt__count_free(sub); break;
+        case MMT__KIND_GROW: mmt__count_grow(add); break;
         default: mmt__count_realloc(add, sub); break;
         }
         return;
@@ -243,6 +249,7 @@ void mmt__count_slow(uint64_t add, uint64_t sub, int kind)
     switch (kind) {
     case MMT__KIND_ALLOC: atomic_fetch_add_explicit(&s->allocations, 1, memory_order_relaxed); break;
     case MMT__KIND_FREE: atomic_fetch_add_explicit(&s->frees, 1, memory_order_relaxed); break;
+    case MMT__KIND_GROW: break;
     default: atomic_fetch_add_explicit(&s->reallocs, 1, memory_order_relaxed); break;
     }
     int64_t delta = (int64_t)add - (int64_t)sub;

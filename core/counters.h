@@ -60,7 +60,7 @@ extern _Atomic int64_t mmt__fold_limit;
 void mmt__fold(mmt__slot_t *s);
 void mmt__count_slow(uint64_t add, uint64_t sub, int kind);
 
-enum { MMT__KIND_ALLOC, MMT__KIND_FREE, MMT__KIND_REALLOC };
+enum { MMT__KIND_ALLOC, MMT__KIND_FREE, MMT__KIND_REALLOC, MMT__KIND_GROW };
 
 static inline void mmt__bump(_Atomic uint64_t *c, uint64_t n)
 {
@@ -135,6 +135,19 @@ static inline void mmt__count_realloc(uint64_t add, uint64_t sub)
     else mmt__fall(s, (int64_t)(sub - add));
 }
 
+/* A live block grows in place by n bytes (the preload library's malloc_usable_size): bytes
+ * allocated, but no allocation call. */
+static inline void mmt__count_grow(uint64_t n)
+{
+    mmt__slot_t *s = mmt__tls_slot;
+    if (MMT__UNLIKELY(s == NULL)) {
+        mmt__count_slow(n, 0, MMT__KIND_GROW);
+        return;
+    }
+    mmt__bump(&s->allocated, n);
+    mmt__rise(s, (int64_t)n);
+}
+
 /* Folds this thread's pending movement now (before an explicit checkpoint). */
 void mmt__counters_flush(void);
 
@@ -143,6 +156,10 @@ int64_t mmt__published(void);
 
 /* Sets the fold limit from the checkpoint distance (0: no checkpoints). */
 void mmt__counters_set_fold_limit(uint64_t checkpoint_bytes);
+
+/* Starts peak again from `in_use` (mmt_meminfo's, exact with one thread), for a process
+ * that counts its own figures from now: a forked child under the preload library. */
+void mmt__counters_restart_peak(uint64_t in_use);
 
 /* Slots ever created: stays at the peak number of live threads, however many exit. */
 unsigned mmt__slots_created(void);

@@ -92,13 +92,16 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 /* The default log: one line on stderr for errors, warnings and information; debug
  * messages (the engine's own notes, like "loaded") only with MMT_DEBUG set. */
+bool mmt__log_names_pid;
+
 static void stderr_log(int level, const char *message, void *ud)
 {
     (void)ud;
     if (level >= MMT_LOG_DEBUG && !getenv("MMT_DEBUG")) return;
-    char line[2048];
-    int n = snprintf(line, sizeof line, "mmt policy [%s] %s\n",
-                     level >= 0 && level <= 3 ? level_names[level] : "?", message);
+    char line[2048], pid[32] = "";
+    if (mmt__log_names_pid) snprintf(pid, sizeof pid, "pid %ld: ", (long)getpid());
+    int n = snprintf(line, sizeof line, "mmt policy [%s] %s%s\n",
+                     level >= 0 && level <= 3 ? level_names[level] : "?", pid, message);
     if (n < 0) return;
     size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
     line[len - 1] = '\n';
@@ -350,9 +353,14 @@ static int load_locked(struct mmt_policy *p, const char *path)
     pthread_mutex_unlock(&p->lock);
     mmt__pstate_free(old);
     p->error[0] = '\0';
-    mmt__policy_log(p, MMT_LOG_DEBUG, "%s: %s, %zu rule%s and %zu task%s", path,
-                    old ? "reloaded" : "loaded", s->nrules, s->nrules == 1 ? "" : "s", s->ntasks,
-                    s->ntasks == 1 ? "" : "s");
+    /* A reload is said: an operator who edits a running program's policy sees it took. */
+    const char *rules = s->nrules == 1 ? "" : "s", *tasks = s->ntasks == 1 ? "" : "s";
+    if (old)
+        mmt__policy_log(p, MMT_LOG_INFO, "policy reloaded: %s: %zu rule%s and %zu task%s", path,
+                        s->nrules, rules, s->ntasks, tasks);
+    else
+        mmt__policy_log(p, MMT_LOG_DEBUG, "%s: loaded, %zu rule%s and %zu task%s", path,
+                        s->nrules, rules, s->ntasks, tasks);
     return 0;
 }
 

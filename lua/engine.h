@@ -229,6 +229,10 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
 void mmt__policy_stop_for_exit(struct mmt_policy *p);
 double mmt__now(void);
 
+/* Set by the preload library, whose processes share one stderr: the default log names
+ * the process in each line. */
+extern bool mmt__log_names_pid;
+
 /* state.c */
 /* The error message at the top of the stack, without converting (which could allocate
  * outside a protected call): a placeholder if the error value is not a string. */

@@ -341,7 +341,8 @@ static void test_mmtrun_runs_the_policy_inside_the_program(void **state)
     snprintf(args, sizeof args, "--policy %s --interval 10 -- sleep 0.5", policy);
     mmt_run_with(args, &r);
     assert_int_equal(r.status, 0);
-    assert_contains(r.err, "mmt policy [info] TICK ");
+    assert_contains(r.err, "mmt policy [info] pid ");
+    assert_contains(r.err, ": TICK ");
 }
 
 static void test_mmtrun_relative_paths_survive_a_change_of_folder(void **state)
@@ -362,7 +363,8 @@ static void test_mmtrun_relative_paths_survive_a_change_of_folder(void **state)
              test_dir, tmp_dir, mmt_run, out, err);
     assert_int_equal(system(cmd), 0);
     slurp(err, text, sizeof text);
-    assert_contains(text, "mmt policy [info] REL TICK");
+    assert_contains(text, "mmt policy [info] pid ");
+    assert_contains(text, ": REL TICK");
     assert_null(strstr(text, "cannot"));
     snprintf(cmd, sizeof cmd, "%s/rel.csv", test_dir);
     assert_int_equal(access(cmd, R_OK), 0);
@@ -886,11 +888,11 @@ static void test_mmtrun_unusable_tmpdir_is_named(void **state)
     static result_t r;
     mmt_run_env("TMPDIR=/no/such/dir", "-- true", &r);
     assert_int_equal(r.status, 2);
-    assert_string_equal(r.err, "mmt-run: cannot make a temporary file in /no/such/dir (TMPDIR): "
+    assert_string_equal(r.err, "mmt-run: cannot make a temporary folder in /no/such/dir (TMPDIR): "
                                "No such file or directory\n");
     mmt_run_env("TMPDIR=/etc/passwd", "-- true", &r);
     assert_int_equal(r.status, 2);
-    assert_string_equal(r.err, "mmt-run: cannot make a temporary file in /etc/passwd (TMPDIR): "
+    assert_string_equal(r.err, "mmt-run: cannot make a temporary folder in /etc/passwd (TMPDIR): "
                                "Not a directory\n");
 }
 

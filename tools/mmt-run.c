@@ -35,6 +35,7 @@
  * program's tree saying it and counting without it.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +48,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -159,9 +161,9 @@ static double now(void)
 
 /* ---- Temporary files and signals ------------------------------------------------------------ */
 
-/* The report and the --svg trace in $TMPDIR ("" until made); set before the signal
- * handlers can run, and read by them to remove the files. */
-static char report_path[PATH_MAX + 32];
+/* The folder of the processes' reports and the --svg trace in $TMPDIR ("" until made);
+ * set before the signal handlers can run, and read by them to remove the files. */
+static char report_dir[PATH_MAX + 32];
 static char temp_trace[PATH_MAX + 32];
 
 /* The program's process id while signals are passed on to it: set before they are
@@ -180,12 +182,34 @@ enum { NOWN = sizeof own / sizeof own[0] };
  * given back to the program before its exec. */
 static struct sigaction inherited[NFORWARDED], inherited_own[NOWN];
 
+/* Empties and removes the report folder, with system calls only (a signal handler may do
+ * it). A process of the tree still running may add a file meanwhile: a few passes. */
+static void remove_report_dir(void)
+{
+    for (int pass = 0; pass < 4; pass++) {
+        int dir = open(report_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dir < 0) break;
+        char buf[4096];
+        long n;
+        while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+            for (long at = 0; at < n;) {
+                struct dirent64 *d = (struct dirent64 *)(buf + at);
+                if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0)
+                    unlinkat(dir, d->d_name, 0);
+                at += d->d_reclen;
+            }
+        }
+        close(dir);
+        if (rmdir(report_dir) == 0 || errno != ENOTEMPTY) break;
+    }
+}
+
 /* Called from the handler, or by main with the signals blocked: never both at once. */
 static void remove_temporary_files(void)
 {
-    if (report_path[0]) unlink(report_path);
+    if (report_dir[0]) remove_report_dir();
     if (temp_trace[0]) unlink(temp_trace);
-    report_path[0] = temp_trace[0] = '\0';
+    report_dir[0] = temp_trace[0] = '\0';
 }
 
 static void on_signal(int sig, siginfo_t *si, void *ctx)
@@ -255,22 +279,146 @@ static int make_temporary(char *path, size_t len, const char *dir, bool from_env
     return 0;
 }
 
-/* The counters the library wrote in JSON at the program's exit; false if there are none
- * (the program died of a signal, or called _exit). */
-static bool read_report(const char *path, mmt_meminfo_t *m)
+/* ---- The processes' reports ---------------------------------------------------------- */
+
+/* One process of the tree, from the report the library wrote into its own file
+ * (preload.c): the start record alone if it ended without reporting. */
+typedef struct proc {
+    long pid, ppid;
+    char comm[64], command[512], allocator[128];
+    bool forked, reported;
+    double start, seconds;
+    uint64_t allocated, freed, peak, in_use_at_start, in_use, allocations, frees, reallocs;
+} proc_t;
+
+/* The report's fields, found by name. */
+enum kind { INTEGER, REAL, COUNT, FLAG, TEXT };
+static const struct report_field {
+    const char *name;
+    enum kind kind;
+    size_t offset, size;
+} report_fields[] = {
+#define F(name, kind, member) {name, kind, offsetof(proc_t, member), sizeof((proc_t *)0)->member}
+    F("pid", INTEGER, pid), F("ppid", INTEGER, ppid), F("comm", TEXT, comm),
+    F("command", TEXT, command), F("allocator", TEXT, allocator), F("forked", FLAG, forked),
+    F("start", REAL, start), F("run_time_seconds", REAL, seconds),
+    F("allocated", COUNT, allocated), F("freed", COUNT, freed), F("peak", COUNT, peak),
+    F("in_use_at_start", COUNT, in_use_at_start), F("in_use", COUNT, in_use),
+    F("allocations", COUNT, allocations), F("frees", COUNT, frees), F("reallocs", COUNT, reallocs),
+#undef F
+};
+
+/* A JSON string at *c (past its opening quote) into out (len bytes), decoded; *c is left
+ * past the closing quote. False if it is not one. */
+static bool read_json_string(const char **c, char *out, size_t len)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    char buf[2048];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return sscanf(buf,
-                  "{\"allocated\":%" SCNu64 ",\"freed\":%" SCNu64 ",\"in_use\":%" SCNu64
-                  ",\"peak\":%" SCNu64 ",\"allocations\":%" SCNu64 ",\"frees\":%" SCNu64
-                  ",\"reallocs\":%" SCNu64,
-                  &m->allocated, &m->freed, &m->in_use, &m->peak, &m->allocations, &m->frees,
-                  &m->reallocs) == 7;
+    size_t at = 0;
+    const char *p = *c;
+    for (; *p && *p != '"'; p++) {
+        char ch = *p;
+        char utf8[4];
+        size_t n = 1;
+        if (ch == '\\') {
+            ch = *++p;
+            if (ch == 'u') {
+                unsigned v;
+                if (sscanf(p + 1, "%4x", &v) != 1) return false;
+                p += 4;
+                if (v < 0x80) utf8[0] = (char)v;
+                else if (v < 0x800) utf8[0] = (char)(0xC0 | v >> 6), utf8[1] = (char)(0x80 | (v & 63)), n = 2;
+                else utf8[0] = (char)(0xE0 | v >> 12), utf8[1] = (char)(0x80 | ((v >> 6) & 63)),
+                     utf8[2] = (char)(0x80 | (v & 63)), n = 3;
+            } else {
+                utf8[0] = ch == 'n' ? '\n' : ch == 't' ? '\t' : ch == 'r' ? '\r' : ch;
+                if (!ch) return false;
+            }
+        } else {
+            utf8[0] = ch;
+        }
+        if (at + n < len) memcpy(out + at, utf8, n), at += n;
+    }
+    if (*p != '"') return false;
+    out[at] = '\0';
+    *c = p + 1;
+    return true;
+}
+
+/* Reads one flat JSON object (the library's report) into *pr, by field name; fields it
+ * does not know are skipped, so the library may add some. */
+static bool read_process(const char *text, proc_t *pr)
+{
+    memset(pr, 0, sizeof *pr);
+    const char *c = text + strspn(text, " \n");
+    if (*c++ != '{') return false;
+    for (;;) {
+        c += strspn(c, " \n");
+        char key[64];
+        if (*c != '"' || !(++c, read_json_string(&c, key, sizeof key))) return false;
+        c += strspn(c, " ");
+        if (*c++ != ':') return false;
+        c += strspn(c, " ");
+        const struct report_field *f = NULL;
+        for (size_t k = 0; k < sizeof report_fields / sizeof report_fields[0]; k++)
+            if (strcmp(report_fields[k].name, key) == 0) f = &report_fields[k];
+        char *at = f ? (char *)pr + f->offset : NULL;
+        if (*c == '"') {
+            char value[512], *into = f && f->kind == TEXT ? at : value;
+            c++;
+            if (!read_json_string(&c, into, f && f->kind == TEXT ? f->size : sizeof value))
+                return false;
+        } else {
+            char *end;
+            if (f && f->kind == FLAG) *(bool *)at = strncmp(c, "true", 4) == 0;
+            else if (f && f->kind == COUNT) *(uint64_t *)at = strtoull(c, &end, 10);
+            else if (f && f->kind == INTEGER) *(long *)at = strtol(c, &end, 10);
+            else if (f && f->kind == REAL) *(double *)at = strtod(c, &end);
+            if (f && !strcmp(key, "allocated")) pr->reported = true;
+            c += strcspn(c, ",}");
+        }
+        c += strspn(c, " \n");
+        if (*c == '}') return pr->pid > 0;
+        if (*c++ != ',') return false;
+    }
+}
+
+static int by_start(const void *a, const void *b)
+{
+    const proc_t *x = a, *y = b;
+    if (x->start != y->start) return x->start < y->start ? -1 : 1;
+    return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
+/* The reports in the report folder, in the order the processes started; *n of them. */
+static proc_t *read_processes(size_t *n)
+{
+    *n = 0;
+    DIR *dir = opendir(report_dir);
+    if (!dir) return NULL;
+    proc_t *all = NULL;
+    size_t cap = 0;
+    struct dirent *d;
+    while ((d = readdir(dir))) {
+        if (d->d_name[0] == '.') continue;
+        char path[sizeof report_dir + 300], text[8192];
+        snprintf(path, sizeof path, "%s/%s", report_dir, d->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t len = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[len] = '\0';
+        proc_t pr;
+        if (!read_process(text, &pr)) continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            proc_t *grown = realloc(all, cap * sizeof *all);
+            if (!grown) break;
+            all = grown;
+        }
+        all[(*n)++] = pr;
+    }
+    closedir(dir);
+    if (*n) qsort(all, *n, sizeof *all, by_start);
+    return all;
 }
 
 /* ---- A program the library did not enter -------------------------------------------------- */
@@ -387,10 +535,37 @@ static void say_not_loaded(const char *name, bool quiet_unless_known)
                         "counted\n", name);
 }
 
-/* Writes `s` as a JSON string, quotes included: quote and backslash escaped, control
- * characters as \u00XX, bytes that are not UTF-8 as \ufffd, so that a strict parser reads
- * it whatever the bytes (a program's name is any bytes but NUL and slash). */
+/* ---- The summary ------------------------------------------------------------------------ */
+
+/* Writes `s` as a JSON string (utf8.h). */
 static void put_json_string(FILE *out, const char *s)
+{
+    char buf[6 * PATH_MAX + 3];
+    mmt__json_string(buf, sizeof buf, s);
+    fputs(buf, out);
+}
+
+/* Writes `s` for a person: a control character (a line break in a program's name could
+ * forge a line of the summary) as '?', invalid UTF-8 as U+FFFD. */
+static void put_text(FILE *out, const char *s)
+{
+    const unsigned char *c = (const unsigned char *)s;
+    size_t len = strlen(s);
+    while (len) {
+        int32_t cp;
+        size_t k = mmt__utf8_next(c, len, &cp);
+        if (cp < 0) fputs(MMT_UTF8_REPLACEMENT, out);
+        else if (cp < 0x20 || cp == 0x7f) fputc('?', out);
+        else fwrite(c, 1, k, out);
+        c += k;
+        len -= k;
+    }
+}
+
+/* Writes `s` as a Prometheus label value, quotes included: other control characters than
+ * the line feed (which has an escape) as '?', since parsers read the text by lines and
+ * take a carriage return for one end. */
+static void put_label(FILE *out, const char *s)
 {
     const unsigned char *c = (const unsigned char *)s;
     size_t len = strlen(s);
@@ -398,9 +573,11 @@ static void put_json_string(FILE *out, const char *s)
     while (len) {
         int32_t cp;
         size_t k = mmt__utf8_next(c, len, &cp);
-        if (cp < 0) fputs("\\ufffd", out);
-        else if (cp == '"' || cp == '\\') fprintf(out, "\\%c", (char)cp);
-        else if (cp < 0x20) fprintf(out, "\\u%04x", (unsigned)cp);
+        if (cp < 0) fputs(MMT_UTF8_REPLACEMENT, out);
+        else if (cp == '\\') fputs("\\\\", out);
+        else if (cp == '"') fputs("\\\"", out);
+        else if (cp == '\n') fputs("\\n", out);
+        else if (cp < 0x20 || cp == 0x7f) fputc('?', out);
         else fwrite(c, 1, k, out);
         c += k;
         len -= k;
@@ -408,38 +585,185 @@ static void put_json_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
-static void summary(FILE *out, const char *format, const char *program, const mmt_meminfo_t *m,
-                    double seconds)
+/* The summary's figures, for the whole tree and for each process: name in JSON, metric and
+ * help in Prometheus, and where the value is. */
+static const struct summary_field {
+    const char *json, *metric, *type, *help;
+    size_t offset;
+    bool seconds;
+} summary_fields[] = {
+    {"allocated", "allocated_bytes_total", "counter", "Bytes allocated.", offsetof(proc_t, allocated), false},
+    {"freed", "freed_bytes_total", "counter", "Bytes freed.", offsetof(proc_t, freed), false},
+    {"peak", "peak_bytes", "gauge", "Highest number of bytes in use seen.", offsetof(proc_t, peak), false},
+    {"in_use_at_start", "in_use_at_start_bytes", "gauge",
+     "Bytes in use when the process started (a forked child's, inherited).",
+     offsetof(proc_t, in_use_at_start), false},
+    {"in_use_at_exit", "in_use_at_exit_bytes", "gauge", "Bytes still allocated at exit.",
+     offsetof(proc_t, in_use), false},
+    {"allocations", "allocations_total", "counter", "Successful allocation calls.",
+     offsetof(proc_t, allocations), false},
+    {"frees", "frees_total", "counter", "Calls that freed a block.", offsetof(proc_t, frees), false},
+    {"reallocs", "reallocs_total", "counter", "Calls that resized a block.", offsetof(proc_t, reallocs), false},
+    {"run_time_seconds", "run_time_seconds", "gauge", "How long it ran.", offsetof(proc_t, seconds), true},
+};
+enum { NSUMMARY = sizeof summary_fields / sizeof summary_fields[0] };
+
+static void put_value(FILE *out, const proc_t *p, const struct summary_field *f)
 {
+    if (f->seconds) fprintf(out, "%.3f", *(const double *)((const char *)p + f->offset));
+    else fprintf(out, "%" PRIu64, *(const uint64_t *)((const char *)p + f->offset));
+}
+
+/* The tree's figures: sums over the processes that reported (peak and in_use at exit are
+ * each process's own, summed: the tree never held them all at once, and a forked child's
+ * include what it inherited). */
+static proc_t tree_total(const proc_t *procs, size_t n, double seconds)
+{
+    proc_t t = {.seconds = seconds};
+    for (size_t k = 0; k < n; k++) {
+        if (!procs[k].reported) continue;
+        t.allocated += procs[k].allocated;
+        t.freed += procs[k].freed;
+        t.peak += procs[k].peak;
+        t.in_use_at_start += procs[k].in_use_at_start;
+        t.in_use += procs[k].in_use;
+        t.allocations += procs[k].allocations;
+        t.frees += procs[k].frees;
+        t.reallocs += procs[k].reallocs;
+    }
+    return t;
+}
+
+static void put_json_process(FILE *out, const proc_t *p)
+{
+    fprintf(out, "{\"pid\":%ld,\"ppid\":%ld,\"comm\":", p->pid, p->ppid);
+    put_json_string(out, p->comm);
+    fputs(",\"command\":", out);
+    put_json_string(out, p->command);
+    fprintf(out, ",\"forked\":%s,\"reported\":%s", p->forked ? "true" : "false",
+            p->reported ? "true" : "false");
+    if (p->reported) {
+        fputs(",\"allocator\":", out);
+        put_json_string(out, p->allocator);
+        for (int f = 0; f < NSUMMARY; f++) {
+            fprintf(out, ",\"%s\":", summary_fields[f].json);
+            put_value(out, p, &summary_fields[f]);
+        }
+    }
+    fputs("}", out);
+}
+
+static void put_text_process(FILE *out, const proc_t *p)
+{
+    fprintf(out, "mmt-run:   pid %ld, parent %ld%s: ", p->pid, p->ppid, p->forked ? ", forked" : "");
+    put_text(out, p->command[0] ? p->command : p->comm);
+    if (!p->reported) {
+        fputs(": no report (it was killed, or was still running)\n", out);
+        return;
+    }
+    fprintf(out, ": allocated %" PRIu64 " B, freed %" PRIu64 " B, peak %" PRIu64
+                 " B, in use at exit %" PRIu64 " B, %" PRIu64 " allocations, ran %.3f s, on ",
+            p->allocated, p->freed, p->peak, p->in_use, p->allocations, p->seconds);
+    put_text(out, p->allocator);
+    fputc('\n', out);
+}
+
+static void put_prometheus_process(FILE *out, const proc_t *p, const struct summary_field *f)
+{
+    fprintf(out, "mmt_process_%s{pid=\"%ld\",ppid=\"%ld\",comm=", f->metric, p->pid, p->ppid);
+    put_label(out, p->comm);
+    fputs("} ", out);
+    put_value(out, p, f);
+    fputc('\n', out);
+}
+
+/* The summary of the processes that reported, and of the whole tree. */
+static void summary(FILE *out, const char *format, const char *program, const proc_t *procs,
+                    size_t n, double seconds)
+{
+    proc_t t = tree_total(procs, n, seconds);
+    size_t reported = 0;
+    for (size_t k = 0; k < n; k++) reported += procs[k].reported;
+    const char *allocator = n ? procs[0].allocator : ""; /* the program's: it started first */
     if (strcmp(format, "json") == 0) {
         fputs("{\"program\":", out);
         put_json_string(out, program);
-        fprintf(out,
-                ",\"allocated\":%" PRIu64 ",\"freed\":%" PRIu64 ",\"peak\":%" PRIu64
-                ",\"in_use_at_exit\":%" PRIu64 ",\"allocations\":%" PRIu64 ",\"frees\":%" PRIu64
-                ",\"run_time_seconds\":%.3f}\n",
-                m->allocated, m->freed, m->peak, m->in_use, m->allocations, m->frees, seconds);
+        fputs(",\"allocator\":", out);
+        put_json_string(out, allocator);
+        fprintf(out, ",\"processes_reported\":%zu", reported);
+        for (int f = 0; f < NSUMMARY; f++) {
+            fprintf(out, ",\"%s\":", summary_fields[f].json);
+            put_value(out, &t, &summary_fields[f]);
+        }
+        fputs(",\"processes\":[", out);
+        for (size_t k = 0; k < n; k++) {
+            if (k) fputc(',', out);
+            put_json_process(out, &procs[k]);
+        }
+        fputs("]}\n", out);
     } else if (strcmp(format, "prometheus") == 0) {
-        fprintf(out,
-                "# HELP mmt_allocated_bytes_total Bytes ever allocated.\n"
-                "# TYPE mmt_allocated_bytes_total counter\nmmt_allocated_bytes_total %" PRIu64 "\n"
-                "# HELP mmt_freed_bytes_total Bytes ever freed.\n"
-                "# TYPE mmt_freed_bytes_total counter\nmmt_freed_bytes_total %" PRIu64 "\n"
-                "# HELP mmt_peak_bytes Highest number of bytes in use seen.\n"
-                "# TYPE mmt_peak_bytes gauge\nmmt_peak_bytes %" PRIu64 "\n"
-                "# HELP mmt_in_use_at_exit_bytes Bytes still allocated at exit.\n"
-                "# TYPE mmt_in_use_at_exit_bytes gauge\nmmt_in_use_at_exit_bytes %" PRIu64 "\n"
-                "# HELP mmt_allocations_total Successful allocation calls.\n"
-                "# TYPE mmt_allocations_total counter\nmmt_allocations_total %" PRIu64 "\n"
-                "# HELP mmt_run_time_seconds How long the program ran.\n"
-                "# TYPE mmt_run_time_seconds gauge\nmmt_run_time_seconds %.3f\n",
-                m->allocated, m->freed, m->peak, m->in_use, m->allocations, seconds);
+        for (int f = 0; f < NSUMMARY; f++) {
+            const struct summary_field *sf = &summary_fields[f];
+            fprintf(out, "# HELP mmt_%s %s (the tree)\n# TYPE mmt_%s %s\nmmt_%s ", sf->metric,
+                    sf->help, sf->metric, sf->type, sf->metric);
+            put_value(out, &t, sf);
+            fprintf(out, "\n# HELP mmt_process_%s %s\n# TYPE mmt_process_%s %s\n", sf->metric,
+                    sf->help, sf->metric, sf->type);
+            for (size_t k = 0; k < n; k++)
+                if (procs[k].reported) put_prometheus_process(out, &procs[k], sf);
+        }
+        fprintf(out, "# HELP mmt_processes_reported Processes of the tree that reported.\n"
+                     "# TYPE mmt_processes_reported gauge\nmmt_processes_reported %zu\n", reported);
     } else {
-        fprintf(out,
-                "mmt-run: %s: allocated %" PRIu64 " B, freed %" PRIu64 " B, peak %" PRIu64
-                " B, in use at exit %" PRIu64 " B (not freed), %" PRIu64
-                " allocations, ran %.3f s\n",
-                program, m->allocated, m->freed, m->peak, m->in_use, m->allocations, seconds);
+        fputs("mmt-run: ", out);
+        put_text(out, program);
+        if (reported > 1) fprintf(out, ": %zu processes", reported);
+        fprintf(out, ": allocated %" PRIu64 " B, freed %" PRIu64 " B, peak %" PRIu64 " B%s, in use at "
+                     "exit %" PRIu64 " B (not freed), %" PRIu64 " allocations, ran %.3f s\n",
+                t.allocated, t.freed, t.peak, reported > 1 ? " (their peaks summed)" : "", t.in_use,
+                t.allocations, seconds);
+        for (size_t k = 0; k < n; k++) put_text_process(out, &procs[k]);
+    }
+}
+
+/* --out with %p: each process's summary in a file of its own, named with its id. */
+static void summary_per_process(const char *pattern, const char *format, const proc_t *procs,
+                                size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        char path[PATH_MAX + 64];
+        size_t at = 0;
+        for (const char *c = pattern; *c && at + 24 < sizeof path; c++) {
+            if (c[0] == '%' && c[1] == 'p') {
+                at += (size_t)snprintf(path + at, sizeof path - at, "%ld", procs[k].pid);
+                c++;
+            } else if (c[0] == '%' && c[1] == '%') {
+                path[at++] = '%';
+                c++;
+            } else {
+                path[at++] = *c;
+            }
+        }
+        path[at] = '\0';
+        FILE *out = fopen(path, "w");
+        if (!out) {
+            fprintf(stderr, "mmt-run: cannot write %s: %s\n", path, strerror(errno));
+            continue;
+        }
+        if (strcmp(format, "json") == 0) {
+            put_json_process(out, &procs[k]);
+            fputc('\n', out);
+        } else if (strcmp(format, "prometheus") == 0) {
+            for (int f = 0; f < NSUMMARY && procs[k].reported; f++) {
+                const struct summary_field *sf = &summary_fields[f];
+                fprintf(out, "# HELP mmt_process_%s %s\n# TYPE mmt_process_%s %s\n", sf->metric,
+                        sf->help, sf->metric, sf->type);
+                put_prometheus_process(out, &procs[k], sf);
+            }
+        } else {
+            put_text_process(out, &procs[k]);
+        }
+        fclose(out);
     }
 }
 
@@ -526,9 +850,19 @@ int main(int argc, char **argv)
     bool tmpdir_from_env = tmpdir && *tmpdir;
     char tmpdir_abs[PATH_MAX + 64];
     tmpdir = absolute(tmpdir_from_env ? tmpdir : "/tmp", tmpdir_abs, sizeof tmpdir_abs);
-    if (make_temporary(report_path, sizeof report_path, tmpdir, tmpdir_from_env,
-                       "mmt-run-XXXXXX") != 0)
+    /* The processes' reports: one file each, named by process id, in a folder of mmt-run's
+     * own (mode 0700: a process that drops its privileges wrote its start record before,
+     * and keeps the file open). */
+    int dn = snprintf(report_dir, sizeof report_dir, "%s/mmt-run-XXXXXX", tmpdir);
+    if (dn <= 0 || (size_t)dn >= sizeof report_dir || !mkdtemp(report_dir)) {
+        fprintf(stderr, "mmt-run: cannot make a temporary folder in %s%s: %s\n", tmpdir,
+                tmpdir_from_env ? " (TMPDIR)" : "", dn > 0 && (size_t)dn < sizeof report_dir
+                ? strerror(errno) : strerror(ENAMETOOLONG));
+        report_dir[0] = '\0';
         return 2;
+    }
+    char report_pattern[sizeof report_dir + 8];
+    snprintf(report_pattern, sizeof report_pattern, "%s/%%p", report_dir);
     /* --svg without --trace: the series goes to a temporary file. */
     if (svg_path && !trace_path) {
         if (make_temporary(temp_trace, sizeof temp_trace, tmpdir, tmpdir_from_env,
@@ -564,9 +898,20 @@ int main(int argc, char **argv)
         sigprocmask(SIG_SETMASK, &unblocked, NULL);
         char id[32];
         snprintf(id, sizeof id, "%ld", (long)getpid()); /* exec keeps it */
-        setenv("LD_PRELOAD", library, 1);
+        /* First in LD_PRELOAD, so that an allocator preloaded already (jemalloc, tcmalloc)
+         * is the one underneath mmt, not one before it. */
+        const char *preloaded = getenv("LD_PRELOAD");
+        if (preloaded && *preloaded) {
+            char *both = malloc(strlen(library) + strlen(preloaded) + 2);
+            if (both) {
+                sprintf(both, "%s %s", library, preloaded);
+                setenv("LD_PRELOAD", both, 1);
+            }
+        } else {
+            setenv("LD_PRELOAD", library, 1);
+        }
         setenv("MMT_REPORT", "json", 1);
-        setenv("MMT_OUT", report_path, 1);
+        setenv("MMT_OUT", report_pattern, 1);
         setenv("MMT_REPORT_PID", id, 1);
         setenv("MMT_INTERVAL", interval, 1);
         if (policy) setenv("MMT_POLICY", policy, 1);
@@ -602,21 +947,30 @@ int main(int argc, char **argv)
         return exec_errno == ENOENT ? 127 : 126; /* as shells do */
     }
 
-    FILE *out = out_path ? fopen(out_path, "w") : stderr;
+    /* --out with %p: a file per process; otherwise one summary of the tree. */
+    bool per_process = out_path && strstr(out_path, "%p");
+    FILE *out = out_path && !per_process ? fopen(out_path, "w") : stderr;
     if (!out) {
         fprintf(stderr, "mmt-run: cannot write %s: %s\n", out_path, strerror(errno));
         out = stderr;
     }
-    mmt_meminfo_t m;
-    struct stat report_st;
-    if (read_report(report_path, &m)) summary(out, format, argv[i], &m, seconds);
-    else if (stat(report_path, &report_st) == 0 && report_st.st_size == 0)
-        /* Not even the library's start mark (preload.c): it was never loaded. A program
+    size_t nprocs;
+    proc_t *procs = read_processes(&nprocs);
+    const proc_t *main_proc = NULL;
+    for (size_t k = 0; k < nprocs; k++)
+        if (procs[k].pid == (long)pid) main_proc = &procs[k];
+    if (main_proc && main_proc->reported) {
+        if (per_process) summary_per_process(out_path, format, procs, nprocs);
+        else summary(out, format, argv[i], procs, nprocs, seconds);
+    } else if (!main_proc) {
+        /* Not even the library's start record (preload.c): it was never loaded. A program
          * killed before the loader ran is not blamed on its file unless the file says. */
         say_not_loaded(argv[i], WIFSIGNALED(status));
-    else if (!WIFSIGNALED(status))
+    } else if (!WIFSIGNALED(status)) {
         fprintf(stderr, "mmt-run: %s left no report (it exited without running exit handlers)\n",
                 argv[i]);
+    }
+    free(procs);
     if (out != stderr) fclose(out);
     if (svg_path) {
         /* The command line: the picture cuts it to fit its title. */

@@ -32,12 +32,16 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <malloc.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -45,8 +49,14 @@
 
 #include "mmt/memory.h"
 #include "mmt/policy.h"
+#include "backend.h"
+#include "counters.h"
 #include "engine.h"
+#include "export.h"
+#include "fd.h"
+#include "fork.h"
 #include "trace.h"
+#include "utf8.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -120,17 +130,32 @@ EXPORT void *pvalloc(size_t size)
     return mmt_aligned_alloc(page, rounded < size ? size : rounded);
 }
 
+/* The block's room as the allocator underneath has it, less mmt's header: a program that
+ * asks may use all of it (Redis does), so the block counts at that size from then on. */
 EXPORT size_t malloc_usable_size(void *ptr)
 {
-    return mmt_size(ptr);
+    return mmt__claim_usable(ptr, mmt__next_usable);
 }
 
 /* ---- The policy engine and the report at exit ---------------------------------------------- */
 
 static mmt_policy_t *engine;
-static int report_format = -1; /* -1: no report */
-static char report_path[4096];  /* MMT_OUT, read at start: the program may change it */
-static pid_t report_pid;        /* the reporting process: a forked copy neither reports nor traces */
+
+/*
+ * The report. The constructor sets these before the program's main, and a forked child's
+ * fork handler in the child, which has one thread then; afterwards only write_report reads
+ * them, once: the exchange on report_format lets one caller through, whichever comes first
+ * of the exit handlers and an _exit on any thread.
+ */
+static _Atomic int report_format = -1; /* -1: no report (or written already) */
+static char report_path[4096];          /* MMT_OUT as given, read at start */
+static bool per_process;                /* MMT_OUT holds %p: every process writes its own */
+static pid_t report_pid;                /* the reporting process */
+static mmt__own_fd_t report_fd = {-1, 0, 0}; /* per process: its file, opened at its start */
+static double started;                  /* when this process started, or was forked */
+static bool forked;                     /* this process is a forked child */
+static pid_t parent;                    /* its parent then */
+static mmt_meminfo_t at_start;          /* the counters then (a forked child's parent's) */
 
 static const char *env(const char *name)
 {
@@ -170,8 +195,152 @@ static void mark_report_file(const char *path)
     close(fd);
 }
 
+/* report_path with each %p replaced by this process's id (%% by %), into buf. */
+static void expand_path(char *buf, size_t len)
+{
+    size_t at = 0;
+    for (const char *c = report_path; *c && at + 1 < len; c++) {
+        if (c[0] == '%' && (c[1] == 'p' || c[1] == '%')) {
+            if (*++c == '%') {
+                buf[at++] = '%';
+                continue;
+            }
+            int n = snprintf(buf + at, len - at, "%ld", (long)getpid());
+            at = n > 0 && (size_t)n < len - at ? at + (size_t)n : len - 1;
+            continue;
+        }
+        buf[at++] = *c;
+    }
+    buf[at] = '\0';
+}
+
+/* Reads the small /proc/self file `name` into buf (NULs, as the command line has between
+ * its arguments, and the last newline made spaces, trailing ones dropped). */
+static void read_self(const char *name, char *buf, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/%s", name);
+    ssize_t n = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        n = read(fd, buf, len - 1);
+        close(fd);
+    }
+    if (n < 0) n = 0;
+    for (ssize_t k = 0; k < n; k++)
+        if (buf[k] == '\0' || buf[k] == '\n') buf[k] = ' ';
+    while (n > 0 && buf[n - 1] == ' ') n--;
+    buf[n] = '\0';
+}
+
+/* The process's fields of a per-process JSON report, from "{" to the comma after the
+ * last; the counters follow. */
+static size_t process_fields(char *buf, size_t len, bool at_exit)
+{
+    char comm[64], command[512], scomm[6 * sizeof comm + 2], scommand[6 * sizeof command + 2];
+    char salloc[6 * 64 + 2];
+    read_self("comm", comm, sizeof comm);
+    mmt__json_string(scomm, sizeof scomm, comm);
+    int n;
+    if (!at_exit) {
+        n = snprintf(buf, len, "{\"pid\":%ld,\"ppid\":%ld,\"comm\":%s,\"forked\":%s,\"start\":%.6f}\n",
+                     (long)getpid(), (long)parent, scomm, forked ? "true" : "false", started);
+    } else {
+        read_self("cmdline", command, sizeof command);
+        mmt__json_string(scommand, sizeof scommand, command);
+        mmt__json_string(salloc, sizeof salloc, mmt_backend());
+        n = snprintf(buf, len,
+                     "{\"pid\":%ld,\"ppid\":%ld,\"comm\":%s,\"command\":%s,\"forked\":%s,"
+                     "\"allocator\":%s,\"start\":%.6f,\"run_time_seconds\":%.6f,"
+                     "\"in_use_at_start\":%" PRIu64 ",",
+                     (long)getpid(), (long)parent, scomm, scommand, forked ? "true" : "false",
+                     salloc, started, mmt__now() - started, at_start.in_use);
+    }
+    return n > 0 ? ((size_t)n < len ? (size_t)n : len - 1) : 0;
+}
+
+/* Opens this process's own report file (per-process reports), before the program can
+ * drop its privileges or close descriptors it does not know, and writes the start record
+ * (JSON): a process that never reports (killed, or its exec failed) still shows. A FIFO
+ * without a reader is not waited for: the report then opens it at exit. */
+static void open_own_report(void)
+{
+    char path[sizeof report_path + 64];
+    expand_path(path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    fcntl(fd, F_SETFL, 0); /* blocking again: a FIFO's reader is there */
+    report_fd = mmt__fd_take(fd);
+    if (report_fd.fd < 0 || atomic_load(&report_format) != MMT_FORMAT_JSON) return;
+    char line[1024];
+    size_t n = process_fields(line, sizeof line, false);
+    ssize_t w = write(report_fd.fd, line, n);
+    (void)w;
+}
+
+/* The counters this process reports: its own since it started (a forked child's since
+ * the fork), with in_use and peak as they are. */
+static mmt_meminfo_t own_counters(void)
+{
+    mmt_meminfo_t m;
+    mmt_meminfo(&m);
+    m.allocated -= at_start.allocated;
+    m.freed -= at_start.freed;
+    m.allocations -= at_start.allocations;
+    m.frees -= at_start.frees;
+    m.reallocs -= at_start.reallocs;
+    return m;
+}
+
+/* A forked child reports its own figures, to a file of its own, when reports are per
+ * process; its peak starts again from what it inherited. */
+static void forked_child(void)
+{
+    forked = true;
+    parent = getppid();
+    started = mmt__now();
+    mmt_meminfo(&at_start);
+    mmt__counters_restart_peak(at_start.in_use);
+    if (!per_process || atomic_load(&report_format) < 0) return;
+    report_pid = getpid();
+    mmt__fd_release(&report_fd); /* the parent's file, if this copy still has it */
+    open_own_report();
+}
+/* Says, once, when a malloc of the program or of a library preloaded before this one comes
+ * first in the lookup order: the program's blocks never reach mmt then. Tried rather than
+ * compared by address: a program that takes malloc's address has the name resolve to its
+ * own stub, which leads here all the same. */
+static void check_first_malloc(void)
+{
+    void *m = dlsym(RTLD_DEFAULT, "malloc"), *f = dlsym(RTLD_DEFAULT, "free");
+    if (!m || !f) return;
+    void *(*first)(size_t);
+    void (*first_free)(void *);
+    memcpy(&first, &m, sizeof m);
+    memcpy(&first_free, &f, sizeof f);
+    mmt_meminfo_t before, after;
+    mmt_meminfo(&before);
+    void *probe = first(48);
+    mmt_meminfo(&after);
+    first_free(probe);
+    if (after.allocations > before.allocations) return;
+    Dl_info info;
+    const char *where = dladdr(m, &info) && info.dli_fname && *info.dli_fname
+                            ? info.dli_fname : "the program";
+    fprintf(stderr, "mmt: malloc comes from %s, which is before libmmtmem-preload.so in the "
+                    "lookup order: the program's allocations are not counted (put mmt first "
+                    "in LD_PRELOAD)\n", where);
+}
+
+/* The trace's process (a forked copy neither traces nor stops the trace). */
+static pid_t trace_pid;
+
+static void start_policy(const char *policy, bool reporting, bool trace);
+
 __attribute__((constructor)) static void preload_start(void)
 {
+    started = mmt__now();
+    parent = getppid();
     const char *report = env("MMT_REPORT");
     const char *pid = env("MMT_REPORT_PID");
     unsigned long id = 0;
@@ -180,28 +349,47 @@ __attribute__((constructor)) static void preload_start(void)
     if (!pid_ok)
         fprintf(stderr, "mmt: MMT_REPORT_PID=%s: not a process id from 1 to %d; every process "
                         "reports\n", pid, INT_MAX);
-    if (reporting) report_pid = getpid();
+    if (reporting) check_first_malloc();
+    const char *out = report ? env("MMT_OUT") : NULL;
+    per_process = out && strstr(out, "%p");
+    if (report && (reporting || per_process)) {
+        report_pid = getpid();
+        int format = strcmp(report, "json") == 0         ? MMT_FORMAT_JSON
+                     : strcmp(report, "prometheus") == 0 ? MMT_FORMAT_PROMETHEUS
+                                                         : MMT_FORMAT_TEXT;
+        if (format == MMT_FORMAT_TEXT && strcmp(report, "text") != 0 && reporting)
+            fprintf(stderr, "mmt: MMT_REPORT=%s: not text, json or prometheus; using text\n",
+                    report);
+        atomic_store(&report_format, format);
+        size_t out_len = out ? strlen(out) : 0;
+        if (out_len >= sizeof report_path) {
+            per_process = false;
+            if (reporting)
+                fprintf(stderr, "mmt: MMT_OUT is %zu bytes long, more than the %zu a path may "
+                                "have; the report goes to stderr\n", out_len,
+                        sizeof report_path - 1);
+            if (!reporting) atomic_store(&report_format, -1);
+        } else if (out) {
+            memcpy(report_path, out, out_len + 1);
+        }
+        if (per_process) open_own_report();
+        else if (report_path[0]) mark_report_file(report_path);
+    }
+    mmt__log_names_pid = true; /* the processes of a tree share one stderr */
+    if (reporting) trace_pid = getpid();
     const char *trace = reporting ? env("MMT_TRACE") : NULL;
     if (trace && mmt__trace_start(trace) != 0)
         fprintf(stderr, "mmt: cannot write the trace to %s: %s\n", trace, strerror(errno));
-    if (report && reporting) {
-        report_format = strcmp(report, "json") == 0         ? MMT_FORMAT_JSON
-                        : strcmp(report, "prometheus") == 0 ? MMT_FORMAT_PROMETHEUS
-                                                            : MMT_FORMAT_TEXT;
-        if (report_format == MMT_FORMAT_TEXT && strcmp(report, "text") != 0)
-            fprintf(stderr, "mmt: MMT_REPORT=%s: not text, json or prometheus; using text\n",
-                    report);
-        const char *out = env("MMT_OUT");
-        size_t out_len = out ? strlen(out) : 0;
-        if (out_len >= sizeof report_path)
-            fprintf(stderr, "mmt: MMT_OUT is %zu bytes long, more than the %zu a path may have; "
-                            "the report goes to stderr\n", out_len, sizeof report_path - 1);
-        else if (out)
-            memcpy(report_path, out, out_len + 1);
-        if (report_path[0]) mark_report_file(report_path);
-    }
     const char *policy = env("MMT_POLICY");
-    if (!policy) return;
+    if (policy) start_policy(policy, reporting, trace != NULL);
+    /* Registered after the core's and the engine's handlers, so that in a child ours run
+     * once their locks are free again. */
+    mmt__fork_init(true);
+    pthread_atfork(NULL, NULL, forked_child);
+}
+
+static void start_policy(const char *policy, bool reporting, bool trace)
+{
     const char *interval = env("MMT_INTERVAL");
     unsigned long interval_ms = 1000;
     if (interval && !parse_decimal(interval, 0, MAX_INTERVAL_MS, &interval_ms)) {
@@ -224,12 +412,68 @@ __attribute__((constructor)) static void preload_start(void)
     mmt_policy_load(engine, policy); /* an error is logged on stderr; counting goes on */
 }
 
+/* This process's own report, into its own file (per-process reports): the one it opened
+ * at its start if that is still its own, else the file opened again by name. */
+static void write_own_report(int format)
+{
+    mmt_meminfo_t m = own_counters();
+    char text[8192];
+    size_t n = 0;
+    if (format == MMT_FORMAT_JSON) {
+        n = process_fields(text, sizeof text, true);
+        char counters[2048];
+        int k = mmt__format(counters, sizeof counters, &m, NULL, format);
+        if (k > 1 && (size_t)k < sizeof counters && n + (size_t)k < sizeof text) {
+            memcpy(text + n, counters + 1, (size_t)k); /* without its "{", with its NUL */
+            n += (size_t)k - 1;
+        }
+    } else {
+        char comm[64];
+        read_self("comm", comm, sizeof comm);
+        int k = snprintf(text, sizeof text, "%spid %ld (%s), parent %ld, allocator %s, ran %.3f s, "
+                         "in use at start %" PRIu64 " B:%s", format == MMT_FORMAT_TEXT ? "" : "# ",
+                         (long)getpid(), comm, (long)parent, mmt_backend(),
+                         mmt__now() - started, at_start.in_use,
+                         format == MMT_FORMAT_TEXT ? " " : "\n");
+        n = k > 0 && (size_t)k < sizeof text ? (size_t)k : 0;
+        k = mmt__format(text + n, sizeof text - n, &m, NULL, format);
+        if (k > 0) n = n + (size_t)k < sizeof text ? n + (size_t)k : sizeof text - 1;
+    }
+    int fd = -1;
+    if (mmt__fd_is_own(&report_fd)) {
+        fd = report_fd.fd;
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+            if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) fd = -1;
+        }
+    }
+    char path[sizeof report_path + 64];
+    expand_path(path, sizeof path);
+    bool reopened = fd < 0;
+    if (reopened) fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "mmt: cannot write the report to %s: %s\n", path, strerror(errno));
+        return;
+    }
+    for (size_t at = 0; at < n;) {
+        ssize_t w = write(fd, text + at, n - at);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        at += (size_t)w;
+    }
+    if (reopened) close(fd);
+}
+
 /* Writes the report once, from exit handlers or from _exit, whichever comes first. */
 static void write_report(void)
 {
-    if (report_format < 0 || getpid() != report_pid) return;
-    int format = report_format;
-    report_format = -1;
+    if (getpid() != report_pid) return;
+    int format = atomic_exchange(&report_format, -1);
+    if (format < 0) return;
+    if (per_process) {
+        write_own_report(format);
+        return;
+    }
     /* A program may have closed stderr by now (coreutils do, at exit): MMT_OUT is safer. */
     FILE *out = report_path[0] ? fopen(report_path, "w") : stderr;
     if (!out) {
@@ -244,7 +488,7 @@ static void write_report(void)
  * process then ends as _exit would, with the exit_group system call. */
 EXPORT void _exit(int status)
 {
-    if (getpid() == report_pid) mmt__trace_stop();
+    if (getpid() == trace_pid) mmt__trace_stop();
     write_report();
     for (;;) syscall(SYS_exit_group, status);
 }
@@ -256,7 +500,7 @@ EXPORT void _Exit(int status)
 
 __attribute__((destructor)) static void preload_stop(void)
 {
-    if (getpid() == report_pid) mmt__trace_stop();
+    if (getpid() == trace_pid) mmt__trace_stop();
     /* The process is ending: stop the policy, and leave its memory and descriptors to the
      * kernel (freeing them costs an exiting program milliseconds, see thread.c). */
     if (engine) mmt__policy_stop_for_exit(engine);

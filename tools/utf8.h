@@ -95,4 +95,41 @@ static inline size_t mmt__utf8_clean(const char *in, char *out, size_t cap, int 
     return n;
 }
 
+/* `s` as a JSON string, quotes included, into out (room for len bytes, len >= 3): quote and
+ * backslash escaped, control characters as \u00XX, invalid UTF-8 as \ufffd, so that a
+ * strict parser reads it whatever the bytes. A string that does not fit is cut at a
+ * character boundary. Returns the length written, without the NUL. */
+static inline size_t mmt__json_string(char *out, size_t len, const char *s)
+{
+    const unsigned char *c = (const unsigned char *)s;
+    size_t left = strlen(s), at = 0;
+    out[at++] = '"';
+    while (left) {
+        int32_t cp;
+        size_t k = mmt__utf8_next(c, left, &cp);
+        char esc[8];
+        const char *piece = esc;
+        size_t n;
+        if (cp < 0) {
+            piece = "\\ufffd", n = 6;
+        } else if (cp == '"' || cp == '\\') {
+            esc[0] = '\\', esc[1] = (char)cp, n = 2;
+        } else if (cp < 0x20) {
+            static const char hex[] = "0123456789abcdef";
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[cp >> 4], esc[5] = hex[cp & 15], n = 6;
+        } else {
+            piece = (const char *)c, n = k;
+        }
+        if (at + n + 2 > len) break; /* room for the closing quote and the NUL */
+        memcpy(out + at, piece, n);
+        at += n;
+        c += k;
+        left -= k;
+    }
+    out[at++] = '"';
+    out[at] = '\0';
+    return at;
+}
+
 #endif
