@@ -210,6 +210,13 @@ project "e2e_threads"
    files { "tests/e2e/threads.c" }
    links { "dl" }
 
+-- A program that writes into the room malloc_usable_size gives, and forks, run under the
+-- preload library by test_preload.
+project "e2e_usable"
+   kind "ConsoleApp"
+   files { "tests/e2e/usable.c" }
+   links { "dl" }
+
 -- A program that logs the signals it gets, run under mmt-run by test_mmtrun.
 project "e2e_signals"
    kind "ConsoleApp"

@@ -1100,10 +1100,95 @@ static void test_mmtrun_killed_with_sigkill_takes_the_program_with_it(void **sta
     assert_true(wait_until_gone(program, 20));
 }
 
+/* ---- A tree of processes ---------------------------------------------------------------- */
+
+static void test_mmtrun_summary_covers_every_process_of_the_tree(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* e2e_usable fork: the program holds 1 MiB and forks a child that allocates 100,000
+     * bytes in 10 blocks. The summary lists both, in the order they started, the child
+     * with its own figures since the fork, and the tree's sums. */
+    static result_t r;
+    char args[PATH_MAX * 2], path[PATH_MAX], json[16384], check[PATH_MAX * 2];
+    snprintf(args, sizeof args, "--report json --out %s/tree.json -- %s/e2e_usable fork", test_dir,
+             bin_dir);
+    mmt_run_with(args, &r);
+    assert_int_equal(r.status, 0);
+    snprintf(path, sizeof path, "%s/tree.json", test_dir);
+    slurp(path, json, sizeof json);
+    snprintf(check, sizeof check,
+             "/usr/bin/python3 -c 'import json, sys\n"
+             "d = json.load(open(\"%s\"))\n"
+             "p = d[\"processes\"]\n"
+             "ok = len(p) == 2 and not p[0][\"forked\"] and p[1][\"forked\"]\n"
+             "ok = ok and p[1][\"ppid\"] == p[0][\"pid\"] and p[1][\"allocated\"] == 100000\n"
+             "ok = ok and p[1][\"allocations\"] == 10 and p[1][\"in_use_at_start\"] >= 1 << 20\n"
+             "ok = ok and p[0][\"comm\"] == \"e2e_usable\" and p[0][\"allocator\"] == \"libc.so.6\"\n"
+             "for k in (\"allocated\", \"freed\", \"allocations\", \"in_use_at_exit\", \"peak\"):\n"
+             "    ok = ok and d[k] == sum(q[k] for q in p)\n"
+             "for q in p:\n"
+             "    ok = ok and q[\"allocated\"] - q[\"freed\"] == q[\"in_use_at_exit\"] - q[\"in_use_at_start\"]\n"
+             "sys.exit(0 if ok and d[\"processes_reported\"] == 2 else 1)'",
+             path);
+    if (system(check) != 0) fail_msg("summary: %s", json);
+
+    /* The text summary: the tree's line, then one per process. */
+    snprintf(args, sizeof args, "-- %s/e2e_usable fork", bin_dir);
+    mmt_run_with(args, &r);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.err, "mmt-run: ");
+    assert_contains(r.err, "e2e_usable: 2 processes: allocated ");
+    long child = 0;
+    assert_int_equal(sscanf(r.out, "child %ld", &child), 1);
+    char want[128];
+    snprintf(want, sizeof want, "mmt-run:   pid %ld, parent ", child);
+    assert_contains(r.err, want);
+    assert_contains(r.err, ", forked: ");
+    assert_contains(r.err, ": allocated 100000 B, freed 0 B, ");
+
+    /* --out with %p: one file per process, named with its id. */
+    snprintf(args, sizeof args, "--report json --out %s/each.%%p.json -- %s/e2e_usable fork",
+             test_dir, bin_dir);
+    mmt_run_with(args, &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(sscanf(r.out, "child %ld", &child), 1);
+    snprintf(path, sizeof path, "%s/each.%ld.json", test_dir, child);
+    slurp(path, json, sizeof json);
+    assert_contains(json, "\"forked\":true");
+    assert_contains(json, "\"allocated\":100000,");
+}
+
+static void test_mmtrun_reload_is_said_at_info(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* The program itself rewrites its policy (a new file renamed over it, as editors and
+     * ConfigMaps do) and lives on: the reload is said, naming the process. */
+    static result_t r;
+    char policy[PATH_MAX], next[PATH_MAX], args[PATH_MAX * 4];
+    snprintf(policy, sizeof policy, "%s/edited.lua", test_dir);
+    snprintf(next, sizeof next, "%s/edited.next", test_dir);
+    write_in_place(policy, "local mmt = require 'mmt'\nmmt.rule { name = 'a', when = function(m) return false end, fire = function() end }\n");
+    write_in_place(next, "local mmt = require 'mmt'\n"
+                         "mmt.rule { name = 'a', when = function(m) return false end, fire = function() end }\n"
+                         "mmt.rule { name = 'b', when = function(m) return false end, fire = function() end }\n");
+    snprintf(args, sizeof args, "--policy %s -- sh -c 'sleep 0.5; mv %s %s; sleep 2'", policy, next,
+             policy);
+    mmt_run_with(args, &r);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.err, "mmt policy [info] pid ");
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof want, ": policy reloaded: %s: 2 rules and 0 tasks\n", policy);
+    assert_contains(r.err, want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mmtrun_forwards_output_and_exit_status),
+        cmocka_unit_test(test_mmtrun_summary_covers_every_process_of_the_tree),
+        cmocka_unit_test(test_mmtrun_reload_is_said_at_info),
         cmocka_unit_test(test_mmtrun_reports_the_program_not_its_forked_copies),
         cmocka_unit_test(test_mmtrun_says_when_the_program_dies_of_a_signal),
         cmocka_unit_test(test_mmtrun_rejects_what_it_cannot_run),

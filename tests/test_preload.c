@@ -298,6 +298,116 @@ static void test_preload_environment_out_of_range_is_said_and_the_default_used(v
                          "the report goes to stderr\n{\"allocated\":");
 }
 
+/* ---- The allocator underneath, and a report per process -------------------------------- */
+
+#define JEMALLOC "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+#define MIMALLOC "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2"
+
+/* e2e_usable (see its file) under the library, alone or with `after` preloaded after it;
+ * its stdout into out. Returns its exit status. */
+static int run_usable(const char *after, const char *args, char *out, size_t out_len, char *err,
+                      size_t err_len)
+{
+    char command[16384], path[600];
+    snprintf(path, sizeof path, "%s/usable.out", test_dir);
+    snprintf(command, sizeof command, "LD_PRELOAD='%s%s%s' '%s/e2e_usable' %s > '%s'", preload,
+             after ? " " : "", after ? after : "", bin_dir, args, path);
+    int rc = run_preloaded(command, err, err_len);
+    slurp_file(path, out, out_len);
+    return rc;
+}
+
+static void test_preload_usable_size_is_the_allocators_room_counted_exactly(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* Each block filled to the room malloc_usable_size gives: the counters move by those
+     * sizes exactly, and back once the blocks are freed (the program checks both). */
+    char out[256], err[4096];
+    if (run_usable(NULL, "", out, sizeof out, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_string_equal(out, "allocator libc.so.6\n");
+    assert_string_equal(err, "");
+}
+
+static void test_preload_wraps_an_allocator_preloaded_after_it(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* Preloaded after mmt, jemalloc (and mimalloc) is the allocator underneath: mmt names
+     * it, the usable sizes are its own, and jemalloc's statistics see the blocks. */
+    static const char *const libs[] = {JEMALLOC, MIMALLOC};
+    static const char *const names[] = {"allocator libjemalloc.so.2\n", "allocator libmimalloc.so.2\n"};
+    int ran = 0;
+    for (int k = 0; k < 2; k++) {
+        if (access(libs[k], R_OK) != 0) continue;
+        char out[256], err[4096];
+        if (run_usable(libs[k], "", out, sizeof out, err, sizeof err) != 0)
+            fail_msg("%s: %s", libs[k], err);
+        assert_string_equal(out, names[k]);
+        ran++;
+    }
+    if (!ran) skip(); /* libjemalloc2 comes with redis-server, which the tests install */
+}
+
+static void test_preload_says_when_an_allocator_comes_before_it(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    if (access(JEMALLOC, R_OK) != 0) skip();
+    /* jemalloc first: the program's blocks never reach mmt, and the library says so. */
+    char command[16384], err[4096];
+    snprintf(command, sizeof command, "LD_PRELOAD='%s %s' true", JEMALLOC, preload);
+    assert_int_equal(run_preloaded(command, err, sizeof err), 0);
+    assert_string_equal(err, "mmt: malloc comes from " JEMALLOC ", which is before "
+                             "libmmtmem-preload.so in the lookup order: the program's "
+                             "allocations are not counted (put mmt first in LD_PRELOAD)\n");
+}
+
+/* The value of `"key":` in a flat JSON text, as an integer; -1 if it is not there. */
+static long long json_int(const char *text, const char *key)
+{
+    char pattern[80];
+    snprintf(pattern, sizeof pattern, "\"%s\":", key);
+    const char *at = strstr(text, pattern);
+    return at ? atoll(at + strlen(pattern)) : -1;
+}
+
+static void test_preload_forked_child_reports_its_own_figures(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* %p in MMT_OUT: a file per process. The parent holds 1 MiB and forks; the child
+     * allocates 100,000 bytes in 10 blocks and leaves with _exit. Its report counts those
+     * alone, and starts from the 1 MiB it inherited. */
+    char command[16384], out[256], err[4096], path[700], child[4096], parent[4096];
+    snprintf(command, sizeof command, "MMT_REPORT=json MMT_OUT='%s/fork.%%p' '%s/e2e_usable' fork",
+             test_dir, bin_dir);
+    snprintf(path, sizeof path, "%s/usable.out", test_dir);
+    strcat(command, " > '");
+    strcat(command, path);
+    strcat(command, "'");
+    assert_int_equal(run_preloaded(command, err, sizeof err), 0);
+    slurp_file(path, out, sizeof out);
+    long pid = 0;
+    assert_int_equal(sscanf(out, "child %ld", &pid), 1);
+    snprintf(path, sizeof path, "%s/fork.%ld", test_dir, pid);
+    slurp_file(path, child, sizeof child);
+    assert_contains(child, "\"forked\":true");
+    assert_int_equal(json_int(child, "allocated"), 100000);
+    assert_int_equal(json_int(child, "allocations"), 10);
+    assert_int_equal(json_int(child, "freed"), 0);
+    assert_true(json_int(child, "in_use_at_start") >= 1 << 20);
+    assert_int_equal(json_int(child, "in_use"), json_int(child, "in_use_at_start") + 100000);
+    assert_int_equal(json_int(child, "peak"), json_int(child, "in_use"));
+    /* The parent's file: its own figures, the child not among them. */
+    char dir_cmd[800];
+    snprintf(dir_cmd, sizeof dir_cmd, "%s/fork.%lld", test_dir, json_int(child, "ppid"));
+    slurp_file(dir_cmd, parent, sizeof parent);
+    assert_contains(parent, "\"forked\":false");
+    assert_true(json_int(parent, "allocated") >= 1 << 20);
+    assert_true(json_int(parent, "allocations") < 100);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +418,10 @@ int main(void)
         cmocka_unit_test(test_preload_multithreaded_program_counts_exactly),
         cmocka_unit_test(test_preload_threaded_program_that_forks_with_a_policy),
         cmocka_unit_test(test_preload_environment_out_of_range_is_said_and_the_default_used),
+        cmocka_unit_test(test_preload_usable_size_is_the_allocators_room_counted_exactly),
+        cmocka_unit_test(test_preload_wraps_an_allocator_preloaded_after_it),
+        cmocka_unit_test(test_preload_says_when_an_allocator_comes_before_it),
+        cmocka_unit_test(test_preload_forked_child_reports_its_own_figures),
     };
     return cmocka_run_group_tests_name("preload", tests, find_library, remove_test_dir);
 }

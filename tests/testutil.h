@@ -100,6 +100,16 @@ static inline _Noreturn void end_child(int code)
     } while (0)
 
 /* Asserts that `text` holds `needle`, printing both if not. */
+/* The contents of the file at `path` into buf (len bytes, NUL-terminated; "" if it cannot
+ * be read). */
+static inline void slurp_file(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+    buf[n] = '\0';
+    if (f) fclose(f);
+}
+
 #define assert_contains(text, needle)                                                      \
     do {                                                                                   \
         if (!strstr((text), (needle)))                                                     \

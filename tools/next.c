@@ -78,7 +78,9 @@ static const char *next_name = "libc.so.6";
 
 enum { UNKNOWN, FINDING, FOUND };
 static _Atomic int state = UNKNOWN;
-static _Thread_local bool finding_here; /* this thread is inside dlsym, finding them */
+/* This thread is inside dlsym, finding them. Initial-exec: the library is loaded at start,
+ * and a dynamic TLS access could allocate. */
+static _Thread_local bool finding_here __attribute__((tls_model("initial-exec")));
 
 static void *(*resolve(const char *name))(void)
 {
