@@ -321,8 +321,14 @@ static bool read_json_string(const char **c, char *out, size_t len)
         if (ch == '\\') {
             ch = *++p;
             if (ch == 'u') {
-                unsigned v;
-                if (sscanf(p + 1, "%4x", &v) != 1) return false;
+                unsigned v = 0;
+                for (int k = 1; k <= 4; k++) {
+                    char h = p[k];
+                    int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                          : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+                    if (d < 0) return false; /* the NUL included: never read past it */
+                    v = v << 4 | (unsigned)d;
+                }
                 p += 4;
                 if (v < 0x80) utf8[0] = (char)v;
                 else if (v < 0x800) utf8[0] = (char)(0xC0 | v >> 6), utf8[1] = (char)(0x80 | (v & 63)), n = 2;
@@ -367,11 +373,15 @@ static bool read_process(const char *text, proc_t *pr)
             if (!read_json_string(&c, into, f && f->kind == TEXT ? f->size : sizeof value))
                 return false;
         } else {
-            char *end;
-            if (f && f->kind == FLAG) *(bool *)at = strncmp(c, "true", 4) == 0;
-            else if (f && f->kind == COUNT) *(uint64_t *)at = strtoull(c, &end, 10);
-            else if (f && f->kind == INTEGER) *(long *)at = strtol(c, &end, 10);
-            else if (f && f->kind == REAL) *(double *)at = strtod(c, &end);
+            /* Stored through memcpy: `at` is the member's address, as offsetof gives it. */
+            bool flag = strncmp(c, "true", 4) == 0;
+            uint64_t count = strtoull(c, NULL, 10);
+            long integer = strtol(c, NULL, 10);
+            double real = strtod(c, NULL);
+            if (f && f->kind == FLAG) memcpy(at, &flag, sizeof flag);
+            else if (f && f->kind == COUNT) memcpy(at, &count, sizeof count);
+            else if (f && f->kind == INTEGER) memcpy(at, &integer, sizeof integer);
+            else if (f && f->kind == REAL) memcpy(at, &real, sizeof real);
             if (f && !strcmp(key, "allocated")) pr->reported = true;
             c += strcspn(c, ",}");
         }
@@ -610,8 +620,16 @@ enum { NSUMMARY = sizeof summary_fields / sizeof summary_fields[0] };
 
 static void put_value(FILE *out, const proc_t *p, const struct summary_field *f)
 {
-    if (f->seconds) fprintf(out, "%.3f", *(const double *)((const char *)p + f->offset));
-    else fprintf(out, "%" PRIu64, *(const uint64_t *)((const char *)p + f->offset));
+    const char *at = (const char *)p + f->offset;
+    if (f->seconds) {
+        double v;
+        memcpy(&v, at, sizeof v);
+        fprintf(out, "%.3f", v);
+    } else {
+        uint64_t v;
+        memcpy(&v, at, sizeof v);
+        fprintf(out, "%" PRIu64, v);
+    }
 }
 
 /* The tree's figures: sums over the processes that reported (peak and in_use at exit are
