@@ -188,10 +188,10 @@ project "mmt-demo"
    links(system_libs)
 
 -- One cmocka program per unit; tests/run runs them all.
-for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export", "preload", "mmtrun", "fork", "install", "limits", "watch", "embed" }) do
+for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export", "preload", "mmtrun", "fork", "install", "limits", "watch", "embed", "servers" }) do
    project("test_" .. unit)
       kind "ConsoleApp"
-      files { "tests/test_" .. unit .. ".c", "tests/testutil.h", "tests/policyutil.h" }
+      files { "tests/test_" .. unit .. ".c", "tests/testutil.h", "tests/policyutil.h", "tests/procutil.h" }
       links { "mmtmem-static", "cmocka" }
       links(system_libs)
 end
