@@ -26,6 +26,7 @@
 #   redis-server --save '' --appendonly no: redis-benchmark -t set,get -P 16 -c 4 -r 100000,
 #     500,000 requests of each; the figure is both together (their total over their time)
 #   nginx, a master and 1 worker, a 64 KiB file: ab -k -c 4, 50,000 requests
+# shellcheck disable=SC2046 # $(server_pids ...) is a list of pids
 set -u
 quick=0
 if [ "${1:-}" = --quick ]; then quick=1; shift; fi
@@ -314,7 +315,7 @@ done
 echo "servers.sh: done in $(($(date +%s) - start_time)) s" >&2
 
 echo "requests per second under each tool over plain runs right before and after it: median of"
-echo "$rounds rounds [95% interval of the median, order statistics]; plain: median requests per second"
+echo "$rounds round(s) [95% interval of the median, order statistics]; plain: median requests per second"
 printf '%-10s %10s' server plain
 for t in "${tools[@]:1}"; do printf ' %18s' "$t"; done
 echo
