@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend.h"
 #include "export.h"
 #include "mmt/memory.h"
 
@@ -128,9 +129,15 @@ int mmt_meminfo_write(FILE *out, int format)
     if (!out) return MMT_EINVAL;
     mmt_meminfo_t m;
     mmt_meminfo(&m);
-    char buf[2048];
+    char buf[2048], *text = buf;
     int n = mmt__format(buf, sizeof buf, &m, NULL, format);
     if (n < 0) return n;
-    if ((size_t)n >= sizeof buf) return MMT_ENOMEM; /* cannot happen with these fields */
-    return fwrite(buf, 1, (size_t)n, out) == (size_t)n ? 0 : MMT_EIO;
+    if ((size_t)n >= sizeof buf) { /* more fields than this buffer holds: one that fits */
+        text = mmt__backend.malloc((size_t)n + 1);
+        if (!text) return MMT_ENOMEM;
+        mmt__format(text, (size_t)n + 1, &m, NULL, format);
+    }
+    int rc = fwrite(text, 1, (size_t)n, out) == (size_t)n ? 0 : MMT_EIO;
+    if (text != buf) mmt__backend.free(text);
+    return rc;
 }

@@ -42,20 +42,6 @@ static char *caller_position(lua_State *L)
 
 /* ---- Snapshots ---------------------------------------------------------------------------- */
 
-double mmt__read_rss(void)
-{
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = '\0';
-    unsigned long long size, resident;
-    if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return 0;
-    return (double)resident * (double)sysconf(_SC_PAGESIZE);
-}
-
 /* Snapshots compute `rss` on first use: reading it is a system call, and most rules never
  * look at it. */
 static int l_snapshot_index(lua_State *L)

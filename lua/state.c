@@ -118,11 +118,7 @@ void mmt__pstate_log(const pstate_t *s, int level, const char *msg)
  * silent exit. */
 static int on_panic(lua_State *L)
 {
-    char line[512];
-    int n = snprintf(line, sizeof line, "mmt: policy engine: unprotected Lua error: %s; "
-                     "aborting\n", mmt__error_text(L));
-    ssize_t w = write(STDERR_FILENO, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
-    (void)w;
+    mmt__say("mmt: policy engine: unprotected Lua error: %s; aborting", mmt__error_text(L));
     abort();
 }
 

@@ -426,7 +426,7 @@ static void test_embed_host_with_lua_5_1_runs_its_lua_and_a_policy_through_libmm
     write_in_place(policy, host_policy);
     /* It links both libraries: each is found at its start. */
     assert_int_equal(sh(out, sizeof out, "readelf -d '%s/e2e_lua_host' | grep NEEDED", bin_dir), 0);
-    assert_contains(out, "[libmmtmem.so.0.1]");
+    assert_contains(out, "[libmmtmem.so.0." MMT__STR(MMT_VERSION_MINOR) "]");
     assert_contains(out, "[liblua5.1.so.0]");
     int rc = sh(out, sizeof out, "timeout 60 '%s/e2e_lua_host' '%s'", bin_dir, policy);
     if (rc != 0) fail_msg("e2e_lua_host: status %d:\n%s", rc, out);

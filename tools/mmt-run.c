@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "fd.h" /* mmt__file_kind */
+#include "sys.h" /* mmt__now */
 #include "mmt/memory.h"
 #include "mmt/policy.h"
 #include "plot.h"
@@ -150,13 +151,6 @@ static int check_policy(const char *label, const char *path)
     }
     mmt_policy_free(engine);
     return rc;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- Temporary files and signals ------------------------------------------------------------ */
@@ -898,7 +892,7 @@ int main(int argc, char **argv)
         remove_temporary_files();
         return 2;
     }
-    double start = now();
+    double start = mmt__now();
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -957,7 +951,7 @@ int main(int argc, char **argv)
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     sigprocmask(SIG_SETMASK, &unblocked, NULL);
-    double seconds = now() - start;
+    double seconds = mmt__now() - start;
     if (got == (ssize_t)sizeof exec_errno) {
         fprintf(stderr, "mmt-run: cannot run %s: %s\n", argv[i], strerror(exec_errno));
         sigprocmask(SIG_BLOCK, &passed, NULL);

@@ -51,10 +51,11 @@
 #include "mmt/policy.h"
 #include "backend.h"
 #include "counters.h"
-#include "engine.h"
+#include "preload_engine.h"
 #include "export.h"
 #include "fd.h"
 #include "fork.h"
+#include "sys.h"
 #include "trace.h"
 #include "utf8.h"
 
