@@ -25,6 +25,7 @@
 
 #include "lj.h"
 #include "fd.h"
+#include "fields.h"
 #include "mmt/policy.h"
 #include "preload_engine.h"
 #include "sys.h"
@@ -44,13 +45,14 @@
 /* Why the hook stopped the policy code that is running (state.c). */
 enum { MMT__STOP_NONE, MMT__STOP_BUDGET, MMT__STOP_EVALUATION, MMT__STOP_STACK };
 
-/* What a declarative rule compares. */
+/* What a declarative rule compares: a field of mmt_meminfo_t (fields.h, same index), or
+ * one of the figures the engine adds. */
 typedef enum metric {
-    METRIC_IN_USE, METRIC_ALLOCATED, METRIC_FREED, METRIC_PEAK, METRIC_ALLOCATIONS,
-    METRIC_FREES, METRIC_REALLOCS, METRIC_RATE, METRIC_RSS, METRIC_LUA, METRIC_COUNT
+    METRIC_RATE = MMT__NFIELDS, METRIC_RSS, METRIC_LUA, METRIC_COUNT
 } metric_t;
 
-extern const char *const mmt__metric_names[METRIC_COUNT];
+/* The metrics' names: the fields', then rate, rss and lua. */
+const char *mmt__metric_name(metric_t m);
 
 typedef struct rule {
     char *name;
