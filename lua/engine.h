@@ -51,6 +51,9 @@ typedef enum metric {
     METRIC_RATE = MMT__NFIELDS, METRIC_RSS, METRIC_LUA, METRIC_COUNT
 } metric_t;
 
+/* What policies can reach outside unsafe mode (state.c), NULL-terminated. */
+extern const char *const mmt__sandbox[];
+
 /* The metrics' names: the fields', then rate, rss and lua. */
 const char *mmt__metric_name(metric_t m);
 
