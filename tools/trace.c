@@ -38,6 +38,8 @@
 #define MAX_PERIOD 10.0
 
 
+/* Set once by mmt__trace_start, from the preload library's constructor, before the
+ * sampler or any thread of the program exists; only read after that. */
 static pid_t trace_pid; /* a forked copy writes nothing (nor takes the lock, which the
                          * parent's sampler may have held at the fork) */
 static double start_time;
@@ -48,7 +50,9 @@ static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 static mmt__own_fd_t trace = {.fd = -1};
 static bool closed; /* the exit row is written: no row follows it */
 
-/* The sampler sleeps on `wake` until its next sample or until `stopping`. */
+/* The sampler sleeps on `wake` until its next sample or until `stopping`; sleep_lock
+ * protects `stopping`. `wake`, `sampler` and `sampler_started` are set once by
+ * mmt__trace_start, as above. */
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake;
 static bool stopping;
