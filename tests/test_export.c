@@ -216,7 +216,7 @@ static void test_export_every_listed_field_reaches_every_output(void **state)
              test_dir);
     assert_int_equal(system(cmd), 0);
     snprintf(path, sizeof path, "%s/summary.json", test_dir);
-    slurp_file(path, out, sizeof out);
+    read_file(path, out, sizeof out);
     const char *process = strstr(out, "\"processes\":[");
     assert_non_null(process);
     for (int i = 0; i < MMT__NFIELDS; i++) {
