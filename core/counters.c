@@ -39,7 +39,11 @@ alignas(MMT__CACHE_LINE) static _Atomic uint64_t peak;
 #define PICK_AFTER(name, kind, unit, type, help) SUMMED_AFTER_##kind(name)
 #define FOR_SUMMED_FIRST MMT__MEMINFO_FIELDS(PICK_FIRST)
 #define FOR_SUMMED_AFTER MMT__MEMINFO_FIELDS(PICK_AFTER)
-#define RETIRED_FIELD(name, kind, unit, type, help) MMT__SLOT_##kind(name)
+/* The totals of retired threads: the summed fields, as plain numbers (registry_lock). */
+#define RETIRED_SUM(name) uint64_t name;
+#define RETIRED_SUM_FIRST(name) uint64_t name;
+#define RETIRED_DERIVED(name)
+#define RETIRED_FIELD(name, kind, unit, type, help) RETIRED_##kind(name)
 
 /* Counts for threads that have no slot of their own: retired threads, and threads whose
  * slot could not be allocated. Updated with fetch_add; its pending stays 0 because every
