@@ -67,7 +67,7 @@ workspace "mmtmem"
    configurations { "release", "debug" }
    location(out)
    language "C"
-   includedirs { "include", "core", "lua" }
+   includedirs { "include" } -- the public headers; each project adds the private ones it needs
    defines { "_POSIX_C_SOURCE=200809L" }
    buildoptions(warnings)
    linkoptions { "-pthread" }
@@ -98,6 +98,7 @@ workspace "mmtmem"
 -- policy loads (lua/lj.h says why), hence libdl.
 buildoptions { "`pkg-config --cflags luajit`" }
 local core_sources = { "core/*.c", "core/*.h", "lua/*.c", "lua/*.h", "include/mmt/*.h" }
+local private = { "core", "lua" } -- the library's private headers: its own sources, and tests
 local system_libs = { "dl", "m" }
 if backend ~= "libc" then
    defines { "MMT_BACKEND_" .. backend:upper() }
@@ -109,6 +110,7 @@ project "mmtmem-static"
    kind "StaticLib"
    targetname "mmtmem"
    files(core_sources)
+   includedirs(private)
 
 if fuzz then
    -- Coverage-guided harnesses, each linking the instrumented static library.
@@ -116,6 +118,7 @@ if fuzz then
       project(name)
          kind "ConsoleApp"
          files { "tests/fuzz/" .. name .. ".c" }
+         includedirs(private)
          links { "mmtmem-static" }
          links(system_libs)
          linkoptions { "-fsanitize=fuzzer" }
@@ -149,6 +152,7 @@ project "mmtmem-shared"
    kind "SharedLib"
    targetname "mmtmem"
    files(core_sources)
+   includedirs(private)
    buildoptions { "-fPIC", "-fvisibility=hidden" }
    linkoptions { "-Wl,-soname," .. soname, "-Wl,-z,defs" }
    links(system_libs)
@@ -167,6 +171,7 @@ project "mmtmem-preload"
    targetname "mmtmem-preload"
    files(core_sources)
    files { "tools/preload.c", "tools/next.c", "tools/trace.c", "tools/trace.h", "tools/utf8.h" }
+   includedirs(private) -- preload.c itself takes lua/preload_engine.h, not the engine's header
    defines { "MMT_BACKEND_NEXT" }
    buildoptions { "-fPIC", "-fvisibility=hidden", "-fno-builtin" }
    linkoptions { "-Wl,-z,defs" } -- as libmmtmem.so
@@ -177,6 +182,7 @@ project "mmtmem-preload"
 project "mmt-run"
    kind "ConsoleApp"
    files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h", "tools/utf8.h" }
+   includedirs { "core" } -- fd.h, sys.h
    links { "mmtmem-static" }
    links(system_libs)
 
@@ -187,13 +193,18 @@ project "mmt-demo"
    links { "mmtmem-static" }
    links(system_libs)
 
--- One cmocka program per unit; tests/run runs them all.
-for _, unit in ipairs({ "alloc", "counters", "listener", "crash", "policy", "reload", "faults", "export", "preload", "mmtrun", "fork", "install", "limits", "watch", "embed", "servers" }) do
-   project("test_" .. unit)
-      kind "ConsoleApp"
-      files { "tests/test_" .. unit .. ".c", "tests/testutil.h", "tests/policyutil.h", "tests/procutil.h" }
-      links { "mmtmem-static", "cmocka" }
-      links(system_libs)
+-- One cmocka program per tests/test_<unit>.c; tests/run runs them all. test_shared, which
+-- loads the shared library with dlopen, is made below.
+for _, source in ipairs(os.matchfiles("tests/test_*.c")) do
+   local unit = path.getbasename(source)
+   if unit ~= "test_shared" then
+      project(unit)
+         kind "ConsoleApp"
+         files { source, "tests/testutil.h", "tests/policyutil.h", "tests/procutil.h" }
+         includedirs(private) -- the tests reach the library's seams
+         links { "mmtmem-static", "cmocka" }
+         links(system_libs)
+   end
 end
 
 -- The benchmark: prints figures, never fails on a timing.

@@ -215,22 +215,3 @@ size_t mmt__claim_usable(void *ptr, size_t (*usable)(void *raw))
     h->check = seal(h, grown) ^ flags;
     return grown;
 }
-
-const char *mmt_version(void)
-{
-    return MMT_VERSION_STRING;
-}
-
-const char *mmt_strerror(int err)
-{
-    switch (err) {
-    case 0: return "success";
-    case MMT_EINVAL: return "invalid argument";
-    case MMT_ENOENT: return "no such listener";
-    case MMT_ENOMEM: return "out of memory for bookkeeping";
-    case MMT_EBUSY: return "called from inside the policy code it would wait for";
-    case MMT_ELOAD: return "the policy did not load";
-    case MMT_EIO: return "writing the output failed";
-    default: return "unknown error";
-    }
-}

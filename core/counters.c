@@ -27,6 +27,24 @@ alignas(MMT__CACHE_LINE) _Atomic int64_t mmt__fold_limit = MMT__FOLD_LIMIT_MAX;
 alignas(MMT__CACHE_LINE) static _Atomic int64_t published;
 alignas(MMT__CACHE_LINE) static _Atomic uint64_t peak;
 
+/* Walks of the summed fields (fields.h), each expanding FIELD(name), which the caller
+ * defines: FOR_SUMMED_FIRST for freed and frees, FOR_SUMMED_AFTER for the others. */
+#define SUMMED_FIRST_SUM_FIRST(name) FIELD(name)
+#define SUMMED_FIRST_SUM(name)
+#define SUMMED_FIRST_DERIVED(name)
+#define SUMMED_AFTER_SUM_FIRST(name)
+#define SUMMED_AFTER_SUM(name) FIELD(name)
+#define SUMMED_AFTER_DERIVED(name)
+#define PICK_FIRST(name, kind, unit, type, help) SUMMED_FIRST_##kind(name)
+#define PICK_AFTER(name, kind, unit, type, help) SUMMED_AFTER_##kind(name)
+#define FOR_SUMMED_FIRST MMT__MEMINFO_FIELDS(PICK_FIRST)
+#define FOR_SUMMED_AFTER MMT__MEMINFO_FIELDS(PICK_AFTER)
+/* The totals of retired threads: the summed fields, as plain numbers (registry_lock). */
+#define RETIRED_SUM(name) uint64_t name;
+#define RETIRED_SUM_FIRST(name) uint64_t name;
+#define RETIRED_DERIVED(name)
+#define RETIRED_FIELD(name, kind, unit, type, help) RETIRED_##kind(name)
+
 /* Counts for threads that have no slot of their own: retired threads, and threads whose
  * slot could not be allocated. Updated with fetch_add; its pending stays 0 because every
  * update folds at once. */
@@ -41,7 +59,7 @@ static mmt__slot_t *free_slots;
 static unsigned slots_created;
 static void *all_blocks; /* the newest slot's block; each slot's next_block the one before */
 static struct {
-    uint64_t allocated, freed, allocations, frees, reallocs;
+    MMT__MEMINFO_FIELDS(RETIRED_FIELD)
 } retired;
 
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
@@ -110,11 +128,9 @@ static uint64_t take(_Atomic uint64_t *c)
  * registry_lock and has folded its pending movement. */
 static void retire_locked(mmt__slot_t *s)
 {
-    retired.allocated += take(&s->allocated);
-    retired.freed += take(&s->freed);
-    retired.allocations += take(&s->allocations);
-    retired.frees += take(&s->frees);
-    retired.reallocs += take(&s->reallocs);
+#define FIELD(name) retired.name += take(&s->name);
+    FOR_SUMMED_FIRST FOR_SUMMED_AFTER
+#undef FIELD
     if (s->prev) s->prev->next = s->next;
     else live_slots = s->next;
     if (s->next) s->next->prev = s->prev;
@@ -294,19 +310,21 @@ void mmt_meminfo(mmt_meminfo_t *info)
     int64_t dip = 0;
 
     pthread_mutex_lock(&registry_lock);
-    m.freed = retired.freed + acquire(&shared_slot.freed);
-    m.frees = retired.frees + acquire(&shared_slot.frees);
+#define FIELD(name) m.name = retired.name + acquire(&shared_slot.name);
+    FOR_SUMMED_FIRST
+#undef FIELD
     for (mmt__slot_t *s = live_slots; s; s = s->next) {
-        m.freed += acquire(&s->freed);
-        m.frees += acquire(&s->frees);
+#define FIELD(name) m.name += acquire(&s->name);
+        FOR_SUMMED_FIRST
+#undef FIELD
     }
-    m.allocated = retired.allocated + acquire(&shared_slot.allocated);
-    m.allocations = retired.allocations + acquire(&shared_slot.allocations);
-    m.reallocs = retired.reallocs + acquire(&shared_slot.reallocs);
+#define FIELD(name) m.name = retired.name + acquire(&shared_slot.name);
+    FOR_SUMMED_AFTER
+#undef FIELD
     for (mmt__slot_t *s = live_slots; s; s = s->next) {
-        m.allocated += acquire(&s->allocated);
-        m.allocations += acquire(&s->allocations);
-        m.reallocs += acquire(&s->reallocs);
+#define FIELD(name) m.name += acquire(&s->name);
+        FOR_SUMMED_AFTER
+#undef FIELD
         int64_t p = atomic_load_explicit(&s->pending, memory_order_relaxed);
         int64_t top = atomic_load_explicit(&s->pending_max, memory_order_relaxed);
         estimate += p;

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fields.h"
+
 #define MMT__LIKELY(x) __builtin_expect(!!(x), 1)
 #define MMT__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MMT__CACHE_LINE 64
@@ -31,14 +33,16 @@
 /* Default fold limit, and the largest one: bounds how far peak can lag per thread. */
 #define MMT__FOLD_LIMIT_MAX ((int64_t)64 * 1024)
 
+/* A slot holds the summed fields of mmt_meminfo_t (fields.h), not the derived ones. */
+#define MMT__SLOT_SUM(name) _Atomic uint64_t name;
+#define MMT__SLOT_SUM_FIRST(name) _Atomic uint64_t name;
+#define MMT__SLOT_DERIVED(name)
+#define MMT__SLOT_FIELD(name, kind, unit, type, help) MMT__SLOT_##kind(name)
+
 typedef struct mmt__slot {
     /* Written by the owning thread only (load, add, release store); read by mmt_meminfo.
      * The shared fallback slot is the exception: any thread updates it with fetch_add. */
-    _Atomic uint64_t allocated;
-    _Atomic uint64_t freed;
-    _Atomic uint64_t allocations;
-    _Atomic uint64_t frees;
-    _Atomic uint64_t reallocs;
+    MMT__MEMINFO_FIELDS(MMT__SLOT_FIELD) /* allocated, freed, allocations, frees, reallocs */
     _Atomic int64_t pending;     /* net bytes not yet folded into `published` */
     _Atomic int64_t pending_max; /* highest `pending` since the last fold; >= 0 */
     /* The registry lock protects these two. */

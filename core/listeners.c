@@ -17,6 +17,7 @@
 
 typedef struct listener {
     int id;
+    mmt__checkpoint_fn hook; /* a checkpoint hook (mmt__on_checkpoint): no condition, no action */
     mmt_mem_condition_fn when;
     mmt_mem_action_fn action;
     void *arg;
@@ -106,6 +107,11 @@ static void evaluate(void)
         listener_t copy = table[i];
         pthread_mutex_unlock(&list_lock);
 
+        if (copy.hook) {
+            copy.hook(&info, copy.arg);
+            pthread_mutex_lock(&list_lock);
+            continue;
+        }
         bool holds = copy.when(&info, copy.arg) != 0;
 
         pthread_mutex_lock(&list_lock);
@@ -167,9 +173,9 @@ size_t mmt_mem_get_checkpoint(void)
     return (size_t)atomic_load_explicit(&checkpoint_bytes, memory_order_relaxed);
 }
 
-int mmt_mem_listen(mmt_mem_condition_fn when, mmt_mem_action_fn action, void *arg)
+/* Adds an entry to the table: a listener, or a hook. */
+static int add(listener_t entry)
 {
-    if (!when || !action) return MMT_EINVAL;
     mmt__fork_init(true);
     pthread_mutex_lock(&list_lock);
     if (next_id == INT32_MAX) {
@@ -184,10 +190,22 @@ int mmt_mem_listen(mmt_mem_condition_fn when, mmt_mem_action_fn action, void *ar
         }
         table = t;
     }
-    int id = next_id++;
-    table[table_len++] = (listener_t){.id = id, .when = when, .action = action, .arg = arg};
+    entry.id = next_id++;
+    table[table_len++] = entry;
     pthread_mutex_unlock(&list_lock);
-    return id;
+    return entry.id;
+}
+
+int mmt_mem_listen(mmt_mem_condition_fn when, mmt_mem_action_fn action, void *arg)
+{
+    if (!when || !action) return MMT_EINVAL;
+    return add((listener_t){.when = when, .action = action, .arg = arg});
+}
+
+int mmt__on_checkpoint(mmt__checkpoint_fn fn, void *arg)
+{
+    if (!fn) return MMT_EINVAL;
+    return add((listener_t){.hook = fn, .arg = arg});
 }
 
 /* ---- fork ------------------------------------------------------------------------------- */

@@ -7,9 +7,20 @@
 
 #include <stdint.h>
 
+#include "mmt/memory.h"
+
 /* Called after each fold with the new estimate; evaluates listeners if in_use has moved
  * by the checkpoint distance since the last evaluation, unless this thread is already
  * evaluating or another thread is (then it returns at once). */
 void mmt__checkpoint_due(int64_t published);
+
+/* Runs at every checkpoint, in the listeners' pass and in their order, with the counters
+ * they are judged on: what the policy engine hangs its evaluations on. */
+typedef void (*mmt__checkpoint_fn)(const mmt_meminfo_t *info, void *arg);
+
+/* Adds a checkpoint hook. Returns its id (> 0), which mmt_mem_unlisten removes as it
+ * removes a listener (waiting out a pass that runs it), or MMT_EINVAL (NULL fn) or
+ * MMT_ENOMEM. */
+int mmt__on_checkpoint(mmt__checkpoint_fn fn, void *arg);
 
 #endif

@@ -1,11 +1,10 @@
 /*
- * Failure reports. They avoid stdio (which may allocate) and write each report with a
- * single write(2), so that lines from threads failing at once do not interleave.
+ * Failure reports, each one line on stderr (mmt__say: no stdio, which may allocate, and a
+ * single write(2), so that lines from threads failing at once do not interleave).
  */
 #include "oom.h"
 
-#include <stdarg.h>
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,47 +13,40 @@
 #include <unistd.h>
 
 #include "mmt/memory.h"
+#include "sys.h"
 
-typedef void (*oom_handler_fn)(size_t size, const mmt_meminfo_t *info);
-
-/* Set by mmt_set_oom_handler from any thread; read when an allocation fails. */
-static _Atomic(oom_handler_fn) oom_handler;
+/* The handler and its argument, set together by mmt_set_oom_handler from any thread and
+ * read together when an allocation fails: the lock keeps the pair whole. */
+static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
+static mmt_oom_fn handler;
+static void *handler_arg;
 
 /* This thread is inside the OOM handler: a failure there does not call it again. */
 static _Thread_local bool tls_in_handler;
 
-void mmt_set_oom_handler(void (*fn)(size_t size, const mmt_meminfo_t *info))
+void mmt_set_oom_handler(mmt_oom_fn fn, void *arg)
 {
-    atomic_store(&oom_handler, fn);
-}
-
-static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void report(const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-    line[len - 1] = '\n'; /* always end the line, even if it was cut */
-    ssize_t w = write(STDERR_FILENO, line, len);
-    (void)w;
+    pthread_mutex_lock(&handler_lock);
+    handler = fn;
+    handler_arg = arg;
+    pthread_mutex_unlock(&handler_lock);
 }
 
 static _Noreturn void die_out_of_memory(size_t size, const char *what)
 {
     mmt_meminfo_t info;
     mmt_meminfo(&info);
-    oom_handler_fn fn = atomic_load(&oom_handler);
+    pthread_mutex_lock(&handler_lock);
+    mmt_oom_fn fn = handler;
+    void *arg = handler_arg;
+    pthread_mutex_unlock(&handler_lock);
     if (fn && !tls_in_handler) {
         tls_in_handler = true;
-        fn(size, &info);
+        fn(size, &info, arg);
         tls_in_handler = false;
         mmt_meminfo(&info);
     }
-    report("mmt: %s; in use %llu bytes, peak %llu bytes; aborting\n", what,
+    mmt__say("mmt: %s; in use %llu bytes, peak %llu bytes; aborting\n", what,
            (unsigned long long)info.in_use, (unsigned long long)info.peak);
     abort();
 }
@@ -79,6 +71,6 @@ void mmt__oom_overflow(size_t count, size_t size)
 
 void mmt__bad_pointer(const char *call, const void *ptr, const char *why)
 {
-    report("mmt: %s(%p): %s; aborting\n", call, ptr, why);
+    mmt__say("mmt: %s(%p): %s; aborting\n", call, ptr, why);
     abort();
 }

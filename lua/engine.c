@@ -1,7 +1,8 @@
 /*
  * The policy engine's public API: creating and freeing engines, host actions, logging,
  * loading and reloading (build a fresh state, then swap it in under the lock, carrying
- * rule state over), and evaluation at allocation checkpoints through a core listener.
+ * rule state over), and evaluation at allocation checkpoints through the core's checkpoint
+ * hook.
  */
 #include <limits.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include "backend.h"
 #include "fork.h"
 #include "engine.h"
+#include "listeners.h"
 
 /* What this thread is doing inside engines, innermost first: running an engine's policy
  * code (an evaluation or a load), or its log or event function. Engines nest (a host
@@ -79,13 +81,6 @@ static void restore_cancel(int old)
     pthread_setcancelstate(old, &ignored);
 }
 
-double mmt__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* ---- Logging ---------------------------------------------------------------------------- */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -98,15 +93,10 @@ static void stderr_log(int level, const char *message, void *ud)
 {
     (void)ud;
     if (level >= MMT_LOG_DEBUG && !getenv("MMT_DEBUG")) return;
-    char line[2048], pid[32] = "";
+    char pid[32] = "";
     if (mmt__log_names_pid) snprintf(pid, sizeof pid, "pid %ld: ", (long)getpid());
-    int n = snprintf(line, sizeof line, "mmt policy [%s] %s%s\n",
-                     level >= 0 && level <= 3 ? level_names[level] : "?", pid, message);
-    if (n < 0) return;
-    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-    line[len - 1] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, len);
-    (void)w;
+    mmt__say("mmt policy [%s] %s%s", level >= 0 && level <= 3 ? level_names[level] : "?", pid,
+             message);
 }
 
 /* The length of the well-formed UTF-8 sequence at c (1 to 4), with its code point in
@@ -184,6 +174,7 @@ void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list 
 
 void mmt_policy_set_event(mmt_policy_t *p, mmt_policy_event_fn fn, void *ud)
 {
+    if (!p) return;
     pthread_mutex_lock(&p->conf_lock);
     p->event_fn = fn;
     p->event_ud = fn ? ud : NULL;
@@ -213,6 +204,7 @@ void mmt__policy_log(struct mmt_policy *p, int level, const char *fmt, ...)
 
 void mmt_policy_set_log(mmt_policy_t *p, mmt_policy_log_fn fn, void *ud)
 {
+    if (!p) return;
     pthread_mutex_lock(&p->conf_lock);
     p->log_fn = fn ? fn : stderr_log;
     p->log_ud = fn ? ud : NULL;
@@ -295,10 +287,9 @@ static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, boo
     leave(&frame);
 }
 
-/* The core listener's condition, called at every checkpoint: it is the hook into the
- * allocation path, and always answers "does not hold" so the core never runs its action.
- * A busy engine is skipped, never waited for. */
-static int checkpoint_hook(const mmt_meminfo_t *info, void *arg)
+/* The engine's checkpoint hook (mmt__on_checkpoint): the policy is evaluated inside the
+ * allocation that crossed the distance. A busy engine is skipped, never waited for. */
+static void checkpoint_hook(const mmt_meminfo_t *info, void *arg)
 {
     struct mmt_policy *p = arg;
     int cancel = no_cancel();
@@ -307,13 +298,6 @@ static int checkpoint_hook(const mmt_meminfo_t *info, void *arg)
         pthread_mutex_unlock(&p->lock);
     }
     restore_cancel(cancel);
-    return 0;
-}
-
-static void never_runs(const mmt_meminfo_t *info, void *arg)
-{
-    (void)info;
-    (void)arg;
 }
 
 void mmt__policy_tick(struct mmt_policy *p)
@@ -341,7 +325,9 @@ static int load_locked(struct mmt_policy *p, const char *path)
     pstate_t *s = mmt__pstate_load(p, path, err, sizeof err);
     leave(&frame);
     if (!s) {
+        pthread_mutex_lock(&p->conf_lock);
         one_line(err, p->error, sizeof p->error); /* a host prints it: one line too */
+        pthread_mutex_unlock(&p->conf_lock);
         mmt__policy_log(p, MMT_LOG_ERROR, "%s%s", err,
                         p->cur ? " (the previous policy keeps running)" : "");
         return MMT_ELOAD;
@@ -352,7 +338,9 @@ static int load_locked(struct mmt_policy *p, const char *path)
     p->cur = s;
     pthread_mutex_unlock(&p->lock);
     mmt__pstate_free(old);
+    pthread_mutex_lock(&p->conf_lock);
     p->error[0] = '\0';
+    pthread_mutex_unlock(&p->conf_lock);
     /* A reload is said: an operator who edits a running program's policy sees it took. */
     const char *rules = s->nrules == 1 ? "" : "s", *tasks = s->ntasks == 1 ? "" : "s";
     if (old)
@@ -431,9 +419,18 @@ char *mmt__policy_path(struct mmt_policy *p, struct stat *loaded, bool *loaded_o
     return copy;
 }
 
+/* The caller's copy: the engine's own text may change under it with a reload on the
+ * watcher's thread. */
+static _Thread_local char error_copy[sizeof ((struct mmt_policy *)0)->error];
+
 const char *mmt_policy_error(const mmt_policy_t *p)
 {
-    return p ? p->error : "";
+    if (!p) return "";
+    struct mmt_policy *q = (struct mmt_policy *)p; /* const for the caller; its lock is not */
+    pthread_mutex_lock(&q->conf_lock);
+    memcpy(error_copy, q->error, sizeof error_copy);
+    pthread_mutex_unlock(&q->conf_lock);
+    return error_copy;
 }
 
 /* ---- fork --------------------------------------------------------------------------------- */
@@ -530,7 +527,7 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
     if (current == 0 || current > p->opts.checkpoint_bytes)
         mmt_mem_set_checkpoint(p->opts.checkpoint_bytes);
 
-    p->listener = mmt_mem_listen(checkpoint_hook, never_runs, p);
+    p->listener = mmt__on_checkpoint(checkpoint_hook, p);
     if (p->listener < 0) goto fail;
     pthread_once(&fork_once, register_fork_handlers);
     /* In the list before the thread starts: a fork from now on restarts it in the child. */

@@ -25,7 +25,10 @@
 
 #include "lj.h"
 #include "fd.h"
+#include "fields.h"
 #include "mmt/policy.h"
+#include "preload_engine.h"
+#include "sys.h"
 
 #define MMT__DEFAULT_LUA_LIMIT ((size_t)64 << 20)
 #define MMT__DEFAULT_BUDGET_MS 100u
@@ -42,13 +45,17 @@
 /* Why the hook stopped the policy code that is running (state.c). */
 enum { MMT__STOP_NONE, MMT__STOP_BUDGET, MMT__STOP_EVALUATION, MMT__STOP_STACK };
 
-/* What a declarative rule compares. */
+/* What a declarative rule compares: a field of mmt_meminfo_t (fields.h, same index), or
+ * one of the figures the engine adds. */
 typedef enum metric {
-    METRIC_IN_USE, METRIC_ALLOCATED, METRIC_FREED, METRIC_PEAK, METRIC_ALLOCATIONS,
-    METRIC_FREES, METRIC_REALLOCS, METRIC_RATE, METRIC_RSS, METRIC_LUA, METRIC_COUNT
+    METRIC_RATE = MMT__NFIELDS, METRIC_RSS, METRIC_LUA, METRIC_COUNT
 } metric_t;
 
-extern const char *const mmt__metric_names[METRIC_COUNT];
+/* What policies can reach outside unsafe mode (state.c), NULL-terminated. */
+extern const char *const mmt__sandbox[];
+
+/* The metrics' names: the fields', then rate, rss and lua. */
+const char *mmt__metric_name(metric_t m);
 
 typedef struct rule {
     char *name;
@@ -148,8 +155,6 @@ typedef struct watcher {
     unsigned generation;
 } watcher_t;
 
-/* inotify_delay_ms for an engine that never makes an inotify instance: it polls. */
-#define MMT__INOTIFY_NEVER UINT_MAX
 
 /* How often a watcher with inotify compares the file's identity all the same: a safety
  * net for changes inotify does not report (a network file system's, an overflowed event
@@ -167,16 +172,17 @@ struct mmt_policy {
     double sample_time, sample_in_use;
     _Atomic double rate_now; /* written under `lock`, read by mmt.meminfo() at any time */
 
-    /* load_lock serialises loads and protects: path, error, loaded, loaded_ok. Taken
-     * before `lock`. */
+    /* load_lock serialises loads and protects: path, loaded, loaded_ok. Taken before
+     * `lock`. */
     pthread_mutex_t load_lock;
     char *path;
-    char error[512];
+    char error[512]; /* the last load's error: written by a load, read, under conf_lock */
     struct stat loaded; /* the file's identity when a load last read it */
     bool loaded_ok;
     _Atomic unsigned path_generation; /* bumped when path changes: the watcher re-arms */
 
-    /* conf_lock protects: actions, log_fn, log_ud, event_fn, event_ud. Held only to copy them out. */
+    /* conf_lock protects: actions, log_fn, log_ud, event_fn, event_ud, error. Held only to
+     * copy them in or out. */
     pthread_mutex_t conf_lock;
     action_t *actions;
     size_t nactions, actions_cap;
@@ -185,7 +191,7 @@ struct mmt_policy {
     mmt_policy_event_fn event_fn;
     void *event_ud;
 
-    int listener; /* core listener id, > 0 */
+    int listener; /* its checkpoint hook (mmt__on_checkpoint), > 0 */
 
     /* The timer and watcher thread (thread.c). */
     bool thread_started;
@@ -221,17 +227,7 @@ bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *o
 void mmt__policy_tick(struct mmt_policy *p);  /* timer: evaluate with tasks */
 /* A backend copy of the path, or NULL; with the file's identity when it was last read. */
 char *mmt__policy_path(struct mmt_policy *p, struct stat *loaded, bool *loaded_ok);
-/* mmt_policy_new, with the watcher's inotify instance made only once the engine is
- * inotify_delay_ms old, or never with MMT__INOTIFY_NEVER (see struct mmt_policy). */
-struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned inotify_delay_ms);
-/* For a process that is ending: no policy code runs after it returns (the thread is
- * stopped, the checkpoint hook removed), and nothing else is released. */
-void mmt__policy_stop_for_exit(struct mmt_policy *p);
-double mmt__now(void);
 
-/* Set by the preload library, whose processes share one stderr: the default log names
- * the process in each line. */
-extern bool mmt__log_names_pid;
 
 /* state.c */
 /* The error message at the top of the stack, without converting (which could allocate
@@ -260,7 +256,6 @@ int mmt__pstate_call(pstate_t *s, int nargs, int nresults);
 /* module.c */
 int mmt__open_module(lua_State *L);
 void mmt__push_snapshot(pstate_t *s, const snapshot_t *snap);
-double mmt__read_rss(void); /* bytes; 0 if unknown; no allocation */
 
 /* rules.c */
 void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_tasks);

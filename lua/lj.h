@@ -66,6 +66,7 @@
     X(void, lua_rawgeti, (lua_State *L, int idx, int n))                                   \
     X(void, lua_createtable, (lua_State *L, int narr, int nrec))                           \
     X(void, lua_setfield, (lua_State *L, int idx, const char *k))                          \
+    X(int, lua_getmetatable, (lua_State *L, int objindex))                                 \
     X(int, lua_setmetatable, (lua_State *L, int objindex))                                 \
     X(void, lua_call, (lua_State *L, int nargs, int nresults))                             \
     X(int, lua_pcall, (lua_State *L, int nargs, int nresults, int errfunc))                \
@@ -149,6 +150,7 @@ int mmt__lj_load(char *err, size_t errlen);
 #define lua_rawgeti mmt__lj.lua_rawgeti
 #define lua_createtable mmt__lj.lua_createtable
 #define lua_setfield mmt__lj.lua_setfield
+#define lua_getmetatable mmt__lj.lua_getmetatable
 #define lua_setmetatable mmt__lj.lua_setmetatable
 #define lua_call mmt__lj.lua_call
 #define lua_pcall mmt__lj.lua_pcall

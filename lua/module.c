@@ -17,10 +17,11 @@
 #include "export.h"
 #include "lj.h"
 
-const char *const mmt__metric_names[METRIC_COUNT] = {
-    "in_use", "allocated", "freed", "peak", "allocations",
-    "frees",  "reallocs",  "rate",  "rss",  "lua",
-};
+const char *mmt__metric_name(metric_t m)
+{
+    static const char *const extras[] = {"rate", "rss", "lua"};
+    return (int)m < MMT__NFIELDS ? mmt__fields[m].name : extras[m - MMT__NFIELDS];
+}
 
 /* "file:line" of the policy line that called the running C function, as a backend copy
  * (NULL if that fails). It raises a Lua error only before making the copy. */
@@ -42,20 +43,6 @@ static char *caller_position(lua_State *L)
 
 /* ---- Snapshots ---------------------------------------------------------------------------- */
 
-double mmt__read_rss(void)
-{
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = '\0';
-    unsigned long long size, resident;
-    if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return 0;
-    return (double)resident * (double)sysconf(_SC_PAGESIZE);
-}
-
 /* Snapshots compute `rss` on first use: reading it is a system call, and most rules never
  * look at it. */
 static int l_snapshot_index(lua_State *L)
@@ -75,13 +62,9 @@ void mmt__push_snapshot(pstate_t *s, const snapshot_t *snap)
     lua_State *L = s->L;
     lua_createtable(L, 0, 12);
     const mmt_meminfo_t *m = &snap->info;
-    static const char *const names[] = {"allocated", "freed",  "in_use",   "peak",
-                                        "allocations", "frees", "reallocs"};
-    const uint64_t values[] = {m->allocated, m->freed, m->in_use, m->peak,
-                               m->allocations, m->frees, m->reallocs};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        lua_pushnumber(L, (lua_Number)values[i]);
-        lua_setfield(L, -2, names[i]);
+    for (int i = 0; i < MMT__NFIELDS; i++) {
+        lua_pushnumber(L, (lua_Number)mmt__field_value(m, i));
+        lua_setfield(L, -2, mmt__fields[i].name);
     }
     lua_pushnumber(L, snap->rate);
     lua_setfield(L, -2, "rate");
@@ -231,11 +214,15 @@ static int l_rule(lua_State *L)
         const char *metric = lua_tostring(L, -1);
         r.metric = METRIC_COUNT;
         for (int i = 0; i < METRIC_COUNT; i++)
-            if (strcmp(metric, mmt__metric_names[i]) == 0) r.metric = (metric_t)i;
-        if (r.metric == METRIC_COUNT)
-            return luaL_error(L, "rule \"%s\": unknown metric '%s' (in_use, allocated, freed, "
-                                 "peak, allocations, frees, reallocs, rate, rss or lua)",
-                              name, metric);
+            if (strcmp(metric, mmt__metric_name((metric_t)i)) == 0) r.metric = (metric_t)i;
+        if (r.metric == METRIC_COUNT) {
+            char known[512] = "";
+            for (int i = 0; i < METRIC_COUNT; i++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
+                         i == 0 ? "" : i == METRIC_COUNT - 1 ? " or " : ", ",
+                         mmt__metric_name((metric_t)i));
+            return luaL_error(L, "rule \"%s\": unknown metric '%s' (%s)", name, metric, known);
+        }
         r.above = number_field(L, name, "above", NAN);
         r.below = number_field(L, name, "below", r.above);
         if (r.below > r.above)
@@ -386,24 +373,25 @@ static int l_format(lua_State *L)
     static const char *const formats[] = {"text", "json", "prometheus", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
     int format = luaL_checkoption(L, 2, "text", formats);
-    static const char *const names[] = {"allocated", "freed", "in_use", "peak", "allocations",
-                                        "frees", "reallocs", "rate", "rss", "lua", "time"};
-    double v[sizeof names / sizeof names[0]];
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        lua_getfield(L, 1, names[i]);
+    /* The counters (fields.h), then the figures the engine adds. */
+    static const char *const extras[] = {"rate", "rss", "lua", "time"};
+    double v[MMT__NFIELDS + 4];
+    for (int i = 0; i < MMT__NFIELDS + 4; i++) {
+        const char *name = i < MMT__NFIELDS ? mmt__fields[i].name : extras[i - MMT__NFIELDS];
+        lua_getfield(L, 1, name);
         if (lua_type(L, -1) != LUA_TNUMBER)
-            return luaL_error(L, "mmt.format: field '%s' of the snapshot must be a number",
-                              names[i]);
+            return luaL_error(L, "mmt.format: field '%s' of the snapshot must be a number", name);
         v[i] = lua_tonumber(L, -1);
         /* The counters are uint64_t: a number that is not one is refused, not converted. */
-        if (i < 7 && !(v[i] >= 0 && v[i] < 18446744073709551616.0))
+        if (i < MMT__NFIELDS && !(v[i] >= 0 && v[i] < 18446744073709551616.0))
             return luaL_error(L, "mmt.format: field '%s' must be a number from 0 to 2^64, not %s",
-                              names[i], lua_tostring(L, -1));
+                              name, lua_tostring(L, -1));
         lua_pop(L, 1);
     }
-    mmt_meminfo_t m = {(uint64_t)v[0], (uint64_t)v[1], (uint64_t)v[2], (uint64_t)v[3],
-                       (uint64_t)v[4], (uint64_t)v[5], (uint64_t)v[6]};
-    mmt__extra_t extra = {v[7], v[8], v[9], v[10]};
+    mmt_meminfo_t m;
+    for (int i = 0; i < MMT__NFIELDS; i++) mmt__field_set(&m, i, (uint64_t)v[i]);
+    const double *x = v + MMT__NFIELDS;
+    mmt__extra_t extra = {x[0], x[1], x[2], x[3]};
     char buf[4096];
     int n = mmt__format(buf, sizeof buf, &m, &extra, format);
     if (n < 0 || (size_t)n >= sizeof buf) return luaL_error(L, "mmt.format: cannot format");

@@ -15,15 +15,8 @@
 
 static double metric_value(snapshot_t *snap, metric_t m)
 {
-    const mmt_meminfo_t *i = &snap->info;
+    if ((int)m < MMT__NFIELDS) return (double)mmt__field_value(&snap->info, (int)m);
     switch (m) {
-    case METRIC_IN_USE: return (double)i->in_use;
-    case METRIC_ALLOCATED: return (double)i->allocated;
-    case METRIC_FREED: return (double)i->freed;
-    case METRIC_PEAK: return (double)i->peak;
-    case METRIC_ALLOCATIONS: return (double)i->allocations;
-    case METRIC_FREES: return (double)i->frees;
-    case METRIC_REALLOCS: return (double)i->reallocs;
     case METRIC_RATE: return snap->rate;
     case METRIC_RSS:
         if (snap->rss < 0) snap->rss = mmt__read_rss();

@@ -118,11 +118,7 @@ void mmt__pstate_log(const pstate_t *s, int level, const char *msg)
  * silent exit. */
 static int on_panic(lua_State *L)
 {
-    char line[512];
-    int n = snprintf(line, sizeof line, "mmt: policy engine: unprotected Lua error: %s; "
-                     "aborting\n", mmt__error_text(L));
-    ssize_t w = write(STDERR_FILENO, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
-    (void)w;
+    mmt__say("mmt: policy engine: unprotected Lua error: %s; aborting", mmt__error_text(L));
     abort();
 }
 
@@ -261,15 +257,76 @@ int mmt__pstate_call(pstate_t *s, int nargs, int nresults)
 
 /* ---- Sandbox --------------------------------------------------------------------------- */
 
-/* Globals a policy does not get unless the engine is unsafe: each can end, replace or
- * escape the host (process control, files, bytecode, native code, the debug library). */
-static const char *const unsafe_globals[] = {
-    "dofile", "loadfile", "load", "loadstring", "module", "getfenv", "setfenv",
-    "collectgarbage", "newproxy", "gcinfo", NULL,
+/*
+ * Everything a policy can reach outside unsafe mode, besides what the engine adds itself
+ * (print and require, its own; xpcall, over pcall; _G, this table; the mmt module): the
+ * globals, and each library's members as "library.member". The environment is built from
+ * this list alone, so a function a library gains in a later LuaJIT stays out until it is
+ * named here. Left out on purpose: what can end, replace or escape the host (dofile,
+ * loadfile, load, loadstring, module, getfenv, setfenv, collectgarbage, newproxy, gcinfo;
+ * os.exit, execute, remove, rename, tmpname, getenv, setlocale; string.dump, whose
+ * bytecode would be code in, elsewhere; the io, debug, jit, ffi and package libraries).
+ */
+const char *const mmt__sandbox[] = {
+    "_VERSION", "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall",
+    "rawequal", "rawget", "rawset", "select", "setmetatable", "tonumber", "tostring", "type",
+    "unpack",
+    "bit.arshift", "bit.band", "bit.bnot", "bit.bor", "bit.bswap", "bit.bxor", "bit.lshift",
+    "bit.rol", "bit.ror", "bit.rshift", "bit.tobit", "bit.tohex",
+    "coroutine.create", "coroutine.isyieldable", "coroutine.resume", "coroutine.running",
+    "coroutine.status", "coroutine.wrap", "coroutine.yield",
+    "math.abs", "math.acos", "math.asin", "math.atan", "math.atan2", "math.ceil", "math.cos",
+    "math.cosh", "math.deg", "math.exp", "math.floor", "math.fmod", "math.frexp", "math.huge",
+    "math.ldexp", "math.log", "math.log10", "math.max", "math.min", "math.modf", "math.pi",
+    "math.pow", "math.rad", "math.random", "math.randomseed", "math.sin", "math.sinh",
+    "math.sqrt", "math.tan", "math.tanh",
+    "os.clock", "os.date", "os.difftime", "os.time",
+    "string.byte", "string.char", "string.find", "string.format", "string.gmatch",
+    "string.gsub", "string.len", "string.lower", "string.match", "string.rep",
+    "string.reverse", "string.sub", "string.upper",
+    "table.concat", "table.foreach", "table.foreachi", "table.getn", "table.insert",
+    "table.maxn", "table.move", "table.remove", "table.sort",
+    NULL,
 };
-static const char *const unsafe_os[] = {
-    "exit", "execute", "remove", "rename", "tmpname", "getenv", "setlocale", NULL,
-};
+
+/* Replaces the globals with a table of what mmt__sandbox names, taken from the libraries
+ * opened in them. Strings' methods come from the new string table. */
+static void build_sandbox(lua_State *L)
+{
+    lua_newtable(L);
+    int env = lua_gettop(L);
+    for (const char *const *n = mmt__sandbox; *n; n++) {
+        const char *dot = strchr(*n, '.');
+        if (!dot) {
+            lua_getglobal(L, *n);
+            lua_setfield(L, env, *n);
+            continue;
+        }
+        char lib[32];
+        snprintf(lib, sizeof lib, "%.*s", (int)(dot - *n), *n);
+        lua_getfield(L, env, lib);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, env, lib);
+        }
+        lua_getglobal(L, lib);
+        lua_getfield(L, -1, dot + 1);
+        lua_setfield(L, -3, dot + 1);
+        lua_pop(L, 2);
+    }
+    lua_pushliteral(L, "");
+    if (lua_getmetatable(L, -1)) {
+        lua_getfield(L, env, "string");
+        lua_setfield(L, -2, "__index");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, env);
+    lua_setfield(L, env, "_G");
+    lua_replace(L, LUA_GLOBALSINDEX);
+}
 
 static int l_sandboxed_require(lua_State *L)
 {
@@ -344,20 +401,7 @@ static int open_libraries(lua_State *L)
         open_lib(L, LUA_MATHLIBNAME, luaopen_math);
         open_lib(L, LUA_OSLIBNAME, luaopen_os);
         open_lib(L, LUA_BITLIBNAME, luaopen_bit);
-        for (const char *const *g = unsafe_globals; *g; g++) {
-            lua_pushnil(L);
-            lua_setglobal(L, *g);
-        }
-        lua_getglobal(L, "os");
-        for (const char *const *f = unsafe_os; *f; f++) {
-            lua_pushnil(L);
-            lua_setfield(L, -2, *f);
-        }
-        lua_pop(L, 1);
-        lua_getglobal(L, "string");
-        lua_pushnil(L);
-        lua_setfield(L, -2, "dump"); /* bytecode out is bytecode in, elsewhere */
-        lua_pop(L, 1);
+        build_sandbox(L);
         lua_pushcfunction(L, l_sandboxed_require);
         lua_setglobal(L, "require");
         lua_pushcfunction(L, l_print);

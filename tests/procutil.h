@@ -1,9 +1,8 @@
 /*
- * Helpers for tests that run other programs: read what a program wrote, start one with its
- * stdout and stderr in files, run one to its end with its output captured, wait for one
- * with a deadline, and end whatever a test left running below it. test_servers.c uses
- * them; test_mmtrun.c and test_embed.c have copies of some (their slurp, sh and
- * wait_for_exit) that could move here.
+ * Helpers for tests that run other programs: start one with its stdout and stderr in
+ * files, run one to its end with its output captured, wait for one with a deadline, find a
+ * free TCP port for a server, and end whatever a test left running below it
+ * (test_servers.c, test_mmtrun.c, test_embed.c).
  *
  * Programs started here get SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE and SIGCHLD at their
  * default dispositions, whatever this program was started with (nohup, a background job):
@@ -20,22 +19,13 @@
 #include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "policyutil.h" /* now_seconds, sleep_ms */
 #include "testutil.h"
-
-/* Reads at most len - 1 bytes of the file at `path` into buf and ends them with a NUL;
- * returns how many bytes were read (0 if the file cannot be opened). The bytes may hold
- * NULs of their own: the count says where they end. */
-static inline size_t read_file(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-    buf[n] = '\0';
-    if (f) fclose(f);
-    return n;
-}
 
 /* The size of the file at `path`, or 0 if there is none. */
 static inline long file_size(const char *path)
@@ -103,6 +93,32 @@ static inline int wait_for_exit(pid_t pid, double seconds)
         }
         sleep_ms(20);
     }
+}
+
+/* The source tree's file `name` (e.g. "policies/high_water.lua") into buf, found from the
+ * folder of the test programs, build/<config> or build/<variant>/<config>. */
+static inline bool find_source_in(const char *bin_dir, const char *name, char *buf, size_t len)
+{
+    static const char *const ups[] = {"../..", "../../..", NULL};
+    for (const char *const *up = ups; *up; up++) {
+        snprintf(buf, len, "%s/%s/%s", bin_dir, *up, name);
+        if (access(buf, R_OK) == 0) return true;
+    }
+    return false;
+}
+
+/* A TCP port on 127.0.0.1 that nothing listened on a moment ago. */
+static inline int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
 }
 
 /* A wait status as a person reads it: "exit status 3" or "signal 9". */

@@ -180,11 +180,11 @@ static void test_crash_failed_aligned_alloc_names_alignment_and_size(void **stat
 
 /* ---- The OOM handler ----------------------------------------------------------------- */
 
-static void handler_that_returns(size_t size, const mmt_meminfo_t *info)
+static void handler_that_returns(size_t size, const mmt_meminfo_t *info, void *arg)
 {
     char line[128];
-    int n = snprintf(line, sizeof line, "handler: size %zu, in use %llu\n", size,
-                     (unsigned long long)info->in_use);
+    int n = snprintf(line, sizeof line, "handler %s: size %zu, in use %llu\n", (const char *)arg,
+                     size, (unsigned long long)info->in_use);
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;
 }
@@ -192,7 +192,7 @@ static void handler_that_returns(size_t size, const mmt_meminfo_t *info)
 static void child_handler_runs_first(void *arg)
 {
     (void)arg;
-    mmt_set_oom_handler(handler_that_returns);
+    mmt_set_oom_handler(handler_that_returns, "given-arg");
     install_failing_backend();
     sink = mmt_malloc(4242);
 }
@@ -202,16 +202,17 @@ static void test_crash_oom_handler_runs_before_the_line_and_cannot_cancel(void *
     (void)state;
     child_result_t r = run_in_child(child_handler_runs_first, NULL);
     assert_int_equal(r.signal, SIGABRT);
-    const char *h = strstr(r.err, "handler: size 4242, in use ");
+    const char *h = strstr(r.err, "handler given-arg: size 4242, in use ");
     const char *line = strstr(r.err, "mmt: mmt_malloc(4242) failed: out of memory");
     assert_non_null(h);
     assert_non_null(line);
     assert_true(h < line);
 }
 
-static void handler_that_allocates(size_t size, const mmt_meminfo_t *info)
+static void handler_that_allocates(size_t size, const mmt_meminfo_t *info, void *arg)
 {
     (void)info;
+    (void)arg;
     char line[64];
     int n = snprintf(line, sizeof line, "handler for %zu\n", size);
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
@@ -222,7 +223,7 @@ static void handler_that_allocates(size_t size, const mmt_meminfo_t *info)
 static void child_handler_allocates(void *arg)
 {
     (void)arg;
-    mmt_set_oom_handler(handler_that_allocates);
+    mmt_set_oom_handler(handler_that_allocates, NULL);
     install_failing_backend();
     sink = mmt_malloc(10);
 }

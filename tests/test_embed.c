@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 
 #include "policyutil.h"
+#include "procutil.h"
 
 static char bin_dir[PATH_MAX], mmt_run[PATH_MAX + 16], high_water[PATH_MAX + 64];
 
@@ -43,13 +44,7 @@ static int setup(void **state)
     bin_dir[n] = '\0';
     *strrchr(bin_dir, '/') = '\0';
     snprintf(mmt_run, sizeof mmt_run, "%s/mmt-run", bin_dir);
-    /* The shipped policy, from build/<config> or build/<variant>/<config>. */
-    static const char *const ups[] = {"../..", "../../..", NULL};
-    for (const char *const *up = ups; *up; up++) {
-        snprintf(high_water, sizeof high_water, "%s/%s/policies/high_water.lua", bin_dir, *up);
-        if (access(high_water, R_OK) == 0) return 0;
-    }
-    return -1;
+    return find_source_in(bin_dir, "policies/high_water.lua", high_water, sizeof high_water) ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -66,14 +61,6 @@ static int teardown(void **state)
         if (strstr(cmdline, "mmt-run")) kill(started[i], SIGKILL);
     }
     return remove_test_dir(state);
-}
-
-static void slurp(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-    buf[n] = '\0';
-    if (f) fclose(f);
 }
 
 /* Runs a shell command (printf-style), its stdout and stderr into out; returns its exit
@@ -109,25 +96,6 @@ static long long json_number(const char *json, const char *name)
     return at ? atoll(at + strlen(key)) : -1;
 }
 
-/* The wait status of child `pid` once it ends; fails the test, after killing it, if it is
- * still running after `seconds`. */
-static int wait_for_exit(pid_t pid, double seconds)
-{
-    double end = now_seconds() + seconds;
-    int status;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid) return status;
-        if (r < 0) fail_msg("waitpid(%ld): %s", (long)pid, strerror(errno));
-        if (now_seconds() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            fail_msg("mmt-run (pid %ld) was still running after %.0f s", (long)pid, seconds);
-        }
-        sleep_ms(20);
-    }
-}
-
 /* Waits at most `seconds` for the file at `path` to contain `needle` after its first
  * `from` bytes; returns the offset just past it, or -1. */
 static long wait_for_text_after(const char *path, long from, const char *needle, double seconds)
@@ -135,7 +103,7 @@ static long wait_for_text_after(const char *path, long from, const char *needle,
     static char text[1 << 20];
     double end = now_seconds() + seconds;
     for (;;) {
-        slurp(path, text, sizeof text);
+        read_file(path, text, sizeof text);
         const char *at = (size_t)from <= strlen(text) ? strstr(text + from, needle) : NULL;
         if (at) return (long)(at - text) + (long)strlen(needle);
         if (now_seconds() > end) return -1;
@@ -165,20 +133,6 @@ static bool have_redis(void)
         SKIP_IF_SANITIZED();                                                               \
         if (!have_redis()) skip();                                                         \
     } while (0)
-
-/* A TCP port on 127.0.0.1 that nothing listened on a moment ago. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 typedef struct redis {
     pid_t pid; /* mmt-run's */
@@ -228,8 +182,8 @@ static void start_redis(redis_t *r, const char *name, const char *const *policy_
             int status;
             if (waitpid(pid, &status, WNOHANG) == pid) {
                 static char log[8192], err[8192];
-                slurp(r->out, log, sizeof log);
-                slurp(r->err, err, sizeof err);
+                read_file(r->out, log, sizeof log);
+                read_file(r->err, err, sizeof err);
                 if (strstr(log, "Address already in use") && attempt < 5) break;
                 fail_msg("redis-server under mmt-run ended before answering: %s %d\n"
                          "stderr:\n%s\nredis's log:\n%s",
@@ -295,11 +249,11 @@ static void check_summary(const redis_t *r, long long min_allocations)
 {
     int status = wait_for_exit(r->pid, 60);
     static char err[1 << 16], json[4096];
-    slurp(r->err, err, sizeof err);
+    read_file(r->err, err, sizeof err);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail_msg("mmt-run: %s %d; stderr:\n%s", WIFEXITED(status) ? "exit status" : "signal",
                  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), err);
-    slurp(r->summary, json, sizeof json);
+    read_file(r->summary, json, sizeof json);
     if (!strstr(json, "{\"program\":\"redis-server\",") ||
         json_number(json, "allocations") < min_allocations)
         fail_msg("mmt-run's summary: %s\nstderr:\n%s", json, err);
@@ -426,7 +380,7 @@ static void test_embed_host_with_lua_5_1_runs_its_lua_and_a_policy_through_libmm
     write_in_place(policy, host_policy);
     /* It links both libraries: each is found at its start. */
     assert_int_equal(sh(out, sizeof out, "readelf -d '%s/e2e_lua_host' | grep NEEDED", bin_dir), 0);
-    assert_contains(out, "[libmmtmem.so.0.1]");
+    assert_contains(out, "[libmmtmem.so.0." MMT__STR(MMT_VERSION_MINOR) "]");
     assert_contains(out, "[liblua5.1.so.0]");
     int rc = sh(out, sizeof out, "timeout 60 '%s/e2e_lua_host' '%s'", bin_dir, policy);
     if (rc != 0) fail_msg("e2e_lua_host: status %d:\n%s", rc, out);
@@ -448,10 +402,10 @@ static void test_embed_host_with_lua_5_1_runs_under_mmt_run(void **state)
                 mmt_run, high_water, summary, bin_dir, policy, test_dir);
     char err[8192], path[700];
     snprintf(path, sizeof path, "%s/host.err", test_dir);
-    slurp(path, err, sizeof err);
+    read_file(path, err, sizeof err);
     if (rc != 0) fail_msg("mmt-run e2e_lua_host: status %d:\n%s%s", rc, out, err);
     assert_string_equal(out, host_output);
-    slurp(summary, json, sizeof json);
+    read_file(summary, json, sizeof json);
     /* Its five 24 MiB blocks went through the preload library. */
     if (json_number(json, "peak") < 24 << 20 || json_number(json, "allocations") < 5)
         fail_msg("mmt-run's summary: %s", json);
@@ -532,7 +486,7 @@ static void test_embed_without_a_usable_luajit_a_policy_fails_to_load_and_counti
         if (!strstr(out, "cannot load LuaJIT (libluajit-5.1.so.2): ") || !strstr(out, cases[i].why))
             fail_msg("%s: the preload library did not say why:\n%s", cases[i].name, out);
         static char json[4096];
-        slurp(report, json, sizeof json);
+        read_file(report, json, sizeof json);
         if (json_number(json, "allocations") < 1) fail_msg("%s: report: %s", cases[i].name, json);
     }
 }

@@ -3,7 +3,10 @@
  * (mmt_meminfo_write) and from policies (mmt.format). The Prometheus text is parsed with
  * the official Python client's parser, and the JSON with Python's json module.
  */
+#include <limits.h>
+
 #include "export.h"
+#include "fields.h"
 #include "policyutil.h"
 
 static const mmt_meminfo_t sample = {.allocated = 5000, .freed = 1000, .in_use = 4000,
@@ -153,6 +156,76 @@ static void test_export_policies_format_snapshots(void **state)
     free_log(log);
 }
 
+/* ---- One list of fields (fields.h) --------------------------------------------------------- */
+
+static void test_export_every_listed_field_reaches_every_output(void **state)
+{
+    (void)state;
+    /* Each field of the list, with a value of its own, in each format: a field added to the
+     * list needs no other edit to be exported. */
+    mmt_meminfo_t m;
+    for (int i = 0; i < MMT__NFIELDS; i++) mmt__field_set(&m, i, 1000003u * (unsigned)(i + 1));
+    char text[2048], json[2048], prom[4096], want[256];
+    mmt__format(text, sizeof text, &m, NULL, MMT_FORMAT_TEXT);
+    mmt__format(json, sizeof json, &m, NULL, MMT_FORMAT_JSON);
+    mmt__format(prom, sizeof prom, &m, NULL, MMT_FORMAT_PROMETHEUS);
+    for (int i = 0; i < MMT__NFIELDS; i++) {
+        const mmt__field_t *f = &mmt__fields[i];
+        unsigned long long v = mmt__field_value(&m, i);
+        char spaced[64];
+        snprintf(spaced, sizeof spaced, "%s", f->name);
+        for (char *c = spaced; *c; c++) *c = *c == '_' ? ' ' : *c;
+        snprintf(want, sizeof want, "%s %llu%s", spaced, v, f->bytes ? " B" : "");
+        assert_contains(text, want);
+        snprintf(want, sizeof want, "\"%s\":%llu", f->name, v);
+        assert_contains(json, want);
+        snprintf(want, sizeof want, "# TYPE %s %s\n%s %llu\n", f->metric, f->type, f->metric, v);
+        assert_contains(prom, want);
+    }
+
+    /* In policies: the snapshot has each, mmt.format writes each, and each is a metric a
+     * declarative rule can compare. */
+    char policy[8192] = "local mmt = require 'mmt'\nlocal m = mmt.meminfo()\n"
+                        "local j = mmt.format(m, 'json')\n";
+    for (int i = 0; i < MMT__NFIELDS; i++) {
+        const char *n = mmt__fields[i].name;
+        snprintf(policy + strlen(policy), sizeof policy - strlen(policy),
+                 "assert(type(m.%s) == 'number', 'snapshot: %s')\n"
+                 "assert(j:find('\"%s\":', 1, true), 'format: %s')\n"
+                 "mmt.rule { name = 'r_%s', metric = '%s', above = 1e300, fire = function() end }\n",
+                 n, n, n, n, n, n);
+    }
+    char path[256];
+    test_path(path, sizeof path, "fields.lua");
+    write_in_place(path, policy);
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = new_engine(NULL, log);
+    if (mmt_policy_load(p, path) != 0) fail_msg("%s", mmt_policy_error(p));
+    mmt_policy_free(p);
+    free_log(log);
+
+    /* mmt-run's summary: each field for the process (in_use as the one at exit). Not in a
+     * sanitizer build, whose preload library cannot enter a program without its runtime. */
+    if (MMT_TEST_SANITIZED) return;
+    char exe[PATH_MAX], cmd[PATH_MAX + 256], out[8192];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(len > 0);
+    exe[len] = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(cmd, sizeof cmd, "'%s/mmt-run' --report json --out '%s/summary.json' -- true", exe,
+             test_dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/summary.json", test_dir);
+    read_file(path, out, sizeof out);
+    const char *process = strstr(out, "\"processes\":[");
+    assert_non_null(process);
+    for (int i = 0; i < MMT__NFIELDS; i++) {
+        snprintf(want, sizeof want, "\"%s\":", i == MMT__FIELD_in_use ? "in_use_at_exit"
+                                                                      : mmt__fields[i].name);
+        assert_contains(process, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_export_prometheus_parses_with_the_official_client),
         cmocka_unit_test(test_export_meminfo_write_gives_the_current_counters),
         cmocka_unit_test(test_export_policies_format_snapshots),
+        cmocka_unit_test(test_export_every_listed_field_reaches_every_output),
     };
     return cmocka_run_group_tests_name("export", tests, make_test_dir, remove_test_dir);
 }

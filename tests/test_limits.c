@@ -1037,9 +1037,62 @@ static void test_limits_policies_of_many_rules_load_within_the_default_budget(vo
     free_log(log);
 }
 
+/* ---- The sandbox ------------------------------------------------------------------------ */
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void test_limits_sandbox_is_exactly_the_allow_list(void **state)
+{
+    (void)state;
+    /* Every global and library member a policy can reach, listed from inside one, is
+     * what mmt__sandbox names plus the engine's own four; string methods come from the
+     * listed string table (no string.dump through a string's metatable). */
+    static const char *expected[256];
+    size_t n = 0;
+    for (const char *const *e = mmt__sandbox; *e; e++) expected[n++] = *e;
+    static const char *const own[] = {"_G", "print", "require", "xpcall"};
+    for (size_t k = 0; k < 4; k++) expected[n++] = own[k];
+    qsort(expected, n, sizeof expected[0], by_name);
+    char want[8192] = "ENV";
+    for (size_t k = 0; k < n; k++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), " %s", expected[k]);
+
+    char path[256];
+    test_path(path, sizeof path, "env.lua");
+    write_in_place(path,
+                   "local mmt = require 'mmt'\n"
+                   "local names = {}\n"
+                   "for k, v in pairs(_G) do\n"
+                   "  if type(v) == 'table' and k ~= '_G' then\n"
+                   "    for m in pairs(v) do names[#names + 1] = k .. '.' .. m end\n"
+                   "  else names[#names + 1] = k end\n"
+                   "end\n"
+                   "table.sort(names)\n"
+                   "mmt.log('info', 'ENV ' .. table.concat(names, ' '))\n"
+                   "local mt = getmetatable('')\n"
+                   "mmt.log('info', 'STRINGS ' .. tostring(mt.__index == string) .. ' ' ..\n"
+                   "        tostring(('x').dump))\n");
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = engine(NULL, log);
+    if (mmt_policy_load(p, path) != 0) fail_msg("%s", mmt_policy_error(p));
+    assert_logged(log, "STRINGS true nil");
+    bool same = false;
+    for (int k = 0; k < log->count; k++) same = same || strcmp(log->lines[k], want) == 0;
+    if (!same) {
+        log_dump(log);
+        fail_msg("the environment differs from the allow-list:\n%s", want);
+    }
+    free_engine(p);
+    free_log(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_limits_sandbox_is_exactly_the_allow_list, free_left_engine),
         cmocka_unit_test_teardown(test_limits_recursion_through_c_functions_is_an_error_at_load, free_left_engine),
         cmocka_unit_test_teardown(test_limits_recursion_through_c_functions_in_rules_is_the_rules_error, free_left_engine),
         cmocka_unit_test_teardown(test_limits_recursion_on_a_small_thread_stack_stops_short_of_its_end, free_left_engine),

@@ -24,6 +24,7 @@
 #include <termios.h>
 
 #include "policyutil.h"
+#include "procutil.h"
 
 static char mmt_run[PATH_MAX + 16], bin_dir[PATH_MAX], tmp_dir[96]; /* tmp_dir: test_dir/tmp */
 
@@ -49,15 +50,13 @@ static int setup(void **state)
     return mkdir(tmp_dir, 0700);
 }
 
-static void slurp(const char *path, char *buf, size_t len);
-
 static int teardown(void **state)
 {
     /* Only a process still running one of the tests' programs: its id may be another's. */
     for (int i = 0; i < nstrays; i++) {
         char path[64], cmdline[256];
         snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)strays[i]);
-        slurp(path, cmdline, sizeof cmdline);
+        read_file(path, cmdline, sizeof cmdline);
         if (strstr(cmdline, "e2e_signals") || strcmp(cmdline, "sleep") == 0)
             kill(strays[i], SIGKILL);
     }
@@ -68,14 +67,6 @@ typedef struct result {
     int status;
     char out[8192], err[8192];
 } result_t;
-
-static void slurp(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-    buf[n] = '\0';
-    if (f) fclose(f);
-}
 
 /* The names in `dir`, one per line; "" when it is empty. */
 static void listing(const char *dir, char *buf, size_t len)
@@ -112,8 +103,8 @@ static void mmt_run_env(const char *env, const char *args, result_t *r)
     snprintf(cmd, sizeof cmd, "%s '%s' %s > '%s' 2> '%s'", env, mmt_run, args, out, err);
     int status = system(cmd);
     r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    slurp(out, r->out, sizeof r->out);
-    slurp(err, r->err, sizeof r->err);
+    read_file(out, r->out, sizeof r->out);
+    read_file(err, r->err, sizeof r->err);
 }
 
 /* Runs "mmt-run ARGS" through sh with the tests' TMPDIR, and checks that it left nothing
@@ -160,32 +151,13 @@ static pid_t start_mmt_run(const char *name, const char *tmpdir, const char *con
     return pid;
 }
 
-/* The wait status of child `pid` once it ends; fails the test, after killing it, if it is
- * still running after `seconds`. */
-static int wait_for_exit(pid_t pid, double seconds)
-{
-    double end = now_seconds() + seconds;
-    int status;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid) return status;
-        if (r < 0) fail_msg("waitpid(%ld): %s", (long)pid, strerror(errno));
-        if (now_seconds() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            fail_msg("mmt-run (pid %ld) was still running after %.0f s", (long)pid, seconds);
-        }
-        sleep_ms(20);
-    }
-}
-
 /* Waits at most `seconds` for the file at `path` to hold exactly `want`. */
 static bool wait_for_text(const char *path, const char *want, double seconds)
 {
     double end = now_seconds() + seconds;
     char text[4096];
     for (;;) {
-        slurp(path, text, sizeof text);
+        read_file(path, text, sizeof text);
         if (strcmp(text, want) == 0) return true;
         if (now_seconds() > end) return false;
         sleep_ms(20);
@@ -198,7 +170,7 @@ static pid_t wait_for_pid_file(const char *path, double seconds)
     double end = now_seconds() + seconds;
     char text[64];
     for (;;) {
-        slurp(path, text, sizeof text);
+        read_file(path, text, sizeof text);
         long pid = strtol(text, NULL, 10);
         if (pid > 0 && strchr(text, '\n')) {
             if (nstrays < (int)(sizeof strays / sizeof strays[0])) strays[nstrays++] = (pid_t)pid;
@@ -215,7 +187,7 @@ static bool process_gone(pid_t pid)
 {
     char path[64], stat[512];
     snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    slurp(path, stat, sizeof stat);
+    read_file(path, stat, sizeof stat);
     const char *end = strrchr(stat, ')');
     return !stat[0] || (end && (end[2] == 'Z' || end[2] == 'X'));
 }
@@ -300,7 +272,7 @@ static void test_mmtrun_summary_in_json_counts_the_leak(void **state)
     mmt_run_with(args, &r);
     assert_int_equal(r.status, 0);
     snprintf(check, sizeof check, "%s/summary.json", test_dir);
-    slurp(check, json, sizeof json);
+    read_file(check, json, sizeof json);
     /* The program leaks 12345 bytes on purpose; glibc keeps a little more of its own. */
     snprintf(check, sizeof check,
              "/usr/bin/python3 -c 'import json, sys; d = json.load(open(\"%s/summary.json\")); "
@@ -362,7 +334,7 @@ static void test_mmtrun_relative_paths_survive_a_change_of_folder(void **state)
              "sh -c 'cd / && exec sleep 0.3' > '%s' 2> '%s'",
              test_dir, tmp_dir, mmt_run, out, err);
     assert_int_equal(system(cmd), 0);
-    slurp(err, text, sizeof text);
+    read_file(err, text, sizeof text);
     assert_contains(text, "mmt policy [info] pid ");
     assert_contains(text, ": REL TICK");
     assert_null(strstr(text, "cannot"));
@@ -374,12 +346,7 @@ static void test_mmtrun_relative_paths_survive_a_change_of_folder(void **state)
 /* The first of a few places, relative to the test program, where `name` is. */
 static bool find_source(const char *name, char *buf, size_t len)
 {
-    static const char *const ups[] = {"../..", "../../..", NULL}; /* build/<config>, build/<variant>/<config> */
-    for (const char *const *up = ups; *up; up++) {
-        snprintf(buf, len, "%s/%s/%s", bin_dir, *up, name);
-        if (access(buf, R_OK) == 0) return true;
-    }
-    return false;
+    return find_source_in(bin_dir, name, buf, len);
 }
 
 static void test_mmtrun_trace_and_svg_show_usage_and_rule_events(void **state)
@@ -719,7 +686,7 @@ static int run_traced(const char *script, char *err, size_t len)
              "%s 2> '%s'",
              test_dir, bin_dir, test_dir, script, errpath);
     int status = system(cmd);
-    slurp(errpath, err, len);
+    read_file(errpath, err, len);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -727,7 +694,7 @@ static void assert_file_holds(const char *name, const char *want)
 {
     char path[600], text[8192];
     snprintf(path, sizeof path, "%s/%s", test_dir, name);
-    slurp(path, text, sizeof text);
+    read_file(path, text, sizeof text);
     if (strcmp(text, want) != 0) fail_msg("%s holds:\n%.2000s\nexpected:\n%s", name, text, want);
 }
 
@@ -745,7 +712,7 @@ static void test_mmtrun_trace_descriptor_stays_clear_of_the_programs_numbers(voi
     assert_file_holds("own3", "mine\nend\n");
     char path[600], text[65536];
     snprintf(path, sizeof path, "%s/fd.csv", test_dir);
-    slurp(path, text, sizeof text);
+    read_file(path, text, sizeof text);
     assert_contains(text, ",exit,\n");
 
     /* Where it is: 512, far from the numbers programs take or expect free. */
@@ -754,7 +721,7 @@ static void test_mmtrun_trace_descriptor_stays_clear_of_the_programs_numbers(voi
                         err, sizeof err);
     assert_int_equal(status, 0);
     snprintf(path, sizeof path, "%s/fds", test_dir);
-    slurp(path, text, sizeof text);
+    read_file(path, text, sizeof text);
     char want[700];
     snprintf(want, sizeof want, "512 %s/fd.csv\n", test_dir);
     assert_contains(text, want);
@@ -819,7 +786,7 @@ static void test_mmtrun_picture_reads_the_trace_by_column_names_and_quotes(void 
              svg, test_dir);
     if (system(cmd) != 0) {
         snprintf(cmd, sizeof cmd, "%s/columns.err", test_dir);
-        slurp(cmd, err, sizeof err);
+        read_file(cmd, err, sizeof err);
         fail_msg("no picture: %s", err);
     }
     snprintf(check, sizeof check,
@@ -847,7 +814,7 @@ static void test_mmtrun_picture_reads_the_trace_by_column_names_and_quotes(void 
                  csv, svg, test_dir);
         assert_int_not_equal(system(cmd), 0);
         snprintf(cmd, sizeof cmd, "%s/columns.err", test_dir);
-        slurp(cmd, err, sizeof err);
+        read_file(cmd, err, sizeof err);
         assert_contains(err, bad[i].error);
     }
 }
@@ -919,7 +886,7 @@ static void test_mmtrun_sigterm_reaches_the_program_and_temporary_files_go(void 
     assert_true(process_gone(program));
     assert_no_temporary_files(tmp_dir);
     snprintf(script, sizeof script, "%s/term.err", test_dir);
-    slurp(script, err, sizeof err);
+    read_file(script, err, sizeof err);
     assert_contains(err, "mmt-run: sh was killed by signal 15 (Terminated)\n");
 }
 
@@ -944,7 +911,7 @@ static void test_mmtrun_forwards_hup_int_and_quit_sent_with_kill(void **state)
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         assert_int_equal(kill(run, steps[i].sig), 0);
         if (!wait_for_text(log, steps[i].log, 20)) {
-            slurp(log, text, sizeof text);
+            read_file(log, text, sizeof text);
             fail_msg("after signal %d the program's log is:\n%s", steps[i].sig, text);
         }
     }
@@ -952,7 +919,7 @@ static void test_mmtrun_forwards_hup_int_and_quit_sent_with_kill(void **state)
     if (!WIFEXITED(status)) fail_msg("mmt-run died of signal %d itself", WTERMSIG(status));
     assert_int_equal(WEXITSTATUS(status), 43);
     snprintf(err, sizeof err, "%s/fwd.err", test_dir);
-    slurp(err, text, sizeof text);
+    read_file(err, text, sizeof text);
     assert_contains(text, "e2e_signals: allocated ");
     assert_no_temporary_files(tmp_dir);
 }
@@ -995,7 +962,7 @@ static void test_mmtrun_ctrl_c_on_its_terminal_reaches_the_program_once(void **s
     wait_for_pid_file(pidfile, 20);
     assert_int_equal(write(master, "\003", 1), 1);
     if (!wait_for_text(log, "INT\n", 20)) {
-        slurp(log, text, sizeof text);
+        read_file(log, text, sizeof text);
         fail_msg("after ^C the program's log is:\n%s", text);
     }
     /* A second copy, had mmt-run sent one, would be in the log by now; the exit status
@@ -1003,14 +970,14 @@ static void test_mmtrun_ctrl_c_on_its_terminal_reaches_the_program_once(void **s
     sleep_ms(500);
     assert_int_equal(kill(run, SIGINT), 0);
     if (!wait_for_text(log, "INT\nINT\n", 20)) {
-        slurp(log, text, sizeof text);
+        read_file(log, text, sizeof text);
         fail_msg("after ^C and a kill -INT the program's log is:\n%s", text);
     }
     assert_int_equal(kill(run, SIGTERM), 0);
     int status = wait_for_exit(run, 20);
     close(master);
     if (!WIFEXITED(status)) fail_msg("mmt-run died of signal %d itself", WTERMSIG(status));
-    slurp(log, text, sizeof text);
+    read_file(log, text, sizeof text);
     assert_string_equal(text, "INT\nINT\nTERM\n");
     assert_int_equal(WEXITSTATUS(status), 42);
     assert_no_temporary_files(tmp_dir);
@@ -1047,7 +1014,7 @@ static void test_mmtrun_started_with_sigchld_ignored_still_gets_the_status(void 
              "sys.exit(3 if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN else 4)' 2> '%s'",
              tmp_dir, mmt_run, err);
     int status = system(cmd);
-    slurp(err, text, sizeof text);
+    read_file(err, text, sizeof text);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 3)
         fail_msg("status %d, stderr:\n%s", WIFEXITED(status) ? WEXITSTATUS(status) : -1, text);
     assert_contains(text, "mmt-run: /usr/bin/python3: allocated ");
@@ -1067,7 +1034,7 @@ static void test_mmtrun_summary_into_a_closed_pipe_leaves_no_files(void **state)
              test_dir, tmp_dir, mmt_run);
     assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "%s/report-path", test_dir);
-    slurp(cmd, where, sizeof where);
+    read_file(cmd, where, sizeof where);
     assert_true(strchr(where, '\n') != NULL);
     *strchr(where, '\n') = '\0';
     if (access(where, F_OK) == 0) fail_msg("the report %s was left behind", where);
@@ -1094,7 +1061,7 @@ static void test_mmtrun_killed_with_sigkill_takes_the_program_with_it(void **sta
     int status = wait_for_exit(run, 20);
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     if (!wait_for_text(log, "TERM\n", 20)) {
-        slurp(log, text, sizeof text);
+        read_file(log, text, sizeof text);
         fail_msg("the orphaned program's log is:\n%s", text);
     }
     assert_true(wait_until_gone(program, 20));
@@ -1116,7 +1083,7 @@ static void test_mmtrun_summary_covers_every_process_of_the_tree(void **state)
     mmt_run_with(args, &r);
     assert_int_equal(r.status, 0);
     snprintf(path, sizeof path, "%s/tree.json", test_dir);
-    slurp(path, json, sizeof json);
+    read_file(path, json, sizeof json);
     snprintf(check, sizeof check,
              "/usr/bin/python3 -c 'import json, sys\n"
              "d = json.load(open(\"%s\"))\n"
@@ -1154,7 +1121,7 @@ static void test_mmtrun_summary_covers_every_process_of_the_tree(void **state)
     assert_int_equal(r.status, 0);
     assert_int_equal(sscanf(r.out, "child %ld", &child), 1);
     snprintf(path, sizeof path, "%s/each.%ld.json", test_dir, child);
-    slurp(path, json, sizeof json);
+    read_file(path, json, sizeof json);
     assert_contains(json, "\"forked\":true");
     assert_contains(json, "\"allocated\":100000,");
 }

@@ -5,6 +5,7 @@
  * test needs the timer.
  */
 #include <math.h>
+#include <stdatomic.h>
 
 #include "policyutil.h"
 
@@ -616,10 +617,82 @@ static void test_policy_reload_from_inside_policy_code_is_refused(void **state)
     free_log(log);
 }
 
+/* ---- Contracts ----------------------------------------------------------------------- */
+
+static int64_t unused_action(int64_t arg, void *ud)
+{
+    (void)ud;
+    return arg;
+}
+
+static void test_policy_null_engine_is_refused_everywhere(void **state)
+{
+    (void)state;
+    /* policy.h's rule: a NULL engine does nothing; error codes say MMT_EINVAL. */
+    assert_int_equal(mmt_policy_action(NULL, "a", unused_action, NULL), MMT_EINVAL);
+    mmt_policy_set_log(NULL, capture, NULL);
+    mmt_policy_set_event(NULL, NULL, NULL);
+    assert_int_equal(mmt_policy_load(NULL, "x.lua"), MMT_EINVAL);
+    assert_int_equal(mmt_policy_reload(NULL), MMT_EINVAL);
+    assert_string_equal(mmt_policy_error(NULL), "");
+    assert_int_equal(mmt_policy_free(NULL), 0);
+}
+
+typedef struct error_reader {
+    mmt_policy_t *p;
+    const char *want; /* the whole error of the broken file */
+    atomic_bool stop;
+    int reads, torn;
+} error_reader_t;
+
+static void *read_errors(void *arg)
+{
+    error_reader_t *r = arg;
+    while (!atomic_load(&r->stop)) {
+        const char *e = mmt_policy_error(r->p);
+        if (e[0] && strcmp(e, r->want) != 0) r->torn++;
+        r->reads++;
+    }
+    return NULL;
+}
+
+static void test_policy_error_is_the_callers_copy_while_loads_go_on(void **state)
+{
+    (void)state;
+    /* One thread loads a broken and a good file in turn; another reads the error all the
+     * while: each reading is "" or the broken file's whole error, never a mixture. */
+    char bad[256], good[256];
+    test_path(bad, sizeof bad, "bad.lua");
+    test_path(good, sizeof good, "good.lua");
+    write_in_place(bad, "local mmt = require 'mmt'\nmmt.rule { name = 'x' }\n");
+    write_in_place(good, "local mmt = require 'mmt'\n");
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = new_engine(NULL, log);
+    assert_int_equal(mmt_policy_load(p, bad), MMT_ELOAD);
+    static char want[600];
+    snprintf(want, sizeof want, "%s", mmt_policy_error(p));
+    assert_true(want[0] != '\0');
+    error_reader_t r = {.p = p, .want = want};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, read_errors, &r), 0);
+    for (int k = 0; k < 300; k++) {
+        assert_int_equal(mmt_policy_load(p, good), 0);
+        assert_int_equal(mmt_policy_load(p, bad), MMT_ELOAD);
+    }
+    atomic_store(&r.stop, true);
+    pthread_join(t, NULL);
+    assert_true(r.reads > 0);
+    assert_int_equal(r.torn, 0);
+    mmt_policy_free(p);
+    free_log(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policy_declarative_rule_fires_and_resolves_with_hysteresis),
+        cmocka_unit_test(test_policy_null_engine_is_refused_everywhere),
+        cmocka_unit_test(test_policy_error_is_the_callers_copy_while_loads_go_on),
         cmocka_unit_test(test_policy_when_rule_fires_and_resolves_on_its_condition),
         cmocka_unit_test(test_policy_event_function_is_told_of_fire_and_resolve),
         cmocka_unit_test(test_policy_hold_delays_firing_until_the_condition_has_lasted),

@@ -313,7 +313,7 @@ static int run_usable(const char *after, const char *args, char *out, size_t out
     snprintf(command, sizeof command, "LD_PRELOAD='%s%s%s' '%s/e2e_usable' %s > '%s'", preload,
              after ? " " : "", after ? after : "", bin_dir, args, path);
     int rc = run_preloaded(command, err, err_len);
-    slurp_file(path, out, out_len);
+    read_file(path, out, out_len);
     return rc;
 }
 
@@ -387,11 +387,11 @@ static void test_preload_forked_child_reports_its_own_figures(void **state)
     strcat(command, path);
     strcat(command, "'");
     assert_int_equal(run_preloaded(command, err, sizeof err), 0);
-    slurp_file(path, out, sizeof out);
+    read_file(path, out, sizeof out);
     long pid = 0;
     assert_int_equal(sscanf(out, "child %ld", &pid), 1);
     snprintf(path, sizeof path, "%s/fork.%ld", test_dir, pid);
-    slurp_file(path, child, sizeof child);
+    read_file(path, child, sizeof child);
     assert_contains(child, "\"forked\":true");
     assert_int_equal(json_int(child, "allocated"), 100000);
     assert_int_equal(json_int(child, "allocations"), 10);
@@ -402,7 +402,7 @@ static void test_preload_forked_child_reports_its_own_figures(void **state)
     /* The parent's file: its own figures, the child not among them. */
     char dir_cmd[800];
     snprintf(dir_cmd, sizeof dir_cmd, "%s/fork.%lld", test_dir, json_int(child, "ppid"));
-    slurp_file(dir_cmd, parent, sizeof parent);
+    read_file(dir_cmd, parent, sizeof parent);
     assert_contains(parent, "\"forked\":false");
     assert_true(json_int(parent, "allocated") >= 1 << 20);
     assert_true(json_int(parent, "allocations") < 100);

@@ -76,13 +76,7 @@ static int setup(void **state)
     /* Servers' children whose parent dies (nginx's worker after its master, Redis's
      * BGSAVE child) come back to this process, so that teardown finds and ends them. */
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return -1;
-    /* The shipped policy, from build/<config> or build/<variant>/<config>. */
-    static const char *const ups[] = {"../..", "../../..", NULL};
-    for (const char *const *up = ups; *up; up++) {
-        snprintf(high_water, sizeof high_water, "%s/%s/policies/high_water.lua", bin_dir, *up);
-        if (access(high_water, R_OK) == 0) return 0;
-    }
-    return -1;
+    return find_source_in(bin_dir, "policies/high_water.lua", high_water, sizeof high_water) ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -114,20 +108,6 @@ static bool have(const char *path, const char *package)
     } while (0)
 
 /* ---- TCP clients ------------------------------------------------------------------------ */
-
-/* A TCP port on 127.0.0.1 that nothing listened on a moment ago. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 /* A connected socket to 127.0.0.1:port, or -1. Reads and writes time out after 20 s, so a
  * server that hangs fails the test instead of stopping it. */

@@ -938,14 +938,6 @@ static pid_t spawn(char *const argv[], const char *const extra[], const char *ou
     _exit(127);
 }
 
-static void slurp(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-    buf[n] = '\0';
-    if (f) fclose(f);
-}
-
 /* True if process `pid` has the preload library mapped. */
 static bool runs_the_library(pid_t pid)
 {
@@ -994,7 +986,7 @@ static void test_watch_under_the_preload_library_only_the_reporting_process_uses
             char text[4096];
             int status = 0;
             pid_t gone = waitpid(pids[i], &status, WNOHANG);
-            slurp(err[i], text, sizeof text);
+            read_file(err[i], text, sizeof text);
             fail_msg("process %d is not running the library (%s, status %#x); stderr:\n%s", i,
                      gone == pids[i] ? "ended" : "running", status, text);
         }
@@ -1008,7 +1000,7 @@ static void test_watch_under_the_preload_library_only_the_reporting_process_uses
         following = 0;
         for (int i = 0; i < ALL; i++) {
             char text[4096];
-            slurp(err[i], text, sizeof text);
+            read_file(err[i], text, sizeof text);
             following += strstr(text, "ACTIVE t1.") != NULL;
         }
         sleep_ms(50);
@@ -1041,12 +1033,12 @@ static void test_watch_the_preload_library_with_a_fifo_for_policy_runs_the_progr
     int status;
     assert_int_equal(waitpid(spawn(argv, env, out, err), &status, 0) > 0, 1);
     assert_true(WIFEXITED(status));
-    slurp(err, text, sizeof text);
+    read_file(err, text, sizeof text);
     if (WEXITSTATUS(status) != 3) fail_msg("exit status %d (124: hung); stderr:\n%s", WEXITSTATUS(status), text);
     char expected[600];
     snprintf(expected, sizeof expected, "%s: cannot read: not a regular file (a FIFO)", fifo);
     assert_contains(text, expected);
-    slurp(out, text, sizeof text);
+    read_file(out, text, sizeof text);
     assert_string_equal(text, "ran\n");
 }
 
@@ -1074,7 +1066,7 @@ static void test_watch_mmt_run_ends_when_a_fifo_is_renamed_over_its_policy(void 
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     double took = now_seconds() - t0;
-    slurp(err, text, sizeof text);
+    read_file(err, text, sizeof text);
     assert_true(WIFEXITED(status));
     if (WEXITSTATUS(status) != 0) fail_msg("exit status %d (124: hung); stderr:\n%s", WEXITSTATUS(status), text);
     assert_contains(text, "ends.lua: cannot read: not a regular file (a FIFO)");

@@ -100,14 +100,16 @@ static inline _Noreturn void end_child(int code)
     } while (0)
 
 /* Asserts that `text` holds `needle`, printing both if not. */
-/* The contents of the file at `path` into buf (len bytes, NUL-terminated; "" if it cannot
- * be read). */
-static inline void slurp_file(const char *path, char *buf, size_t len)
+/* Reads at most len - 1 bytes of the file at `path` into buf and ends them with a NUL;
+ * returns how many bytes were read (0 if the file cannot be opened). The bytes may hold
+ * NULs of their own: the count says where they end. */
+static inline size_t read_file(const char *path, char *buf, size_t len)
 {
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "rb");
     size_t n = f ? fread(buf, 1, len - 1, f) : 0;
     buf[n] = '\0';
     if (f) fclose(f);
+    return n;
 }
 
 #define assert_contains(text, needle)                                                      \

@@ -55,6 +55,8 @@
 #include <unistd.h>
 
 #include "fd.h" /* mmt__file_kind */
+#include "fields.h"
+#include "sys.h" /* mmt__now */
 #include "mmt/memory.h"
 #include "mmt/policy.h"
 #include "plot.h"
@@ -150,13 +152,6 @@ static int check_policy(const char *label, const char *path)
     }
     mmt_policy_free(engine);
     return rc;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- Temporary files and signals ------------------------------------------------------------ */
@@ -288,7 +283,8 @@ typedef struct proc {
     char comm[64], command[512], allocator[128];
     bool forked, reported;
     double start, seconds;
-    uint64_t allocated, freed, peak, in_use_at_start, in_use, allocations, frees, reallocs;
+    uint64_t in_use_at_start;
+    mmt_meminfo_t m; /* its counters (fields.h), found by their names */
 } proc_t;
 
 /* The report's fields, found by name. */
@@ -302,9 +298,7 @@ static const struct report_field {
     F("pid", INTEGER, pid), F("ppid", INTEGER, ppid), F("comm", TEXT, comm),
     F("command", TEXT, command), F("allocator", TEXT, allocator), F("forked", FLAG, forked),
     F("start", REAL, start), F("run_time_seconds", REAL, seconds),
-    F("allocated", COUNT, allocated), F("freed", COUNT, freed), F("peak", COUNT, peak),
-    F("in_use_at_start", COUNT, in_use_at_start), F("in_use", COUNT, in_use),
-    F("allocations", COUNT, allocations), F("frees", COUNT, frees), F("reallocs", COUNT, reallocs),
+    F("in_use_at_start", COUNT, in_use_at_start),
 #undef F
 };
 
@@ -364,8 +358,16 @@ static bool read_process(const char *text, proc_t *pr)
         if (*c++ != ':') return false;
         c += strspn(c, " ");
         const struct report_field *f = NULL;
+        struct report_field counter;
         for (size_t k = 0; k < sizeof report_fields / sizeof report_fields[0]; k++)
             if (strcmp(report_fields[k].name, key) == 0) f = &report_fields[k];
+        for (int k = 0; !f && k < MMT__NFIELDS; k++) {
+            if (strcmp(mmt__fields[k].name, key) != 0) continue;
+            counter = (struct report_field){key, COUNT,
+                                            offsetof(proc_t, m) + mmt__fields[k].offset, 8};
+            f = &counter;
+            pr->reported = true; /* the start record has no counters */
+        }
         char *at = f ? (char *)pr + f->offset : NULL;
         if (*c == '"') {
             char value[512], *into = f && f->kind == TEXT ? at : value;
@@ -382,7 +384,6 @@ static bool read_process(const char *text, proc_t *pr)
             else if (f && f->kind == COUNT) memcpy(at, &count, sizeof count);
             else if (f && f->kind == INTEGER) memcpy(at, &integer, sizeof integer);
             else if (f && f->kind == REAL) memcpy(at, &real, sizeof real);
-            if (f && !strcmp(key, "allocated")) pr->reported = true;
             c += strcspn(c, ",}");
         }
         c += strspn(c, " \n");
@@ -595,41 +596,47 @@ static void put_label(FILE *out, const char *s)
     fputc('"', out);
 }
 
-/* The summary's figures, for the whole tree and for each process: name in JSON, metric and
- * help in Prometheus, and where the value is. */
-static const struct summary_field {
-    const char *json, *metric, *type, *help;
-    size_t offset;
-    bool seconds;
-} summary_fields[] = {
-    {"allocated", "allocated_bytes_total", "counter", "Bytes allocated.", offsetof(proc_t, allocated), false},
-    {"freed", "freed_bytes_total", "counter", "Bytes freed.", offsetof(proc_t, freed), false},
-    {"peak", "peak_bytes", "gauge", "Highest number of bytes in use seen.", offsetof(proc_t, peak), false},
-    {"in_use_at_start", "in_use_at_start_bytes", "gauge",
-     "Bytes in use when the process started (a forked child's, inherited).",
-     offsetof(proc_t, in_use_at_start), false},
-    {"in_use_at_exit", "in_use_at_exit_bytes", "gauge", "Bytes still allocated at exit.",
-     offsetof(proc_t, in_use), false},
-    {"allocations", "allocations_total", "counter", "Successful allocation calls.",
-     offsetof(proc_t, allocations), false},
-    {"frees", "frees_total", "counter", "Calls that freed a block.", offsetof(proc_t, frees), false},
-    {"reallocs", "reallocs_total", "counter", "Calls that resized a block.", offsetof(proc_t, reallocs), false},
-    {"run_time_seconds", "run_time_seconds", "gauge", "How long it ran.", offsetof(proc_t, seconds), true},
-};
-enum { NSUMMARY = sizeof summary_fields / sizeof summary_fields[0] };
+/* The summary's figures, for the whole tree and for each process: the counters (fields.h;
+ * in_use is the one at exit), then in_use_at_start and the run time. */
+typedef struct summary_field {
+    char json[64], metric[96];
+    const char *type, *help;
+    int field;   /* its index in fields.h, or one of the two below */
+} summary_field_t;
+enum { IN_USE_AT_START = -1, RUN_TIME = -2, NSUMMARY = MMT__NFIELDS + 2 };
 
-static void put_value(FILE *out, const proc_t *p, const struct summary_field *f)
+static summary_field_t summary_field(int k)
 {
-    const char *at = (const char *)p + f->offset;
-    if (f->seconds) {
-        double v;
-        memcpy(&v, at, sizeof v);
-        fprintf(out, "%.3f", v);
+    summary_field_t f = {.field = k < MMT__NFIELDS ? k : k == MMT__NFIELDS ? IN_USE_AT_START : RUN_TIME};
+    if (f.field == IN_USE_AT_START) {
+        snprintf(f.json, sizeof f.json, "in_use_at_start");
+        snprintf(f.metric, sizeof f.metric, "in_use_at_start_bytes");
+        f.type = "gauge";
+        f.help = "Bytes in use when the process started (a forked child's, inherited).";
+    } else if (f.field == RUN_TIME) {
+        snprintf(f.json, sizeof f.json, "run_time_seconds");
+        snprintf(f.metric, sizeof f.metric, "run_time_seconds");
+        f.type = "gauge";
+        f.help = "How long it ran.";
+    } else if (k == MMT__FIELD_in_use) {
+        snprintf(f.json, sizeof f.json, "in_use_at_exit");
+        snprintf(f.metric, sizeof f.metric, "in_use_at_exit_bytes");
+        f.type = "gauge";
+        f.help = "Bytes still allocated at exit.";
     } else {
-        uint64_t v;
-        memcpy(&v, at, sizeof v);
-        fprintf(out, "%" PRIu64, v);
+        snprintf(f.json, sizeof f.json, "%s", mmt__fields[k].name);
+        snprintf(f.metric, sizeof f.metric, "%s", mmt__fields[k].metric + strlen("mmt_"));
+        f.type = mmt__fields[k].type;
+        f.help = mmt__fields[k].help;
     }
+    return f;
+}
+
+static void put_value(FILE *out, const proc_t *p, const summary_field_t *f)
+{
+    if (f->field == RUN_TIME) fprintf(out, "%.3f", p->seconds);
+    else if (f->field == IN_USE_AT_START) fprintf(out, "%" PRIu64, p->in_use_at_start);
+    else fprintf(out, "%" PRIu64, mmt__field_value(&p->m, f->field));
 }
 
 /* The tree's figures: sums over the processes that reported (peak and in_use at exit are
@@ -640,14 +647,9 @@ static proc_t tree_total(const proc_t *procs, size_t n, double seconds)
     proc_t t = {.seconds = seconds};
     for (size_t k = 0; k < n; k++) {
         if (!procs[k].reported) continue;
-        t.allocated += procs[k].allocated;
-        t.freed += procs[k].freed;
-        t.peak += procs[k].peak;
         t.in_use_at_start += procs[k].in_use_at_start;
-        t.in_use += procs[k].in_use;
-        t.allocations += procs[k].allocations;
-        t.frees += procs[k].frees;
-        t.reallocs += procs[k].reallocs;
+        for (int i = 0; i < MMT__NFIELDS; i++)
+            mmt__field_set(&t.m, i, mmt__field_value(&t.m, i) + mmt__field_value(&procs[k].m, i));
     }
     return t;
 }
@@ -663,9 +665,10 @@ static void put_json_process(FILE *out, const proc_t *p)
     if (p->reported) {
         fputs(",\"allocator\":", out);
         put_json_string(out, p->allocator);
-        for (int f = 0; f < NSUMMARY; f++) {
-            fprintf(out, ",\"%s\":", summary_fields[f].json);
-            put_value(out, p, &summary_fields[f]);
+        for (int k = 0; k < NSUMMARY; k++) {
+            summary_field_t f = summary_field(k);
+            fprintf(out, ",\"%s\":", f.json);
+            put_value(out, p, &f);
         }
     }
     fputs("}", out);
@@ -681,12 +684,12 @@ static void put_text_process(FILE *out, const proc_t *p)
     }
     fprintf(out, ": allocated %" PRIu64 " B, freed %" PRIu64 " B, peak %" PRIu64
                  " B, in use at exit %" PRIu64 " B, %" PRIu64 " allocations, ran %.3f s, on ",
-            p->allocated, p->freed, p->peak, p->in_use, p->allocations, p->seconds);
+            p->m.allocated, p->m.freed, p->m.peak, p->m.in_use, p->m.allocations, p->seconds);
     put_text(out, p->allocator);
     fputc('\n', out);
 }
 
-static void put_prometheus_process(FILE *out, const proc_t *p, const struct summary_field *f)
+static void put_prometheus_process(FILE *out, const proc_t *p, const summary_field_t *f)
 {
     fprintf(out, "mmt_process_%s{pid=\"%ld\",ppid=\"%ld\",comm=", f->metric, p->pid, p->ppid);
     put_label(out, p->comm);
@@ -709,9 +712,10 @@ static void summary(FILE *out, const char *format, const char *program, const pr
         fputs(",\"allocator\":", out);
         put_json_string(out, allocator);
         fprintf(out, ",\"processes_reported\":%zu", reported);
-        for (int f = 0; f < NSUMMARY; f++) {
-            fprintf(out, ",\"%s\":", summary_fields[f].json);
-            put_value(out, &t, &summary_fields[f]);
+        for (int k = 0; k < NSUMMARY; k++) {
+            summary_field_t f = summary_field(k);
+            fprintf(out, ",\"%s\":", f.json);
+            put_value(out, &t, &f);
         }
         fputs(",\"processes\":[", out);
         for (size_t k = 0; k < n; k++) {
@@ -721,14 +725,14 @@ static void summary(FILE *out, const char *format, const char *program, const pr
         fputs("]}\n", out);
     } else if (strcmp(format, "prometheus") == 0) {
         for (int f = 0; f < NSUMMARY; f++) {
-            const struct summary_field *sf = &summary_fields[f];
-            fprintf(out, "# HELP mmt_%s %s (the tree)\n# TYPE mmt_%s %s\nmmt_%s ", sf->metric,
-                    sf->help, sf->metric, sf->type, sf->metric);
-            put_value(out, &t, sf);
-            fprintf(out, "\n# HELP mmt_process_%s %s\n# TYPE mmt_process_%s %s\n", sf->metric,
-                    sf->help, sf->metric, sf->type);
+            summary_field_t sf = summary_field(f);
+            fprintf(out, "# HELP mmt_%s %s (the tree)\n# TYPE mmt_%s %s\nmmt_%s ", sf.metric,
+                    sf.help, sf.metric, sf.type, sf.metric);
+            put_value(out, &t, &sf);
+            fprintf(out, "\n# HELP mmt_process_%s %s\n# TYPE mmt_process_%s %s\n", sf.metric,
+                    sf.help, sf.metric, sf.type);
             for (size_t k = 0; k < n; k++)
-                if (procs[k].reported) put_prometheus_process(out, &procs[k], sf);
+                if (procs[k].reported) put_prometheus_process(out, &procs[k], &sf);
         }
         fprintf(out, "# HELP mmt_processes_reported Processes of the tree that reported.\n"
                      "# TYPE mmt_processes_reported gauge\nmmt_processes_reported %zu\n", reported);
@@ -738,8 +742,8 @@ static void summary(FILE *out, const char *format, const char *program, const pr
         if (reported > 1) fprintf(out, ": %zu processes", reported);
         fprintf(out, ": allocated %" PRIu64 " B, freed %" PRIu64 " B, peak %" PRIu64 " B%s, in use at "
                      "exit %" PRIu64 " B (not freed), %" PRIu64 " allocations, ran %.3f s\n",
-                t.allocated, t.freed, t.peak, reported > 1 ? " (their peaks summed)" : "", t.in_use,
-                t.allocations, seconds);
+                t.m.allocated, t.m.freed, t.m.peak, reported > 1 ? " (their peaks summed)" : "",
+                t.m.in_use, t.m.allocations, seconds);
         for (size_t k = 0; k < n; k++) put_text_process(out, &procs[k]);
     }
 }
@@ -773,10 +777,10 @@ static void summary_per_process(const char *pattern, const char *format, const p
             fputc('\n', out);
         } else if (strcmp(format, "prometheus") == 0) {
             for (int f = 0; f < NSUMMARY && procs[k].reported; f++) {
-                const struct summary_field *sf = &summary_fields[f];
-                fprintf(out, "# HELP mmt_process_%s %s\n# TYPE mmt_process_%s %s\n", sf->metric,
-                        sf->help, sf->metric, sf->type);
-                put_prometheus_process(out, &procs[k], sf);
+                summary_field_t sf = summary_field(f);
+                fprintf(out, "# HELP mmt_process_%s %s\n# TYPE mmt_process_%s %s\n", sf.metric,
+                        sf.help, sf.metric, sf.type);
+                put_prometheus_process(out, &procs[k], &sf);
             }
         } else {
             put_text_process(out, &procs[k]);
@@ -898,7 +902,7 @@ int main(int argc, char **argv)
         remove_temporary_files();
         return 2;
     }
-    double start = now();
+    double start = mmt__now();
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -957,7 +961,7 @@ int main(int argc, char **argv)
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     sigprocmask(SIG_SETMASK, &unblocked, NULL);
-    double seconds = now() - start;
+    double seconds = mmt__now() - start;
     if (got == (ssize_t)sizeof exec_errno) {
         fprintf(stderr, "mmt-run: cannot run %s: %s\n", argv[i], strerror(exec_errno));
         sigprocmask(SIG_BLOCK, &passed, NULL);

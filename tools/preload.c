@@ -51,10 +51,11 @@
 #include "mmt/policy.h"
 #include "backend.h"
 #include "counters.h"
-#include "engine.h"
+#include "preload_engine.h"
 #include "export.h"
 #include "fd.h"
 #include "fork.h"
+#include "sys.h"
 #include "trace.h"
 #include "utf8.h"
 
@@ -139,6 +140,8 @@ EXPORT size_t malloc_usable_size(void *ptr)
 
 /* ---- The policy engine and the report at exit ---------------------------------------------- */
 
+/* Set by the constructor before the program's main; cleared by the destructor, when the
+ * process is ending. */
 static mmt_policy_t *engine;
 
 /*
@@ -332,7 +335,8 @@ static void check_first_malloc(void)
                     "in LD_PRELOAD)\n", where);
 }
 
-/* The trace's process (a forked copy neither traces nor stops the trace). */
+/* The trace's process (a forked copy neither traces nor stops the trace): set by the
+ * constructor, only read after. */
 static pid_t trace_pid;
 
 static void start_policy(const char *policy, bool reporting, bool trace);

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine.h" /* mmt__read_rss */
+#include "sys.h"
 #include "fd.h"
 #include "trace.h"
 #include "utf8.h"
@@ -38,6 +38,8 @@
 #define MAX_PERIOD 10.0
 
 
+/* Set once by mmt__trace_start, from the preload library's constructor, before the
+ * sampler or any thread of the program exists; only read after that. */
 static pid_t trace_pid; /* a forked copy writes nothing (nor takes the lock, which the
                          * parent's sampler may have held at the fork) */
 static double start_time;
@@ -48,34 +50,22 @@ static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 static mmt__own_fd_t trace = {.fd = -1};
 static bool closed; /* the exit row is written: no row follows it */
 
-/* The sampler sleeps on `wake` until its next sample or until `stopping`. */
+/* The sampler sleeps on `wake` until its next sample or until `stopping`; sleep_lock
+ * protects `stopping`. `wake`, `sampler` and `sampler_started` are set once by
+ * mmt__trace_start, as above. */
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake;
 static bool stopping;
 static bool sampler_started;
 static pthread_t sampler;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* The program closed or replaced the descriptor: the trace stops, said once. Called with
  * write_lock held; writes with write(2), as it may run inside an allocation. */
 static void gone(void)
 {
-    char line[160];
-    int n = snprintf(line, sizeof line,
-                     "mmt: the trace's descriptor %d was closed or replaced by the program; the "
-                     "trace stops here\n",
-                     trace.fd);
+    mmt__say("mmt: the trace's descriptor %d was closed or replaced by the program; the trace "
+             "stops here", trace.fd);
     trace.fd = -1;
-    if (n > 0) {
-        ssize_t w = write(STDERR_FILENO, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
-        (void)w;
-    }
     /* The sampler has nothing left to do (it never holds sleep_lock while writing). */
     pthread_mutex_lock(&sleep_lock);
     stopping = true;
@@ -108,7 +98,7 @@ static void write_row(const mmt_meminfo_t *m, const char *event, const char *rul
     int len = snprintf(row, sizeof row,
                        "%.6f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
                        ",%s,",
-                       now() - start_time, m->in_use, (uint64_t)mmt__read_rss(), m->allocated,
+                       mmt__now() - start_time, m->in_use, (uint64_t)mmt__read_rss(), m->allocated,
                        m->freed, m->peak, m->allocations, event);
     if (len < 0 || (size_t)len + 2 * MMT_TRACE_RULE_MAX + 3 > sizeof row) return; /* see above */
     if (getpid() != trace_pid) return;
@@ -147,7 +137,7 @@ static void *sampler_main(void *arg)
     while (!stopping) {
         pthread_mutex_unlock(&sleep_lock);
         sample("sample", false);
-        double elapsed = now() - start_time;
+        double elapsed = mmt__now() - start_time;
         double period = elapsed / 1000;
         period = period < MIN_PERIOD ? MIN_PERIOD : period > MAX_PERIOD ? MAX_PERIOD : period;
         struct timespec until;
@@ -165,7 +155,7 @@ static void *sampler_main(void *arg)
 
 int mmt__trace_start(const char *path)
 {
-    start_time = now();
+    start_time = mmt__now();
     trace_pid = getpid();
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return -1;

@@ -117,7 +117,8 @@ enum {
 };
 
 /* Writes the current counters to `out` in `format`. Returns 0, MMT_EINVAL (NULL out,
- * unknown format) or MMT_EIO. */
+ * unknown format), MMT_EIO, or MMT_ENOMEM (the text outgrew the stack buffer it is made
+ * in, which today's fields never do, and no memory was left for a larger one). */
 MMT_API int mmt_meminfo_write(FILE *out, int format);
 
 /* ---- Listeners ----------------------------------------------------------------------- */
@@ -157,10 +158,14 @@ MMT_API void mmt_mem_checkpoint(void);
 
 /* ---- Failure and misc ---------------------------------------------------------------- */
 
-/* fn runs when an allocation fails, before the report line and abort(); it cannot cancel
- * the abort. size is the size asked for (SIZE_MAX for an overflowing calloc). NULL unsets.
- * It is not called again if it itself triggers an allocation failure. */
-MMT_API void mmt_set_oom_handler(void (*fn)(size_t size, const mmt_meminfo_t *info));
+/* Runs when an allocation fails, before the report line and abort(), which it cannot
+ * cancel: `size` is the size asked for (SIZE_MAX for an overflowing calloc), `info` the
+ * counters then, `arg` what mmt_set_oom_handler was given with it. It is not called again
+ * if it itself triggers an allocation failure. */
+typedef void (*mmt_oom_fn)(size_t size, const mmt_meminfo_t *info, void *arg);
+
+/* Sets the handler and its argument, from any thread (NULL unsets). */
+MMT_API void mmt_set_oom_handler(mmt_oom_fn fn, void *arg);
 
 /* "MAJOR.MINOR.PATCH" of the loaded library. */
 MMT_API const char *mmt_version(void);

@@ -85,6 +85,10 @@ enum { MMT_LOG_ERROR = 0, MMT_LOG_WARN = 1, MMT_LOG_INFO = 2, MMT_LOG_DEBUG = 3 
 typedef void (*mmt_policy_event_fn)(const char *rule, int fired, const mmt_meminfo_t *m,
                                     void *ud);
 
+/* Every function below given a NULL engine does nothing: those that return an error code
+ * return MMT_EINVAL (mmt_policy_free returns 0, as free(NULL) does nothing), and
+ * mmt_policy_error returns "". */
+
 /* Creates an engine with no policy loaded; opts may be NULL (all defaults). It sets the
  * process-wide checkpoint distance (mmt_mem_set_checkpoint) to opts->checkpoint_bytes if
  * none is set or the one set is larger. Returns NULL only if the engine's own memory or
@@ -111,7 +115,9 @@ MMT_API int mmt_policy_load(mmt_policy_t *p, const char *path);
 /* mmt_policy_load with the last path given; MMT_EINVAL if there was none. */
 MMT_API int mmt_policy_reload(mmt_policy_t *p);
 
-/* The last load error, "" if the last load succeeded. Valid until the next load. */
+/* The last load error, "" if the last load succeeded: a copy private to the calling thread,
+ * valid until its next call of mmt_policy_error (a reload on the engine's thread cannot
+ * change it under the caller). */
 MMT_API const char *mmt_policy_error(const mmt_policy_t *p);
 
 /* Stops the timer and watcher, waits for a running evaluation, frees everything; returns
