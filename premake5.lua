@@ -170,7 +170,8 @@ project "mmtmem-preload"
    kind "SharedLib"
    targetname "mmtmem-preload"
    files(core_sources)
-   files { "tools/preload.c", "tools/next.c", "tools/trace.c", "tools/trace.h", "tools/utf8.h" }
+   files { "tools/preload.c", "tools/next.c", "tools/trace.c", "tools/trace.h", "tools/utf8.h",
+           "tools/report_path.h" }
    includedirs(private) -- preload.c itself takes lua/preload_engine.h, not the engine's header
    defines { "MMT_BACKEND_NEXT" }
    buildoptions { "-fPIC", "-fvisibility=hidden", "-fno-builtin" }
@@ -181,7 +182,7 @@ project "mmtmem-preload"
 -- static library to load the policy once itself before the program starts.
 project "mmt-run"
    kind "ConsoleApp"
-   files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h", "tools/utf8.h" }
+   files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h", "tools/utf8.h", "tools/report_path.h" }
    includedirs { "core" } -- fd.h, sys.h
    links { "mmtmem-static" }
    links(system_libs)
@@ -227,6 +228,7 @@ project "e2e_usable"
    kind "ConsoleApp"
    files { "tests/e2e/usable.c" }
    links { "dl" }
+   linkoptions { "-pthread" }
 
 -- A program that logs the signals it gets, run under mmt-run by test_mmtrun.
 project "e2e_signals"

@@ -10,7 +10,9 @@
  * it fails the check like any stray pointer.
  */
 #include <assert.h>
+#include <sched.h>
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -199,19 +201,29 @@ size_t mmt_size(const void *ptr)
     return checked_header("mmt_size", ptr, &raw)->size;
 }
 
+/* Two threads may ask malloc_usable_size of one live block at once (it only reads, as
+ * glibc has it): growing the header is done under one of these locks, chosen by the
+ * header's address, so that neither reads a size and check half rewritten, and the
+ * growth is counted once. */
+static atomic_flag grow_locks[64];
+
 size_t mmt__claim_usable(void *ptr, size_t (*usable)(void *raw))
 {
     if (!ptr) return 0;
+    atomic_flag *lock = &grow_locks[((uintptr_t)ptr >> 4) % 64];
+    while (atomic_flag_test_and_set_explicit(lock, memory_order_acquire)) sched_yield();
     void *raw;
     header_t *h = checked_header("malloc_usable_size", ptr, &raw);
     size_t offset = (size_t)((char *)ptr - (char *)raw);
     size_t avail = usable(raw);
-    if (avail <= offset || avail - offset <= h->size || avail - offset > MMT_MAX_SIZE)
-        return h->size;
-    uint64_t grown = avail - offset;
-    uint64_t flags = h->check ^ seal(h, h->size); /* 0, or CHECK_ALIGNED */
-    mmt__count_grow(grown - h->size);
-    h->size = grown;
-    h->check = seal(h, grown) ^ flags;
-    return grown;
+    uint64_t size = h->size;
+    if (avail > offset && avail - offset > size && avail - offset <= MMT_MAX_SIZE) {
+        uint64_t flags = h->check ^ seal(h, size); /* 0, or CHECK_ALIGNED */
+        size = avail - offset;
+        mmt__count_grow(size - h->size);
+        h->size = size;
+        h->check = seal(h, size) ^ flags;
+    }
+    atomic_flag_clear_explicit(lock, memory_order_release);
+    return size;
 }

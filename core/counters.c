@@ -6,6 +6,7 @@
 #include "counters.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -191,9 +192,11 @@ void mmt__counters_fork_child(void)
     pthread_mutex_unlock(&registry_lock);
 }
 
-void mmt__counters_restart_peak(uint64_t in_use)
+void mmt__counters_restart_peak(void)
 {
-    atomic_store_explicit(&peak, in_use, memory_order_relaxed);
+    if (mmt__tls_slot) fold_quietly(mmt__tls_slot); /* its window's high point is the past's */
+    int64_t now = mmt__published();
+    atomic_store_explicit(&peak, now > 0 ? (uint64_t)now : 0, memory_order_relaxed);
 }
 
 static void make_key(void)
@@ -302,14 +305,23 @@ static uint64_t acquire(_Atomic uint64_t *c)
  * thread that is exactly the highest in_use since the last fold; when no thread is
  * allocating it is at least in_use.
  */
-void mmt_meminfo(mmt_meminfo_t *info)
+/* Sums the counters into *info, waiting for the registry lock, or (wait false) trying it a
+ * thousand times and leaving *info alone if it never comes. */
+static bool read_counters(mmt_meminfo_t *info, bool wait)
 {
-    if (!info) return;
     mmt_meminfo_t m = {0};
     int64_t estimate = mmt__published();
     int64_t dip = 0;
 
-    pthread_mutex_lock(&registry_lock);
+    if (wait) {
+        pthread_mutex_lock(&registry_lock);
+    } else {
+        int tries = 0;
+        while (pthread_mutex_trylock(&registry_lock) != 0) {
+            if (++tries == 1000) return false;
+            sched_yield();
+        }
+    }
 #define FIELD(name) m.name = retired.name + acquire(&shared_slot.name);
     FOR_SUMMED_FIRST
 #undef FIELD
@@ -336,4 +348,15 @@ void mmt_meminfo(mmt_meminfo_t *info)
     raise_peak(estimate + dip);
     m.peak = atomic_load_explicit(&peak, memory_order_relaxed);
     *info = m;
+    return true;
+}
+
+void mmt_meminfo(mmt_meminfo_t *info)
+{
+    if (info) read_counters(info, true);
+}
+
+bool mmt__meminfo_try(mmt_meminfo_t *info)
+{
+    return read_counters(info, false);
 }

@@ -161,9 +161,16 @@ int64_t mmt__published(void);
 /* Sets the fold limit from the checkpoint distance (0: no checkpoints). */
 void mmt__counters_set_fold_limit(uint64_t checkpoint_bytes);
 
-/* Starts peak again from `in_use` (mmt_meminfo's, exact with one thread), for a process
- * that counts its own figures from now: a forked child under the preload library. */
-void mmt__counters_restart_peak(uint64_t in_use);
+/* Starts peak again from in_use, for a process that counts its own figures from now: a
+ * forked child under the preload library, called from its fork handler (one thread, its
+ * other slots folded by the core's handler, so the estimate is exact once this thread's
+ * window is folded too; no checkpoint runs). */
+void mmt__counters_restart_peak(void);
+
+/* mmt_meminfo without waiting for its lock: false, *info untouched, if the lock did not
+ * come in a thousand tries (a signal handler that interrupted this thread inside
+ * mmt_meminfo, where waiting would never end). */
+bool mmt__meminfo_try(mmt_meminfo_t *info);
 
 /* Slots ever created: stays at the peak number of live threads, however many exit. */
 unsigned mmt__slots_created(void);

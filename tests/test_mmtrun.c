@@ -1150,12 +1150,37 @@ static void test_mmtrun_reload_is_said_at_info(void **state)
     assert_contains(r.err, want);
 }
 
+static void test_mmtrun_report_folder_survives_what_the_tree_puts_in_it(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* A process of the tree puts a FIFO (which a read would block on) and a folder into
+     * mmt-run's report folder: mmt-run neither hangs nor leaves its folder behind. */
+    static result_t r;
+    mmt_run_with("-- sh -c 'd=${MMT_OUT%/*}; mkfifo $d/evil; mkdir $d/sub; echo made'", &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "made\n");
+    assert_contains(r.err, "mmt-run: sh: 3 processes: allocated ");
+
+    /* A % in TMPDIR is part of the folder's name, not a process id. */
+    char pct[PATH_MAX], env[PATH_MAX + 16];
+    snprintf(pct, sizeof pct, "%s/100%%p", test_dir);
+    assert_int_equal(mkdir(pct, 0700), 0);
+    snprintf(env, sizeof env, "TMPDIR='%s'", pct);
+    mmt_run_env(env, "-- true", &r);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.err, "mmt-run: true: allocated ");
+    assert_no_temporary_files(pct);
+    rmdir(pct);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mmtrun_forwards_output_and_exit_status),
         cmocka_unit_test(test_mmtrun_summary_covers_every_process_of_the_tree),
         cmocka_unit_test(test_mmtrun_reload_is_said_at_info),
+        cmocka_unit_test(test_mmtrun_report_folder_survives_what_the_tree_puts_in_it),
         cmocka_unit_test(test_mmtrun_reports_the_program_not_its_forked_copies),
         cmocka_unit_test(test_mmtrun_says_when_the_program_dies_of_a_signal),
         cmocka_unit_test(test_mmtrun_rejects_what_it_cannot_run),

@@ -408,6 +408,74 @@ static void test_preload_forked_child_reports_its_own_figures(void **state)
     assert_true(json_int(parent, "allocations") < 100);
 }
 
+static void test_preload_usable_size_asked_by_two_threads_at_once(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* Two threads ask of the same blocks: neither reads a header half grown (which aborted
+     * as "not a live mmt block"), and the growth is counted once (in_use comes back). */
+    for (int round = 0; round < 5; round++) {
+        char out[256], err[4096];
+        if (run_usable(NULL, "race", out, sizeof out, err, sizeof err) != 0)
+            fail_msg("round %d: %s", round, err);
+        assert_string_equal(out, "raced\n");
+    }
+}
+
+static void test_preload_exit_from_a_signal_handler_never_hangs(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* _exit from a handler that interrupted the counters' reading: the report is written
+     * or skipped, never waited for (it hung one run in two before). */
+    char command[16384], err[4096];
+    for (int round = 0; round < 10; round++) {
+        snprintf(command, sizeof command,
+                 "MMT_REPORT=json MMT_OUT='%s/sig.%%p' timeout 10 '%s/e2e_usable' sigexit", test_dir,
+                 bin_dir);
+        int rc = run_preloaded(command, err, sizeof err);
+        if (rc != 0) fail_msg("round %d: exit %d (124: it hung)\n%s", round, rc, err);
+    }
+}
+
+static void test_preload_report_files_are_never_written_through_a_link_nor_over_another(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* A link planted at the name a process will report to (a recreated report folder, a
+     * guessed name in /tmp) is refused, and the file it points to left alone. */
+    char command[16384], err[4096], victim[600], text[256];
+    snprintf(victim, sizeof victim, "%s/victim.txt", test_dir);
+    write_in_place(victim, "precious\n");
+    snprintf(command, sizeof command,
+             "MMT_REPORT=json MMT_OUT='%s/link.%%p' sh -c 'rm -f %s/link.$$; "
+             "ln -s %s %s/link.$$; exec true'", test_dir, test_dir, victim, test_dir);
+    assert_int_equal(run_preloaded(command, err, sizeof err), 0);
+    read_file(victim, text, sizeof text);
+    assert_string_equal(text, "precious\n");
+    assert_contains(err, "Too many levels of symbolic links");
+
+    /* A finished report already at the name is an earlier process's whose id this one
+     * reuses: moved aside (NAME.1), not written over. */
+    char fake[600], path[700];
+    snprintf(fake, sizeof fake, "%s/fake.json", test_dir);
+    write_in_place(fake, "{\"pid\":1,\"allocated\":5}\n");
+    snprintf(command, sizeof command,
+             "MMT_REPORT=json MMT_OUT='%s/reuse.%%p' sh -c 'cp %s %s/reuse.$$; "
+             "echo $$ > %s/reuse.pid; exec true'", test_dir, fake, test_dir, test_dir);
+    assert_int_equal(run_preloaded(command, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/reuse.pid", test_dir);
+    read_file(path, text, sizeof text);
+    long pid = atol(text);
+    assert_true(pid > 0);
+    snprintf(path, sizeof path, "%s/reuse.%ld.1", test_dir, pid);
+    read_file(path, text, sizeof text);
+    assert_string_equal(text, "{\"pid\":1,\"allocated\":5}\n");
+    snprintf(path, sizeof path, "%s/reuse.%ld", test_dir, pid);
+    read_file(path, text, sizeof text);
+    assert_contains(text, "\"comm\":\"true\"");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +490,9 @@ int main(void)
         cmocka_unit_test(test_preload_wraps_an_allocator_preloaded_after_it),
         cmocka_unit_test(test_preload_says_when_an_allocator_comes_before_it),
         cmocka_unit_test(test_preload_forked_child_reports_its_own_figures),
+        cmocka_unit_test(test_preload_usable_size_asked_by_two_threads_at_once),
+        cmocka_unit_test(test_preload_exit_from_a_signal_handler_never_hangs),
+        cmocka_unit_test(test_preload_report_files_are_never_written_through_a_link_nor_over_another),
     };
     return cmocka_run_group_tests_name("preload", tests, find_library, remove_test_dir);
 }

@@ -41,6 +41,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -60,6 +61,7 @@
 #include "mmt/memory.h"
 #include "mmt/policy.h"
 #include "plot.h"
+#include "report_path.h"
 #include "utf8.h"
 
 static void usage(void)
@@ -189,8 +191,9 @@ static void remove_report_dir(void)
         while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
             for (long at = 0; at < n;) {
                 struct dirent64 *d = (struct dirent64 *)(buf + at);
-                if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0)
-                    unlinkat(dir, d->d_name, 0);
+                if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0 &&
+                    unlinkat(dir, d->d_name, 0) != 0 && errno == EISDIR)
+                    unlinkat(dir, d->d_name, AT_REMOVEDIR); /* a program's empty folder */
                 at += d->d_reclen;
             }
         }
@@ -387,7 +390,7 @@ static bool read_process(const char *text, proc_t *pr)
             c += strcspn(c, ",}");
         }
         c += strspn(c, " \n");
-        if (*c == '}') return pr->pid > 0;
+        if (*c == '}') return pr->pid > 0 && isfinite(pr->start) && isfinite(pr->seconds);
         if (*c++ != ',') return false;
     }
 }
@@ -410,12 +413,15 @@ static proc_t *read_processes(size_t *n)
     struct dirent *d;
     while ((d = readdir(dir))) {
         if (d->d_name[0] == '.') continue;
-        char path[sizeof report_dir + 300], text[8192];
-        snprintf(path, sizeof path, "%s/%s", report_dir, d->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        size_t len = fread(text, 1, sizeof text - 1, f);
-        fclose(f);
+        /* Regular files only, not through a link: a process of the tree may have put a
+         * FIFO there, which would block the read. */
+        char text[8192];
+        int fd = openat(dirfd(dir), d->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0) continue;
+        ssize_t len = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, text, sizeof text - 1) : -1;
+        close(fd);
+        if (len < 0) continue;
         text[len] = '\0';
         proc_t pr;
         if (!read_process(text, &pr)) continue;
@@ -700,12 +706,12 @@ static void put_prometheus_process(FILE *out, const proc_t *p, const summary_fie
 
 /* The summary of the processes that reported, and of the whole tree. */
 static void summary(FILE *out, const char *format, const char *program, const proc_t *procs,
-                    size_t n, double seconds)
+                    size_t n, const proc_t *main_proc, double seconds)
 {
     proc_t t = tree_total(procs, n, seconds);
     size_t reported = 0;
     for (size_t k = 0; k < n; k++) reported += procs[k].reported;
-    const char *allocator = n ? procs[0].allocator : ""; /* the program's: it started first */
+    const char *allocator = main_proc ? main_proc->allocator : "";
     if (strcmp(format, "json") == 0) {
         fputs("{\"program\":", out);
         put_json_string(out, program);
@@ -754,19 +760,11 @@ static void summary_per_process(const char *pattern, const char *format, const p
 {
     for (size_t k = 0; k < n; k++) {
         char path[PATH_MAX + 64];
-        size_t at = 0;
-        for (const char *c = pattern; *c && at + 24 < sizeof path; c++) {
-            if (c[0] == '%' && c[1] == 'p') {
-                at += (size_t)snprintf(path + at, sizeof path - at, "%ld", procs[k].pid);
-                c++;
-            } else if (c[0] == '%' && c[1] == '%') {
-                path[at++] = '%';
-                c++;
-            } else {
-                path[at++] = *c;
-            }
+        if (!mmt__expand_pid(pattern, procs[k].pid, path, sizeof path)) {
+            fprintf(stderr, "mmt-run: --out %s: too long a name for process %ld\n", pattern,
+                    procs[k].pid);
+            continue;
         }
-        path[at] = '\0';
         FILE *out = fopen(path, "w");
         if (!out) {
             fprintf(stderr, "mmt-run: cannot write %s: %s\n", path, strerror(errno));
@@ -883,8 +881,9 @@ int main(int argc, char **argv)
         report_dir[0] = '\0';
         return 2;
     }
-    char report_pattern[sizeof report_dir + 8];
-    snprintf(report_pattern, sizeof report_pattern, "%s/%%p", report_dir);
+    char report_pattern[2 * sizeof report_dir + 8];
+    mmt__escape_percent(report_dir, report_pattern, sizeof report_pattern - 3); /* a % of TMPDIR's */
+    strcat(report_pattern, "/%p");
     /* --svg without --trace: the series goes to a temporary file. */
     if (svg_path && !trace_path) {
         if (make_temporary(temp_trace, sizeof temp_trace, tmpdir, tmpdir_from_env,
@@ -970,7 +969,7 @@ int main(int argc, char **argv)
     }
 
     /* --out with %p: a file per process; otherwise one summary of the tree. */
-    bool per_process = out_path && strstr(out_path, "%p");
+    bool per_process = out_path && mmt__has_pid_escape(out_path);
     FILE *out = out_path && !per_process ? fopen(out_path, "w") : stderr;
     if (!out) {
         fprintf(stderr, "mmt-run: cannot write %s: %s\n", out_path, strerror(errno));
@@ -983,7 +982,7 @@ int main(int argc, char **argv)
         if (procs[k].pid == (long)pid) main_proc = &procs[k];
     if (main_proc && main_proc->reported) {
         if (per_process) summary_per_process(out_path, format, procs, nprocs);
-        else summary(out, format, argv[i], procs, nprocs, seconds);
+        else summary(out, format, argv[i], procs, nprocs, main_proc, seconds);
     } else if (!main_proc) {
         /* Not even the library's start record (preload.c): it was never loaded. A program
          * killed before the loader ran is not blamed on its file unless the file says. */

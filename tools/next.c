@@ -7,8 +7,8 @@
  * fragmentation and its malloc_usable_size stay its own.
  *
  * dlsym itself may allocate (glibc's keeps a per-thread error buffer), which comes back
- * here before the answer is known. Those calls, and any made while another thread is
- * finding the functions, are served from a small static arena; its blocks are never given
+ * here before the answer is known. Those calls are served from a small static arena (a
+ * thread that allocates while another is finding the functions waits for it); its blocks are never given
  * back (free ignores them) and never passed to the allocator underneath. A program whose
  * allocator is not found at all (no definition after mmt: not possible with glibc) falls
  * back to glibc's own entry points.
@@ -118,6 +118,14 @@ static void find_next(void)
         memcpy(&n.usable, &u, sizeof u);
         const char *name = object_name(m);
         if (name) next_name = name; /* dladdr's string lives as long as the object */
+        /* The usable size only from the allocator's own object: another's (glibc's, for
+         * an allocator without one) would be asked about a block it never made. */
+        Dl_info mi, ui;
+        void *mp, *up;
+        memcpy(&mp, &m, sizeof mp);
+        memcpy(&up, &u, sizeof up);
+        if (u && (!dladdr(mp, &mi) || !dladdr(up, &ui) || mi.dli_fbase != ui.dli_fbase))
+            n.usable = NULL;
     } else {
         n = (next_fns_t){__libc_malloc, __libc_calloc, __libc_realloc, __libc_free, NULL};
     }

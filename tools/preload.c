@@ -6,10 +6,13 @@
  *   MMT_POLICY=FILE     policy to load and watch (none: counters only)
  *   MMT_INTERVAL=MS     the engine's timer, 0 to 86400000 (default 1000; 0: checkpoints only)
  *   MMT_REPORT=FORMAT   at exit, write the counters as text, json or prometheus
- *   MMT_OUT=FILE        where the report goes (default: stderr)
+ *   MMT_OUT=FILE        where the report goes (default: stderr); %p in it is the process
+ *                       id, and then every process writes its own (%% is a %)
  *   MMT_TRACE=FILE      write the time series there, as CSV (trace.h)
  *
- *   MMT_REPORT_PID=PID  only the process with this id reports (default: every process)
+ *   MMT_REPORT_PID=PID  without %p in MMT_OUT, only the process with this id reports
+ *                       (default: every process); only it writes the trace and takes an
+ *                       inotify instance
  *
  * A value out of its range is said in one line on stderr, naming the variable and the
  * value, and the default is used instead: the program runs on. The reporting processes
@@ -25,10 +28,10 @@
  * that matter.
  * An exec keeps the process id, so a shell wrapper that execs the program hands it on.
  *
- * mmt sits on glibc's own entry points (__libc_malloc and friends), so there is no dlsym
- * bootstrap to get wrong. The interposed functions keep the libc contracts a program
- * relies on (EINVAL for a bad alignment, page alignment for valloc); an allocation that
- * fails is mmt's designed abort.
+ * mmt sits on the next malloc in the program's lookup order (next.c: glibc's, or the one the
+ * program brings, jemalloc for Redis). The interposed functions keep the libc contracts a
+ * program relies on (EINVAL for a bad alignment, page alignment for valloc); an allocation
+ * that fails is mmt's designed abort.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,6 +59,7 @@
 #include "fd.h"
 #include "fork.h"
 #include "sys.h"
+#include "report_path.h"
 #include "trace.h"
 #include "utf8.h"
 
@@ -198,23 +202,10 @@ static void mark_report_file(const char *path)
     close(fd);
 }
 
-/* report_path with each %p replaced by this process's id (%% by %), into buf. */
+/* report_path with this process's id for %p, into buf ("" if it does not fit). */
 static void expand_path(char *buf, size_t len)
 {
-    size_t at = 0;
-    for (const char *c = report_path; *c && at + 1 < len; c++) {
-        if (c[0] == '%' && (c[1] == 'p' || c[1] == '%')) {
-            if (*++c == '%') {
-                buf[at++] = '%';
-                continue;
-            }
-            int n = snprintf(buf + at, len - at, "%ld", (long)getpid());
-            at = n > 0 && (size_t)n < len - at ? at + (size_t)n : len - 1;
-            continue;
-        }
-        buf[at++] = *c;
-    }
-    buf[at] = '\0';
+    mmt__expand_pid(report_path, (long)getpid(), buf, len);
 }
 
 /* Reads the small /proc/self file `name` into buf (NULs, as the command line has between
@@ -262,17 +253,65 @@ static size_t process_fields(char *buf, size_t len, bool at_exit)
     return n > 0 ? ((size_t)n < len ? (size_t)n : len - 1) : 0;
 }
 
+/* Whether `text` (at most `len` bytes) is a finished report, not a start record: a file of
+ * an earlier process whose id this one reuses. */
+#define FINISHED "\"allocated\":" /* a field of the report that the start record lacks */
+
+static bool finished_report(const char *text, size_t len)
+{
+    return len > 0 && (atomic_load(&report_format) != MMT_FORMAT_JSON ||
+                       memmem(text, len, FINISHED, sizeof FINISHED - 1) != NULL);
+}
+
+/*
+ * Opens this process's own report file (`path`: MMT_OUT with its %p expanded) for writing,
+ * without truncating it. Only a regular file this user owns is written: never through a
+ * symbolic link (a folder of reports someone else recreated, a name planted in /tmp), nor
+ * into a FIFO or a device, which could block or kill the process at exit. A finished
+ * report already there is an earlier process's whose id this one reuses: it is moved
+ * aside (PATH.N), not overwritten. Returns the descriptor, or -1 with errno set.
+ */
+static int open_report_file(const char *path)
+{
+    int flags = O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+    int fd = open(path, flags | O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0 || errno != EEXIST) return fd;
+    fd = open(path, flags | O_RDWR); /* read too: what is there already */
+    struct stat st;
+    if (fd < 0) return -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        close(fd);
+        errno = EPERM;
+        return -1;
+    }
+    char head[4096];
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    if (n > 0 && finished_report(head, (size_t)n)) {
+        close(fd);
+        char aside[sizeof report_path + 96];
+        for (int k = 1; k < 1000; k++) {
+            snprintf(aside, sizeof aside, "%s.%d", path, k);
+            if (access(aside, F_OK) != 0) break;
+        }
+        if (rename(path, aside) != 0) return -1;
+        return open(path, flags | O_WRONLY | O_CREAT | O_EXCL, 0600);
+    }
+    return fd;
+}
+
 /* Opens this process's own report file (per-process reports), before the program can
  * drop its privileges or close descriptors it does not know, and writes the start record
- * (JSON): a process that never reports (killed, or its exec failed) still shows. A FIFO
- * without a reader is not waited for: the report then opens it at exit. */
+ * (JSON): a process that never reports (killed, or its exec failed) still shows. */
 static void open_own_report(void)
 {
     char path[sizeof report_path + 64];
     expand_path(path, sizeof path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0600);
+    int fd = open_report_file(path);
     if (fd < 0) return;
-    fcntl(fd, F_SETFL, 0); /* blocking again: a FIFO's reader is there */
+    if (ftruncate(fd, 0) != 0) {
+        close(fd);
+        return;
+    }
     report_fd = mmt__fd_take(fd);
     if (report_fd.fd < 0 || atomic_load(&report_format) != MMT_FORMAT_JSON) return;
     char line[1024];
@@ -283,16 +322,19 @@ static void open_own_report(void)
 
 /* The counters this process reports: its own since it started (a forked child's since
  * the fork), with in_use and peak as they are. */
-static mmt_meminfo_t own_counters(void)
+static bool own_counters(mmt_meminfo_t *out)
 {
     mmt_meminfo_t m;
-    mmt_meminfo(&m);
+    /* Not waited for: _exit may be called from a signal handler that interrupted this
+     * thread inside mmt_meminfo (no report, rather than a process that never ends). */
+    if (!mmt__meminfo_try(&m)) return false;
     m.allocated -= at_start.allocated;
     m.freed -= at_start.freed;
     m.allocations -= at_start.allocations;
     m.frees -= at_start.frees;
     m.reallocs -= at_start.reallocs;
-    return m;
+    *out = m;
+    return true;
 }
 
 /* A forked child reports its own figures, to a file of its own, when reports are per
@@ -302,8 +344,8 @@ static void forked_child(void)
     forked = true;
     parent = getppid();
     started = mmt__now();
+    mmt__counters_restart_peak();
     mmt_meminfo(&at_start);
-    mmt__counters_restart_peak(at_start.in_use);
     if (!per_process || atomic_load(&report_format) < 0) return;
     report_pid = getpid();
     mmt__fd_release(&report_fd); /* the parent's file, if this copy still has it */
@@ -326,7 +368,12 @@ static void check_first_malloc(void)
     void *probe = first(48);
     mmt_meminfo(&after);
     first_free(probe);
-    if (after.allocations > before.allocations) return;
+    if (after.allocations > before.allocations) {
+        /* It came here: the probe is mmt's, not the program's, in the report. */
+        at_start.allocated += 48, at_start.freed += 48;
+        at_start.allocations += 1, at_start.frees += 1;
+        return;
+    }
     Dl_info info;
     const char *where = dladdr(m, &info) && info.dli_fname && *info.dli_fname
                             ? info.dli_fname : "the program";
@@ -355,7 +402,7 @@ __attribute__((constructor)) static void preload_start(void)
                         "reports\n", pid, INT_MAX);
     if (reporting) check_first_malloc();
     const char *out = report ? env("MMT_OUT") : NULL;
-    per_process = out && strstr(out, "%p");
+    per_process = out && mmt__has_pid_escape(out);
     if (report && (reporting || per_process)) {
         report_pid = getpid();
         int format = strcmp(report, "json") == 0         ? MMT_FORMAT_JSON
@@ -376,8 +423,10 @@ __attribute__((constructor)) static void preload_start(void)
         } else if (out) {
             memcpy(report_path, out, out_len + 1);
         }
+        char path[sizeof report_path + 64];
+        expand_path(path, sizeof path); /* %% is a % here too */
         if (per_process) open_own_report();
-        else if (report_path[0]) mark_report_file(report_path);
+        else if (path[0]) mark_report_file(path);
     }
     mmt__log_names_pid = true; /* the processes of a tree share one stderr */
     if (reporting) trace_pid = getpid();
@@ -420,7 +469,8 @@ static void start_policy(const char *policy, bool reporting, bool trace)
  * at its start if that is still its own, else the file opened again by name. */
 static void write_own_report(int format)
 {
-    mmt_meminfo_t m = own_counters();
+    mmt_meminfo_t m;
+    if (!own_counters(&m)) return;
     char text[8192];
     size_t n = 0;
     if (format == MMT_FORMAT_JSON) {
@@ -443,28 +493,30 @@ static void write_own_report(int format)
         k = mmt__format(text + n, sizeof text - n, &m, NULL, format);
         if (k > 0) n = n + (size_t)k < sizeof text ? n + (size_t)k : sizeof text - 1;
     }
-    int fd = -1;
-    if (mmt__fd_is_own(&report_fd)) {
-        fd = report_fd.fd;
-        struct stat st;
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-            if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) fd = -1;
-        }
-    }
+    /* The file opened at the start if it is still this library's, else opened again by
+     * name (the program closed it, or this is a process whose start had no file). The
+     * report is written over the start record and the file cut to it after, so that a
+     * reader never finds it empty. */
+    int fd = mmt__fd_is_own(&report_fd) ? report_fd.fd : -1;
     char path[sizeof report_path + 64];
     expand_path(path, sizeof path);
     bool reopened = fd < 0;
-    if (reopened) fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY | O_CLOEXEC, 0600);
+    if (reopened) fd = open_report_file(path);
     if (fd < 0) {
-        fprintf(stderr, "mmt: cannot write the report to %s: %s\n", path, strerror(errno));
+        /* Said by the process MMT_REPORT_PID names; in others (a worker that dropped its
+         * privileges, say) it would be a line on the program's stderr per process. */
+        if (getpid() == trace_pid) mmt__say("mmt: cannot write the report to %s: %s", path, strerror(errno));
         return;
     }
-    for (size_t at = 0; at < n;) {
-        ssize_t w = write(fd, text + at, n - at);
+    size_t at = 0;
+    while (at < n) {
+        ssize_t w = pwrite(fd, text + at, n - at, (off_t)at);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) break;
         at += (size_t)w;
     }
+    int cut = ftruncate(fd, (off_t)at);
+    (void)cut; /* a report cut short still parses up to its end: nothing better to do */
     if (reopened) close(fd);
 }
 
@@ -479,9 +531,11 @@ static void write_report(void)
         return;
     }
     /* A program may have closed stderr by now (coreutils do, at exit): MMT_OUT is safer. */
-    FILE *out = report_path[0] ? fopen(report_path, "w") : stderr;
+    char path[sizeof report_path + 64];
+    expand_path(path, sizeof path);
+    FILE *out = path[0] ? fopen(path, "w") : stderr;
     if (!out) {
-        fprintf(stderr, "mmt: cannot write the report to %s: %s\n", report_path, strerror(errno));
+        mmt__say("mmt: cannot write the report to %s: %s", path, strerror(errno));
         return;
     }
     mmt_meminfo_write(out, format);

@@ -7,19 +7,28 @@
  *                       sizes exactly, and back to where they were once all are freed. If
  *                       jemalloc is underneath, its own statistics must see the blocks.
  *                       Prints "allocator NAME" (mmt_backend) on success.
- *   e2e_usable fork     holds 1 MiB, forks; the child allocates 100,000 bytes in 10 blocks
- *                       and ends with _exit, the parent waits and exits: test_preload reads
- *                       their reports.
+ *   e2e_usable fork     allocates and frees 60,000 bytes, holds 1 MiB, forks; the child
+ *                       allocates 100,000 bytes in 10 blocks and ends with _exit, the parent
+ *                       waits and exits: test_preload reads their reports (the child's peak
+ *                       must not be the parent's 60,000-byte high point).
+ *   e2e_usable race     two threads ask malloc_usable_size of the same 100,000 fresh blocks
+ *                       at once: no abort, and in_use back where it was once they are freed.
+ *   e2e_usable sigexit  reads the counters in a loop until a timer's signal handler calls
+ *                       _exit: the process must end (its report is written or skipped, never
+ *                       waited for).
  *
  * Exit status 1 reports a failed check, with a line on stderr.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -97,6 +106,9 @@ static int room(void)
 
 static int forked(void)
 {
+    void *before = malloc(60000);
+    memset(before, 3, 60000);
+    free(before);
     void *held = malloc(1 << 20);
     memset(held, 1, 1 << 20);
     fflush(stdout);
@@ -118,8 +130,67 @@ static int forked(void)
     return 0;
 }
 
+enum { RACED = 100000 };
+static unsigned char *raced[RACED];
+static pthread_barrier_t raced_start;
+
+static void *ask_usable(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&raced_start);
+    for (int k = 0; k < RACED; k++) (void)malloc_usable_size(raced[k]);
+    return NULL;
+}
+
+static int race(void)
+{
+    void (*meminfo)(meminfo_t *) = NULL;
+    void *f = dlsym(RTLD_DEFAULT, "mmt_meminfo");
+    if (!f) return failed("not under libmmtmem-preload.so", 0, 1);
+    memcpy(&meminfo, &f, sizeof f);
+    /* Two threads started and ended first: glibc keeps what it allocates for them (their
+     * descriptors) for the next ones, which then allocate nothing. */
+    pthread_t t[2];
+    pthread_barrier_init(&raced_start, NULL, 2);
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, ask_usable, NULL);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    meminfo_t before, after;
+    meminfo(&before);
+    for (int k = 0; k < RACED; k++) raced[k] = malloc(1 + (size_t)k % 40);
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, ask_usable, NULL);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    for (int k = 0; k < RACED; k++) free(raced[k]);
+    meminfo(&after);
+    if (after.in_use != before.in_use) return failed("in use once all are freed", after.in_use, before.in_use);
+    printf("raced\n");
+    return 0;
+}
+
+static void leave(int sig)
+{
+    (void)sig;
+    _exit(0); /* the async-signal-safe way out of a handler */
+}
+
+static int sigexit(void)
+{
+    void (*meminfo)(meminfo_t *) = NULL;
+    void *f = dlsym(RTLD_DEFAULT, "mmt_meminfo");
+    if (!f) return failed("not under libmmtmem-preload.so", 0, 1);
+    memcpy(&meminfo, &f, sizeof f);
+    signal(SIGALRM, leave);
+    struct itimerval it = {{0, 0}, {0, 20000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    for (;;) {
+        meminfo_t m;
+        meminfo(&m); /* the handler lands inside it, more often than not */
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "fork") == 0) return forked();
+    if (argc > 1 && strcmp(argv[1], "race") == 0) return race();
+    if (argc > 1 && strcmp(argv[1], "sigexit") == 0) return sigexit();
     return room();
 }
