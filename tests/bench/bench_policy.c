@@ -95,7 +95,7 @@ static void note_switch(int level, const char *message, void *ud)
 {
     (void)level;
     (void)ud;
-    if (strstr(message, ": reloaded,")) atomic_store(&switched_at, bench_now());
+    if (strstr(message, "policy reloaded: ")) atomic_store(&switched_at, bench_now());
 }
 
 static void bench_reload(int reloads)
