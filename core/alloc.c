@@ -124,6 +124,7 @@ void *mmt_realloc(void *ptr, size_t size)
     header_t *h = checked_header("mmt_realloc", ptr, &raw);
     if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom("mmt_realloc", size, "size too large");
     uint64_t old = h->size;
+    mmt__slot_t *s = mmt__busy(); /* a fork waits from here to the counters (counters.h) */
     header_t *nh;
     if (MMT__LIKELY(raw == (void *)h)) {
         nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
@@ -137,7 +138,7 @@ void *mmt_realloc(void *ptr, size_t size)
         mmt__backend.free(raw);
     }
     void *p = finish(nh, size);
-    mmt__count_realloc(size, old);
+    mmt__count_realloc(s, size, old);
     return p;
 }
 
@@ -148,8 +149,10 @@ void mmt_free(void *ptr)
     header_t *h = checked_header("mmt_free", ptr, &raw);
     uint64_t size = h->size;
     h->check ^= CHECK_FREED;
-    mmt__backend.free(raw);
+    /* Counted before the block goes back: a fork meanwhile leaves the child a block it
+     * does not count, unreachable there, rather than a count of one its heap lacks. */
     mmt__count_free(size);
+    mmt__backend.free(raw);
 }
 
 /* The abort of a failed mmt_aligned_alloc: its line names both arguments, since either

@@ -1,30 +1,36 @@
 /*
- * Per-thread counter slots: registration on a thread's first allocation, folding into the
- * process-wide estimate, retirement when the thread exits, and summing for mmt_meminfo().
- * See counters.h for the scheme.
+ * Per-thread counter slots: registration on a thread's first operation, folding into the
+ * process-wide estimate and the marks that decide when, retirement when the thread exits,
+ * the fork gate, and summing for mmt_meminfo(). See counters.h for the scheme.
  */
+#define _GNU_SOURCE /* syscall */
 #include "counters.h"
 
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
-#include "backend.h"
 #include "fork.h"
 #include "listeners.h"
 #include "mmt/memory.h"
 
-_Thread_local mmt__slot_t *mmt__tls_slot __attribute__((tls_model("initial-exec")));
+/* Every mark crossed: a thread's first operation, and every one after it retired, takes
+ * the slow path. */
+#define UNREGISTERED .top = INT64_MIN, .hi = INT64_MIN, .lo = INT64_MAX
 
-/* Set by the exit destructor: this thread's later allocations (from other destructors)
- * go to the shared slot, so the thread is not registered again. This thread only. */
-static _Thread_local bool tls_retired;
+alignas(MMT__CACHE_LINE) _Thread_local mmt__slot_t mmt__tls
+    __attribute__((tls_model("initial-exec"))) = {UNREGISTERED};
 
-/* Read-mostly: alone on its line so that folds elsewhere do not evict it. */
-alignas(MMT__CACHE_LINE) _Atomic int64_t mmt__fold_limit = MMT__FOLD_LIMIT_MAX;
+/* Read by every realloc, written at forks only: alone on its line. */
+alignas(MMT__CACHE_LINE) _Atomic int mmt__fork_gate;
+enum { GATE_CLOSED = 1, GATE_FENCED = 2 };
 
-/* Written at folds only (once per fold-limit bytes of net movement per thread). */
+/* Written at folds only (once per window of net movement per thread). */
 alignas(MMT__CACHE_LINE) static _Atomic int64_t published;
 alignas(MMT__CACHE_LINE) static _Atomic uint64_t peak;
 
@@ -40,6 +46,7 @@ alignas(MMT__CACHE_LINE) static _Atomic uint64_t peak;
 #define PICK_AFTER(name, kind, unit, type, help) SUMMED_AFTER_##kind(name)
 #define FOR_SUMMED_FIRST MMT__MEMINFO_FIELDS(PICK_FIRST)
 #define FOR_SUMMED_AFTER MMT__MEMINFO_FIELDS(PICK_AFTER)
+#define FOR_SUMMED FOR_SUMMED_FIRST FOR_SUMMED_AFTER
 /* The totals of retired threads: the summed fields, as plain numbers (registry_lock). */
 #define RETIRED_SUM(name) uint64_t name;
 #define RETIRED_SUM_FIRST(name) uint64_t name;
@@ -47,21 +54,19 @@ alignas(MMT__CACHE_LINE) static _Atomic uint64_t peak;
 #define RETIRED_FIELD(name, kind, unit, type, help) RETIRED_##kind(name)
 
 /* Counts for threads that have no slot of their own: retired threads, and threads whose
- * slot could not be allocated. Updated with fetch_add; its pending stays 0 because every
- * update folds at once. */
+ * registration failed. Updated with fetch_add; every update is published at once. */
 alignas(MMT__CACHE_LINE) static mmt__slot_t shared_slot;
 
-/* registry_lock protects the following: the live and free slot lists, all_blocks, the
- * totals of retired threads, and slot registration. It is never held while user code
- * runs. */
+/* registry_lock protects the live slot list, the totals of retired threads and the
+ * registration counts. It is never held while user code runs. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static mmt__slot_t *live_slots;
-static mmt__slot_t *free_slots;
-static unsigned slots_created;
-static void *all_blocks; /* the newest slot's block; each slot's next_block the one before */
+static unsigned long registrations;
 static struct {
     MMT__MEMINFO_FIELDS(RETIRED_FIELD)
 } retired;
+/* Threads with a slot: read at every fold (for the window), written under registry_lock. */
+static _Atomic unsigned live_count;
 
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t slot_key;
@@ -88,32 +93,63 @@ static int64_t publish(int64_t delta, int64_t rise)
     return before + delta;
 }
 
-void mmt__fold(mmt__slot_t *s)
+/* Publishes the slot's pending movement and starts a new window at net. No checkpoint. */
+static int64_t fold(mmt__slot_t *s)
 {
-    int64_t delta = atomic_load_explicit(&s->pending, memory_order_relaxed);
-    int64_t rise = atomic_load_explicit(&s->pending_max, memory_order_relaxed);
-    atomic_store_explicit(&s->pending, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->pending_max, 0, memory_order_relaxed);
-    mmt__checkpoint_due(publish(delta, rise));
+    int64_t net = mmt__net(s);
+    int64_t base = atomic_load_explicit(&s->base, memory_order_relaxed);
+    int64_t top = atomic_load_explicit(&s->top, memory_order_relaxed);
+    if (top < net) top = net; /* a slot's first window: its top was never set */
+    atomic_store_explicit(&s->base, net, memory_order_relaxed);
+    atomic_store_explicit(&s->top, net, memory_order_relaxed);
+    return publish(net - base, top - base);
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Sets the marks of a slot that was just folded (base == net, or near it if user code ran
+ * since): the window, narrowed to the room left before the next checkpoint. A room of 0 or
+ * less means a checkpoint is due that did not run (another thread was evaluating, or this
+ * one is): the marks are then one byte away, so the next operation that moves in_use
+ * retries. */
+static void set_marks(mmt__slot_t *s)
+{
+    int64_t base = atomic_load_explicit(&s->base, memory_order_relaxed);
+    int64_t d = (int64_t)mmt_mem_get_checkpoint();
+    int64_t w = MMT__WINDOW_MAX;
+    int64_t up = INT64_MAX, down = INT64_MAX;
+    if (d > 0) {
+        unsigned n = atomic_load_explicit(&live_count, memory_order_relaxed);
+        w = d / (n ? n : 1);
+        if (w < MMT__WINDOW_MIN) w = MMT__WINDOW_MIN;
+        if (w > MMT__WINDOW_MAX) w = MMT__WINDOW_MAX;
+        mmt__checkpoint_rooms(mmt__published(), &up, &down);
+    }
+    s->hi = base + (up > 0 ? min64(w, up) : 1);
+    s->lo = base - (down > 0 ? min64(w, down) : 1);
+}
+
+static void reset_marks(mmt__slot_t *s)
+{
+    atomic_store_explicit(&s->top, INT64_MIN, memory_order_relaxed);
+    s->hi = INT64_MIN;
+    s->lo = INT64_MAX;
 }
 
 void mmt__counters_flush(void)
 {
-    mmt__slot_t *s = mmt__tls_slot;
-    if (s) mmt__fold(s);
+    mmt__slot_t *s = &mmt__tls;
+    if (!s->registered) return;
+    fold(s);
+    set_marks(s);
 }
 
 int64_t mmt__published(void)
 {
     return atomic_load_explicit(&published, memory_order_relaxed);
-}
-
-void mmt__counters_set_fold_limit(uint64_t checkpoint_bytes)
-{
-    int64_t limit = MMT__FOLD_LIMIT_MAX;
-    if (checkpoint_bytes > 0 && checkpoint_bytes < (uint64_t)limit)
-        limit = (int64_t)checkpoint_bytes;
-    atomic_store_explicit(&mmt__fold_limit, limit, memory_order_relaxed);
 }
 
 /* ---- Registration and retirement ------------------------------------------------------ */
@@ -125,78 +161,34 @@ static uint64_t take(_Atomic uint64_t *c)
     return v;
 }
 
-/* Moves a slot's totals into `retired` and puts it on the free list; the caller holds
- * registry_lock and has folded its pending movement. */
+/* Moves a slot's totals into `retired` and unlinks it; the caller holds registry_lock and
+ * has folded it. */
 static void retire_locked(mmt__slot_t *s)
 {
 #define FIELD(name) retired.name += take(&s->name);
-    FOR_SUMMED_FIRST FOR_SUMMED_AFTER
+    FOR_SUMMED
 #undef FIELD
     if (s->prev) s->prev->next = s->next;
     else live_slots = s->next;
     if (s->next) s->next->prev = s->prev;
-    s->prev = NULL;
-    s->next = free_slots;
-    free_slots = s;
+    s->prev = s->next = NULL;
+    s->registered = false;
+    atomic_store_explicit(&s->base, 0, memory_order_relaxed);
+    atomic_store_explicit(&live_count, atomic_load_explicit(&live_count, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
 }
 
-/* Folds a slot's pending movement without triggering a checkpoint (user code should not
- * run in a dying thread, nor in a fork handler). */
-static void fold_quietly(mmt__slot_t *s)
-{
-    int64_t delta = atomic_load_explicit(&s->pending, memory_order_relaxed);
-    int64_t rise = atomic_load_explicit(&s->pending_max, memory_order_relaxed);
-    atomic_store_explicit(&s->pending, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->pending_max, 0, memory_order_relaxed);
-    publish(delta, rise);
-}
-
-/* Runs on the exiting thread (a pthread key destructor): retires its slot, which waits
- * on the free list for the next new thread. */
+/* Runs on the exiting thread (a pthread key destructor). Its later allocations (from other
+ * destructors) go to the shared slot. */
 static void retire_slot(void *arg)
 {
     mmt__slot_t *s = arg;
-    fold_quietly(s);
+    fold(s); /* no checkpoint: user code should not run in a dying thread */
     pthread_mutex_lock(&registry_lock);
     retire_locked(s);
     pthread_mutex_unlock(&registry_lock);
-
-    mmt__tls_slot = NULL;
-    tls_retired = true;
-}
-
-/* ---- fork ------------------------------------------------------------------------------- */
-
-void mmt__counters_fork_prepare(void)
-{
-    pthread_mutex_lock(&registry_lock);
-}
-
-void mmt__counters_fork_parent(void)
-{
-    pthread_mutex_unlock(&registry_lock);
-}
-
-/* Only the forking thread lives on in the child: the other slots' owners are gone, and
- * their key destructors will never run. Their counts are kept (their blocks are in the
- * child's memory too) and the slots are reused. */
-void mmt__counters_fork_child(void)
-{
-    mmt__slot_t *next;
-    for (mmt__slot_t *s = live_slots; s; s = next) {
-        next = s->next;
-        if (s == mmt__tls_slot) continue;
-        fold_quietly(s);
-        retire_locked(s);
-    }
-    pthread_mutex_unlock(&registry_lock);
-}
-
-void mmt__counters_restart_peak(void)
-{
-    if (mmt__tls_slot) fold_quietly(mmt__tls_slot); /* its window's high point is the past's */
-    int64_t now = mmt__published();
-    atomic_store_explicit(&peak, now > 0 ? (uint64_t)now : 0, memory_order_relaxed);
+    s->retired = true;
+    reset_marks(s);
 }
 
 static void make_key(void)
@@ -204,84 +196,162 @@ static void make_key(void)
     slot_key_ok = pthread_key_create(&slot_key, retire_slot) == 0;
 }
 
-/* A new slot, cache-line aligned so that no two threads' slots share a line. Slots are
- * never given back to the backend: a retired one waits on the free list for the next
- * thread, so their number is the peak number of threads alive at once. */
-static mmt__slot_t *new_slot(void)
-{
-    enum { SLOT_BYTES = (sizeof(mmt__slot_t) + MMT__CACHE_LINE - 1) & ~(MMT__CACHE_LINE - 1) };
-    char *raw = mmt__backend.malloc(SLOT_BYTES + MMT__CACHE_LINE);
-    if (!raw) return NULL;
-    uintptr_t at = ((uintptr_t)raw + MMT__CACHE_LINE - 1) & ~(uintptr_t)(MMT__CACHE_LINE - 1);
-    mmt__slot_t *s = (mmt__slot_t *)at;
-    memset(s, 0, sizeof *s);
-    s->block = raw;
-    s->next_block = all_blocks;
-    all_blocks = raw;
-    slots_created++;
-    return s;
-}
-
-/* Gives the calling thread a slot, or returns NULL (then it counts in the shared slot). */
-static mmt__slot_t *attach_slot(void)
+/* Links this thread's slot into the registry; false if it cannot have one (then it counts
+ * in the shared slot). The key is set first, so a failure leaves nothing to undo. */
+static bool attach(mmt__slot_t *s)
 {
     pthread_once(&key_once, make_key);
-    if (!slot_key_ok) return NULL;
+    if (!slot_key_ok) return false;
     mmt__fork_init(false);
+    s->attaching = true; /* pthread_setspecific may allocate, which comes back here */
+    bool ok = pthread_setspecific(slot_key, s) == 0;
+    s->attaching = false;
+    if (!ok) return false;
 
     pthread_mutex_lock(&registry_lock);
-    mmt__slot_t *s = free_slots;
-    if (s) free_slots = s->next;
-    else s = new_slot();
-    if (s) {
-        s->prev = NULL;
-        s->next = live_slots;
-        if (live_slots) live_slots->prev = s;
-        live_slots = s;
-    }
+    s->prev = NULL;
+    s->next = live_slots;
+    if (live_slots) live_slots->prev = s;
+    live_slots = s;
+    s->registered = true;
+    registrations++;
+    atomic_store_explicit(&live_count, atomic_load_explicit(&live_count, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     pthread_mutex_unlock(&registry_lock);
-    if (!s) return NULL;
-
-    if (pthread_setspecific(slot_key, s) != 0) {
-        retire_slot(s); /* empty, so this only puts it back */
-        tls_retired = false;
-        return NULL;
-    }
-    mmt__tls_slot = s;
-    return s;
+    return true;
 }
 
-void mmt__count_slow(uint64_t add, uint64_t sub, int kind)
+/* A slot with no place in the registry hands what it counted to the shared slot. */
+static void to_shared(mmt__slot_t *s)
 {
-    if (!tls_retired && attach_slot()) {
-        switch (kind) {
-        case MMT__KIND_ALLOC: mmt__count_alloc(add); break;
-        case MMT__KIND_FREE: mmt__count_free(sub); break;
-        case MMT__KIND_GROW: mmt__count_grow(add); break;
-        default: mmt__count_realloc(add, sub); break;
-        }
-        return;
-    }
-    mmt__slot_t *s = &shared_slot;
-    atomic_fetch_add_explicit(&s->allocated, add, memory_order_release);
-    atomic_fetch_add_explicit(&s->freed, sub, memory_order_release);
-    switch (kind) {
-    case MMT__KIND_ALLOC: atomic_fetch_add_explicit(&s->allocations, 1, memory_order_relaxed); break;
-    case MMT__KIND_FREE: atomic_fetch_add_explicit(&s->frees, 1, memory_order_relaxed); break;
-    case MMT__KIND_GROW: break;
-    default: atomic_fetch_add_explicit(&s->reallocs, 1, memory_order_relaxed); break;
-    }
-    int64_t delta = (int64_t)add - (int64_t)sub;
+    int64_t delta = mmt__net(s);
+#define FIELD(name) atomic_fetch_add_explicit(&shared_slot.name, take(&s->name), memory_order_release);
+    FOR_SUMMED
+#undef FIELD
+    reset_marks(s);
     int64_t now = publish(delta, delta > 0 ? delta : 0);
-    if (!tls_retired) mmt__checkpoint_due(now);
+    if (!s->retired) mmt__checkpoint_due(now);
 }
 
-unsigned mmt__slots_created(void)
+void mmt__count_slow(mmt__slot_t *s)
+{
+    if (MMT__UNLIKELY(!s->registered)) {
+        if (s->retired || s->attaching || !attach(s)) {
+            to_shared(s);
+            return;
+        }
+    }
+    int64_t now = fold(s);
+    set_marks(s);
+    if (mmt__checkpoint_due(now)) set_marks(s); /* an evaluation moved the checkpoint */
+}
+
+unsigned long mmt__registrations(void)
 {
     pthread_mutex_lock(&registry_lock);
-    unsigned n = slots_created;
+    unsigned long n = registrations;
     pthread_mutex_unlock(&registry_lock);
     return n;
+}
+
+unsigned mmt__threads_counted(void)
+{
+    return atomic_load_explicit(&live_count, memory_order_relaxed);
+}
+
+/* ---- fork ------------------------------------------------------------------------------- */
+
+/*
+ * The gate. A realloc stores busy = 1, then reads the gate (mmt__busy); the forking thread
+ * closes the gate, then reads every other slot's busy. For one of them to see the other's
+ * store, each side needs a full fence between its store and its load. The realloc side gets
+ * it for free from the forker's membarrier(), which makes every other running thread
+ * execute one; without membarrier (old kernel, filtered system call), the gate stays at
+ * GATE_FENCED and every realloc fences itself in mmt__realloc_gate.
+ */
+static bool membarrier_ok;
+
+void mmt__counters_fork_init(void)
+{
+    membarrier_ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    if (!membarrier_ok) atomic_fetch_or(&mmt__fork_gate, GATE_FENCED);
+}
+
+void mmt__realloc_gate(mmt__slot_t *s)
+{
+    for (;;) {
+        atomic_thread_fence(memory_order_seq_cst);
+        if (!(atomic_load_explicit(&mmt__fork_gate, memory_order_relaxed) & GATE_CLOSED))
+            return;
+        /* A fork is under way: step out of its way until it is done. */
+        atomic_store_explicit(&s->busy, 0, memory_order_release);
+        while (atomic_load_explicit(&mmt__fork_gate, memory_order_acquire) & GATE_CLOSED)
+            sched_yield();
+        atomic_store_explicit(&s->busy, 1, memory_order_relaxed);
+    }
+}
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Waits for the reallocs under way in other threads to finish counting. Their windows are
+ * short (a backend realloc and a few stores); the wait is bounded all the same, so that a
+ * thread stopped inside one (by a debugger, or blocked in an allocator's own fork lock)
+ * delays the fork by a second at most, its child then off by that block. */
+static void wait_for_busy_slots(void)
+{
+    double deadline = 0;
+    for (mmt__slot_t *s = live_slots; s; s = s->next) {
+        if (s == &mmt__tls) continue;
+        while (atomic_load_explicit(&s->busy, memory_order_acquire)) {
+            double now = seconds();
+            if (deadline == 0) deadline = now + 1.0;
+            if (now > deadline) return;
+            sched_yield();
+        }
+    }
+}
+
+void mmt__counters_fork_prepare(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    atomic_fetch_or_explicit(&mmt__fork_gate, GATE_CLOSED, memory_order_seq_cst);
+    if (membarrier_ok) syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+    wait_for_busy_slots();
+}
+
+void mmt__counters_fork_parent(void)
+{
+    atomic_fetch_and_explicit(&mmt__fork_gate, ~GATE_CLOSED, memory_order_release);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Only the forking thread lives on in the child: the other slots' owners are gone, and
+ * their key destructors will never run. Their counts are kept (their blocks are in the
+ * child's memory too) and their slots unlinked. */
+void mmt__counters_fork_child(void)
+{
+    mmt__slot_t *next;
+    for (mmt__slot_t *s = live_slots; s; s = next) {
+        next = s->next;
+        if (s == &mmt__tls) continue;
+        fold(s);
+        retire_locked(s);
+    }
+    atomic_fetch_and_explicit(&mmt__fork_gate, ~GATE_CLOSED, memory_order_release);
+    pthread_mutex_unlock(&registry_lock);
+    mmt__counters_flush(); /* this thread's window, with the child's thread count */
+}
+
+void mmt__counters_restart_peak(void)
+{
+    mmt__counters_flush(); /* its window's high point is the past's */
+    int64_t now = mmt__published();
+    atomic_store_explicit(&peak, now > 0 ? (uint64_t)now : 0, memory_order_relaxed);
 }
 
 /* ---- Reading ------------------------------------------------------------------------ */
@@ -295,9 +365,14 @@ static uint64_t acquire(_Atomic uint64_t *c)
  * Frees are summed before allocations, with acquire loads against the owners' release
  * stores. A free that this reader sees was preceded (through whatever handed the pointer
  * from the allocating thread to the freeing one) by the allocation's store, so that
- * allocation is seen too: freed never exceeds allocated, even mid-flight. While threads
- * run, the sums are taken a moment apart, so in_use can include bytes freed during the
- * reading; that figure is never fed into peak.
+ * allocation is seen too: freed never exceeds allocated, even mid-flight.
+ *
+ * While threads run, in_use so read exceeds the true in_use at the end of the allocations'
+ * pass by at most what was freed between the two passes. A third pass reads the frees
+ * again: if more than MMT__READ_SLACK was freed meanwhile, the reading is taken again, and
+ * after four such, the third pass's frees are used, which can only make in_use low (never
+ * below 0). So a reading never exceeds the in_use of an instant during it by more than
+ * MMT__READ_SLACK.
  *
  * Peak is raised from the fold estimate instead: published (read first, so that a fold
  * racing this reading can only make the figure low) plus every thread's pending, plus
@@ -305,14 +380,55 @@ static uint64_t acquire(_Atomic uint64_t *c)
  * thread that is exactly the highest in_use since the last fold; when no thread is
  * allocating it is at least in_use.
  */
+static void sum_locked(mmt_meminfo_t *out, int64_t *estimate)
+{
+    mmt_meminfo_t m;
+    int64_t dip = 0;
+    for (int attempt = 0;; attempt++) {
+        int64_t est = mmt__published();
+        dip = 0;
+#define FIELD(name) m.name = retired.name + acquire(&shared_slot.name);
+        FOR_SUMMED_FIRST
+#undef FIELD
+        for (mmt__slot_t *s = live_slots; s; s = s->next) {
+#define FIELD(name) m.name += acquire(&s->name);
+            FOR_SUMMED_FIRST
+#undef FIELD
+        }
+#define FIELD(name) m.name = retired.name + acquire(&shared_slot.name);
+        FOR_SUMMED_AFTER
+#undef FIELD
+        uint64_t freed_again = retired.freed + acquire(&shared_slot.freed);
+        for (mmt__slot_t *s = live_slots; s; s = s->next) {
+#define FIELD(name) m.name += acquire(&s->name);
+            FOR_SUMMED_AFTER
+#undef FIELD
+        }
+        for (mmt__slot_t *s = live_slots; s; s = s->next) {
+            /* After the slot's allocations were read: net can only be read low here. */
+            uint64_t f = acquire(&s->freed);
+            freed_again += f;
+            int64_t net = (int64_t)(atomic_load_explicit(&s->allocated, memory_order_relaxed) - f);
+            int64_t base = atomic_load_explicit(&s->base, memory_order_relaxed);
+            int64_t top = atomic_load_explicit(&s->top, memory_order_relaxed);
+            est += net - base;
+            if (top - net > dip) dip = top - net;
+        }
+        *estimate = est + dip;
+        if (freed_again - m.freed <= MMT__READ_SLACK) break;
+        if (attempt == 3) {
+            m.freed = freed_again < m.allocated ? freed_again : m.allocated;
+            break;
+        }
+    }
+    m.in_use = m.allocated - m.freed;
+    *out = m;
+}
+
 /* Sums the counters into *info, waiting for the registry lock, or (wait false) trying it a
  * thousand times and leaving *info alone if it never comes. */
 static bool read_counters(mmt_meminfo_t *info, bool wait)
 {
-    mmt_meminfo_t m = {0};
-    int64_t estimate = mmt__published();
-    int64_t dip = 0;
-
     if (wait) {
         pthread_mutex_lock(&registry_lock);
     } else {
@@ -322,30 +438,12 @@ static bool read_counters(mmt_meminfo_t *info, bool wait)
             sched_yield();
         }
     }
-#define FIELD(name) m.name = retired.name + acquire(&shared_slot.name);
-    FOR_SUMMED_FIRST
-#undef FIELD
-    for (mmt__slot_t *s = live_slots; s; s = s->next) {
-#define FIELD(name) m.name += acquire(&s->name);
-        FOR_SUMMED_FIRST
-#undef FIELD
-    }
-#define FIELD(name) m.name = retired.name + acquire(&shared_slot.name);
-    FOR_SUMMED_AFTER
-#undef FIELD
-    for (mmt__slot_t *s = live_slots; s; s = s->next) {
-#define FIELD(name) m.name += acquire(&s->name);
-        FOR_SUMMED_AFTER
-#undef FIELD
-        int64_t p = atomic_load_explicit(&s->pending, memory_order_relaxed);
-        int64_t top = atomic_load_explicit(&s->pending_max, memory_order_relaxed);
-        estimate += p;
-        if (top - p > dip) dip = top - p;
-    }
+    mmt_meminfo_t m;
+    int64_t estimate;
+    sum_locked(&m, &estimate);
     pthread_mutex_unlock(&registry_lock);
 
-    m.in_use = m.allocated - m.freed;
-    raise_peak(estimate + dip);
+    raise_peak(estimate);
     m.peak = atomic_load_explicit(&peak, memory_order_relaxed);
     *info = m;
     return true;

@@ -1,26 +1,49 @@
 /*
- * Per-thread counters. Each thread that allocates owns a slot, one cache line or two of
- * its own, and updates it with plain loads and release stores: no shared line is written
- * on the hot path. mmt_meminfo() sums the slots under the registry lock.
+ * Per-thread counters. Each thread that allocates owns a slot in its thread-local storage,
+ * on cache lines of its own, and updates it with plain loads and release stores: no shared
+ * line is written on the hot path. mmt_meminfo() sums the slots under the registry lock.
  *
- * Besides exact totals, each slot keeps `pending`, its net byte movement not yet folded
- * into the process-wide estimate `published`. A thread folds once |pending| reaches the
- * fold limit (64 KiB, or the checkpoint distance if smaller); folding is where peak is
- * raised and where listener checkpoints are triggered. With one thread, published is
- * exact after every fold; with N threads it is within (N - 1) * limit of in_use.
+ * Folding. A thread's net movement is net = allocated - freed of its slot (negative for a
+ * thread that frees what others allocated). `base` is net at the thread's last fold; the
+ * movement since, net - base, is its pending movement, not yet added to the process-wide
+ * estimate `published`. Instead of storing pending and testing it against a limit, each
+ * fold sets two marks, and an operation takes the slow path only when net reaches one:
  *
- * Peak: a fold raises it to the estimate before the fold plus the highest point the
- * thread's pending reached in the window, which is exact with one thread. With N threads
- * the first fold after the true peak lands below it by less than the other threads'
- * pending, (N - 1) * limit; a candidate overshoots by less than (N + 1) * limit, the
- * other threads' pending plus the folding thread's own fall (< 2 * limit) since its high
- * point. memory.h promises 2 * N * limit, which covers both.
+ *     lo < net < hi        hi = base + min(W, room up),  lo = base - min(W, room down)
+ *
+ * W, the thread's window, is 64 KiB without checkpoints, else min(64 KiB, max(4 KiB, d/N))
+ * for the checkpoint distance d and N threads with slots (as of the fold). The rooms are
+ * how far `published` is from the next checkpoint (last evaluation +- d): a fold therefore
+ * happens exactly when the estimate would reach a checkpoint, and with one thread the
+ * estimate is in_use, so the evaluation runs inside the call that moves in_use by d. With
+ * N threads, the estimate lags in_use by less than the sum of the other threads' windows.
+ *
+ * Peak. `top` is the highest net since the fold (an allocation tests net > top first,
+ * then the mark, so tracking the high point costs the same compare the mark test would).
+ * A fold raises peak to the estimate before the fold plus top - base, which is exact with
+ * one thread. With N threads the first fold after the true peak lands below it by less
+ * than the other threads' pending, and a candidate overshoots by less than their pending
+ * plus the folding thread's own fall since its high point: in all, less than 2 * N * 64 KiB.
+ *
+ * Registration. A new thread's slot starts with marks that every operation crosses
+ * (top = hi = INT64_MIN, lo = INT64_MAX), so its first operation takes the slow path,
+ * which links the slot into the registry and sets real marks: no test for "registered"
+ * on the hot path. A retired slot (its thread's exit destructor ran) gets those marks
+ * back, and its later operations are moved to the shared slot.
+ *
+ * fork() in another thread while mmt_realloc runs: the child would see the new block's
+ * header with half the counters updated (a phantom of the old size). A realloc marks its
+ * slot `busy` from before the backend call to after the counters, and the fork handler
+ * waits for busy slots (fork.c). malloc and free need no such care: a block in flight in a
+ * thread that does not exist in the child is unreachable there, and free counts before
+ * it gives the block back, so the child never counts a block its heap does not hold.
  */
 #ifndef MMT_CORE_COUNTERS_H
 #define MMT_CORE_COUNTERS_H
 
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,8 +53,10 @@
 #define MMT__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MMT__CACHE_LINE 64
 
-/* Default fold limit, and the largest one: bounds how far peak can lag per thread. */
-#define MMT__FOLD_LIMIT_MAX ((int64_t)64 * 1024)
+/* The largest window, and the smallest one checkpoints can ask for (below it, the folds of
+ * several threads would contend on `published`; the rooms still make one thread exact). */
+#define MMT__WINDOW_MAX ((int64_t)64 * 1024)
+#define MMT__WINDOW_MIN ((int64_t)4 * 1024)
 
 /* A slot holds the summed fields of mmt_meminfo_t (fields.h), not the derived ones. */
 #define MMT__SLOT_SUM(name) _Atomic uint64_t name;
@@ -43,28 +68,33 @@ typedef struct mmt__slot {
     /* Written by the owning thread only (load, add, release store); read by mmt_meminfo.
      * The shared fallback slot is the exception: any thread updates it with fetch_add. */
     MMT__MEMINFO_FIELDS(MMT__SLOT_FIELD) /* allocated, freed, allocations, frees, reallocs */
-    _Atomic int64_t pending;     /* net bytes not yet folded into `published` */
-    _Atomic int64_t pending_max; /* highest `pending` since the last fold; >= 0 */
+    /* The owner's marks; read and written by the owner only (and by the fork child). */
+    int64_t hi, lo;
+    _Atomic int64_t top;  /* highest net since the last fold; read by mmt_meminfo */
+    _Atomic int64_t base; /* net at the last fold; read by mmt_meminfo */
+    _Atomic int busy;     /* a realloc is between its backend call and its counters */
+    bool registered;      /* linked into the registry */
+    bool retired;         /* the exit destructor ran: count in the shared slot from now */
+    bool attaching;       /* registering (pthread_setspecific may allocate) */
     /* The registry lock protects these two. */
     struct mmt__slot *next;
     struct mmt__slot *prev;
-    void *block;      /* the backend block this slot was carved from (slots are never freed) */
-    void *next_block; /* the block of the slot made before this one: with `all_blocks` in
-                       * counters.c, a chain of pointers to the blocks' starts, so that a
-                       * leak checker sees them reachable, not only through the interior */
 } mmt__slot_t;
 
-/* This thread's slot; NULL until its first allocation and after its exit destructor. */
-extern _Thread_local mmt__slot_t *mmt__tls_slot __attribute__((tls_model("initial-exec")));
+/* This thread's slot. Its address is fixed for the thread's life (static TLS). */
+extern _Thread_local mmt__slot_t mmt__tls __attribute__((tls_model("initial-exec")));
 
-/* min(MMT__FOLD_LIMIT_MAX, checkpoint distance); read on every allocation, written only
- * when the checkpoint distance changes. */
-extern _Atomic int64_t mmt__fold_limit;
+/* Nonzero while a fork waits for busy slots, or (value 2) for good when the kernel has
+ * no membarrier and a realloc must order its `busy` store with a fence. Read by every
+ * realloc; written only at forks. */
+extern _Atomic int mmt__fork_gate;
 
-void mmt__fold(mmt__slot_t *s);
-void mmt__count_slow(uint64_t add, uint64_t sub, int kind);
+/* The slow path, taken when net crosses a mark: registers the thread, folds, checks for a
+ * checkpoint and sets new marks. */
+void mmt__count_slow(mmt__slot_t *s);
 
-enum { MMT__KIND_ALLOC, MMT__KIND_FREE, MMT__KIND_REALLOC, MMT__KIND_GROW };
+/* mmt_realloc's wait while a fork is under way (see the fork gate). */
+void mmt__realloc_gate(mmt__slot_t *s);
 
 static inline void mmt__bump(_Atomic uint64_t *c, uint64_t n)
 {
@@ -72,94 +102,85 @@ static inline void mmt__bump(_Atomic uint64_t *c, uint64_t n)
                           memory_order_release);
 }
 
-/* The pending movement after adding `delta`, stored; the caller checks the fold limit in
- * the direction it moved, so each path makes one comparison. */
-static inline int64_t mmt__pend(mmt__slot_t *s, int64_t delta)
+static inline int64_t mmt__net(mmt__slot_t *s)
 {
-    int64_t p = atomic_load_explicit(&s->pending, memory_order_relaxed) + delta;
-    atomic_store_explicit(&s->pending, p, memory_order_relaxed);
-    return p;
+    return (int64_t)(atomic_load_explicit(&s->allocated, memory_order_relaxed) -
+                     atomic_load_explicit(&s->freed, memory_order_relaxed));
 }
 
-static inline int64_t mmt__fold_limit_now(void)
+/* net moved up (or stayed): a new high point is recorded, and only a new high point can
+ * reach the upper mark. */
+static inline void mmt__rose(mmt__slot_t *s, int64_t net)
 {
-    return atomic_load_explicit(&mmt__fold_limit, memory_order_relaxed);
+    if (net > atomic_load_explicit(&s->top, memory_order_relaxed)) {
+        atomic_store_explicit(&s->top, net, memory_order_relaxed);
+        if (MMT__UNLIKELY(net >= s->hi)) mmt__count_slow(s);
+    }
 }
 
-/* Movement up: the only direction that can set a new high point of the window. */
-static inline void mmt__rise(mmt__slot_t *s, int64_t up)
+static inline void mmt__fell(mmt__slot_t *s, int64_t net)
 {
-    int64_t p = mmt__pend(s, up);
-    if (p > atomic_load_explicit(&s->pending_max, memory_order_relaxed))
-        atomic_store_explicit(&s->pending_max, p, memory_order_relaxed);
-    if (MMT__UNLIKELY(p >= mmt__fold_limit_now())) mmt__fold(s);
-}
-
-static inline void mmt__fall(mmt__slot_t *s, int64_t down)
-{
-    int64_t p = mmt__pend(s, -down);
-    if (MMT__UNLIKELY(p <= -mmt__fold_limit_now())) mmt__fold(s);
+    if (MMT__UNLIKELY(net <= s->lo)) mmt__count_slow(s);
 }
 
 static inline void mmt__count_alloc(uint64_t n)
 {
-    mmt__slot_t *s = mmt__tls_slot;
-    if (MMT__UNLIKELY(s == NULL)) {
-        mmt__count_slow(n, 0, MMT__KIND_ALLOC);
-        return;
-    }
-    mmt__bump(&s->allocated, n);
+    mmt__slot_t *s = &mmt__tls;
+    uint64_t a = atomic_load_explicit(&s->allocated, memory_order_relaxed) + n;
+    atomic_store_explicit(&s->allocated, a, memory_order_release);
     mmt__bump(&s->allocations, 1);
-    mmt__rise(s, (int64_t)n);
+    mmt__rose(s, (int64_t)(a - atomic_load_explicit(&s->freed, memory_order_relaxed)));
 }
 
 static inline void mmt__count_free(uint64_t n)
 {
-    mmt__slot_t *s = mmt__tls_slot;
-    if (MMT__UNLIKELY(s == NULL)) {
-        mmt__count_slow(0, n, MMT__KIND_FREE);
-        return;
-    }
-    mmt__bump(&s->freed, n);
+    mmt__slot_t *s = &mmt__tls;
+    uint64_t f = atomic_load_explicit(&s->freed, memory_order_relaxed) + n;
+    atomic_store_explicit(&s->freed, f, memory_order_release);
     mmt__bump(&s->frees, 1);
-    mmt__fall(s, (int64_t)n);
+    mmt__fell(s, (int64_t)(atomic_load_explicit(&s->allocated, memory_order_relaxed) - f));
 }
 
-static inline void mmt__count_realloc(uint64_t add, uint64_t sub)
+/* mmt_realloc's counters; the caller set s->busy before its backend call (mmt__busy). */
+static inline void mmt__count_realloc(mmt__slot_t *s, uint64_t add, uint64_t sub)
 {
-    mmt__slot_t *s = mmt__tls_slot;
-    if (MMT__UNLIKELY(s == NULL)) {
-        mmt__count_slow(add, sub, MMT__KIND_REALLOC);
-        return;
-    }
     mmt__bump(&s->allocated, add);
     mmt__bump(&s->freed, sub);
     mmt__bump(&s->reallocs, 1);
-    if (add >= sub) mmt__rise(s, (int64_t)(add - sub));
-    else mmt__fall(s, (int64_t)(sub - add));
+    atomic_store_explicit(&s->busy, 0, memory_order_release);
+    int64_t net = mmt__net(s);
+    if (add >= sub) mmt__rose(s, net);
+    else mmt__fell(s, net);
+}
+
+/* Marks this thread's slot busy for a realloc: from here to mmt__count_realloc, a fork in
+ * another thread waits. */
+static inline mmt__slot_t *mmt__busy(void)
+{
+    mmt__slot_t *s = &mmt__tls;
+    atomic_store_explicit(&s->busy, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst); /* the forker's membarrier orders the rest */
+    if (MMT__UNLIKELY(atomic_load_explicit(&mmt__fork_gate, memory_order_relaxed)))
+        mmt__realloc_gate(s);
+    return s;
 }
 
 /* A live block grows in place by n bytes (the preload library's malloc_usable_size): bytes
  * allocated, but no allocation call. */
 static inline void mmt__count_grow(uint64_t n)
 {
-    mmt__slot_t *s = mmt__tls_slot;
-    if (MMT__UNLIKELY(s == NULL)) {
-        mmt__count_slow(n, 0, MMT__KIND_GROW);
-        return;
-    }
-    mmt__bump(&s->allocated, n);
-    mmt__rise(s, (int64_t)n);
+    mmt__slot_t *s = &mmt__tls;
+    uint64_t a = atomic_load_explicit(&s->allocated, memory_order_relaxed) + n;
+    atomic_store_explicit(&s->allocated, a, memory_order_release);
+    mmt__rose(s, (int64_t)(a - atomic_load_explicit(&s->freed, memory_order_relaxed)));
 }
 
-/* Folds this thread's pending movement now (before an explicit checkpoint). */
+/* Folds this thread's pending movement now, and sets its marks afresh (before an explicit
+ * checkpoint, and when the checkpoint distance changes). No checkpoint runs. */
 void mmt__counters_flush(void);
 
 /* The process-wide in_use estimate (exact in a single thread right after a fold). */
 int64_t mmt__published(void);
-
-/* Sets the fold limit from the checkpoint distance (0: no checkpoints). */
-void mmt__counters_set_fold_limit(uint64_t checkpoint_bytes);
 
 /* Starts peak again from in_use, for a process that counts its own figures from now: a
  * forked child under the preload library, called from its fork handler (one thread, its
@@ -172,7 +193,11 @@ void mmt__counters_restart_peak(void);
  * mmt_meminfo, where waiting would never end). */
 bool mmt__meminfo_try(mmt_meminfo_t *info);
 
-/* Slots ever created: stays at the peak number of live threads, however many exit. */
-unsigned mmt__slots_created(void);
+/* Threads with a slot now, and slot registrations ever (a thread registers at most once). */
+unsigned mmt__threads_counted(void);
+unsigned long mmt__registrations(void);
+
+/* The largest amount a reading's in_use may exceed the true in_use by (see mmt_meminfo). */
+#define MMT__READ_SLACK ((uint64_t)64 * 1024)
 
 #endif

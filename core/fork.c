@@ -36,6 +36,7 @@ void mmt__fork_init(bool wait)
     if (atomic_compare_exchange_strong(&state, &expected, UNDER_WAY)) {
         /* pthread_atfork may allocate, which comes back here: UNDER_WAY makes that a
          * no-op rather than a wait on ourselves. */
+        mmt__counters_fork_init();
         pthread_atfork(prepare, parent, child);
         atomic_store_explicit(&state, DONE, memory_order_release);
         return;

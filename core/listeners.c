@@ -137,16 +137,28 @@ static void evaluate(void)
  * a cancellation point (a write, a read of /proc) would otherwise end the thread with
  * eval_lock held, and every later evaluation and unlisten would wait forever. A pending
  * cancellation takes effect at the caller's next cancellation point. */
-void mmt__checkpoint_due(int64_t now)
+bool mmt__checkpoint_due(int64_t now)
 {
-    if (tls_evaluating || !moved_enough(now)) return;
-    if (pthread_mutex_trylock(&eval_lock) != 0) return; /* another thread is evaluating */
+    if (tls_evaluating || !moved_enough(now)) return false;
+    if (pthread_mutex_trylock(&eval_lock) != 0) return false; /* another thread evaluates */
     int cancel;
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     /* Another thread may have evaluated between our test and the lock. */
-    if (moved_enough(mmt__published())) evaluate();
+    bool due = moved_enough(mmt__published());
+    if (due) evaluate();
     pthread_mutex_unlock(&eval_lock);
     pthread_setcancelstate(cancel, &cancel);
+    return due;
+}
+
+void mmt__checkpoint_rooms(int64_t now, int64_t *up, int64_t *down)
+{
+    int64_t d = atomic_load_explicit(&checkpoint_bytes, memory_order_relaxed);
+    int64_t last = atomic_load_explicit(&last_eval, memory_order_relaxed);
+    int64_t moved = now - last;
+    /* Saturating: d may be as large as INT64_MAX. */
+    if (__builtin_sub_overflow(d, moved, up)) *up = INT64_MAX;
+    if (__builtin_add_overflow(d, moved, down)) *down = INT64_MAX;
 }
 
 void mmt_mem_checkpoint(void)
@@ -158,6 +170,7 @@ void mmt_mem_checkpoint(void)
     pthread_mutex_lock(&eval_lock);
     evaluate();
     pthread_mutex_unlock(&eval_lock);
+    mmt__counters_flush(); /* marks from the new reference point */
     pthread_setcancelstate(cancel, &cancel);
 }
 
@@ -165,7 +178,7 @@ void mmt_mem_set_checkpoint(size_t bytes)
 {
     int64_t d = bytes > (size_t)INT64_MAX ? INT64_MAX : (int64_t)bytes;
     atomic_store_explicit(&checkpoint_bytes, d, memory_order_relaxed);
-    mmt__counters_set_fold_limit((uint64_t)d);
+    mmt__counters_flush(); /* this thread's marks now; other threads' at their next fold */
 }
 
 size_t mmt_mem_get_checkpoint(void)

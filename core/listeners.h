@@ -5,14 +5,20 @@
 #ifndef MMT_CORE_LISTENERS_H
 #define MMT_CORE_LISTENERS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "mmt/memory.h"
 
 /* Called after each fold with the new estimate; evaluates listeners if in_use has moved
  * by the checkpoint distance since the last evaluation, unless this thread is already
- * evaluating or another thread is (then it returns at once). */
-void mmt__checkpoint_due(int64_t published);
+ * evaluating or another thread is (then it returns at once). True if it evaluated. */
+bool mmt__checkpoint_due(int64_t published);
+
+/* How far the estimate `published` may move up and down before a checkpoint is due (0 or
+ * less: one is due now). Only meaningful with a checkpoint distance (mmt_mem_get_checkpoint
+ * nonzero). */
+void mmt__checkpoint_rooms(int64_t published, int64_t *up, int64_t *down);
 
 /* Runs at every checkpoint, in the listeners' pass and in their order, with the counters
  * they are judged on: what the policy engine hangs its evaluations on. */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "counters.h"
 #include "mmt/memory.h"
 #include "sys.h"
 
@@ -34,6 +35,9 @@ void mmt_set_oom_handler(mmt_oom_fn fn, void *arg)
 
 static _Noreturn void die_out_of_memory(size_t size, const char *what)
 {
+    /* A failed realloc never reaches its counters: a fork from the handler, or another
+     * thread's, must not wait for them. */
+    atomic_store_explicit(&mmt__tls.busy, 0, memory_order_release);
     mmt_meminfo_t info;
     mmt_meminfo(&info);
     pthread_mutex_lock(&handler_lock);

@@ -174,7 +174,8 @@ static void test_counters_ten_thousand_threads_fold_in_and_reuse_slots(void **st
     (void)state;
     enum { THREADS = 10000, BATCH = 8 };
     mmt_meminfo_t before = meminfo_now();
-    unsigned slots_before = mmt__slots_created();
+    unsigned counted_before = mmt__threads_counted();
+    unsigned long registered_before = mmt__registrations();
     static handoff_t h[THREADS];
     uint64_t expect_live = 0;
     for (int i = 0; i < THREADS; i += BATCH) {
@@ -190,8 +191,9 @@ static void test_counters_ten_thousand_threads_fold_in_and_reuse_slots(void **st
     assert_int_equal(mid.in_use - before.in_use, expect_live);
     assert_int_equal(mid.allocations - before.allocations, 2 * THREADS);
     assert_int_equal(mid.frees - before.frees, THREADS);
-    /* Slots are reused: their number is bounded by threads alive at once, not started. */
-    assert_true(mmt__slots_created() - slots_before <= BATCH + 1);
+    /* Every thread registered once, and none is counted after it exited. */
+    assert_int_equal(mmt__registrations() - registered_before, THREADS);
+    assert_int_equal(mmt__threads_counted(), counted_before);
 
     for (int i = 0; i < THREADS; i++) mmt_free(h[i].block);
     mmt_meminfo_t after = meminfo_now();
@@ -283,7 +285,7 @@ static void test_counters_retired_thread_never_takes_a_slot_again(void **state)
     (void)state;
     assert_int_equal(pthread_key_create(&rearm_key, rearming_destructor), 0);
     mmt_meminfo_t before = meminfo_now();
-    unsigned slots_before = mmt__slots_created();
+    unsigned long registered_before = mmt__registrations();
     static handoff_t h[50];
     uint64_t expect = 0;
     for (int i = 0; i < 50; i++) {
@@ -293,7 +295,7 @@ static void test_counters_retired_thread_never_takes_a_slot_again(void **state)
         assert_int_equal(pthread_create(&t, NULL, thread_with_rearming_destructor, &h[i]), 0);
         pthread_join(t, NULL);
     }
-    assert_true(mmt__slots_created() - slots_before <= 1);
+    assert_int_equal(mmt__registrations() - registered_before, 50); /* once each */
     assert_int_equal(meminfo_now().in_use - before.in_use, expect);
     for (int i = 0; i < 50; i++) mmt_free(h[i].block);
     assert_int_equal(meminfo_now().in_use, before.in_use);
@@ -335,7 +337,7 @@ static void test_counters_peak_stays_within_documented_bound_with_threads(void *
     uint64_t true_top = before.in_use + THREADS * per_thread;
     /* memory.h: 2 * N * fold limit, N counting every live thread that has allocated;
      * the main thread's own unfolded movement counts too. */
-    uint64_t bound = 2 * (THREADS + 1) * (uint64_t)MMT__FOLD_LIMIT_MAX;
+    uint64_t bound = 2 * (THREADS + 1) * (uint64_t)MMT__WINDOW_MAX;
     assert_int_equal(after.in_use, before.in_use);
     assert_true(after.peak + bound >= true_top);
     if (after.peak > true_top + bound)

@@ -56,7 +56,7 @@ static void test_shared_exports_the_api_and_hides_internals(void **state)
                          "mmt_version",      "mmt_strerror",         "mmt_backend"};
     for (size_t i = 0; i < sizeof api / sizeof api[0]; i++)
         if (!dlsym(lib, api[i])) fail_msg("%s is not exported", api[i]);
-    const char *hidden[] = {"mmt__backend", "mmt__fold", "mmt__count_slow", "mmt__tls_slot"};
+    const char *hidden[] = {"mmt__backend", "mmt__count_slow", "mmt__tls", "mmt__fork_gate"};
     for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
         if (dlsym(lib, hidden[i])) fail_msg("%s is exported", hidden[i]);
 }

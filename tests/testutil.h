@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,6 +65,13 @@ static inline child_result_t run_in_child(void (*fn)(void *), void *arg)
     return r;
 }
 
+/* Runs under valgrind (whose preload library is in the environment). */
+static inline bool under_valgrind(void)
+{
+    const char *preload = getenv("LD_PRELOAD");
+    return preload && strstr(preload, "vgpreload");
+}
+
 /* Ends a forked child with `code`. Under valgrind, through an exec: a child forked from a
  * threaded process holds blocks that only threads gone in the child pointed to (glibc's
  * own among them: the unwinder it loads at a thread's first cancellation), which
@@ -71,8 +79,7 @@ static inline child_result_t run_in_child(void (*fn)(void *), void *arg)
  * code. The exec ends the child without that check; valgrind checks the parent. */
 static inline _Noreturn void end_child(int code)
 {
-    const char *preload = getenv("LD_PRELOAD");
-    if (preload && strstr(preload, "vgpreload")) {
+    if (under_valgrind()) {
         char command[32];
         snprintf(command, sizeof command, "exit %d", code);
         execl("/bin/sh", "sh", "-c", command, (char *)NULL);
