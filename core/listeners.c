@@ -95,7 +95,9 @@ static size_t find(int id)
 static void evaluate(void)
 {
     tls_evaluating = true;
+    int64_t previous = atomic_load_explicit(&last_eval, memory_order_relaxed);
     atomic_store_explicit(&last_eval, mmt__published(), memory_order_relaxed);
+    bool all_ran = true;
 
     mmt_meminfo_t info;
     mmt_meminfo(&info);
@@ -108,7 +110,7 @@ static void evaluate(void)
         pthread_mutex_unlock(&list_lock);
 
         if (copy.hook) {
-            copy.hook(&info, copy.arg);
+            if (!copy.hook(&info, copy.arg)) all_ran = false;
             pthread_mutex_lock(&list_lock);
             continue;
         }
@@ -130,6 +132,8 @@ static void evaluate(void)
     pass_running = false;
     if (table_gaps) compact();
     pthread_mutex_unlock(&list_lock);
+    /* A hook that could not run keeps the checkpoint due (the caller's marks retry it). */
+    if (!all_ran) atomic_store_explicit(&last_eval, previous, memory_order_relaxed);
     tls_evaluating = false;
 }
 

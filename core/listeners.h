@@ -21,8 +21,10 @@ bool mmt__checkpoint_due(int64_t published);
 void mmt__checkpoint_rooms(int64_t published, int64_t *up, int64_t *down);
 
 /* Runs at every checkpoint, in the listeners' pass and in their order, with the counters
- * they are judged on: what the policy engine hangs its evaluations on. */
-typedef void (*mmt__checkpoint_fn)(const mmt_meminfo_t *info, void *arg);
+ * they are judged on: what the policy engine hangs its evaluations on. Returns false if it
+ * could not run (its engine was busy): the checkpoint then stays due, and the calling
+ * thread's next allocation or free that moves in_use evaluates again. */
+typedef bool (*mmt__checkpoint_fn)(const mmt_meminfo_t *info, void *arg);
 
 /* Adds a checkpoint hook. Returns its id (> 0), which mmt_mem_unlisten removes as it
  * removes a listener (waiting out a pass that runs it), or MMT_EINVAL (NULL fn) or

@@ -288,16 +288,19 @@ static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, boo
 }
 
 /* The engine's checkpoint hook (mmt__on_checkpoint): the policy is evaluated inside the
- * allocation that crossed the distance. A busy engine is skipped, never waited for. */
-static void checkpoint_hook(const mmt_meminfo_t *info, void *arg)
+ * allocation that crossed the distance. A busy engine is never waited for: the checkpoint
+ * stays due, and this thread's next allocation or free tries again. */
+static bool checkpoint_hook(const mmt_meminfo_t *info, void *arg)
 {
     struct mmt_policy *p = arg;
     int cancel = no_cancel();
-    if (pthread_mutex_trylock(&p->lock) == 0) {
+    bool ran = pthread_mutex_trylock(&p->lock) == 0;
+    if (ran) {
         evaluate_locked(p, info, false);
         pthread_mutex_unlock(&p->lock);
     }
     restore_cancel(cancel);
+    return ran;
 }
 
 void mmt__policy_tick(struct mmt_policy *p)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "counters.h"
+#include "listeners.h"
 #include "testutil.h"
 
 /* ---- A listener that records every evaluation ---------------------------------------- */
@@ -243,6 +244,45 @@ static void test_guarantees_an_allocation_after_a_busy_evaluation_retries(void *
     stop_listening(id);
 }
 
+/* A checkpoint hook that could not run (its engine busy) leaves the checkpoint due: the
+ * thread's next operation that moves in_use evaluates again, until the hook runs. */
+static _Atomic int hook_refusals, hook_calls;
+
+static bool refusing_hook(const mmt_meminfo_t *info, void *arg)
+{
+    (void)info, (void)arg;
+    atomic_fetch_add(&hook_calls, 1);
+    if (atomic_load(&hook_refusals) > 0) {
+        atomic_fetch_sub(&hook_refusals, 1);
+        return false;
+    }
+    return true;
+}
+
+static void test_guarantees_a_busy_checkpoint_hook_is_retried_at_the_next_call(void **state)
+{
+    (void)state;
+    mmt_mem_set_checkpoint(64 * 1024);
+    int id = mmt__on_checkpoint(refusing_hook, NULL);
+    assert_true(id > 0);
+    mmt_mem_checkpoint();
+    atomic_store(&hook_calls, 0);
+    atomic_store(&hook_refusals, 3);
+    void *big = mmt_malloc(64 * 1024); /* due: refused */
+    assert_int_equal(atomic_load(&hook_calls), 1);
+    void *small[4];
+    for (int i = 0; i < 4; i++) small[i] = mmt_malloc(16); /* refused twice, then runs */
+    assert_int_equal(atomic_load(&hook_calls), 4);
+    void *more = mmt_malloc(16); /* ran: nothing due any more */
+    assert_int_equal(atomic_load(&hook_calls), 4);
+    mmt_free(more);
+    for (int i = 0; i < 4; i++) mmt_free(small[i]);
+    mmt_free(big); /* 64 KiB + 80 down from the last run: due again */
+    assert_int_equal(atomic_load(&hook_calls), 5);
+    assert_int_equal(mmt_mem_unlisten(id), 0);
+    mmt_mem_set_checkpoint((size_t)1 << 20);
+}
+
 /* ---- 6. Peak with the checkpoint distance 0 ------------------------------------------ */
 
 static void test_guarantees_peak_without_checkpoints_is_within_its_bound(void **state)
@@ -404,6 +444,7 @@ int main(void)
         cmocka_unit_test(test_guarantees_one_thread_random_walk_is_never_late_nor_early),
         cmocka_unit_test(test_guarantees_threads_holding_blocks_are_evaluated_within_the_bound),
         cmocka_unit_test(test_guarantees_an_allocation_after_a_busy_evaluation_retries),
+        cmocka_unit_test(test_guarantees_a_busy_checkpoint_hook_is_retried_at_the_next_call),
         cmocka_unit_test(test_guarantees_readings_under_churn_stay_under_truth_plus_slack),
         cmocka_unit_test(test_guarantees_a_child_forked_during_a_realloc_counts_one_size),
     };

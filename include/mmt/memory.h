@@ -102,11 +102,13 @@ typedef struct mmt_meminfo {
  * When no other thread is allocating, the figures are exact: in_use is the sum of
  * mmt_size() over live blocks, and peak >= in_use. allocated - freed == in_use and
  * freed <= allocated always hold. While other threads allocate, a reading sums totals
- * taken a moment apart: in_use may include bytes freed during the reading itself.
- * peak never decreases. It is exact in a single-threaded program; with N live threads
- * that have allocated (busy or idle), it may be off by less than 2 * N * L, low or high,
- * where L = min(64 KiB, checkpoint distance): each thread folds its net movement into a
- * shared estimate only once it has moved L, up or down. */
+ * taken a moment apart: its in_use never exceeds the true in_use of an instant during the
+ * reading by more than 64 KiB. (It may count bytes freed while it reads; when more than
+ * 64 KiB were, it reads again, and after four tries gives a figure that can only be low.)
+ * peak never decreases. It is exact in a single-threaded program. With N live threads that
+ * have allocated (busy or idle) it may be off by less than 2 * N * 64 KiB, low or high:
+ * each thread adds its net movement to a shared estimate only once it has moved by its
+ * window (at most 64 KiB, see mmt_mem_set_checkpoint), up or down. */
 MMT_API void mmt_meminfo(mmt_meminfo_t *info);
 
 /* Formats for mmt_meminfo_write() (and mmt.format() in policies). */
@@ -145,8 +147,16 @@ MMT_API int mmt_mem_unlisten(int id);
 /* Evaluates listeners whenever in_use has moved by >= bytes (up or down) since the last
  * evaluation; 0 means only at explicit mmt_mem_checkpoint() calls. Default: 1 MiB.
  * In a single thread the evaluation runs inside the mmt_malloc/mmt_free/mmt_realloc call
- * that moves in_use that far. An allocation that finds another thread evaluating does not
- * wait; a later allocation retries. */
+ * that moves in_use that far, exactly. With N threads, each thread holds back less than
+ * its window of its own movement: W = min(64 KiB, max(4 KiB, bytes / N)), N as of the
+ * thread's last fold (with a steady number of threads, less than max(bytes, N * 4 KiB)
+ * in all). So the evaluation runs, at the latest, in the call that moves in_use by
+ * bytes + 2 * (the sum of the threads' windows) from where it was at the previous one, except:
+ * - an allocation or free that finds another thread evaluating does not wait; that
+ *   thread's next call that moves in_use tries again;
+ * - a thread's exit adds its movement without evaluating; the next fold evaluates.
+ * A new distance applies to the calling thread at once, and to each other thread from its
+ * next fold (at most its window of movement later). */
 MMT_API void mmt_mem_set_checkpoint(size_t bytes);
 
 /* The checkpoint distance in force (0: explicit checkpoints only). */

@@ -8,6 +8,13 @@
  * broken or hostile policy yields an error message, never a broken host. The VM's memory
  * is not counted in mmt's counters (it is reported as the snapshot field `lua`).
  *
+ * Checkpoints: rules are evaluated inside the allocation or free that moves in_use by
+ * checkpoint_bytes since the previous evaluation, exactly in a single thread and within
+ * the bound mmt_mem_set_checkpoint (memory.h) states with several. A checkpoint that finds
+ * the engine busy (the timer, or another thread, evaluating) skips it; that thread's next
+ * allocation or free tries again. With several threads a checkpoint judges on a reading
+ * taken while others allocate: its in_use is at most 64 KiB above the truth (mmt_meminfo).
+ *
  * Threads: every function here may be called from any thread. From inside the engine's
  * own code (a host action, the log or event function, or the engine's thread), the calls
  * that would wait for that very code, mmt_policy_load, mmt_policy_reload and
