@@ -110,8 +110,15 @@ void *mmt_calloc(size_t count, size_t size)
     if (MMT__UNLIKELY(__builtin_mul_overflow(count, size, &total)))
         mmt__oom_overflow(count, size);
     if (MMT__UNLIKELY(total > MMT_MAX_SIZE)) mmt__oom("mmt_calloc", total, "size too large");
-    header_t *h = mmt__backend.calloc(1, total + MMT_HEADER_SIZE);
-    if (MMT__UNLIKELY(!h)) mmt__oom("mmt_calloc", total, "out of memory");
+    header_t *h;
+    if (total <= mmt__backend.small_calloc) { /* see backend.h */
+        h = mmt__backend.malloc(total + MMT_HEADER_SIZE);
+        if (MMT__UNLIKELY(!h)) mmt__oom("mmt_calloc", total, "out of memory");
+        memset(h + 1, 0, total);
+    } else {
+        h = mmt__backend.calloc(1, total + MMT_HEADER_SIZE);
+        if (MMT__UNLIKELY(!h)) mmt__oom("mmt_calloc", total, "out of memory");
+    }
     void *p = finish(h, total);
     mmt__count_alloc(total);
     return p;

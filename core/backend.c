@@ -18,7 +18,7 @@
 #if defined(MMT_BACKEND_NEXT)
 /* The preload library replaces malloc itself, so it sits on the next one (tools/next.c). */
 #define BACKEND_NAME mmt__next_name()
-#define BACKEND_TABLE {mmt__next_malloc, mmt__next_calloc, mmt__next_realloc, mmt__next_free}
+#define BACKEND_TABLE {mmt__next_malloc, mmt__next_calloc, mmt__next_realloc, mmt__next_free, 1024}
 
 #elif defined(MMT_BACKEND_MIMALLOC)
 #include <mimalloc.h>
@@ -54,7 +54,7 @@ static void je_free_any(void *p)
 
 #else
 #define BACKEND_NAME "libc"
-#define BACKEND_TABLE {malloc, calloc, realloc, free}
+#define BACKEND_TABLE {malloc, calloc, realloc, free, 1024}
 #endif
 
 static const mmt__backend_t built_in = BACKEND_TABLE;

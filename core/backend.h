@@ -17,6 +17,10 @@ typedef struct mmt__backend {
     void *(*calloc)(size_t count, size_t size);
     void *(*realloc)(void *ptr, size_t size);
     void (*free)(void *ptr);
+    /* Callocs of up to this many bytes are made as malloc and memset of the user bytes:
+     * glibc's calloc (2.36) never takes a block from its per-thread cache, and clearing
+     * mmt's header too pushes small ones past its unrolled clearing. 0: always calloc. */
+    size_t small_calloc;
 } mmt__backend_t;
 
 /* Read on every allocation; written only by mmt__backend_set(), which must be called

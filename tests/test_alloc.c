@@ -129,14 +129,19 @@ static void test_alloc_malloc_zero_gives_distinct_blocks(void **state)
 static void test_alloc_calloc_zeroes_reused_memory(void **state)
 {
     (void)state;
-    for (int round = 0; round < 50; round++) {
-        unsigned char *dirty = mmt_malloc(4000);
-        memset(dirty, 0xab, 4000);
-        mmt_free(dirty);
-        unsigned char *p = mmt_calloc(1000, 4);
-        for (size_t i = 0; i < 4000; i++) assert_int_equal(p[i], 0);
-        assert_int_equal(mmt_size(p), 4000);
-        mmt_free(p);
+    /* Small ones are made as malloc and memset (backend.h), larger ones by calloc. */
+    static const size_t sizes[] = {1, 16, 64, 100, 1000, 1024, 1025, 4000};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t n = sizes[k];
+        for (int round = 0; round < 50; round++) {
+            unsigned char *dirty = mmt_malloc(n);
+            memset(dirty, 0xab, n);
+            mmt_free(dirty);
+            unsigned char *p = mmt_calloc(1, n);
+            for (size_t i = 0; i < n; i++) assert_int_equal(p[i], 0);
+            assert_int_equal(mmt_size(p), n);
+            mmt_free(p);
+        }
     }
 }
 

@@ -31,7 +31,7 @@ static void *failing_realloc(void *p, size_t n)
 
 static void install_failing_backend(void)
 {
-    mmt__backend_t b = {failing_malloc, failing_calloc, failing_realloc, free};
+    mmt__backend_t b = {failing_malloc, failing_calloc, failing_realloc, free, 1024};
     mmt__backend_set(&b);
 }
 

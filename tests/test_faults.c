@@ -38,7 +38,7 @@ static void arm(long k)
 {
     atomic_store(&calls, 0);
     atomic_store(&fail_at, k);
-    mmt__backend_t b = {faulty_malloc, faulty_calloc, faulty_realloc, free};
+    mmt__backend_t b = {faulty_malloc, faulty_calloc, faulty_realloc, free, 1024};
     mmt__backend_set(&b);
 }
 
