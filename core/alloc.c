@@ -124,26 +124,34 @@ void *mmt_calloc(size_t count, size_t size)
     return p;
 }
 
+/* An aligned block moves to a plain one: realloc promises malloc's alignment. Out of line,
+ * so that the common path keeps its registers. */
+static __attribute__((noinline)) void *realloc_aligned(void *ptr, header_t *h, void *raw,
+                                                       size_t size)
+{
+    uint64_t old = h->size;
+    mmt__slot_t *s = mmt__busy();
+    header_t *nh = mmt__backend.malloc(size + MMT_HEADER_SIZE);
+    if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
+    memcpy(nh + 1, ptr, old < size ? old : size);
+    h->check ^= CHECK_FREED;
+    mmt__backend.free(raw);
+    void *p = finish(nh, size);
+    mmt__count_realloc(s, size, old);
+    return p;
+}
+
 void *mmt_realloc(void *ptr, size_t size)
 {
     if (!ptr) return mmt_malloc(size);
     void *raw;
     header_t *h = checked_header("mmt_realloc", ptr, &raw);
     if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom("mmt_realloc", size, "size too large");
+    if (MMT__UNLIKELY(raw != (void *)h)) return realloc_aligned(ptr, h, raw, size);
     uint64_t old = h->size;
     mmt__slot_t *s = mmt__busy(); /* a fork waits from here to the counters (counters.h) */
-    header_t *nh;
-    if (MMT__LIKELY(raw == (void *)h)) {
-        nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
-    } else {
-        /* An aligned block moves to a plain one: realloc promises malloc's alignment. */
-        nh = mmt__backend.malloc(size + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
-        memcpy(nh + 1, ptr, old < size ? old : size);
-        h->check ^= CHECK_FREED;
-        mmt__backend.free(raw);
-    }
+    header_t *nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
+    if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
     void *p = finish(nh, size);
     mmt__count_realloc(s, size, old);
     return p;

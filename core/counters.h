@@ -144,13 +144,14 @@ static inline void mmt__count_free(uint64_t n)
 /* mmt_realloc's counters; the caller set s->busy before its backend call (mmt__busy). */
 static inline void mmt__count_realloc(mmt__slot_t *s, uint64_t add, uint64_t sub)
 {
-    mmt__bump(&s->allocated, add);
-    mmt__bump(&s->freed, sub);
+    uint64_t a = atomic_load_explicit(&s->allocated, memory_order_relaxed) + add;
+    uint64_t f = atomic_load_explicit(&s->freed, memory_order_relaxed) + sub;
+    atomic_store_explicit(&s->allocated, a, memory_order_release);
+    atomic_store_explicit(&s->freed, f, memory_order_release);
     mmt__bump(&s->reallocs, 1);
     atomic_store_explicit(&s->busy, 0, memory_order_release);
-    int64_t net = mmt__net(s);
-    if (add >= sub) mmt__rose(s, net);
-    else mmt__fell(s, net);
+    if (add >= sub) mmt__rose(s, (int64_t)(a - f));
+    else mmt__fell(s, (int64_t)(a - f));
 }
 
 /* Marks this thread's slot busy for a realloc: from here to mmt__count_realloc, a fork in
