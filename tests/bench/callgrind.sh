@@ -43,7 +43,7 @@ instructions() {
 echo "instructions per operation (callgrind, 1 thread, $big - $small operations)"
 printf '  %-8s' workload
 for v in "${variants[@]}"; do printf ' %9s' "$v"; done
-printf ' %11s %11s\n' "mmt-$base" "peer-$base"
+printf ' %13s %13s\n' "mmt-$base" "peer-$base"
 for w in churn grow pairs; do
     printf '  %-8s' "$w"
     declare -A per=()
@@ -54,7 +54,7 @@ for w in churn grow pairs; do
         printf ' %9s' "${per[$v]}"
     done
     for v in mmt peer; do
-        printf ' %+11.1f' "$(awk -v x="${per[$v]}" -v y="${per[$base]}" 'BEGIN { print x - y }')"
+        printf ' %+13.1f' "$(awk -v x="${per[$v]}" -v y="${per[$base]}" 'BEGIN { print x - y }')"
     done
     printf '\n'
 done
