@@ -45,7 +45,7 @@ typedef struct field {
 
 static const field_t extra_fields[] = {
     {"rate", "mmt_in_use_rate_bytes_per_second", "gauge",
-     "How fast bytes in use changed over the last interval."},
+     "How fast bytes in use changed over about the policy engine's last interval."},
     {"rss", "mmt_resident_bytes", "gauge", "Resident memory of the process."},
     {"lua", "mmt_policy_vm_bytes", "gauge", "Bytes held by the policy engine's Lua VM."},
 };

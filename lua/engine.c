@@ -5,6 +5,7 @@
  * hook.
  */
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -255,36 +256,56 @@ bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *o
 
 /* ---- Evaluation ------------------------------------------------------------------------------ */
 
-/* Caller holds p->lock. Updates the rate sample once an interval (or a second, without a
- * timer) has passed since the last one, then evaluates. */
-static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, bool tick)
+/*
+ * The rate. Every evaluation adds (time, in_use) to the engine's samples, then reads the
+ * rate from them afresh: in_use's change from the sample nearest one window (the timer's
+ * interval, or a second without a timer) before now, divided by the real time between
+ * the two. The span is never under half a window; until the engine has samples that old
+ * (its first half window, counted from its first evaluation) the rate is 0. A span much
+ * longer than the window means no evaluation came near its start, and then it reaches
+ * back to the last one before (allocation that is slow to cross the checkpoint
+ * distance, without a timer). The samples reach back two windows (samples.h).
+ *
+ * One sample reset at each tick would not do: a checkpoint that reset it just before a
+ * tick would leave the tick a span of microseconds, and a rate of 0 or many times the
+ * truth. Every evaluation reads the same samples, so each gets a full span.
+ */
+
+/* Caller holds p->lock. */
+static double rate_at(struct mmt_policy *p, double now, const mmt_meminfo_t *info)
+{
+    mmt__samples_add(&p->in_use, now, (double)info->in_use);
+    double rate = 0, span; /* 0 until the samples reach back half a window */
+    mmt__samples_rate(&p->in_use, p->window, &rate, &span);
+    atomic_store_explicit(&p->rate_now, rate, memory_order_relaxed);
+    return rate;
+}
+
+/* Caller holds p->lock. Evaluates the rules (at checkpoints and ticks) and runs the tasks
+ * due (on the timer thread), with the rate computed for this evaluation. Then tells the
+ * engine's thread when a task is next due. A task that was due at this evaluation and is
+ * still due (the evaluation was cut before it, or could not run) is left to the next
+ * tick, which runs every task due: waking for it at once could loop without end. One
+ * that came due during the evaluation has the thread wake at once. */
+static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, bool rules,
+                            bool tasks)
 {
     pstate_t *s = p->cur;
     double now = mmt__now();
-    double period = p->opts.interval_ms ? p->opts.interval_ms / 1000.0 : 1.0;
-    if (p->sample_time == 0) {
-        p->sample_time = now;
-        p->sample_in_use = (double)info->in_use;
-    } else if (tick || now - p->sample_time >= period) {
-        double dt = now - p->sample_time;
-        if (dt > 0) {
-            double rate = ((double)info->in_use - p->sample_in_use) / dt;
-            atomic_store_explicit(&p->rate_now, rate, memory_order_relaxed);
-        }
-        p->sample_time = now;
-        p->sample_in_use = (double)info->in_use;
+    double rate = rate_at(p, now, info);
+    if (s && mmt__stack_room()) {
+        /* Not on a stack policy code cannot measure (a fiber's) or too near its end: the
+         * evaluation is left to the next checkpoint or tick. */
+        snapshot_t snap = {.info = *info, .rate = rate, .lua = (double)s->lua_bytes,
+                           .time = now, .rss = -1};
+        active_t frame;
+        enter(&frame, p, false);
+        mmt__evaluate(s, &snap, rules, tasks);
+        leave(&frame);
     }
-    if (!s) return;
-    snapshot_t snap = {.info = *info,
-                       .rate = atomic_load_explicit(&p->rate_now, memory_order_relaxed),
-                       .lua = (double)s->lua_bytes, .time = now, .rss = -1};
-    /* Not on a stack policy code cannot measure (a fiber's) or too near its end: the
-     * evaluation is left to the next checkpoint or tick. */
-    if (!mmt__stack_room()) return;
-    active_t frame;
-    enter(&frame, p, false);
-    mmt__evaluate(s, &snap, tick);
-    leave(&frame);
+    if (tasks)
+        atomic_store_explicit(&p->tasks_due, s ? mmt__tasks_due(s, now) : INFINITY,
+                              memory_order_relaxed);
 }
 
 /* The engine's checkpoint hook (mmt__on_checkpoint): the policy is evaluated inside the
@@ -296,14 +317,14 @@ static bool checkpoint_hook(const mmt_meminfo_t *info, void *arg)
     int cancel = no_cancel();
     bool ran = pthread_mutex_trylock(&p->lock) == 0;
     if (ran) {
-        evaluate_locked(p, info, false);
+        evaluate_locked(p, info, true, false);
         pthread_mutex_unlock(&p->lock);
     }
     restore_cancel(cancel);
     return ran;
 }
 
-void mmt__policy_tick(struct mmt_policy *p)
+static void timer_evaluation(struct mmt_policy *p, bool rules)
 {
     /* The engine's own thread, which no one else should cancel; but if someone does, it
      * is not inside this. */
@@ -311,9 +332,19 @@ void mmt__policy_tick(struct mmt_policy *p)
     pthread_mutex_lock(&p->lock);
     mmt_meminfo_t info;
     mmt_meminfo(&info);
-    evaluate_locked(p, &info, true);
+    evaluate_locked(p, &info, rules, true);
     pthread_mutex_unlock(&p->lock);
     restore_cancel(cancel);
+}
+
+void mmt__policy_tick(struct mmt_policy *p)
+{
+    timer_evaluation(p, true);
+}
+
+void mmt__policy_run_tasks(struct mmt_policy *p)
+{
+    timer_evaluation(p, false);
 }
 
 /* ---- Loading ------------------------------------------------------------------------------------ */
@@ -339,7 +370,9 @@ static int load_locked(struct mmt_policy *p, const char *path)
     pstate_t *old = p->cur;
     mmt__carry_state(s, old);
     p->cur = s;
+    atomic_store_explicit(&p->tasks_due, mmt__tasks_due(s, -INFINITY), memory_order_relaxed);
     pthread_mutex_unlock(&p->lock);
+    mmt__thread_wake(p); /* its tasks' clocks started during the load: due before a tick */
     mmt__pstate_free(old);
     pthread_mutex_lock(&p->conf_lock);
     p->error[0] = '\0';
@@ -519,6 +552,10 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
     if (!p->opts.budget_ms) p->opts.budget_ms = MMT__DEFAULT_BUDGET_MS;
     if (!p->opts.evaluation_ms)
         p->opts.evaluation_ms = p->opts.budget_ms > UINT_MAX / 2 ? UINT_MAX : 2 * p->opts.budget_ms;
+    p->window = p->opts.interval_ms ? p->opts.interval_ms / 1000.0 : 1.0;
+    mmt__samples_init(&p->in_use, 2 * p->window);
+    atomic_init(&p->rate_now, 0.0);
+    atomic_init(&p->tasks_due, INFINITY);
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->load_lock, NULL);
     pthread_mutex_init(&p->conf_lock, NULL);

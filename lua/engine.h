@@ -9,6 +9,7 @@
  *   module.c  the `mmt` Lua module (mmt.rule, mmt.every, mmt.log, ...)
  *   rules.c   evaluating rules and tasks against a snapshot
  *   thread.c  the timer and file watcher thread
+ *   samples.c recent samples of in_use, for the rate
  *   lj.c      loading LuaJIT at run time (lj.h: the Lua API through a table)
  */
 #ifndef MMT_LUA_ENGINE_H
@@ -28,6 +29,7 @@
 #include "fields.h"
 #include "mmt/policy.h"
 #include "preload_engine.h"
+#include "samples.h"
 #include "sys.h"
 
 #define MMT__DEFAULT_LUA_LIMIT ((size_t)64 << 20)
@@ -37,6 +39,7 @@
 #define MMT__MAX_ERRORS 3                       /* consecutive errors that disable a rule */
 #define MMT__MAX_RULES 65536                    /* rules one policy may declare */
 #define MMT__LOAD_BUDGET_FACTOR 10u             /* a file's own run: ten calls' budget */
+#define MMT__MIN_PERIOD 0.001                   /* seconds: mmt.every's shortest period */
 
 /* The name policy chunks get; messages carry the file's whole path instead
  * (mmt__pstate_expand), since LuaJIT cuts longer chunk names. */
@@ -78,7 +81,8 @@ typedef struct rule {
 typedef struct task {
     char *where;
     int fn_ref;
-    double period, next_due;
+    double period;
+    double next_due; /* on the grid of its declaration time plus whole periods */
     int errors;
     int overruns;    /* as for rules */
     double spent;
@@ -123,7 +127,7 @@ typedef struct action {
 /* A point-in-time view of the counters plus the engine's derived figures. */
 typedef struct snapshot {
     mmt_meminfo_t info;
-    double rate;  /* bytes/s of in_use over the last interval */
+    double rate;  /* bytes/s of in_use over about the last window (engine.c) */
     double lua;   /* the policy VM's bytes */
     double time;  /* monotonic seconds */
     double rss;   /* < 0 until read */
@@ -165,12 +169,17 @@ extern _Atomic unsigned mmt__watch_check_ms;
 struct mmt_policy {
     mmt_policy_options_t opts; /* with defaults filled in */
 
-    /* lock serialises all Lua execution and protects: cur, the rate sample, and every
-     * rule's and task's state. A checkpoint only try-locks it. */
+    /* lock serialises all Lua execution and protects: cur, the samples of in_use, and
+     * every rule's and task's state. A checkpoint only try-locks it. */
     pthread_mutex_t lock;
     pstate_t *cur;
-    double sample_time, sample_in_use;
-    _Atomic double rate_now; /* written under `lock`, read by mmt.meminfo() at any time */
+    mmt__samples_t in_use; /* one at every evaluation, for the rate */
+    double window;         /* the rate's, in seconds: the interval, or 1 without a timer */
+    _Atomic double rate_now; /* the last evaluation's rate: written under `lock`, read by
+                              * mmt.meminfo() at any time */
+    /* When the engine's thread next has a task to run (monotonic seconds; INFINITY: none
+     * before the next tick). Written under `lock`, read by the thread at any time. */
+    _Atomic double tasks_due;
 
     /* load_lock serialises loads and protects: path, loaded, loaded_ok. Taken before
      * `lock`. */
@@ -224,7 +233,8 @@ void mmt__policy_log(struct mmt_policy *p, int level, const char *fmt, ...)
 void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list ap);
 void mmt__policy_event(struct mmt_policy *p, const char *rule, bool fired, const snapshot_t *s);
 bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *out);
-void mmt__policy_tick(struct mmt_policy *p);  /* timer: evaluate with tasks */
+void mmt__policy_tick(struct mmt_policy *p);  /* timer: the rules and the tasks due */
+void mmt__policy_run_tasks(struct mmt_policy *p); /* timer: the tasks due, not the rules */
 /* A backend copy of the path, or NULL; with the file's identity when it was last read. */
 char *mmt__policy_path(struct mmt_policy *p, struct stat *loaded, bool *loaded_ok);
 
@@ -258,7 +268,10 @@ int mmt__open_module(lua_State *L);
 void mmt__push_snapshot(pstate_t *s, const snapshot_t *snap);
 
 /* rules.c */
-void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_tasks);
+/* Evaluates the rules (run_rules) and runs the tasks due at snap->time (run_tasks). */
+void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_rules, bool run_tasks);
+/* The earliest time after `after` that a task of s is due; INFINITY if none is. */
+double mmt__tasks_due(const pstate_t *s, double after);
 void mmt__carry_state(pstate_t *to, const pstate_t *from);
 /* The index of the rule named `name`, or -1. */
 long mmt__rule_find(const pstate_t *s, const char *name);
@@ -274,7 +287,8 @@ int mmt__thread_start(struct mmt_policy *p);
  * descriptor waits for the kernel (5 to 20 ms measured here), which a process about to
  * end can leave to the kernel. */
 void mmt__thread_stop(struct mmt_policy *p, bool release);
-/* Wakes the thread to look at the engine's path again (after a load changed it). */
+/* Wakes the thread to look at the engine's path and its tasks' due time again (after a
+ * load). */
 void mmt__thread_wake(struct mmt_policy *p);
 /* In a child after fork: the thread is gone; drops what the parent's had and starts one,
  * which polls the file rather than making an inotify instance. */

@@ -281,6 +281,13 @@ static int l_every(lua_State *L)
     int ref = luaL_ref(L, LUA_REGISTRYINDEX); /* may raise: before any C-side copy */
     char *where = caller_position(L);
     if (!where) return luaL_error(L, "mmt.every: out of memory");
+    /* The engine's thread sleeps in whole milliseconds: a shorter period would have it
+     * run the task back to back, a core's worth of time for nothing. */
+    if (period < MMT__MIN_PERIOD) {
+        mmt__policy_log(s->engine, MMT_LOG_WARN, "%s: mmt.every: a period of %g s runs every "
+                        "%g s, the timer's resolution", where, period, MMT__MIN_PERIOD);
+        period = MMT__MIN_PERIOD;
+    }
     task_t t = {.where = where, .fn_ref = ref, .period = period, .next_due = mmt__now() + period};
     s->tasks[s->ntasks++] = t;
     refund(s, t0);

@@ -157,7 +157,7 @@ static void run_task(pstate_t *s, task_t *t, snapshot_t *snap, int *slot)
 typedef struct evaluation {
     pstate_t *s;
     snapshot_t *snap;
-    bool run_tasks;
+    bool run_rules, run_tasks;
 } evaluation_t;
 
 /* What took the time of an evaluation that ran past its budget: a rule or a task. */
@@ -242,7 +242,7 @@ static int evaluate_protected(lua_State *L)
     size_t n = s->nrules, start = s->resume_at < n ? s->resume_at : 0;
     size_t cut_at = n; /* the rule (counted from start) the deadline stopped, n if none */
     bool cut = false;
-    for (size_t i = 0; i < n && !cut; i++) {
+    for (size_t i = 0; e->run_rules && i < n && !cut; i++) {
         rule_t *r = &s->rules[(start + i) % n];
         if (r->disabled) continue;
         evaluate_rule(s, r, e->snap, &slot);
@@ -255,18 +255,29 @@ static int evaluate_protected(lua_State *L)
         run_task(s, t, e->snap, &slot);
         cut = s->stop == MMT__STOP_EVALUATION;
         if (cut) break; /* not done: due again at the next tick */
+        /* Due on its own grid, whole periods after its declaration, so that late runs do
+         * not drift it. A run that ended past its next due time (a slow task, a late
+         * wake-up) skips the periods it missed: one run, never a burst to catch up. */
+        double now = mmt__now();
         t->next_due += t->period;
-        if (t->next_due <= e->snap->time) t->next_due = e->snap->time + t->period;
+        if (t->next_due <= now) t->next_due += ceil((now - t->next_due) / t->period) * t->period;
+        if (t->next_due <= now) t->next_due += t->period; /* rounding */
     }
     s->eval_deadline = INFINITY;
     if (cut) {
-        /* The rule that was stopped had not finished: the next evaluation starts with it. */
+        /* The rule that was stopped had not finished: the next evaluation starts with it.
+         * (A cut among the tasks leaves resume_at where it was: cut_at is n.) */
         s->resume_at = n ? (start + cut_at) % n : 0;
         report_overrun(s, n - cut_at);
     } else {
-        s->resume_at = 0;
-        for (size_t i = 0; i < s->nrules; i++) s->rules[i].overruns = 0;
-        for (size_t i = 0; i < s->ntasks; i++) s->tasks[i].overruns = 0;
+        /* Only what ran had a clean evaluation: rules are not evaluated when only tasks
+         * are due, and their resume point and overrun counts wait for their next one. */
+        if (e->run_rules) {
+            s->resume_at = 0;
+            for (size_t i = 0; i < s->nrules; i++) s->rules[i].overruns = 0;
+        }
+        if (e->run_tasks)
+            for (size_t i = 0; i < s->ntasks; i++) s->tasks[i].overruns = 0;
     }
     s->stop = MMT__STOP_NONE;
     return 0;
@@ -280,11 +291,21 @@ int mmt__rules_open(lua_State *L)
     return 0;
 }
 
-void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_tasks)
+double mmt__tasks_due(const pstate_t *s, double after)
+{
+    double due = INFINITY;
+    for (size_t i = 0; i < s->ntasks; i++) {
+        const task_t *t = &s->tasks[i];
+        if (!t->disabled && t->next_due > after && t->next_due < due) due = t->next_due;
+    }
+    return due;
+}
+
+void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_rules, bool run_tasks)
 {
     lua_State *L = s->L;
     int top = lua_gettop(L);
-    evaluation_t e = {s, snap, run_tasks};
+    evaluation_t e = {s, snap, run_rules, run_tasks};
     /* Neither pushing the function (a reference) nor the pointer allocates: a policy of
      * declarative rules evaluates without making Lua garbage. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->glue_ref);

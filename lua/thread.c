@@ -1,6 +1,7 @@
 /*
- * The engine's own thread: it ticks the timer (rules and mmt.every tasks) every
- * interval_ms, and with `watch` it reloads the policy when its file changes.
+ * The engine's own thread: it ticks the timer every interval_ms (the rules, and the
+ * mmt.every tasks that are due), wakes between ticks when a task is due sooner (the tasks
+ * alone run then), and with `watch` it reloads the policy when its file changes.
  *
  * Following the file. inotify watches the folders on the way to it: the folder of the
  * path as given and, when the path is a symlink, the folder of each link's target (a
@@ -374,6 +375,7 @@ static void *engine_thread(void *arg)
 
         double at = now + LONGEST_SLEEP_MS / 1000.0;
         sooner(&at, next_tick);
+        if (interval > 0) sooner(&at, atomic_load(&p->tasks_due));
         if (polling) sooner(&at, next_poll);
         if (watch && inotify) sooner(&at, next_check);
         if (watch && !inotify_tried) sooner(&at, inotify_at);
@@ -432,11 +434,16 @@ static void *engine_thread(void *arg)
             w->creating = false;
             mmt_policy_reload(p); /* a failed load is logged; the running policy stays */
         }
-        if (interval > 0 && mmt__now() >= next_tick) {
+        /* Tasks need the timer (mmt.every says so at load without one), and run at
+         * their own periods: at a tick with the rules, or alone when due between. */
+        now = mmt__now();
+        if (interval > 0 && now >= next_tick) {
             mmt__policy_tick(p);
             next_tick += interval;
             now = mmt__now();
             if (next_tick <= now) next_tick = now + interval; /* fell behind: skip ticks */
+        } else if (interval > 0 && now >= atomic_load(&p->tasks_due)) {
+            mmt__policy_run_tasks(p);
         }
     }
     return NULL;

@@ -1,7 +1,8 @@
 -- growth.lua: report sustained growth of memory in use, the usual sign of a leak.
 --
--- `rate` is how fast in_use changed over the last timer interval, in bytes per second, so
--- this policy needs the engine's timer (interval_ms > 0).
+-- `rate` is how fast in_use changed over about the last timer interval, in bytes per
+-- second. This policy needs the engine's timer (interval_ms > 0): without it rules run only
+-- when in_use moves, so growth that stops would never be seen to stop.
 --
 -- Edit these numbers:
 --   rate_limit  growth, in bytes per second, that counts as suspicious

@@ -248,12 +248,14 @@ static void test_preload_environment_out_of_range_is_said_and_the_default_used(v
     SKIP_IF_SANITIZED();
     static char err[16384];
     char policy[600], command[8192], report[600], want[1024];
-    /* A task every millisecond that says so: on the default 1000 ms timer it runs at most
-     * once or twice however slowly the half second sleep passes; on a 1 ms timer
-     * (4294967297 cast to unsigned) it runs hundreds of times. */
+    /* A rule that says so at every evaluation: on the default 1000 ms timer it is
+     * evaluated at most once or twice however slowly the half second sleep passes; on a
+     * 1 ms timer (4294967297 cast to unsigned) hundreds of times. (A task would not tell:
+     * it runs at its own period, whatever the timer's.) */
     snprintf(policy, sizeof policy, "%s/tick.lua", test_dir);
     write_in_place(policy, "local mmt = require 'mmt'\n"
-                           "mmt.every(0.001, function(m) mmt.log('info', 'TICK') end)\n");
+                           "mmt.rule { name = 'tick', when = function(m) mmt.log('info', 'TICK')\n"
+                           "  return false end, fire = function() end }\n");
     static const char *const intervals[] = {"4294967297", "-1", "10ms", "86400001"};
     for (size_t i = 0; i < sizeof intervals / sizeof intervals[0]; i++) {
         snprintf(command, sizeof command, "MMT_INTERVAL='%s' MMT_POLICY='%s' sleep 0.5",

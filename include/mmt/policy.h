@@ -8,6 +8,28 @@
  * broken or hostile policy yields an error message, never a broken host. The VM's memory
  * is not counted in mmt's counters (it is reported as the snapshot field `lua`).
  *
+ * When policy code runs. Rules are evaluated at allocation checkpoints (checkpoint_bytes)
+ * and, with a timer (interval_ms), at every tick on the engine's thread. mmt.every tasks
+ * run on that thread at their own period, whatever the interval: a task is due at whole
+ * periods after the line that declared it ran, so its runs do not drift (every 0.25 s
+ * for 10 s is 40 runs); the thread wakes between ticks when a task is due, and then runs
+ * only the tasks due, not the rules. A run that ends past its next due time (a slow task,
+ * a late wake-up) skips the periods it missed: the task runs next at the first due time
+ * after that, never in a burst to catch up. The thread sleeps in whole milliseconds: a
+ * period under 1 ms is taken as 1 ms, and the load says so. Tasks need the timer: with
+ * interval_ms 0 they never run, and the load says so.
+ *
+ * The snapshot's `rate` (bytes per second; also a declarative rule's metric "rate") is
+ * computed afresh at every evaluation, checkpoint, tick or task run alike: the change of
+ * in_use from the engine's sample nearest one window ago to now, divided by the real time
+ * between the two. The window is interval_ms, or 1 s without a timer; the engine keeps a
+ * sample (time, in_use) at every evaluation, 256 at most, thinned to reach back two
+ * windows. The span is never under half a window: the rate is 0 until half a window has
+ * passed since the engine's first evaluation. It is much longer than the window only when
+ * no evaluation came near the window's start (checkpoints only, and in_use slow to move
+ * the checkpoint distance): then it reaches back to the last evaluation before.
+ * mmt.meminfo() gives the rate of the engine's last evaluation.
+ *
  * Checkpoints: rules are evaluated inside the allocation or free that moves in_use by
  * checkpoint_bytes since the previous evaluation, exactly in a single thread and within
  * the bound mmt_mem_set_checkpoint (memory.h) states with several. A checkpoint that finds
@@ -63,7 +85,9 @@ extern "C" {
 typedef struct mmt_policy mmt_policy_t;
 
 typedef struct mmt_policy_options {
-    unsigned interval_ms;    /* timer period for 'when' rules and mmt.every tasks; 0: no timer */
+    unsigned interval_ms;    /* timer period for evaluating rules, and the window of `rate`;
+                              * 0: no timer (rules at checkpoints only, a 1 s window, and
+                              * mmt.every tasks never run). Tasks run at their own period. */
     int watch;               /* nonzero: reload by itself when the policy file changes */
     size_t checkpoint_bytes; /* allocation checkpoint distance; 0: default (1 MiB) */
     size_t lua_memory_limit; /* bytes the policy VM may hold; 0: default (64 MiB) */
