@@ -31,9 +31,11 @@ static_assert(sizeof(header_t) == MMT_HEADER_SIZE, "the header is 16 bytes");
 static_assert(MMT_HEADER_SIZE % alignof(max_align_t) == 0,
               "the header keeps malloc's alignment");
 
-#define CHECK_KEY 0x6d6d746d656d2121ull
-#define CHECK_FREED 0xf4eed0f4eed0f4eeull
-#define CHECK_ALIGNED 0xa119ed00a119ed00ull /* this block came from mmt_aligned_alloc */
+/* Each fits a sign-extended 32-bit immediate, so that sealing and flipping are one xor. The
+ * check's strength is the address and size it binds, not the key's width. */
+#define CHECK_KEY 0x6d6d2121ull
+#define CHECK_FREED 0x0f4eed0full
+#define CHECK_ALIGNED 0x0a119ed0ull /* this block came from mmt_aligned_alloc */
 
 static inline uint64_t seal(const header_t *h, uint64_t size)
 {
@@ -99,9 +101,7 @@ void *mmt_malloc(size_t size)
     if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom("mmt_malloc", size, "size too large");
     header_t *h = mmt__backend.malloc(size + MMT_HEADER_SIZE);
     if (MMT__UNLIKELY(!h)) mmt__oom("mmt_malloc", size, "out of memory");
-    void *p = finish(h, size);
-    mmt__count_alloc(size);
-    return p;
+    return mmt__count_alloc(size, finish(h, size));
 }
 
 void *mmt_calloc(size_t count, size_t size)
@@ -119,9 +119,7 @@ void *mmt_calloc(size_t count, size_t size)
         h = mmt__backend.calloc(1, total + MMT_HEADER_SIZE);
         if (MMT__UNLIKELY(!h)) mmt__oom("mmt_calloc", total, "out of memory");
     }
-    void *p = finish(h, total);
-    mmt__count_alloc(total);
-    return p;
+    return mmt__count_alloc(total, finish(h, total));
 }
 
 /* An aligned block moves to a plain one: realloc promises malloc's alignment. Out of line,
@@ -166,8 +164,7 @@ void mmt_free(void *ptr)
     h->check ^= CHECK_FREED;
     /* Counted before the block goes back: a fork meanwhile leaves the child a block it
      * does not count, unreachable there, rather than a count of one its heap lacks. */
-    mmt__count_free(size);
-    mmt__backend.free(raw);
+    mmt__count_free(size, raw);
 }
 
 /* The abort of a failed mmt_aligned_alloc: its line names both arguments, since either
@@ -199,8 +196,7 @@ void *mmt_aligned_alloc(size_t alignment, size_t size)
     ((uint64_t *)h)[-1] = (uint64_t)(p - raw);
     h->size = size;
     h->check = seal(h, size) ^ CHECK_ALIGNED;
-    mmt__count_alloc(size);
-    return p;
+    return mmt__count_alloc(size, p);
 }
 
 char *mmt_strdup(const char *s)

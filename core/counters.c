@@ -246,6 +246,18 @@ void mmt__count_slow(mmt__slot_t *s)
     if (mmt__checkpoint_due(now)) set_marks(s); /* an evaluation moved the checkpoint */
 }
 
+void *mmt__count_slow_then(mmt__slot_t *s, void *p)
+{
+    mmt__count_slow(s);
+    return p;
+}
+
+void mmt__count_slow_then_free(mmt__slot_t *s, void *raw)
+{
+    mmt__count_slow(s);
+    mmt__backend.free(raw);
+}
+
 unsigned long mmt__registrations(void)
 {
     pthread_mutex_lock(&registry_lock);

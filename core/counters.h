@@ -47,6 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "fields.h"
 
 #define MMT__LIKELY(x) __builtin_expect(!!(x), 1)
@@ -93,6 +94,10 @@ extern _Atomic int mmt__fork_gate;
  * checkpoint and sets new marks. */
 void mmt__count_slow(mmt__slot_t *s);
 
+/* mmt__count_slow, then return p; and then give raw back to the backend. */
+void *mmt__count_slow_then(mmt__slot_t *s, void *p);
+void mmt__count_slow_then_free(mmt__slot_t *s, void *raw);
+
 /* mmt_realloc's wait while a fork is under way (see the fork gate). */
 void mmt__realloc_gate(mmt__slot_t *s);
 
@@ -108,14 +113,14 @@ static inline int64_t mmt__net(mmt__slot_t *s)
                      atomic_load_explicit(&s->freed, memory_order_relaxed));
 }
 
-/* net moved up (or stayed): a new high point is recorded, and only a new high point can
- * reach the upper mark. */
+/* net moved up (or stayed). The high point is kept without a branch: in a random walk a
+ * new high is as unpredictable as a coin, and a mispredicted branch costs more than the
+ * store. Only a new high can reach the upper mark, and it rarely does. */
 static inline void mmt__rose(mmt__slot_t *s, int64_t net)
 {
-    if (net > atomic_load_explicit(&s->top, memory_order_relaxed)) {
-        atomic_store_explicit(&s->top, net, memory_order_relaxed);
-        if (MMT__UNLIKELY(net >= s->hi)) mmt__count_slow(s);
-    }
+    int64_t top = atomic_load_explicit(&s->top, memory_order_relaxed);
+    atomic_store_explicit(&s->top, net > top ? net : top, memory_order_relaxed);
+    if (MMT__UNLIKELY(net >= s->hi)) mmt__count_slow(s);
 }
 
 static inline void mmt__fell(mmt__slot_t *s, int64_t net)
@@ -123,22 +128,35 @@ static inline void mmt__fell(mmt__slot_t *s, int64_t net)
     if (MMT__UNLIKELY(net <= s->lo)) mmt__count_slow(s);
 }
 
-static inline void mmt__count_alloc(uint64_t n)
+/* Counts an allocation of n bytes and returns p, the block's user pointer: the slow path
+ * is then a tail call, and the caller keeps nothing alive across it. */
+static inline void *mmt__count_alloc(uint64_t n, void *p)
 {
     mmt__slot_t *s = &mmt__tls;
     uint64_t a = atomic_load_explicit(&s->allocated, memory_order_relaxed) + n;
     atomic_store_explicit(&s->allocated, a, memory_order_release);
     mmt__bump(&s->allocations, 1);
-    mmt__rose(s, (int64_t)(a - atomic_load_explicit(&s->freed, memory_order_relaxed)));
+    int64_t net = (int64_t)(a - atomic_load_explicit(&s->freed, memory_order_relaxed));
+    int64_t top = atomic_load_explicit(&s->top, memory_order_relaxed);
+    atomic_store_explicit(&s->top, net > top ? net : top, memory_order_relaxed); /* see rose */
+    if (MMT__UNLIKELY(net >= s->hi)) return mmt__count_slow_then(s, p);
+    return p;
 }
 
-static inline void mmt__count_free(uint64_t n)
+/* Counts a free of n bytes before the block goes back to the backend (see the fork note
+ * above), then gives it back: a tail call either way. */
+static inline void mmt__count_free(uint64_t n, void *raw)
 {
     mmt__slot_t *s = &mmt__tls;
     uint64_t f = atomic_load_explicit(&s->freed, memory_order_relaxed) + n;
     atomic_store_explicit(&s->freed, f, memory_order_release);
     mmt__bump(&s->frees, 1);
-    mmt__fell(s, (int64_t)(atomic_load_explicit(&s->allocated, memory_order_relaxed) - f));
+    int64_t net = (int64_t)(atomic_load_explicit(&s->allocated, memory_order_relaxed) - f);
+    if (MMT__UNLIKELY(net <= s->lo)) {
+        mmt__count_slow_then_free(s, raw);
+        return;
+    }
+    mmt__backend.free(raw);
 }
 
 /* mmt_realloc's counters; the caller set s->busy before its backend call (mmt__busy). */
