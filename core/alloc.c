@@ -19,6 +19,7 @@
 
 #include "backend.h"
 #include "counters.h"
+#include "fork.h"
 #include "mmt/memory.h"
 #include "oom.h"
 
@@ -128,7 +129,7 @@ static __attribute__((noinline)) void *realloc_aligned(void *ptr, header_t *h, v
                                                        size_t size)
 {
     uint64_t old = h->size;
-    mmt__slot_t *s = mmt__busy();
+    mmt__slot_t *s = mmt__realloc_begin(size, old);
     header_t *nh = mmt__backend.malloc(size + MMT_HEADER_SIZE);
     if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
     memcpy(nh + 1, ptr, old < size ? old : size);
@@ -147,7 +148,7 @@ void *mmt_realloc(void *ptr, size_t size)
     if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom("mmt_realloc", size, "size too large");
     if (MMT__UNLIKELY(raw != (void *)h)) return realloc_aligned(ptr, h, raw, size);
     uint64_t old = h->size;
-    mmt__slot_t *s = mmt__busy(); /* a fork waits from here to the counters (counters.h) */
+    mmt__slot_t *s = mmt__realloc_begin(size, old); /* for a fork meanwhile (counters.h) */
     header_t *nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
     if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
     void *p = finish(nh, size);
@@ -218,26 +219,43 @@ size_t mmt_size(const void *ptr)
 /* Two threads may ask malloc_usable_size of one live block at once (it only reads, as
  * glibc has it): growing the header is done under one of these locks, chosen by the
  * header's address, so that neither reads a size and check half rewritten, and the
- * growth is counted once. */
+ * growth is counted once. No lock is held while counting (which may run listeners); a
+ * fork takes them all, so that no child inherits one held by a thread it lacks. */
 static atomic_flag grow_locks[64];
+
+static void grow_lock(atomic_flag *lock)
+{
+    while (atomic_flag_test_and_set_explicit(lock, memory_order_acquire)) sched_yield();
+}
 
 size_t mmt__claim_usable(void *ptr, size_t (*usable)(void *raw))
 {
     if (!ptr) return 0;
     atomic_flag *lock = &grow_locks[((uintptr_t)ptr >> 4) % 64];
-    while (atomic_flag_test_and_set_explicit(lock, memory_order_acquire)) sched_yield();
+    grow_lock(lock);
     void *raw;
     header_t *h = checked_header("malloc_usable_size", ptr, &raw);
     size_t offset = (size_t)((char *)ptr - (char *)raw);
     size_t avail = usable(raw);
-    uint64_t size = h->size;
+    uint64_t size = h->size, grown = 0;
     if (avail > offset && avail - offset > size && avail - offset <= MMT_MAX_SIZE) {
         uint64_t flags = h->check ^ seal(h, size); /* 0, or CHECK_ALIGNED */
-        size = avail - offset;
-        mmt__count_grow(size - h->size);
+        grown = avail - offset - size;
+        size += grown;
         h->size = size;
         h->check = seal(h, size) ^ flags;
     }
     atomic_flag_clear_explicit(lock, memory_order_release);
+    if (grown) mmt__count_grow(grown);
     return size;
+}
+
+void mmt__alloc_fork_prepare(void)
+{
+    for (int i = 0; i < 64; i++) grow_lock(&grow_locks[i]);
+}
+
+void mmt__alloc_fork_parent(void)
+{
+    for (int i = 0; i < 64; i++) atomic_flag_clear_explicit(&grow_locks[i], memory_order_release);
 }

@@ -1,19 +1,14 @@
 /*
  * Per-thread counter slots: registration on a thread's first operation, folding into the
  * process-wide estimate and the marks that decide when, retirement when the thread exits,
- * the fork gate, and summing for mmt_meminfo(). See counters.h for the scheme.
+ * the fork child's repairs, and summing for mmt_meminfo(). See counters.h for the scheme.
  */
-#define _GNU_SOURCE /* syscall */
 #include "counters.h"
 
-#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "fork.h"
 #include "listeners.h"
@@ -25,10 +20,6 @@
 
 alignas(MMT__CACHE_LINE) _Thread_local mmt__slot_t mmt__tls
     __attribute__((tls_model("initial-exec"))) = {UNREGISTERED};
-
-/* Read by every realloc, written at forks only: alone on its line. */
-alignas(MMT__CACHE_LINE) _Atomic int mmt__fork_gate;
-enum { GATE_CLOSED = 1, GATE_FENCED = 2 };
 
 /* Written at folds only (once per window of net movement per thread). */
 alignas(MMT__CACHE_LINE) static _Atomic int64_t published;
@@ -68,6 +59,8 @@ static struct {
 /* Threads with a slot: read at every fold (for the window), written under registry_lock. */
 static _Atomic unsigned live_count;
 
+static void sum_locked(mmt_meminfo_t *out, int64_t *estimate);
+
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t slot_key;
 static bool slot_key_ok;
@@ -88,7 +81,7 @@ static void raise_peak(int64_t candidate)
  * estimate. */
 static int64_t publish(int64_t delta, int64_t rise)
 {
-    int64_t before = atomic_fetch_add_explicit(&published, delta, memory_order_relaxed);
+    int64_t before = atomic_fetch_add_explicit(&published, delta, memory_order_release);
     raise_peak(before + rise);
     return before + delta;
 }
@@ -113,8 +106,8 @@ static int64_t min64(int64_t a, int64_t b)
 /* Sets the marks of a slot that was just folded (base == net, or near it if user code ran
  * since): the window, narrowed to the room left before the next checkpoint. A room of 0 or
  * less means a checkpoint is due that did not run (another thread was evaluating, or this
- * one is): the marks are then one byte away, so the next operation that moves in_use
- * retries. */
+ * one is): the marks are then one byte away on both sides, so the next operation that
+ * moves in_use, up or down, retries. */
 static void set_marks(mmt__slot_t *s)
 {
     int64_t base = atomic_load_explicit(&s->base, memory_order_relaxed);
@@ -128,15 +121,16 @@ static void set_marks(mmt__slot_t *s)
         if (w > MMT__WINDOW_MAX) w = MMT__WINDOW_MAX;
         mmt__checkpoint_rooms(mmt__published(), &up, &down);
     }
-    s->hi = base + (up > 0 ? min64(w, up) : 1);
-    s->lo = base - (down > 0 ? min64(w, down) : 1);
+    if (up <= 0 || down <= 0) up = down = 1; /* either way */
+    atomic_store_explicit(&s->hi, base + min64(w, up), memory_order_relaxed);
+    atomic_store_explicit(&s->lo, base - min64(w, down), memory_order_relaxed);
 }
 
 static void reset_marks(mmt__slot_t *s)
 {
     atomic_store_explicit(&s->top, INT64_MIN, memory_order_relaxed);
-    s->hi = INT64_MIN;
-    s->lo = INT64_MAX;
+    atomic_store_explicit(&s->hi, INT64_MIN, memory_order_relaxed);
+    atomic_store_explicit(&s->lo, INT64_MAX, memory_order_relaxed);
 }
 
 void mmt__counters_flush(void)
@@ -273,88 +267,40 @@ unsigned mmt__threads_counted(void)
 
 /* ---- fork ------------------------------------------------------------------------------- */
 
-/*
- * The gate. A realloc stores busy = 1, then reads the gate (mmt__busy); the forking thread
- * closes the gate, then reads every other slot's busy. For one of them to see the other's
- * store, each side needs a full fence between its store and its load. The realloc side gets
- * it for free from the forker's membarrier(), which makes every other running thread
- * execute one; without membarrier (old kernel, filtered system call), the gate stays at
- * GATE_FENCED and every realloc fences itself in mmt__realloc_gate.
- */
-static bool membarrier_ok;
-
-void mmt__counters_fork_init(void)
-{
-    membarrier_ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
-    if (!membarrier_ok) atomic_fetch_or(&mmt__fork_gate, GATE_FENCED);
-}
-
-void mmt__realloc_gate(mmt__slot_t *s)
-{
-    for (;;) {
-        atomic_thread_fence(memory_order_seq_cst);
-        if (!(atomic_load_explicit(&mmt__fork_gate, memory_order_relaxed) & GATE_CLOSED))
-            return;
-        /* A fork is under way: step out of its way until it is done. */
-        atomic_store_explicit(&s->busy, 0, memory_order_release);
-        while (atomic_load_explicit(&mmt__fork_gate, memory_order_acquire) & GATE_CLOSED)
-            sched_yield();
-        atomic_store_explicit(&s->busy, 1, memory_order_relaxed);
-    }
-}
-
-static double seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Waits for the reallocs under way in other threads to finish counting. Their windows are
- * short (a backend realloc and a few stores); the wait is bounded all the same, so that a
- * thread stopped inside one (by a debugger, or blocked in an allocator's own fork lock)
- * delays the fork by a second at most, its child then off by that block. */
-static void wait_for_busy_slots(void)
-{
-    double deadline = 0;
-    for (mmt__slot_t *s = live_slots; s; s = s->next) {
-        if (s == &mmt__tls) continue;
-        while (atomic_load_explicit(&s->busy, memory_order_acquire)) {
-            double now = seconds();
-            if (deadline == 0) deadline = now + 1.0;
-            if (now > deadline) return;
-            sched_yield();
-        }
-    }
-}
-
 void mmt__counters_fork_prepare(void)
 {
     pthread_mutex_lock(&registry_lock);
-    atomic_fetch_or_explicit(&mmt__fork_gate, GATE_CLOSED, memory_order_seq_cst);
-    if (membarrier_ok) syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-    wait_for_busy_slots();
 }
 
 void mmt__counters_fork_parent(void)
 {
-    atomic_fetch_and_explicit(&mmt__fork_gate, ~GATE_CLOSED, memory_order_release);
     pthread_mutex_unlock(&registry_lock);
 }
 
 /* Only the forking thread lives on in the child: the other slots' owners are gone, and
  * their key destructors will never run. Their counts are kept (their blocks are in the
- * child's memory too) and their slots unlinked. */
+ * child's memory too), a realloc one of them was making is completed from its journal,
+ * and their slots unlinked. The estimate is then set from the exact sums: a dead thread
+ * may have stopped between a fold's two halves. */
 void mmt__counters_fork_child(void)
 {
     mmt__slot_t *next;
     for (mmt__slot_t *s = live_slots; s; s = next) {
         next = s->next;
         if (s == &mmt__tls) continue;
-        fold(s);
+        if (atomic_load_explicit(&s->busy, memory_order_acquire)) {
+            atomic_store_explicit(&s->allocated, s->journal_allocated, memory_order_relaxed);
+            atomic_store_explicit(&s->freed, s->journal_freed, memory_order_relaxed);
+            atomic_store_explicit(&s->busy, 0, memory_order_relaxed);
+        }
         retire_locked(s);
     }
-    atomic_fetch_and_explicit(&mmt__fork_gate, ~GATE_CLOSED, memory_order_release);
+    mmt_meminfo_t m;
+    int64_t estimate;
+    sum_locked(&m, &estimate);
+    mmt__slot_t *own = &mmt__tls;
+    int64_t own_pending = own->registered ? mmt__net(own) - atomic_load(&own->base) : 0;
+    atomic_store_explicit(&published, (int64_t)m.in_use - own_pending, memory_order_relaxed);
     pthread_mutex_unlock(&registry_lock);
     mmt__counters_flush(); /* this thread's window, with the child's thread count */
 }
@@ -397,7 +343,9 @@ static void sum_locked(mmt_meminfo_t *out, int64_t *estimate)
     mmt_meminfo_t m;
     int64_t dip = 0;
     for (int attempt = 0;; attempt++) {
-        int64_t est = mmt__published();
+        /* Acquire: a fold's base store comes before its add (release), so a slot read
+         * after this never counts a folded movement twice. */
+        int64_t est = atomic_load_explicit(&published, memory_order_acquire);
         dip = 0;
 #define FIELD(name) m.name = retired.name + acquire(&shared_slot.name);
         FOR_SUMMED_FIRST
@@ -417,14 +365,23 @@ static void sum_locked(mmt_meminfo_t *out, int64_t *estimate)
 #undef FIELD
         }
         for (mmt__slot_t *s = live_slots; s; s = s->next) {
-            /* After the slot's allocations were read: net can only be read low here. */
-            uint64_t f = acquire(&s->freed);
-            freed_again += f;
-            int64_t net = (int64_t)(atomic_load_explicit(&s->allocated, memory_order_relaxed) - f);
             int64_t base = atomic_load_explicit(&s->base, memory_order_relaxed);
             int64_t top = atomic_load_explicit(&s->top, memory_order_relaxed);
-            est += net - base;
-            if (top - net > dip) dip = top - net;
+            /* Allocations before frees: net can only be read low here. */
+            uint64_t a = atomic_load_explicit(&s->allocated, memory_order_relaxed);
+            uint64_t f = acquire(&s->freed);
+            freed_again += f;
+            int64_t pending = (int64_t)(a - f) - base, rise = top - base;
+            /* Pieces read at different instants may add up to more than any instant held
+             * (a block handed from one thread to another, each read at its own moment). A
+             * slot holds back less than the widest window: beyond it, an operation is
+             * between its count and its fold, which raises peak itself. */
+            if (pending > MMT__WINDOW_MAX) pending = MMT__WINDOW_MAX;
+            if (pending < -MMT__WINDOW_MAX) pending = -MMT__WINDOW_MAX;
+            if (rise > MMT__WINDOW_MAX) rise = MMT__WINDOW_MAX;
+            if (rise < pending) rise = pending;
+            est += pending;
+            if (rise - pending > dip) dip = rise - pending;
         }
         *estimate = est + dip;
         if (freed_again - m.freed <= MMT__READ_SLACK) break;

@@ -31,12 +31,16 @@
  * on the hot path. A retired slot (its thread's exit destructor ran) gets those marks
  * back, and its later operations are moved to the shared slot.
  *
- * fork() in another thread while mmt_realloc runs: the child would see the new block's
- * header with half the counters updated (a phantom of the old size). A realloc marks its
- * slot `busy` from before the backend call to after the counters, and the fork handler
- * waits for busy slots (fork.c). malloc and free need no such care: a block in flight in a
- * thread that does not exist in the child is unreachable there, and free counts before
- * it gives the block back, so the child never counts a block its heap does not hold.
+ * fork() in another thread while mmt_realloc runs: a child that copied the slot between the
+ * realloc's two counter stores would count the old size and the new one. A realloc writes
+ * the counters' final values into a journal in its slot, then marks it busy, before its
+ * backend call; the fork child completes the journal of each dead thread's busy slot. The
+ * child counts the block at its new size, never at both, whatever instant the fork copied
+ * (if the fork came before the allocator resized the block, that count is the new size's
+ * difference off). Nobody waits: a fork never depends on another thread's progress. malloc
+ * and free need no journal: a block in flight in a thread that does not exist in the child
+ * is unreachable there, and free counts before it gives the block back, so the child never
+ * counts a block its heap does not hold.
  */
 #ifndef MMT_CORE_COUNTERS_H
 #define MMT_CORE_COUNTERS_H
@@ -69,11 +73,12 @@ typedef struct mmt__slot {
     /* Written by the owning thread only (load, add, release store); read by mmt_meminfo.
      * The shared fallback slot is the exception: any thread updates it with fetch_add. */
     MMT__MEMINFO_FIELDS(MMT__SLOT_FIELD) /* allocated, freed, allocations, frees, reallocs */
-    /* The owner's marks; read and written by the owner only (and by the fork child). */
-    int64_t hi, lo;
+    /* The marks: written by the owner, read by the owner and mmt_meminfo. */
+    _Atomic int64_t hi, lo;
     _Atomic int64_t top;  /* highest net since the last fold; read by mmt_meminfo */
     _Atomic int64_t base; /* net at the last fold; read by mmt_meminfo */
-    _Atomic int busy;     /* a realloc is between its backend call and its counters */
+    _Atomic int busy;     /* a realloc is under way: the journal below holds its outcome */
+    uint64_t journal_allocated, journal_freed; /* the realloc's final counter values */
     bool registered;      /* linked into the registry */
     bool retired;         /* the exit destructor ran: count in the shared slot from now */
     bool attaching;       /* registering (pthread_setspecific may allocate) */
@@ -85,11 +90,6 @@ typedef struct mmt__slot {
 /* This thread's slot. Its address is fixed for the thread's life (static TLS). */
 extern _Thread_local mmt__slot_t mmt__tls __attribute__((tls_model("initial-exec")));
 
-/* Nonzero while a fork waits for busy slots, or (value 2) for good when the kernel has
- * no membarrier and a realloc must order its `busy` store with a fence. Read by every
- * realloc; written only at forks. */
-extern _Atomic int mmt__fork_gate;
-
 /* The slow path, taken when net crosses a mark: registers the thread, folds, checks for a
  * checkpoint and sets new marks. */
 void mmt__count_slow(mmt__slot_t *s);
@@ -97,9 +97,6 @@ void mmt__count_slow(mmt__slot_t *s);
 /* mmt__count_slow, then return p; and then give raw back to the backend. */
 void *mmt__count_slow_then(mmt__slot_t *s, void *p);
 void mmt__count_slow_then_free(mmt__slot_t *s, void *raw);
-
-/* mmt_realloc's wait while a fork is under way (see the fork gate). */
-void mmt__realloc_gate(mmt__slot_t *s);
 
 static inline void mmt__bump(_Atomic uint64_t *c, uint64_t n)
 {
@@ -120,12 +117,12 @@ static inline void mmt__rose(mmt__slot_t *s, int64_t net)
 {
     int64_t top = atomic_load_explicit(&s->top, memory_order_relaxed);
     atomic_store_explicit(&s->top, net > top ? net : top, memory_order_relaxed);
-    if (MMT__UNLIKELY(net >= s->hi)) mmt__count_slow(s);
+    if (MMT__UNLIKELY(net >= atomic_load_explicit(&s->hi, memory_order_relaxed))) mmt__count_slow(s);
 }
 
 static inline void mmt__fell(mmt__slot_t *s, int64_t net)
 {
-    if (MMT__UNLIKELY(net <= s->lo)) mmt__count_slow(s);
+    if (MMT__UNLIKELY(net <= atomic_load_explicit(&s->lo, memory_order_relaxed))) mmt__count_slow(s);
 }
 
 /* Counts an allocation of n bytes and returns p, the block's user pointer: the slow path
@@ -139,7 +136,8 @@ static inline void *mmt__count_alloc(uint64_t n, void *p)
     int64_t net = (int64_t)(a - atomic_load_explicit(&s->freed, memory_order_relaxed));
     int64_t top = atomic_load_explicit(&s->top, memory_order_relaxed);
     atomic_store_explicit(&s->top, net > top ? net : top, memory_order_relaxed); /* see rose */
-    if (MMT__UNLIKELY(net >= s->hi)) return mmt__count_slow_then(s, p);
+    if (MMT__UNLIKELY(net >= atomic_load_explicit(&s->hi, memory_order_relaxed)))
+        return mmt__count_slow_then(s, p);
     return p;
 }
 
@@ -152,36 +150,37 @@ static inline void mmt__count_free(uint64_t n, void *raw)
     atomic_store_explicit(&s->freed, f, memory_order_release);
     mmt__bump(&s->frees, 1);
     int64_t net = (int64_t)(atomic_load_explicit(&s->allocated, memory_order_relaxed) - f);
-    if (MMT__UNLIKELY(net <= s->lo)) {
+    if (MMT__UNLIKELY(net <= atomic_load_explicit(&s->lo, memory_order_relaxed))) {
         mmt__count_slow_then_free(s, raw);
         return;
     }
     mmt__backend.free(raw);
 }
 
-/* mmt_realloc's counters; the caller set s->busy before its backend call (mmt__busy). */
-static inline void mmt__count_realloc(mmt__slot_t *s, uint64_t add, uint64_t sub)
+/* Opens the journal of a realloc of a block of `old` bytes to `size` (see the fork note
+ * above), before its backend call. */
+static inline mmt__slot_t *mmt__realloc_begin(uint64_t size, uint64_t old)
 {
-    uint64_t a = atomic_load_explicit(&s->allocated, memory_order_relaxed) + add;
-    uint64_t f = atomic_load_explicit(&s->freed, memory_order_relaxed) + sub;
+    mmt__slot_t *s = &mmt__tls;
+    s->journal_allocated = atomic_load_explicit(&s->allocated, memory_order_relaxed) + size;
+    s->journal_freed = atomic_load_explicit(&s->freed, memory_order_relaxed) + old;
+    atomic_store_explicit(&s->busy, 1, memory_order_release); /* after the journal */
+    return s;
+}
+
+/* mmt_realloc's counters: the block grew by size - old, or shrank. Added to the counters
+ * as they are now, not copied from the journal, so that nothing counted meanwhile on this
+ * thread (a signal handler's allocation) is lost. */
+static inline void mmt__count_realloc(mmt__slot_t *s, uint64_t size, uint64_t old)
+{
+    uint64_t a = atomic_load_explicit(&s->allocated, memory_order_relaxed) + size;
+    uint64_t f = atomic_load_explicit(&s->freed, memory_order_relaxed) + old;
     atomic_store_explicit(&s->allocated, a, memory_order_release);
     atomic_store_explicit(&s->freed, f, memory_order_release);
     mmt__bump(&s->reallocs, 1);
-    atomic_store_explicit(&s->busy, 0, memory_order_release);
-    if (add >= sub) mmt__rose(s, (int64_t)(a - f));
+    atomic_store_explicit(&s->busy, 0, memory_order_release); /* after the counters */
+    if (size >= old) mmt__rose(s, (int64_t)(a - f));
     else mmt__fell(s, (int64_t)(a - f));
-}
-
-/* Marks this thread's slot busy for a realloc: from here to mmt__count_realloc, a fork in
- * another thread waits. */
-static inline mmt__slot_t *mmt__busy(void)
-{
-    mmt__slot_t *s = &mmt__tls;
-    atomic_store_explicit(&s->busy, 1, memory_order_relaxed);
-    atomic_signal_fence(memory_order_seq_cst); /* the forker's membarrier orders the rest */
-    if (MMT__UNLIKELY(atomic_load_explicit(&mmt__fork_gate, memory_order_relaxed)))
-        mmt__realloc_gate(s);
-    return s;
 }
 
 /* A live block grows in place by n bytes (the preload library's malloc_usable_size): bytes

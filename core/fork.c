@@ -1,6 +1,7 @@
 /*
- * The core's fork handlers (see fork.h). Lock order at a fork: evaluation, listener list,
- * counter registry, the order in which the library takes them otherwise.
+ * The core's fork handlers (see fork.h). Lock order at a fork: malloc_usable_size's growth
+ * locks, evaluation, listener list, counter registry, the order in which the library
+ * takes them otherwise.
  */
 #include "fork.h"
 
@@ -10,6 +11,7 @@
 
 static void prepare(void)
 {
+    mmt__alloc_fork_prepare(); /* first: their holders take no other lock */
     mmt__listeners_fork_prepare();
     mmt__counters_fork_prepare();
 }
@@ -18,12 +20,14 @@ static void parent(void)
 {
     mmt__counters_fork_parent();
     mmt__listeners_fork_parent();
+    mmt__alloc_fork_parent();
 }
 
 static void child(void)
 {
     mmt__counters_fork_child();
     mmt__listeners_fork_child();
+    mmt__alloc_fork_parent();
 }
 
 enum { NOT_YET, UNDER_WAY, DONE };
@@ -36,7 +40,6 @@ void mmt__fork_init(bool wait)
     if (atomic_compare_exchange_strong(&state, &expected, UNDER_WAY)) {
         /* pthread_atfork may allocate, which comes back here: UNDER_WAY makes that a
          * no-op rather than a wait on ourselves. */
-        mmt__counters_fork_init();
         pthread_atfork(prepare, parent, child);
         atomic_store_explicit(&state, DONE, memory_order_release);
         return;

@@ -14,9 +14,12 @@
  * while this thread's own registration is under way returns at once. */
 void mmt__fork_init(bool wait);
 
-/* counters.c: the fork gate's set-up (once, with the handlers); the registry lock and the
- * wait for reallocs under way; the dead threads' slots in the child. */
-void mmt__counters_fork_init(void);
+/* alloc.c: the locks of malloc_usable_size's growth (the same release in parent and
+ * child). */
+void mmt__alloc_fork_prepare(void);
+void mmt__alloc_fork_parent(void);
+
+/* counters.c: the registry lock; the dead threads' slots in the child. */
 void mmt__counters_fork_prepare(void);
 void mmt__counters_fork_parent(void);
 void mmt__counters_fork_child(void);

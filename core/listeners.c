@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "backend.h"
 #include "counters.h"
@@ -22,6 +23,7 @@ typedef struct listener {
     mmt_mem_action_fn action;
     void *arg;
     bool active;  /* the condition held at the last evaluation */
+    bool refused; /* a hook that could not run at the last pass (its engine was busy) */
     bool removed; /* unlistened: a gap kept until no pass runs (see compact) */
 } listener_t;
 
@@ -52,6 +54,20 @@ static _Thread_local bool tls_evaluating;
 #define DEFAULT_CHECKPOINT ((int64_t)1 << 20)
 static _Atomic int64_t checkpoint_bytes = DEFAULT_CHECKPOINT;
 static _Atomic int64_t last_eval;
+
+/* A hook could not run at the last pass: it is retried, at most once a millisecond
+ * (retry_ms, the coarse clock's millisecond of the last try), by threads whose marks are
+ * then at most RETRY_BYTES away. */
+#define RETRY_BYTES ((int64_t)4096)
+static _Atomic bool hooks_due;
+static _Atomic int64_t retry_ms;
+
+static int64_t coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static bool moved_enough(int64_t now)
 {
@@ -91,13 +107,16 @@ static size_t find(int id)
  * listener removed meanwhile is not called again: its entry is marked removed. The
  * snapshot is refreshed after an action, which may have freed memory that later
  * conditions should see.
+ *
+ * A hook that could not run (its engine busy) is marked refused and `hooks_due` set; a
+ * retry (hooks_only) runs only the refused hooks, so that listeners are never evaluated
+ * before in_use has moved the distance.
  */
-static void evaluate(void)
+static void evaluate(bool hooks_only)
 {
     tls_evaluating = true;
-    int64_t previous = atomic_load_explicit(&last_eval, memory_order_relaxed);
-    atomic_store_explicit(&last_eval, mmt__published(), memory_order_relaxed);
-    bool all_ran = true;
+    if (!hooks_only) atomic_store_explicit(&last_eval, mmt__published(), memory_order_relaxed);
+    bool refused = false;
 
     mmt_meminfo_t info;
     mmt_meminfo(&info);
@@ -106,12 +125,15 @@ static void evaluate(void)
     size_t len = table_len;
     for (size_t i = 0; i < len; i++) {
         if (table[i].removed) continue;
+        if (hooks_only && !table[i].refused) continue;
         listener_t copy = table[i];
         pthread_mutex_unlock(&list_lock);
 
         if (copy.hook) {
-            if (!copy.hook(&info, copy.arg)) all_ran = false;
+            bool ran = copy.hook(&info, copy.arg);
             pthread_mutex_lock(&list_lock);
+            if (!table[i].removed) table[i].refused = !ran;
+            refused |= !ran;
             continue;
         }
         bool holds = copy.when(&info, copy.arg) != 0;
@@ -132,8 +154,7 @@ static void evaluate(void)
     pass_running = false;
     if (table_gaps) compact();
     pthread_mutex_unlock(&list_lock);
-    /* A hook that could not run keeps the checkpoint due (the caller's marks retry it). */
-    if (!all_ran) atomic_store_explicit(&last_eval, previous, memory_order_relaxed);
+    atomic_store_explicit(&hooks_due, refused, memory_order_relaxed);
     tls_evaluating = false;
 }
 
@@ -143,16 +164,23 @@ static void evaluate(void)
  * cancellation takes effect at the caller's next cancellation point. */
 bool mmt__checkpoint_due(int64_t now)
 {
-    if (tls_evaluating || !moved_enough(now)) return false;
+    if (tls_evaluating) return false;
+    bool full = moved_enough(now);
+    if (!full) {
+        if (!atomic_load_explicit(&hooks_due, memory_order_relaxed)) return false;
+        int64_t ms = coarse_ms();
+        if (atomic_exchange_explicit(&retry_ms, ms, memory_order_relaxed) == ms) return false;
+    }
     if (pthread_mutex_trylock(&eval_lock) != 0) return false; /* another thread evaluates */
     int cancel;
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     /* Another thread may have evaluated between our test and the lock. */
-    bool due = moved_enough(mmt__published());
-    if (due) evaluate();
+    if (full) full = moved_enough(mmt__published());
+    bool ran = full || atomic_load_explicit(&hooks_due, memory_order_relaxed);
+    if (ran) evaluate(!full);
     pthread_mutex_unlock(&eval_lock);
     pthread_setcancelstate(cancel, &cancel);
-    return due;
+    return ran;
 }
 
 void mmt__checkpoint_rooms(int64_t now, int64_t *up, int64_t *down)
@@ -163,6 +191,10 @@ void mmt__checkpoint_rooms(int64_t now, int64_t *up, int64_t *down)
     /* Saturating: d may be as large as INT64_MAX. */
     if (__builtin_sub_overflow(d, moved, up)) *up = INT64_MAX;
     if (__builtin_add_overflow(d, moved, down)) *down = INT64_MAX;
+    if (atomic_load_explicit(&hooks_due, memory_order_relaxed)) {
+        if (*up > RETRY_BYTES) *up = RETRY_BYTES;
+        if (*down > RETRY_BYTES) *down = RETRY_BYTES;
+    }
 }
 
 void mmt_mem_checkpoint(void)
@@ -172,7 +204,7 @@ void mmt_mem_checkpoint(void)
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     mmt__counters_flush();
     pthread_mutex_lock(&eval_lock);
-    evaluate();
+    evaluate(false);
     pthread_mutex_unlock(&eval_lock);
     mmt__counters_flush(); /* marks from the new reference point */
     pthread_setcancelstate(cancel, &cancel);

@@ -35,8 +35,7 @@ void mmt_set_oom_handler(mmt_oom_fn fn, void *arg)
 
 static _Noreturn void die_out_of_memory(size_t size, const char *what)
 {
-    /* A failed realloc never reaches its counters: a fork from the handler, or another
-     * thread's, must not wait for them. */
+    /* A failed realloc never reaches its counters: its journal is void. */
     atomic_store_explicit(&mmt__tls.busy, 0, memory_order_release);
     mmt_meminfo_t info;
     mmt_meminfo(&info);

@@ -153,7 +153,7 @@ MMT_API int mmt_mem_unlisten(int id);
  * in all). So the evaluation runs, at the latest, in the call that moves in_use by
  * bytes + 2 * (the sum of the threads' windows) from where it was at the previous one, except:
  * - an allocation or free that finds another thread evaluating does not wait; that
- *   thread's next call that moves in_use tries again;
+ *   thread's next call that moves in_use, up or down, tries again;
  * - a thread's exit adds its movement without evaluating; the next fold evaluates.
  * A new distance applies to the calling thread at once, and to each other thread from its
  * next fold (at most its window of movement later). */

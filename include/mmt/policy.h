@@ -33,8 +33,9 @@
  * Checkpoints: rules are evaluated inside the allocation or free that moves in_use by
  * checkpoint_bytes since the previous evaluation, exactly in a single thread and within
  * the bound mmt_mem_set_checkpoint (memory.h) states with several. A checkpoint that finds
- * the engine busy (the timer, or another thread, evaluating) skips it; that thread's next
- * allocation or free tries again. With several threads a checkpoint judges on a reading
+ * the engine busy (its timer, a task, a load or another thread evaluating) does not wait:
+ * the engine's evaluation is tried again, at most once a millisecond, by an allocation or
+ * free that has moved its thread's in_use by 4 KiB since. With several threads a checkpoint judges on a reading
  * taken while others allocate: its in_use is at most 64 KiB above the truth (mmt_meminfo).
  *
  * Threads: every function here may be called from any thread. From inside the engine's
