@@ -18,6 +18,9 @@
  * the slow path. */
 #define UNREGISTERED .top = INT64_MIN, .hi = INT64_MIN, .lo = INT64_MAX
 
+/* Two cache lines of every thread's static TLS (the benchmark and the README say 128 B). */
+_Static_assert(sizeof(mmt__slot_t) <= 2 * MMT__CACHE_LINE, "a slot fits two cache lines");
+
 alignas(MMT__CACHE_LINE) _Thread_local mmt__slot_t mmt__tls
     __attribute__((tls_model("initial-exec"))) = {UNREGISTERED};
 

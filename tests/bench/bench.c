@@ -683,7 +683,7 @@ static void bench_overhead(void)
         printf("{\"figure\":\"overhead\",\"sizes\":\"%s\",\"libc_bytes_per_block\":%.1f,"
                "\"mmt_bytes_per_block\":%.1f}\n", names[d], extra_libc, extra_mmt);
     }
-    printf("  plus one counter slot per live thread that allocates: 128 B\n");
+    printf("  plus each thread's counter slot, in its thread-local storage: 128 B\n");
     glibc.free(sizes);
     glibc.free(blocks);
 }
