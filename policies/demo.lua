@@ -7,7 +7,8 @@
 --
 --   high / low      warn above `high` MiB in use, clear the warning under `low`
 --   shed_above      above this, ask the demo to drop flows down to `shed_to`
---   fast_growth     warn when usage grows faster than this many MiB per second
+--   fast_growth     warn when usage grows faster than this many MiB per second (and say
+--                   it slowed down under half of it)
 --   report_every    seconds between two status lines
 local mmt = require "mmt"
 
@@ -37,9 +38,11 @@ mmt.rule {
    end,
 }
 
+-- The rate is computed afresh at every evaluation: with a gap between the two thresholds a
+-- rate that hovers around one of them is said once, not at every checkpoint.
 mmt.rule {
    name = "fast-growth",
-   when = function(m) return m.rate > fast_growth end,
+   metric = "rate", above = fast_growth, below = fast_growth / 2,
    fire = function(m) mmt.log("warn", "growing fast: %s/s", mmt.bytes(m.rate)) end,
    resolve = function(m) mmt.log("info", "growth slowed down") end,
 }
