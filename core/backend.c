@@ -23,7 +23,7 @@
 #elif defined(MMT_BACKEND_MIMALLOC)
 #include <mimalloc.h>
 #define BACKEND_NAME "mimalloc"
-#define BACKEND_TABLE {mi_malloc, mi_calloc, mi_realloc, mi_free}
+#define BACKEND_TABLE {mi_malloc, mi_calloc, mi_realloc, mi_free, 0}
 
 #elif defined(MMT_BACKEND_JEMALLOC)
 #include <jemalloc/jemalloc.h>
@@ -50,7 +50,7 @@ static void je_free_any(void *p)
 {
     if (p) dallocx(p, 0);
 }
-#define BACKEND_TABLE {je_malloc_any, je_calloc_any, je_realloc_any, je_free_any}
+#define BACKEND_TABLE {je_malloc_any, je_calloc_any, je_realloc_any, je_free_any, 0}
 
 #else
 #define BACKEND_NAME "libc"
