@@ -472,8 +472,67 @@ static void test_guarantees_a_child_forked_during_a_realloc_counts_one_size(void
     assert_int_equal(bad, 0);
 }
 
+/* ---- fork handlers of the program's own, registered before mmt's ---------------------- */
+
+/* A program's pthread_atfork handlers registered before mmt's run after mmt's prepare and
+ * before its parent and child handlers. They may reallocate, and a prepare handler may wait
+ * for a lock another thread holds while it reallocates: no fork may wait on either. */
+static pthread_mutex_t program_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *handler_block;
+static _Atomic bool handler_thread_stop, handlers_on; /* on during that test only */
+
+static void program_prepare(void)
+{
+    if (atomic_load(&handlers_on)) pthread_mutex_lock(&program_lock);
+}
+
+static void program_after(void)
+{
+    if (!atomic_load(&handlers_on)) return;
+    handler_block = mmt_realloc(handler_block, mmt_size(handler_block) % 4096 + 16);
+    pthread_mutex_unlock(&program_lock);
+}
+
+static void *realloc_under_the_programs_lock(void *arg)
+{
+    (void)arg;
+    void *p = NULL;
+    while (!atomic_load_explicit(&handler_thread_stop, memory_order_relaxed)) {
+        pthread_mutex_lock(&program_lock);
+        p = mmt_realloc(p, mmt_size(p) % 8192 + 64);
+        pthread_mutex_unlock(&program_lock);
+    }
+    mmt_free(p);
+    return NULL;
+}
+
+static void test_guarantees_the_programs_fork_handlers_may_reallocate(void **state)
+{
+    (void)state;
+    const int forks = scaled(500);
+    handler_block = mmt_malloc(16);
+    atomic_store(&handler_thread_stop, false);
+    atomic_store(&handlers_on, true);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, realloc_under_the_programs_lock, NULL), 0);
+    for (int i = 0; i < forks; i++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) end_child(mmt_size(handler_block) > 0 ? 0 : 1);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    atomic_store(&handler_thread_stop, true);
+    pthread_join(t, NULL);
+    atomic_store(&handlers_on, false);
+    mmt_free(handler_block);
+}
+
 int main(void)
 {
+    /* Before mmt's first call, so before mmt registers its own (see the test). */
+    pthread_atfork(program_prepare, program_after, program_after);
     const struct CMUnitTest tests[] = {
         /* First: the others raise peak far above what it measures. */
         cmocka_unit_test(test_guarantees_peak_without_checkpoints_is_within_its_bound),
@@ -486,6 +545,7 @@ int main(void)
         cmocka_unit_test(test_guarantees_a_busy_checkpoint_hook_is_retried_alone),
         cmocka_unit_test(test_guarantees_a_missed_checkpoint_is_retried_churning_below_the_high),
         cmocka_unit_test(test_guarantees_a_child_forked_during_a_realloc_counts_one_size),
+        cmocka_unit_test(test_guarantees_the_programs_fork_handlers_may_reallocate),
     };
     return cmocka_run_group_tests_name("guarantees", tests, NULL, NULL);
 }
