@@ -46,3 +46,13 @@ void mmt__fork_init(bool wait)
     }
     while (wait && atomic_load_explicit(&state, memory_order_acquire) != DONE) sched_yield();
 }
+
+/* The handlers are registered when the library is loaded, before the program's own: the
+ * program's prepare handlers then run before mmt's and its parent and child handlers after
+ * them. So a prepare handler may wait for a lock a thread holds while it allocates (mmt's
+ * locks are not held yet), and a parent or child handler may allocate (they are released),
+ * as glibc's own malloc allows. */
+__attribute__((constructor)) static void register_early(void)
+{
+    mmt__fork_init(false);
+}

@@ -308,6 +308,16 @@ static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, boo
                               memory_order_relaxed);
 }
 
+/* Takes p->lock, waiting for it. A mutex favours whoever asks while it is free: allocating
+ * threads that try it at every checkpoint would keep the timer, a load or free from ever
+ * getting it, so they stand back while someone waits (lock_wanted). */
+static void lock_engine(struct mmt_policy *p)
+{
+    atomic_fetch_add_explicit(&p->lock_wanted, 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->lock);
+    atomic_fetch_sub_explicit(&p->lock_wanted, 1, memory_order_relaxed);
+}
+
 /* The engine's checkpoint hook (mmt__on_checkpoint): the policy is evaluated inside the
  * allocation that crossed the distance. A busy engine is never waited for: the checkpoint
  * stays due, and this thread's next allocation or free tries again. */
@@ -315,7 +325,8 @@ static bool checkpoint_hook(const mmt_meminfo_t *info, void *arg)
 {
     struct mmt_policy *p = arg;
     int cancel = no_cancel();
-    bool ran = pthread_mutex_trylock(&p->lock) == 0;
+    bool ran = !atomic_load_explicit(&p->lock_wanted, memory_order_relaxed) &&
+               pthread_mutex_trylock(&p->lock) == 0;
     if (ran) {
         evaluate_locked(p, info, true, false);
         pthread_mutex_unlock(&p->lock);
@@ -329,7 +340,7 @@ static void timer_evaluation(struct mmt_policy *p, bool rules)
     /* The engine's own thread, which no one else should cancel; but if someone does, it
      * is not inside this. */
     int cancel = no_cancel();
-    pthread_mutex_lock(&p->lock);
+    lock_engine(p);
     mmt_meminfo_t info;
     mmt_meminfo(&info);
     evaluate_locked(p, &info, rules, true);
@@ -366,7 +377,7 @@ static int load_locked(struct mmt_policy *p, const char *path)
                         p->cur ? " (the previous policy keeps running)" : "");
         return MMT_ELOAD;
     }
-    pthread_mutex_lock(&p->lock);
+    lock_engine(p);
     pstate_t *old = p->cur;
     mmt__carry_state(s, old);
     p->cur = s;
@@ -487,7 +498,7 @@ static void fork_prepare(void)
         p->fork_skipped = running_here(p) || callback_here(p);
         if (p->fork_skipped) continue;
         pthread_mutex_lock(&p->load_lock);
-        pthread_mutex_lock(&p->lock);
+        lock_engine(p);
         pthread_mutex_lock(&p->conf_lock);
     }
 }
@@ -611,7 +622,7 @@ int mmt_policy_free(mmt_policy_t *p)
     pthread_mutex_unlock(&engines_lock);
     mmt__thread_stop(p, true);
     mmt_mem_unlisten(p->listener); /* waits out an evaluation in progress */
-    pthread_mutex_lock(&p->lock);
+    lock_engine(p);
     mmt__pstate_free(p->cur);
     p->cur = NULL;
     pthread_mutex_unlock(&p->lock);

@@ -172,6 +172,9 @@ struct mmt_policy {
     /* lock serialises all Lua execution and protects: cur, the samples of in_use, and
      * every rule's and task's state. A checkpoint only try-locks it. */
     pthread_mutex_t lock;
+    /* Threads waiting for `lock` in pthread_mutex_lock (the timer, a load, a fork, free):
+     * checkpoints leave it to them rather than take it first again and again. */
+    _Atomic unsigned lock_wanted;
     pstate_t *cur;
     mmt__samples_t in_use; /* one at every evaluation, for the rate */
     double window;         /* the rate's, in seconds: the interval, or 1 without a timer */

@@ -474,9 +474,11 @@ static void test_guarantees_a_child_forked_during_a_realloc_counts_one_size(void
 
 /* ---- fork handlers of the program's own, registered before mmt's ---------------------- */
 
-/* A program's pthread_atfork handlers registered before mmt's run after mmt's prepare and
- * before its parent and child handlers. They may reallocate, and a prepare handler may wait
- * for a lock another thread holds while it reallocates: no fork may wait on either. */
+/* mmt registers its pthread_atfork handlers when it is loaded, before any of the program's:
+ * the program's prepare handlers run before mmt's and its parent and child handlers after.
+ * A parent or child handler may reallocate, and a prepare handler may wait for a lock
+ * another thread holds while it reallocates (its first allocation, which registers its
+ * counter slot, included): no fork waits on either. */
 static pthread_mutex_t program_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *handler_block;
 static _Atomic bool handler_thread_stop, handlers_on; /* on during that test only */
@@ -531,7 +533,6 @@ static void test_guarantees_the_programs_fork_handlers_may_reallocate(void **sta
 
 int main(void)
 {
-    /* Before mmt's first call, so before mmt registers its own (see the test). */
     pthread_atfork(program_prepare, program_after, program_after);
     const struct CMUnitTest tests[] = {
         /* First: the others raise peak far above what it measures. */
