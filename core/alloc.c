@@ -1,11 +1,13 @@
 /*
  * The allocation entry points and the block header.
  *
- * Layout: [ size | check ][ user bytes ... ]. The 16-byte header keeps the user pointer at
- * the backend's alignment (alignof(max_align_t) on the platforms mmt supports). `check` is
- * the size XOR the header's own address XOR a key, so a header copied elsewhere, a foreign
- * or interior pointer and a zeroed or overwritten header all fail the check (a random
- * 64-bit value passes with odds of 2^-64). On free the check is flipped to its "freed"
+ * Layout: [ word | check ][ user bytes ... ]. The 16-byte header keeps the user pointer at
+ * the backend's alignment (alignof(max_align_t) on the platforms mmt supports). `word` is
+ * the size in its low 48 bits and the block's tag (tags.h) in its top 16: a block of the
+ * root tag has its size as its word. `check` is the word XOR the header's own address XOR
+ * a key, so a header copied elsewhere, a foreign or interior pointer and a zeroed or
+ * overwritten header (tag bits included) all fail the check (a random 64-bit value passes
+ * with odds of 2^-64). On free the check is flipped to its "freed"
  * form; if the backend leaves the header alone, a second free is named as such, otherwise
  * it fails the check like any stray pointer.
  */
@@ -22,9 +24,10 @@
 #include "fork.h"
 #include "mmt/memory.h"
 #include "oom.h"
+#include "tags.h"
 
 typedef struct header {
-    uint64_t size;
+    uint64_t word; /* size | tag << MMT__TAG_SHIFT */
     uint64_t check;
 } header_t;
 
@@ -38,15 +41,15 @@ static_assert(MMT_HEADER_SIZE % alignof(max_align_t) == 0,
 #define CHECK_FREED 0x0f4eed0full
 #define CHECK_ALIGNED 0x0a119ed0ull /* this block came from mmt_aligned_alloc */
 
-static inline uint64_t seal(const header_t *h, uint64_t size)
+static inline uint64_t seal(const header_t *h, uint64_t word)
 {
-    return (uint64_t)(uintptr_t)h ^ size ^ CHECK_KEY;
+    return (uint64_t)(uintptr_t)h ^ word ^ CHECK_KEY;
 }
 
-static inline void *finish(header_t *h, size_t size)
+static inline void *finish(header_t *h, uint64_t word)
 {
-    h->size = size;
-    h->check = seal(h, size);
+    h->word = word;
+    h->check = seal(h, word);
     return h + 1;
 }
 
@@ -83,7 +86,7 @@ static CHECKER header_t *checked_header(const char *call, const void *ptr, void 
     if (MMT__UNLIKELY((uintptr_t)ptr % alignof(max_align_t) != 0))
         mmt__bad_pointer(call, ptr, "misaligned, so not a pointer mmt returned");
     header_t *h = (header_t *)ptr - 1;
-    uint64_t good = seal(h, h->size);
+    uint64_t good = seal(h, h->word);
     *raw = h;
     if (MMT__UNLIKELY(h->check != good)) {
         if (h->check == (good ^ CHECK_ALIGNED)) {
@@ -97,45 +100,102 @@ static CHECKER header_t *checked_header(const char *call, const void *ptr, void 
     return h;
 }
 
-void *mmt_malloc(size_t size)
+/* Counts a new block of `size` bytes whose header holds `word`, and returns p. */
+static inline void *count_new(uint64_t size, uint64_t word, void *p)
 {
-    if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom("mmt_malloc", size, "size too large");
-    header_t *h = mmt__backend.malloc(size + MMT_HEADER_SIZE);
-    if (MMT__UNLIKELY(!h)) mmt__oom("mmt_malloc", size, "out of memory");
-    return mmt__count_alloc(size, finish(h, size));
+    if (MMT__UNLIKELY(word != size)) return mmt__count_alloc_in(word >> MMT__TAG_SHIFT, size, p);
+    return mmt__count_alloc(size, p);
 }
 
-void *mmt_calloc(size_t count, size_t size)
+/* The tag bits of a new block: those given, or with CURRENT, the thread's current tag's,
+ * read after the backend call (so that no register holds them across it). */
+#define CURRENT UINT64_MAX
+#define ALLOCATOR inline __attribute__((always_inline))
+
+static ALLOCATOR uint64_t tag_bits_of(uint64_t tag_bits)
+{
+    return tag_bits == CURRENT ? mmt__tls.tag_bits : tag_bits;
+}
+
+/* malloc in the tag whose bits are `tag_bits`. */
+static ALLOCATOR void *malloc_tagged(const char *call, size_t size, uint64_t tag_bits)
+{
+    if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom(call, size, "size too large");
+    header_t *h = mmt__backend.malloc(size + MMT_HEADER_SIZE);
+    if (MMT__UNLIKELY(!h)) mmt__oom(call, size, "out of memory");
+    uint64_t word = size | tag_bits_of(tag_bits);
+    return count_new(size, word, finish(h, word));
+}
+
+void *mmt_malloc(size_t size)
+{
+    return malloc_tagged("mmt_malloc", size, CURRENT);
+}
+
+static ALLOCATOR void *calloc_tagged(const char *call, size_t count, size_t size, uint64_t tag_bits)
 {
     size_t total;
     if (MMT__UNLIKELY(__builtin_mul_overflow(count, size, &total)))
         mmt__oom_overflow(count, size);
-    if (MMT__UNLIKELY(total > MMT_MAX_SIZE)) mmt__oom("mmt_calloc", total, "size too large");
+    if (MMT__UNLIKELY(total > MMT_MAX_SIZE)) mmt__oom(call, total, "size too large");
     header_t *h;
     if (total <= mmt__backend.small_calloc) { /* see backend.h */
         h = mmt__backend.malloc(total + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!h)) mmt__oom("mmt_calloc", total, "out of memory");
+        if (MMT__UNLIKELY(!h)) mmt__oom(call, total, "out of memory");
         memset(h + 1, 0, total);
     } else {
         h = mmt__backend.calloc(1, total + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!h)) mmt__oom("mmt_calloc", total, "out of memory");
+        if (MMT__UNLIKELY(!h)) mmt__oom(call, total, "out of memory");
     }
-    return mmt__count_alloc(total, finish(h, total));
+    uint64_t word = total | tag_bits_of(tag_bits);
+    return count_new(total, word, finish(h, word));
 }
 
-/* An aligned block moves to a plain one: realloc promises malloc's alignment. Out of line,
- * so that the common path keeps its registers. */
-static __attribute__((noinline)) void *realloc_aligned(void *ptr, header_t *h, void *raw,
-                                                       size_t size)
+void *mmt_calloc(size_t count, size_t size)
 {
-    uint64_t old = h->size;
+    return calloc_tagged("mmt_calloc", count, size, CURRENT);
+}
+
+static uint64_t bits_of(const char *call, mmt_tag_t tag)
+{
+    if (MMT__UNLIKELY(!mmt__tag_exists(tag))) mmt__bad_tag(call, tag);
+    return (uint64_t)tag << MMT__TAG_SHIFT;
+}
+
+void *mmt_malloc_in(mmt_tag_t tag, size_t size)
+{
+    return malloc_tagged("mmt_malloc_in", size, bits_of("mmt_malloc_in", tag));
+}
+
+void *mmt_calloc_in(mmt_tag_t tag, size_t count, size_t size)
+{
+    return calloc_tagged("mmt_calloc_in", count, size, bits_of("mmt_calloc_in", tag));
+}
+
+/* The realloc of an aligned block (it moves to a plain one: realloc promises malloc's
+ * alignment) or of a tagged one (counted in its tag too, which it keeps). Out of line, so
+ * that the common path keeps its registers. */
+static __attribute__((noinline)) void *realloc_slow(void *ptr, header_t *h, void *raw,
+                                                    size_t size)
+{
+    uint64_t word = h->word, old = word & MMT__SIZE_MASK;
+    unsigned tag = (unsigned)(word >> MMT__TAG_SHIFT);
+    /* Both journals open before the backend call (counters.h, tags.h). */
+    mmt__counts_t *c = tag ? mmt__realloc_begin_in(tag, size, old) : NULL;
     mmt__slot_t *s = mmt__realloc_begin(size, old);
-    header_t *nh = mmt__backend.malloc(size + MMT_HEADER_SIZE);
-    if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
-    memcpy(nh + 1, ptr, old < size ? old : size);
-    h->check ^= CHECK_FREED;
-    mmt__backend.free(raw);
-    void *p = finish(nh, size);
+    header_t *nh;
+    if (raw != (void *)h) {
+        nh = mmt__backend.malloc(size + MMT_HEADER_SIZE);
+        if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
+        memcpy(nh + 1, ptr, old < size ? old : size);
+        h->check ^= CHECK_FREED;
+        mmt__backend.free(raw);
+    } else {
+        nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
+        if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
+    }
+    void *p = finish(nh, size | (word & ~MMT__SIZE_MASK));
+    if (tag) mmt__count_realloc_in(c, tag, size, old);
     mmt__count_realloc(s, size, old);
     return p;
 }
@@ -146,8 +206,9 @@ void *mmt_realloc(void *ptr, size_t size)
     void *raw;
     header_t *h = checked_header("mmt_realloc", ptr, &raw);
     if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom("mmt_realloc", size, "size too large");
-    if (MMT__UNLIKELY(raw != (void *)h)) return realloc_aligned(ptr, h, raw, size);
-    uint64_t old = h->size;
+    uint64_t old = h->word;
+    if (MMT__UNLIKELY(raw != (void *)h || old > MMT__SIZE_MASK))
+        return realloc_slow(ptr, h, raw, size);
     mmt__slot_t *s = mmt__realloc_begin(size, old); /* for a fork meanwhile (counters.h) */
     header_t *nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
     if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
@@ -161,11 +222,15 @@ void mmt_free(void *ptr)
     if (!ptr) return;
     void *raw;
     header_t *h = checked_header("mmt_free", ptr, &raw);
-    uint64_t size = h->size;
+    uint64_t word = h->word;
     h->check ^= CHECK_FREED;
     /* Counted before the block goes back: a fork meanwhile leaves the child a block it
      * does not count, unreachable there, rather than a count of one its heap lacks. */
-    mmt__count_free(size, raw);
+    if (MMT__UNLIKELY(word > MMT__SIZE_MASK)) {
+        mmt__count_free_in((unsigned)(word >> MMT__TAG_SHIFT), word & MMT__SIZE_MASK, raw);
+        return;
+    }
+    mmt__count_free(word, raw);
 }
 
 /* The abort of a failed mmt_aligned_alloc: its line names both arguments, since either
@@ -195,9 +260,10 @@ void *mmt_aligned_alloc(size_t alignment, size_t size)
     char *p = (char *)at;
     header_t *h = (header_t *)p - 1;
     ((uint64_t *)h)[-1] = (uint64_t)(p - raw);
-    h->size = size;
-    h->check = seal(h, size) ^ CHECK_ALIGNED;
-    return mmt__count_alloc(size, p);
+    uint64_t word = size | mmt__tls.tag_bits;
+    h->word = word;
+    h->check = seal(h, word) ^ CHECK_ALIGNED;
+    return count_new(size, word, p);
 }
 
 char *mmt_strdup(const char *s)
@@ -213,7 +279,14 @@ size_t mmt_size(const void *ptr)
 {
     if (!ptr) return 0;
     void *raw;
-    return checked_header("mmt_size", ptr, &raw)->size;
+    return checked_header("mmt_size", ptr, &raw)->word & MMT__SIZE_MASK;
+}
+
+mmt_tag_t mmt_tag_of(const void *ptr)
+{
+    void *raw;
+    if (!ptr) mmt__bad_pointer("mmt_tag_of", ptr, "NULL is not a block");
+    return (mmt_tag_t)(checked_header("mmt_tag_of", ptr, &raw)->word >> MMT__TAG_SHIFT);
 }
 
 /* Two threads may ask malloc_usable_size of one live block at once (it only reads, as
@@ -237,16 +310,20 @@ size_t mmt__claim_usable(void *ptr, size_t (*usable)(void *raw))
     header_t *h = checked_header("malloc_usable_size", ptr, &raw);
     size_t offset = (size_t)((char *)ptr - (char *)raw);
     size_t avail = usable(raw);
-    uint64_t size = h->size, grown = 0;
+    uint64_t word = h->word, size = word & MMT__SIZE_MASK, grown = 0;
     if (avail > offset && avail - offset > size && avail - offset <= MMT_MAX_SIZE) {
-        uint64_t flags = h->check ^ seal(h, size); /* 0, or CHECK_ALIGNED */
+        uint64_t flags = h->check ^ seal(h, word); /* 0, or CHECK_ALIGNED */
         grown = avail - offset - size;
         size += grown;
-        h->size = size;
-        h->check = seal(h, size) ^ flags;
+        word = size | (word & ~MMT__SIZE_MASK);
+        h->word = word;
+        h->check = seal(h, word) ^ flags;
     }
     atomic_flag_clear_explicit(lock, memory_order_release);
-    if (grown) mmt__count_grow(grown);
+    if (grown) {
+        if (word > MMT__SIZE_MASK) mmt__count_grow_in((unsigned)(word >> MMT__TAG_SHIFT), grown);
+        else mmt__count_grow(grown);
+    }
     return size;
 }
 

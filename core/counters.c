@@ -13,10 +13,11 @@
 #include "fork.h"
 #include "listeners.h"
 #include "mmt/memory.h"
+#include "tags.h"
 
 /* Every mark crossed: a thread's first operation, and every one after it retired, takes
  * the slow path. */
-#define UNREGISTERED .top = INT64_MIN, .hi = INT64_MIN, .lo = INT64_MAX
+#define UNREGISTERED .c = {.top = INT64_MIN, .hi = INT64_MIN, .lo = INT64_MAX}
 
 /* Two cache lines of every thread's static TLS (the benchmark and the README say 128 B). */
 _Static_assert(sizeof(mmt__slot_t) <= 2 * MMT__CACHE_LINE, "a slot fits two cache lines");
@@ -92,12 +93,12 @@ static int64_t publish(int64_t delta, int64_t rise)
 /* Publishes the slot's pending movement and starts a new window at net. No checkpoint. */
 static int64_t fold(mmt__slot_t *s)
 {
-    int64_t net = mmt__net(s);
-    int64_t base = atomic_load_explicit(&s->base, memory_order_relaxed);
-    int64_t top = atomic_load_explicit(&s->top, memory_order_relaxed);
+    int64_t net = mmt__net(&s->c);
+    int64_t base = atomic_load_explicit(&s->c.base, memory_order_relaxed);
+    int64_t top = atomic_load_explicit(&s->c.top, memory_order_relaxed);
     if (top < net) top = net; /* a slot's first window: its top was never set */
-    atomic_store_explicit(&s->base, net, memory_order_relaxed);
-    atomic_store_explicit(&s->top, net, memory_order_relaxed);
+    atomic_store_explicit(&s->c.base, net, memory_order_relaxed);
+    atomic_store_explicit(&s->c.top, net, memory_order_relaxed);
     return publish(net - base, top - base);
 }
 
@@ -113,7 +114,7 @@ static int64_t min64(int64_t a, int64_t b)
  * moves in_use, up or down, retries. */
 static void set_marks(mmt__slot_t *s)
 {
-    int64_t base = atomic_load_explicit(&s->base, memory_order_relaxed);
+    int64_t base = atomic_load_explicit(&s->c.base, memory_order_relaxed);
     int64_t d = (int64_t)mmt_mem_get_checkpoint();
     int64_t w = MMT__WINDOW_MAX;
     int64_t up = INT64_MAX, down = INT64_MAX;
@@ -125,15 +126,15 @@ static void set_marks(mmt__slot_t *s)
         mmt__checkpoint_rooms(mmt__published(), &up, &down);
     }
     if (up <= 0 || down <= 0) up = down = 1; /* either way */
-    atomic_store_explicit(&s->hi, base + min64(w, up), memory_order_relaxed);
-    atomic_store_explicit(&s->lo, base - min64(w, down), memory_order_relaxed);
+    atomic_store_explicit(&s->c.hi, base + min64(w, up), memory_order_relaxed);
+    atomic_store_explicit(&s->c.lo, base - min64(w, down), memory_order_relaxed);
 }
 
 static void reset_marks(mmt__slot_t *s)
 {
-    atomic_store_explicit(&s->top, INT64_MIN, memory_order_relaxed);
-    atomic_store_explicit(&s->hi, INT64_MIN, memory_order_relaxed);
-    atomic_store_explicit(&s->lo, INT64_MAX, memory_order_relaxed);
+    atomic_store_explicit(&s->c.top, INT64_MIN, memory_order_relaxed);
+    atomic_store_explicit(&s->c.hi, INT64_MIN, memory_order_relaxed);
+    atomic_store_explicit(&s->c.lo, INT64_MAX, memory_order_relaxed);
 }
 
 void mmt__counters_flush(void)
@@ -160,9 +161,10 @@ static uint64_t take(_Atomic uint64_t *c)
 
 /* Moves a slot's totals into `retired` and unlinks it; the caller holds registry_lock and
  * has folded it. */
-static void retire_locked(mmt__slot_t *s)
+static void retire_locked(mmt__slot_t *s, bool dead)
 {
-#define FIELD(name) retired.name += take(&s->name);
+    mmt__tags_retire_locked(s, dead);
+#define FIELD(name) retired.name += take(&s->c.name);
     FOR_SUMMED
 #undef FIELD
     if (s->prev) s->prev->next = s->next;
@@ -170,7 +172,7 @@ static void retire_locked(mmt__slot_t *s)
     if (s->next) s->next->prev = s->prev;
     s->prev = s->next = NULL;
     s->registered = false;
-    atomic_store_explicit(&s->base, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->c.base, 0, memory_order_relaxed);
     atomic_store_explicit(&live_count, atomic_load_explicit(&live_count, memory_order_relaxed) - 1,
                           memory_order_relaxed);
 }
@@ -182,7 +184,7 @@ static void retire_slot(void *arg)
     mmt__slot_t *s = arg;
     fold(s); /* no checkpoint: user code should not run in a dying thread */
     pthread_mutex_lock(&registry_lock);
-    retire_locked(s);
+    retire_locked(s, false);
     pthread_mutex_unlock(&registry_lock);
     s->retired = true;
     reset_marks(s);
@@ -221,13 +223,31 @@ static bool attach(mmt__slot_t *s)
 /* A slot with no place in the registry hands what it counted to the shared slot. */
 static void to_shared(mmt__slot_t *s)
 {
-    int64_t delta = mmt__net(s);
-#define FIELD(name) atomic_fetch_add_explicit(&shared_slot.name, take(&s->name), memory_order_release);
+    int64_t delta = mmt__net(&s->c);
+#define FIELD(name) atomic_fetch_add_explicit(&shared_slot.c.name, take(&s->c.name), memory_order_release);
     FOR_SUMMED
 #undef FIELD
     reset_marks(s);
     int64_t now = publish(delta, delta > 0 ? delta : 0);
     if (!s->retired) mmt__checkpoint_due(now);
+}
+
+bool mmt__slot_attach(mmt__slot_t *s)
+{
+    if (s->registered) return true;
+    if (s->retired || s->attaching) return false;
+    return attach(s);
+}
+
+mmt__slot_t *mmt__registry_lock(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    return live_slots;
+}
+
+void mmt__registry_unlock(void)
+{
+    pthread_mutex_unlock(&registry_lock);
 }
 
 void mmt__count_slow(mmt__slot_t *s)
@@ -292,17 +312,18 @@ void mmt__counters_fork_child(void)
         next = s->next;
         if (s == &mmt__tls) continue;
         if (atomic_load_explicit(&s->busy, memory_order_acquire)) {
-            atomic_store_explicit(&s->allocated, s->journal_allocated, memory_order_relaxed);
-            atomic_store_explicit(&s->freed, s->journal_freed, memory_order_relaxed);
+            atomic_store_explicit(&s->c.allocated, s->journal_allocated, memory_order_relaxed);
+            atomic_store_explicit(&s->c.freed, s->journal_freed, memory_order_relaxed);
             atomic_store_explicit(&s->busy, 0, memory_order_relaxed);
         }
-        retire_locked(s);
+        retire_locked(s, true);
     }
+    mmt__tags_fork_child_locked(live_slots);
     mmt_meminfo_t m;
     int64_t estimate;
     sum_locked(&m, &estimate);
     mmt__slot_t *own = &mmt__tls;
-    int64_t own_pending = own->registered ? mmt__net(own) - atomic_load(&own->base) : 0;
+    int64_t own_pending = own->registered ? mmt__net(&own->c) - atomic_load(&own->c.base) : 0;
     atomic_store_explicit(&published, (int64_t)m.in_use - own_pending, memory_order_relaxed);
     pthread_mutex_unlock(&registry_lock);
     mmt__counters_flush(); /* this thread's window, with the child's thread count */
@@ -350,29 +371,29 @@ static void sum_locked(mmt_meminfo_t *out, int64_t *estimate)
          * after this never counts a folded movement twice. */
         int64_t est = atomic_load_explicit(&published, memory_order_acquire);
         dip = 0;
-#define FIELD(name) m.name = retired.name + acquire(&shared_slot.name);
+#define FIELD(name) m.name = retired.name + acquire(&shared_slot.c.name);
         FOR_SUMMED_FIRST
 #undef FIELD
         for (mmt__slot_t *s = live_slots; s; s = s->next) {
-#define FIELD(name) m.name += acquire(&s->name);
+#define FIELD(name) m.name += acquire(&s->c.name);
             FOR_SUMMED_FIRST
 #undef FIELD
         }
-#define FIELD(name) m.name = retired.name + acquire(&shared_slot.name);
+#define FIELD(name) m.name = retired.name + acquire(&shared_slot.c.name);
         FOR_SUMMED_AFTER
 #undef FIELD
-        uint64_t freed_again = retired.freed + acquire(&shared_slot.freed);
+        uint64_t freed_again = retired.freed + acquire(&shared_slot.c.freed);
         for (mmt__slot_t *s = live_slots; s; s = s->next) {
-#define FIELD(name) m.name += acquire(&s->name);
+#define FIELD(name) m.name += acquire(&s->c.name);
             FOR_SUMMED_AFTER
 #undef FIELD
         }
         for (mmt__slot_t *s = live_slots; s; s = s->next) {
-            int64_t base = atomic_load_explicit(&s->base, memory_order_relaxed);
-            int64_t top = atomic_load_explicit(&s->top, memory_order_relaxed);
+            int64_t base = atomic_load_explicit(&s->c.base, memory_order_relaxed);
+            int64_t top = atomic_load_explicit(&s->c.top, memory_order_relaxed);
             /* Allocations before frees: net can only be read low here. */
-            uint64_t a = atomic_load_explicit(&s->allocated, memory_order_relaxed);
-            uint64_t f = acquire(&s->freed);
+            uint64_t a = atomic_load_explicit(&s->c.allocated, memory_order_relaxed);
+            uint64_t f = acquire(&s->c.freed);
             freed_again += f;
             int64_t pending = (int64_t)(a - f) - base, rise = top - base;
             /* Pieces read at different instants may add up to more than any instant held

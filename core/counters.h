@@ -69,22 +69,33 @@
 #define MMT__SLOT_DERIVED(name)
 #define MMT__SLOT_FIELD(name, kind, unit, type, help) MMT__SLOT_##kind(name)
 
-typedef struct mmt__slot {
-    /* Written by the owning thread only (load, add, release store); read by mmt_meminfo.
-     * The shared fallback slot is the exception: any thread updates it with fetch_add. */
+/* What a slot counts, and its marks: the process-wide counts of one thread, or one tag's
+ * counts of one thread (tags.h). Written by the owning thread only (load, add, release
+ * store); read by the readers. The shared fallbacks are the exception: any thread updates
+ * them with fetch_add. */
+typedef struct mmt__counts {
     MMT__MEMINFO_FIELDS(MMT__SLOT_FIELD) /* allocated, freed, allocations, frees, reallocs */
-    /* The marks: written by the owner, read by the owner and mmt_meminfo. */
-    _Atomic int64_t hi, lo;
-    _Atomic int64_t top;  /* highest net since the last fold; read by mmt_meminfo */
-    _Atomic int64_t base; /* net at the last fold; read by mmt_meminfo */
+    _Atomic int64_t hi, lo; /* the marks */
+    _Atomic int64_t top;    /* highest net since the last fold */
+    _Atomic int64_t base;   /* net at the last fold */
+} mmt__counts_t;
+
+struct mmt__tag_table;
+
+typedef struct mmt__slot {
+    mmt__counts_t c;
     _Atomic int busy;     /* a realloc is under way: the journal below holds its outcome */
-    uint64_t journal_allocated, journal_freed; /* the realloc's final counter values */
     bool registered;      /* linked into the registry */
     bool retired;         /* the exit destructor ran: count in the shared slot from now */
     bool attaching;       /* registering (pthread_setspecific may allocate) */
+    uint64_t journal_allocated, journal_freed; /* the realloc's final counter values */
     /* The registry lock protects these two. */
     struct mmt__slot *next;
     struct mmt__slot *prev;
+    uint64_t tag_bits; /* the current tag, shifted to its place in a block's size word */
+    /* This thread's counts per tag (tags.c); written by the owner with release stores,
+     * freed under the registry lock once the slot is unlinked. */
+    struct mmt__tag_table *_Atomic tags;
 } mmt__slot_t;
 
 /* This thread's slot. Its address is fixed for the thread's life (static TLS). */
@@ -104,25 +115,63 @@ static inline void mmt__bump(_Atomic uint64_t *c, uint64_t n)
                           memory_order_release);
 }
 
-static inline int64_t mmt__net(mmt__slot_t *s)
+static inline int64_t mmt__net(mmt__counts_t *c)
 {
-    return (int64_t)(atomic_load_explicit(&s->allocated, memory_order_relaxed) -
-                     atomic_load_explicit(&s->freed, memory_order_relaxed));
+    return (int64_t)(atomic_load_explicit(&c->allocated, memory_order_relaxed) -
+                     atomic_load_explicit(&c->freed, memory_order_relaxed));
 }
 
-/* net moved up (or stayed). The high point is kept without a branch: in a random walk a
- * new high is as unpredictable as a coin, and a mispredicted branch costs more than the
- * store. Only a new high can reach the upper mark, and it rarely does. */
-static inline void mmt__rose(mmt__slot_t *s, int64_t net)
+/* net moved up (or stayed); true when it reached the upper mark. The high point is kept
+ * without a branch: in a random walk a new high is as unpredictable as a coin, and a
+ * mispredicted branch costs more than the store. Only a new high can reach the upper
+ * mark, and it rarely does. */
+static inline bool mmt__rose(mmt__counts_t *c, int64_t net)
 {
-    int64_t top = atomic_load_explicit(&s->top, memory_order_relaxed);
-    atomic_store_explicit(&s->top, net > top ? net : top, memory_order_relaxed);
-    if (MMT__UNLIKELY(net >= atomic_load_explicit(&s->hi, memory_order_relaxed))) mmt__count_slow(s);
+    int64_t top = atomic_load_explicit(&c->top, memory_order_relaxed);
+    atomic_store_explicit(&c->top, net > top ? net : top, memory_order_relaxed);
+    return MMT__UNLIKELY(net >= atomic_load_explicit(&c->hi, memory_order_relaxed));
 }
 
-static inline void mmt__fell(mmt__slot_t *s, int64_t net)
+static inline bool mmt__fell(mmt__counts_t *c, int64_t net)
 {
-    if (MMT__UNLIKELY(net <= atomic_load_explicit(&s->lo, memory_order_relaxed))) mmt__count_slow(s);
+    return MMT__UNLIKELY(net <= atomic_load_explicit(&c->lo, memory_order_relaxed));
+}
+
+/* Counts an allocation of n bytes in c; true when a mark was reached. */
+static inline bool mmt__counts_alloc(mmt__counts_t *c, uint64_t n)
+{
+    uint64_t a = atomic_load_explicit(&c->allocated, memory_order_relaxed) + n;
+    atomic_store_explicit(&c->allocated, a, memory_order_release);
+    mmt__bump(&c->allocations, 1);
+    return mmt__rose(c, (int64_t)(a - atomic_load_explicit(&c->freed, memory_order_relaxed)));
+}
+
+/* Counts a free of n bytes in c; true when a mark was reached. */
+static inline bool mmt__counts_free(mmt__counts_t *c, uint64_t n)
+{
+    uint64_t f = atomic_load_explicit(&c->freed, memory_order_relaxed) + n;
+    atomic_store_explicit(&c->freed, f, memory_order_release);
+    mmt__bump(&c->frees, 1);
+    return mmt__fell(c, (int64_t)(atomic_load_explicit(&c->allocated, memory_order_relaxed) - f));
+}
+
+/* Counts a resize from `old` bytes to `size` in c; true when a mark was reached. */
+static inline bool mmt__counts_realloc(mmt__counts_t *c, uint64_t size, uint64_t old)
+{
+    uint64_t a = atomic_load_explicit(&c->allocated, memory_order_relaxed) + size;
+    uint64_t f = atomic_load_explicit(&c->freed, memory_order_relaxed) + old;
+    atomic_store_explicit(&c->allocated, a, memory_order_release);
+    atomic_store_explicit(&c->freed, f, memory_order_release);
+    mmt__bump(&c->reallocs, 1);
+    return size >= old ? mmt__rose(c, (int64_t)(a - f)) : mmt__fell(c, (int64_t)(a - f));
+}
+
+/* Counts growth in place by n bytes in c (no call); true when a mark was reached. */
+static inline bool mmt__counts_grow(mmt__counts_t *c, uint64_t n)
+{
+    uint64_t a = atomic_load_explicit(&c->allocated, memory_order_relaxed) + n;
+    atomic_store_explicit(&c->allocated, a, memory_order_release);
+    return mmt__rose(c, (int64_t)(a - atomic_load_explicit(&c->freed, memory_order_relaxed)));
 }
 
 /* Counts an allocation of n bytes and returns p, the block's user pointer: the slow path
@@ -130,14 +179,7 @@ static inline void mmt__fell(mmt__slot_t *s, int64_t net)
 static inline void *mmt__count_alloc(uint64_t n, void *p)
 {
     mmt__slot_t *s = &mmt__tls;
-    uint64_t a = atomic_load_explicit(&s->allocated, memory_order_relaxed) + n;
-    atomic_store_explicit(&s->allocated, a, memory_order_release);
-    mmt__bump(&s->allocations, 1);
-    int64_t net = (int64_t)(a - atomic_load_explicit(&s->freed, memory_order_relaxed));
-    int64_t top = atomic_load_explicit(&s->top, memory_order_relaxed);
-    atomic_store_explicit(&s->top, net > top ? net : top, memory_order_relaxed); /* see rose */
-    if (MMT__UNLIKELY(net >= atomic_load_explicit(&s->hi, memory_order_relaxed)))
-        return mmt__count_slow_then(s, p);
+    if (mmt__counts_alloc(&s->c, n)) return mmt__count_slow_then(s, p);
     return p;
 }
 
@@ -146,11 +188,7 @@ static inline void *mmt__count_alloc(uint64_t n, void *p)
 static inline void mmt__count_free(uint64_t n, void *raw)
 {
     mmt__slot_t *s = &mmt__tls;
-    uint64_t f = atomic_load_explicit(&s->freed, memory_order_relaxed) + n;
-    atomic_store_explicit(&s->freed, f, memory_order_release);
-    mmt__bump(&s->frees, 1);
-    int64_t net = (int64_t)(atomic_load_explicit(&s->allocated, memory_order_relaxed) - f);
-    if (MMT__UNLIKELY(net <= atomic_load_explicit(&s->lo, memory_order_relaxed))) {
+    if (mmt__counts_free(&s->c, n)) {
         mmt__count_slow_then_free(s, raw);
         return;
     }
@@ -162,25 +200,21 @@ static inline void mmt__count_free(uint64_t n, void *raw)
 static inline mmt__slot_t *mmt__realloc_begin(uint64_t size, uint64_t old)
 {
     mmt__slot_t *s = &mmt__tls;
-    s->journal_allocated = atomic_load_explicit(&s->allocated, memory_order_relaxed) + size;
-    s->journal_freed = atomic_load_explicit(&s->freed, memory_order_relaxed) + old;
+    s->journal_allocated = atomic_load_explicit(&s->c.allocated, memory_order_relaxed) + size;
+    s->journal_freed = atomic_load_explicit(&s->c.freed, memory_order_relaxed) + old;
     atomic_store_explicit(&s->busy, 1, memory_order_release); /* after the journal */
     return s;
 }
 
 /* mmt_realloc's counters: the block grew by size - old, or shrank. Added to the counters
  * as they are now, not copied from the journal, so that nothing counted meanwhile on this
- * thread (a signal handler's allocation) is lost. */
+ * thread (a signal handler's allocation) is lost. The busy flag is cleared after the
+ * counters' stores (release, in mmt__counts_realloc's last store order). */
 static inline void mmt__count_realloc(mmt__slot_t *s, uint64_t size, uint64_t old)
 {
-    uint64_t a = atomic_load_explicit(&s->allocated, memory_order_relaxed) + size;
-    uint64_t f = atomic_load_explicit(&s->freed, memory_order_relaxed) + old;
-    atomic_store_explicit(&s->allocated, a, memory_order_release);
-    atomic_store_explicit(&s->freed, f, memory_order_release);
-    mmt__bump(&s->reallocs, 1);
+    bool slow = mmt__counts_realloc(&s->c, size, old);
     atomic_store_explicit(&s->busy, 0, memory_order_release); /* after the counters */
-    if (size >= old) mmt__rose(s, (int64_t)(a - f));
-    else mmt__fell(s, (int64_t)(a - f));
+    if (slow) mmt__count_slow(s);
 }
 
 /* A live block grows in place by n bytes (the preload library's malloc_usable_size): bytes
@@ -188,9 +222,7 @@ static inline void mmt__count_realloc(mmt__slot_t *s, uint64_t size, uint64_t ol
 static inline void mmt__count_grow(uint64_t n)
 {
     mmt__slot_t *s = &mmt__tls;
-    uint64_t a = atomic_load_explicit(&s->allocated, memory_order_relaxed) + n;
-    atomic_store_explicit(&s->allocated, a, memory_order_release);
-    mmt__rose(s, (int64_t)(a - atomic_load_explicit(&s->freed, memory_order_relaxed)));
+    if (mmt__counts_grow(&s->c, n)) mmt__count_slow(s);
 }
 
 /* Folds this thread's pending movement now, and sets its marks afresh (before an explicit
@@ -214,6 +246,15 @@ bool mmt__meminfo_try(mmt_meminfo_t *info);
 /* Threads with a slot now, and slot registrations ever (a thread registers at most once). */
 unsigned mmt__threads_counted(void);
 unsigned long mmt__registrations(void);
+
+/* The registry, for tags.c: locks it and returns the first live slot (the list is linked
+ * by next); and unlocks it. */
+mmt__slot_t *mmt__registry_lock(void);
+void mmt__registry_unlock(void);
+
+/* Registers this thread's slot unless it is, or cannot be (it retired, is registering, or
+ * registration fails): true when it is registered. */
+bool mmt__slot_attach(mmt__slot_t *s);
 
 /* The largest amount a reading's in_use may exceed the true in_use by (see mmt_meminfo). */
 #define MMT__READ_SLACK ((uint64_t)64 * 1024)

@@ -1,7 +1,7 @@
 /*
  * The core's fork handlers (see fork.h). Lock order at a fork: malloc_usable_size's growth
- * locks, evaluation, listener list, counter registry, the order in which the library
- * takes them otherwise.
+ * locks, evaluation, listener list, tag creation, counter registry, the order in which the
+ * library takes them otherwise.
  */
 #include "fork.h"
 
@@ -9,16 +9,20 @@
 #include <sched.h>
 #include <stdatomic.h>
 
+#include "tags.h"
+
 static void prepare(void)
 {
     mmt__alloc_fork_prepare(); /* first: their holders take no other lock */
     mmt__listeners_fork_prepare();
+    mmt__tags_fork_prepare();
     mmt__counters_fork_prepare();
 }
 
 static void parent(void)
 {
     mmt__counters_fork_parent();
+    mmt__tags_fork_parent();
     mmt__listeners_fork_parent();
     mmt__alloc_fork_parent();
 }
@@ -26,6 +30,7 @@ static void parent(void)
 static void child(void)
 {
     mmt__counters_fork_child();
+    mmt__tags_fork_child();
     mmt__listeners_fork_child();
     mmt__alloc_fork_parent();
 }

@@ -15,6 +15,7 @@
 #include "counters.h"
 #include "mmt/memory.h"
 #include "sys.h"
+#include "tags.h"
 
 /* The handler and its argument, set together by mmt_set_oom_handler from any thread and
  * read together when an allocation fails: the lock keeps the pair whole. */
@@ -37,6 +38,7 @@ static _Noreturn void die_out_of_memory(size_t size, const char *what)
 {
     /* A failed realloc never reaches its counters: its journal is void. */
     atomic_store_explicit(&mmt__tls.busy, 0, memory_order_release);
+    mmt__tags_realloc_void();
     mmt_meminfo_t info;
     mmt_meminfo(&info);
     pthread_mutex_lock(&handler_lock);
@@ -75,5 +77,11 @@ void mmt__oom_overflow(size_t count, size_t size)
 void mmt__bad_pointer(const char *call, const void *ptr, const char *why)
 {
     mmt__say("mmt: %s(%p): %s; aborting\n", call, ptr, why);
+    abort();
+}
+
+void mmt__bad_tag(const char *call, unsigned tag)
+{
+    mmt__say("mmt: %s(%u): no such tag (not an id mmt_tag_new returned); aborting\n", call, tag);
     abort();
 }

@@ -17,4 +17,7 @@ _Noreturn void mmt__oom_overflow(size_t count, size_t size);
 /* `call` was handed `ptr`, which failed the header check for reason `why`. */
 _Noreturn void mmt__bad_pointer(const char *call, const void *ptr, const char *why);
 
+/* `call` was handed a tag id that no mmt_tag_new returned. */
+_Noreturn void mmt__bad_tag(const char *call, unsigned tag);
+
 #endif

@@ -273,7 +273,7 @@ static void test_alloc_version_matches_macros(void **state)
     snprintf(want, sizeof want, "%d.%d.%d", MMT_VERSION_MAJOR, MMT_VERSION_MINOR,
              MMT_VERSION_PATCH);
     assert_string_equal(mmt_version(), want);
-    assert_string_equal(mmt_strerror(MMT_ENOENT), "no such listener");
+    assert_string_equal(mmt_strerror(MMT_ENOENT), "no such listener or tag");
     assert_string_equal(mmt_strerror(12345), "unknown error");
 }
 

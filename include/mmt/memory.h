@@ -42,8 +42,10 @@ extern "C" {
 /* Bytes in front of every block. Returned pointers keep alignof(max_align_t). */
 #define MMT_HEADER_SIZE 16
 
-/* Largest size the allocation functions accept; larger requests are allocation failures. */
-#define MMT_MAX_SIZE ((size_t)PTRDIFF_MAX - MMT_HEADER_SIZE)
+/* Largest size the allocation functions accept (2^48 - 1: the header keeps the block's tag
+ * in the size word's top 16 bits); larger requests are allocation failures, "size too
+ * large", and never reach the allocator underneath. */
+#define MMT_MAX_SIZE (((size_t)1 << 48) - 1)
 
 /* Error codes returned (negated errno-like values) by the functions that return int. */
 #define MMT_EINVAL (-22) /* an argument is invalid (NULL callback, ...) */
@@ -52,6 +54,7 @@ extern "C" {
 #define MMT_EBUSY (-16)  /* called from inside the policy code it would wait for */
 #define MMT_ELOAD (-5)   /* a policy did not load; mmt_policy_error() says why */
 #define MMT_EIO (-6)     /* writing the output failed */
+#define MMT_ENOSPC (-28) /* no room left (tags: MMT_TAGS_MAX of them exist) */
 
 /* ---- Allocation ---------------------------------------------------------------------- */
 
@@ -122,6 +125,75 @@ enum {
  * unknown format), MMT_EIO, or MMT_ENOMEM (the text outgrew the stack buffer it is made
  * in, which today's fields never do, and no memory was left for a larger one). */
 MMT_API int mmt_meminfo_write(FILE *out, int format);
+
+/* ---- Tags ---------------------------------------------------------------------------- */
+
+/*
+ * A tag names a part of the program (the cache, the parser, the connections) and counts
+ * the blocks allocated in it, exactly, like the process-wide counters. Tags form a tree
+ * under MMT_TAG_ROOT; a tag's figures are those of its subtree: its own blocks and its
+ * descendants'. Blocks allocated with no tag set belong to the root, whose figures are
+ * mmt_meminfo's.
+ *
+ * Each thread has a current tag (the root when it starts, whatever its creator's):
+ * mmt_malloc, mmt_calloc, mmt_strdup, mmt_aligned_alloc and mmt_realloc(NULL, n) allocate
+ * in it. A block keeps its tag for life, in its header: mmt_realloc counts in the block's
+ * tag, and a free credits the block's tag on whichever thread frees it. Switching costs
+ * no lock and no shared write; counting stays per thread, as for the process.
+ *
+ * Peak per tag is never below in_use. It is exact for a tag whose subtree one thread
+ * counts in, in one tag; otherwise it has the process-wide peak's bound, less than
+ * 2 * N * 64 KiB off with N threads counting in the subtree, while each counts in at most
+ * 16 tags (a thread that counts in k > 16 tags holds back up to k * 4 KiB, not 64 KiB).
+ */
+typedef uint16_t mmt_tag_t;
+#define MMT_TAG_ROOT 0    /* the whole process */
+#define MMT_TAGS_MAX 4095 /* tags that can be created besides the root */
+#define MMT_TAG_NAME_MAX 63
+
+/* Creates a tag named `name` (1..63 bytes, no '/') under `parent` and returns its id (> 0),
+ * or the existing id if `parent` already has a child of that name. MMT_EINVAL: NULL,
+ * empty, too long or '/'-holding name, or unknown parent (nothing is left behind);
+ * MMT_ENOSPC: MMT_TAGS_MAX tags exist; MMT_ENOMEM. Tags live as long as the process. */
+MMT_API int mmt_tag_new(const char *name, mmt_tag_t parent);
+
+/* Makes `tag` the calling thread's current tag and returns the previous one, to be restored
+ * with a second call (switches nest like PostgreSQL's MemoryContextSwitchTo). An unknown
+ * tag aborts, like a bad pointer. */
+MMT_API mmt_tag_t mmt_tag_switch(mmt_tag_t tag);
+MMT_API mmt_tag_t mmt_tag_current(void);
+
+/* Allocation in `tag`, whatever the thread's current tag (an unknown tag aborts). */
+MMT_API void *mmt_malloc_in(mmt_tag_t tag, size_t size) MMT_ATTR_MALLOC MMT_ATTR_ALLOC_SIZE(2);
+MMT_API void *mmt_calloc_in(mmt_tag_t tag, size_t count, size_t size) MMT_ATTR_MALLOC
+    MMT_ATTR_ALLOC_SIZE2(2, 3);
+
+/* The tag of a live block (a pointer that is not one aborts, as in mmt_size). */
+MMT_API mmt_tag_t mmt_tag_of(const void *ptr);
+
+/* Fills *info with the counters of `tag`'s subtree. Returns 0, MMT_ENOENT (unknown tag;
+ * *info untouched), MMT_EINVAL (NULL info) or MMT_ENOMEM. The root gives what mmt_meminfo
+ * gives. A reading while threads allocate has mmt_meminfo's bounds. */
+MMT_API int mmt_tag_meminfo(mmt_tag_t tag, mmt_meminfo_t *info);
+
+/* The tag at a path of names from the root ("cache/pages"; "" is the root), or MMT_ENOENT
+ * (MMT_EINVAL for NULL). */
+MMT_API int mmt_tag_lookup(const char *path);
+
+/* A tag's name ("pages"; "" for the root), or NULL for an unknown tag. */
+MMT_API const char *mmt_tag_name(mmt_tag_t tag);
+
+/* A tag's parent (the root's is the root), or MMT_ENOENT. */
+MMT_API int mmt_tag_parent(mmt_tag_t tag);
+
+/* Writes the path of `tag` ("cache/pages"; "" for the root) into buf, NUL-terminated, and
+ * returns its length; MMT_ENOENT, or MMT_EINVAL if it does not fit (or buf is NULL). */
+MMT_API int mmt_tag_path(mmt_tag_t tag, char *buf, size_t len);
+
+/* Writes the tree to `out`, one tag a line, indented by depth: in use, peak and live blocks
+ * of the subtree, then in use and live blocks of the tag's own blocks. Returns 0,
+ * MMT_EINVAL (NULL out), MMT_ENOMEM or MMT_EIO. */
+MMT_API int mmt_tag_report(FILE *out);
 
 /* ---- Listeners ----------------------------------------------------------------------- */
 

@@ -1,0 +1,562 @@
+/*
+ * Tags: the tree of names, each thread's counts per tag, folding into the subtrees'
+ * estimates and peaks, reading and the report. See tags.h for the scheme.
+ */
+#include "tags.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include "backend.h"
+#include "oom.h"
+
+typedef struct tag {
+    char name[MMT_TAG_NAME_MAX + 1];
+    mmt_tag_t parent;
+    /* The children, oldest first: tags_lock. */
+    mmt_tag_t first_child, last_child, next_sibling;
+    unsigned depth;
+    _Atomic int64_t published; /* the subtree's in_use as of the folds */
+    _Atomic uint64_t peak;     /* the subtree's */
+    mmt__counts_t gone;        /* counts of threads with no table (fields only) */
+} tag_t;
+
+/* tags[id] is set before count is raised past id (release), and never changes after. */
+static tag_t root_tag;
+static tag_t *tags[MMT_TAGS_MAX + 1] = {&root_tag};
+static _Atomic unsigned count = 1;
+static pthread_mutex_t tags_lock = PTHREAD_MUTEX_INITIALIZER;
+
+unsigned mmt__tag_count(void)
+{
+    return atomic_load_explicit(&count, memory_order_acquire);
+}
+
+/* ---- Counting ----------------------------------------------------------------------- */
+
+static void raise_peak(_Atomic uint64_t *peak, int64_t candidate)
+{
+    if (candidate <= 0) return;
+    uint64_t c = (uint64_t)candidate;
+    uint64_t cur = atomic_load_explicit(peak, memory_order_relaxed);
+    while (cur < c && !atomic_compare_exchange_weak_explicit(peak, &cur, c, memory_order_relaxed,
+                                                             memory_order_relaxed)) {
+    }
+}
+
+/* Adds delta to the estimates of tag and its ancestors below the root; rise is the highest
+ * the movement reached since the last fold. */
+static void publish(unsigned tag, int64_t delta, int64_t rise)
+{
+    for (unsigned t = tag; t != MMT_TAG_ROOT; t = tags[t]->parent) {
+        int64_t before = atomic_fetch_add_explicit(&tags[t]->published, delta, memory_order_release);
+        raise_peak(&tags[t]->peak, before + rise);
+    }
+}
+
+/* A thread's counts in tag reached a mark: fold and set new marks. The window shrinks as
+ * the thread counts in more tags, so that what it holds back from any subtree stays under
+ * MMT__TAG_WINDOW in all while it uses up to MMT__TAG_WINDOW / MMT__TAG_WINDOW_MIN tags. */
+static void fold(mmt__counts_t *c, unsigned tag)
+{
+    mmt__tag_table_t *t = atomic_load_explicit(&mmt__tls.tags, memory_order_relaxed);
+    int64_t hi = atomic_load_explicit(&c->hi, memory_order_relaxed);
+    if (hi == atomic_load_explicit(&c->lo, memory_order_relaxed)) t->touched++; /* new counts */
+    int64_t net = mmt__net(c);
+    int64_t base = atomic_load_explicit(&c->base, memory_order_relaxed);
+    int64_t top = atomic_load_explicit(&c->top, memory_order_relaxed);
+    if (top < net) top = net;
+    atomic_store_explicit(&c->base, net, memory_order_relaxed);
+    atomic_store_explicit(&c->top, net, memory_order_relaxed);
+    publish(tag, net - base, top - base);
+    int64_t w = MMT__TAG_WINDOW / (t->touched ? t->touched : 1);
+    if (w < MMT__TAG_WINDOW_MIN) w = MMT__TAG_WINDOW_MIN;
+    atomic_store_explicit(&c->hi, net + w, memory_order_relaxed);
+    atomic_store_explicit(&c->lo, net - w, memory_order_relaxed);
+}
+
+/* Counts of a thread with no table: published at once. */
+static void count_gone(unsigned tag, uint64_t allocated, uint64_t freed, uint64_t allocations,
+                       uint64_t frees, uint64_t reallocs)
+{
+    mmt__counts_t *g = &tags[tag]->gone;
+    atomic_fetch_add_explicit(&g->allocated, allocated, memory_order_release);
+    atomic_fetch_add_explicit(&g->freed, freed, memory_order_release);
+    atomic_fetch_add_explicit(&g->allocations, allocations, memory_order_release);
+    atomic_fetch_add_explicit(&g->frees, frees, memory_order_release);
+    atomic_fetch_add_explicit(&g->reallocs, reallocs, memory_order_release);
+    int64_t delta = (int64_t)(allocated - freed);
+    publish(tag, delta, delta > 0 ? delta : 0);
+}
+
+static mmt__counts_t *find(mmt__slot_t *s, unsigned tag)
+{
+    mmt__tag_table_t *t = atomic_load_explicit(&s->tags, memory_order_relaxed);
+    if (MMT__UNLIKELY(!t)) return NULL;
+    mmt__counts_t *chunk = atomic_load_explicit(&t->chunks[tag / MMT__TAG_CHUNK], memory_order_relaxed);
+    return MMT__LIKELY(chunk != NULL) ? &chunk[tag % MMT__TAG_CHUNK] : NULL;
+}
+
+/* This thread's counts in tag, made if need be; NULL if it cannot have them. New counts
+ * are zero, so their marks are crossed by the first operation, which folds and sets them. */
+static __attribute__((noinline)) mmt__counts_t *make(mmt__slot_t *s, unsigned tag)
+{
+    if (!mmt__slot_attach(s)) return NULL;
+    mmt__tag_table_t *t = atomic_load_explicit(&s->tags, memory_order_relaxed);
+    if (!t) {
+        t = mmt__backend.calloc(1, sizeof *t);
+        if (!t) return NULL;
+        atomic_store_explicit(&s->tags, t, memory_order_release);
+    }
+    mmt__counts_t *chunk = mmt__backend.calloc(MMT__TAG_CHUNK, sizeof *chunk);
+    if (!chunk) return NULL;
+    atomic_store_explicit(&t->chunks[tag / MMT__TAG_CHUNK], chunk, memory_order_release);
+    return &chunk[tag % MMT__TAG_CHUNK];
+}
+
+static inline mmt__counts_t *own(mmt__slot_t *s, unsigned tag)
+{
+    mmt__counts_t *c = find(s, tag);
+    return MMT__LIKELY(c != NULL) ? c : make(s, tag);
+}
+
+void *mmt__count_alloc_in(unsigned tag, uint64_t n, void *p)
+{
+    mmt__counts_t *c = own(&mmt__tls, tag);
+    if (MMT__UNLIKELY(!c)) count_gone(tag, n, 0, 1, 0, 0);
+    else if (mmt__counts_alloc(c, n)) fold(c, tag);
+    return mmt__count_alloc(n, p);
+}
+
+void mmt__count_free_in(unsigned tag, uint64_t n, void *raw)
+{
+    mmt__counts_t *c = own(&mmt__tls, tag);
+    if (MMT__UNLIKELY(!c)) count_gone(tag, 0, n, 0, 1, 0);
+    else if (mmt__counts_free(c, n)) fold(c, tag);
+    mmt__count_free(n, raw);
+}
+
+void mmt__count_grow_in(unsigned tag, uint64_t n)
+{
+    mmt__counts_t *c = own(&mmt__tls, tag);
+    if (MMT__UNLIKELY(!c)) count_gone(tag, n, 0, 0, 0, 0);
+    else if (mmt__counts_grow(c, n)) fold(c, tag);
+    mmt__count_grow(n);
+}
+
+mmt__counts_t *mmt__realloc_begin_in(unsigned tag, uint64_t size, uint64_t old)
+{
+    mmt__slot_t *s = &mmt__tls;
+    mmt__counts_t *c = own(s, tag);
+    if (!c) return NULL;
+    mmt__tag_table_t *t = atomic_load_explicit(&s->tags, memory_order_relaxed);
+    t->journal_tag = tag;
+    t->journal_allocated = atomic_load_explicit(&c->allocated, memory_order_relaxed) + size;
+    t->journal_freed = atomic_load_explicit(&c->freed, memory_order_relaxed) + old;
+    atomic_store_explicit(&t->busy, 1, memory_order_release); /* after the journal */
+    return c;
+}
+
+void mmt__count_realloc_in(mmt__counts_t *c, unsigned tag, uint64_t size, uint64_t old)
+{
+    if (!c) {
+        count_gone(tag, size, old, 0, 0, 1);
+        return;
+    }
+    mmt__tag_table_t *t = atomic_load_explicit(&mmt__tls.tags, memory_order_relaxed);
+    bool slow = mmt__counts_realloc(c, size, old);
+    atomic_store_explicit(&t->busy, 0, memory_order_release); /* after the counters */
+    if (slow) fold(c, tag);
+}
+
+void mmt__tags_realloc_void(void)
+{
+    mmt__tag_table_t *t = atomic_load_explicit(&mmt__tls.tags, memory_order_relaxed);
+    if (t) atomic_store_explicit(&t->busy, 0, memory_order_release);
+}
+
+void mmt__tags_retire_locked(mmt__slot_t *s, bool dead)
+{
+    mmt__tag_table_t *t = atomic_load_explicit(&s->tags, memory_order_relaxed);
+    if (!t) return;
+    if (dead && atomic_load_explicit(&t->busy, memory_order_acquire)) {
+        mmt__counts_t *c = find(s, t->journal_tag);
+        atomic_store_explicit(&c->allocated, t->journal_allocated, memory_order_relaxed);
+        atomic_store_explicit(&c->freed, t->journal_freed, memory_order_relaxed);
+    }
+    unsigned n = mmt__tag_count();
+    for (unsigned k = 0; k < MMT__TAG_CHUNKS; k++) {
+        mmt__counts_t *chunk = atomic_load_explicit(&t->chunks[k], memory_order_relaxed);
+        if (!chunk) continue;
+        for (unsigned j = 0; j < MMT__TAG_CHUNK && k * MMT__TAG_CHUNK + j < n; j++) {
+            mmt__counts_t *c = &chunk[j];
+            unsigned tag = k * MMT__TAG_CHUNK + j;
+            int64_t net = mmt__net(c);
+            int64_t base = atomic_load_explicit(&c->base, memory_order_relaxed);
+            int64_t top = atomic_load_explicit(&c->top, memory_order_relaxed);
+            if (top < net) top = net;
+            mmt__counts_t *g = &tags[tag]->gone;
+#define MOVE(field)                                                                        \
+    atomic_fetch_add_explicit(&g->field, atomic_load_explicit(&c->field, memory_order_relaxed), \
+                              memory_order_release);
+            MOVE(allocated) MOVE(freed) MOVE(allocations) MOVE(frees) MOVE(reallocs)
+#undef MOVE
+            if (net != base) publish(tag, net - base, top - base);
+        }
+        mmt__backend.free(chunk);
+    }
+    atomic_store_explicit(&s->tags, NULL, memory_order_relaxed);
+    mmt__backend.free(t);
+}
+
+/* ---- Reading ------------------------------------------------------------------------ */
+
+typedef struct sums {
+    mmt_meminfo_t m;
+    int64_t pending, dip;
+} sums_t;
+
+static uint64_t acquire(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_acquire);
+}
+
+/* Adds `field` of every live table's counts of tags below n, and of the gone counts, into
+ * sums[tag].m.field (or, with `into` set, into into[tag]). */
+#define SUM_FIELD(slots, n, sums, field)                                                     \
+    do {                                                                                     \
+        for (unsigned tag_ = 1; tag_ < (n); tag_++)                                          \
+            (sums)[tag_].m.field += acquire(&tags[tag_]->gone.field);                        \
+        for (mmt__slot_t *s_ = (slots); s_; s_ = s_->next) {                                 \
+            mmt__tag_table_t *t_ = atomic_load_explicit(&s_->tags, memory_order_acquire);    \
+            if (!t_) continue;                                                               \
+            for (unsigned k_ = 0; k_ * MMT__TAG_CHUNK < (n); k_++) {                         \
+                mmt__counts_t *c_ = atomic_load_explicit(&t_->chunks[k_], memory_order_acquire); \
+                if (!c_) continue;                                                           \
+                for (unsigned j_ = 0; j_ < MMT__TAG_CHUNK && k_ * MMT__TAG_CHUNK + j_ < (n); j_++) \
+                    (sums)[k_ * MMT__TAG_CHUNK + j_].m.field += acquire(&c_[j_].field);      \
+            }                                                                                \
+        }                                                                                    \
+    } while (0)
+
+/* The own figures of tags 1..n-1, with mmt_meminfo's protocol: frees first, then the rest,
+ * then frees again; taken again when more than MMT__READ_SLACK in all was freed meanwhile,
+ * and after four tries with the later frees. Then each tag's pending movement and dip. */
+static void sum_own(mmt__slot_t *slots, unsigned n, sums_t *own, uint64_t *again)
+{
+    for (int attempt = 0;; attempt++) {
+        memset(own, 0, n * sizeof *own);
+        memset(again, 0, n * sizeof *again);
+        SUM_FIELD(slots, n, own, freed);
+        SUM_FIELD(slots, n, own, frees);
+        SUM_FIELD(slots, n, own, allocated);
+        SUM_FIELD(slots, n, own, allocations);
+        SUM_FIELD(slots, n, own, reallocs);
+        uint64_t before = 0, after = 0;
+        for (unsigned tag = 1; tag < n; tag++) {
+            again[tag] = acquire(&tags[tag]->gone.freed);
+            before += own[tag].m.freed;
+        }
+        for (mmt__slot_t *s = slots; s; s = s->next) {
+            mmt__tag_table_t *t = atomic_load_explicit(&s->tags, memory_order_acquire);
+            if (!t) continue;
+            for (unsigned k = 0; k * MMT__TAG_CHUNK < n; k++) {
+                mmt__counts_t *chunk = atomic_load_explicit(&t->chunks[k], memory_order_acquire);
+                if (!chunk) continue;
+                for (unsigned j = 0; j < MMT__TAG_CHUNK && k * MMT__TAG_CHUNK + j < n; j++) {
+                    unsigned tag = k * MMT__TAG_CHUNK + j;
+                    if (tag == 0) continue;
+                    mmt__counts_t *c = &chunk[j];
+                    int64_t base = atomic_load_explicit(&c->base, memory_order_relaxed);
+                    int64_t top = atomic_load_explicit(&c->top, memory_order_relaxed);
+                    uint64_t a = atomic_load_explicit(&c->allocated, memory_order_relaxed);
+                    uint64_t f = acquire(&c->freed);
+                    again[tag] += f;
+                    int64_t pending = (int64_t)(a - f) - base, rise = top - base;
+                    if (pending > MMT__TAG_WINDOW) pending = MMT__TAG_WINDOW;
+                    if (pending < -MMT__TAG_WINDOW) pending = -MMT__TAG_WINDOW;
+                    if (rise > MMT__TAG_WINDOW) rise = MMT__TAG_WINDOW;
+                    if (rise < pending) rise = pending;
+                    own[tag].pending += pending;
+                    if (rise - pending > own[tag].dip) own[tag].dip = rise - pending;
+                }
+            }
+        }
+        for (unsigned tag = 1; tag < n; tag++) after += again[tag];
+        if (after - before <= MMT__READ_SLACK) return;
+        if (attempt == 3) {
+            for (unsigned tag = 1; tag < n; tag++) {
+                mmt_meminfo_t *m = &own[tag].m;
+                m->freed = again[tag] < m->allocated ? again[tag] : m->allocated;
+            }
+            return;
+        }
+    }
+}
+
+static void add_figures(sums_t *to, const sums_t *from)
+{
+    to->m.allocated += from->m.allocated;
+    to->m.freed += from->m.freed;
+    to->m.allocations += from->m.allocations;
+    to->m.frees += from->m.frees;
+    to->m.reallocs += from->m.reallocs;
+    to->pending += from->pending;
+    if (from->dip > to->dip) to->dip = from->dip;
+}
+
+/* Adds each tag's figures to its parent's, from the highest id down. */
+static void to_subtrees(sums_t *sub, unsigned n)
+{
+    for (unsigned tag = n - 1; tag > 0; tag--)
+        if (tags[tag]->parent != MMT_TAG_ROOT) add_figures(&sub[tags[tag]->parent], &sub[tag]);
+}
+
+void mmt__tags_fork_child_locked(mmt__slot_t *slots)
+{
+    unsigned n = mmt__tag_count();
+    sums_t *sub = mmt__backend.malloc(n * sizeof *sub);
+    uint64_t *again = mmt__backend.malloc(n * sizeof *again);
+    if (sub && again) {
+        sum_own(slots, n, sub, again);
+        to_subtrees(sub, n);
+        for (unsigned tag = 1; tag < n; tag++) {
+            int64_t in_use = (int64_t)(sub[tag].m.allocated - sub[tag].m.freed);
+            atomic_store_explicit(&tags[tag]->published, in_use - sub[tag].pending,
+                                  memory_order_relaxed);
+        }
+    }
+    mmt__backend.free(sub);
+    mmt__backend.free(again);
+}
+
+int mmt__tags_read(mmt__tag_reading_t **out, unsigned *n_out)
+{
+    unsigned n = mmt__tag_count();
+    mmt__tag_reading_t *r = mmt__backend.calloc(n, sizeof *r);
+    sums_t *own = mmt__backend.malloc(n * sizeof *own);
+    sums_t *sub = mmt__backend.malloc(n * sizeof *sub);
+    uint64_t *again = mmt__backend.malloc(n * sizeof *again);
+    if (!r || !own || !sub || !again) {
+        mmt__backend.free(r);
+        mmt__backend.free(own);
+        mmt__backend.free(sub);
+        mmt__backend.free(again);
+        return MMT_ENOMEM;
+    }
+    mmt__slot_t *slots = mmt__registry_lock();
+    sum_own(slots, n, own, again);
+    mmt__registry_unlock();
+
+    memcpy(sub, own, n * sizeof *sub);
+    to_subtrees(sub, n);
+
+    mmt_meminfo(&r[0].sub);
+    r[0].own = r[0].sub;
+    r[0].own.peak = 0;
+    for (unsigned tag = 1; tag < n; tag++) {
+        for (int which = 0; which < 2; which++) {
+            mmt_meminfo_t *m = which ? &r[tag].own : &r[tag].sub;
+            *m = which ? own[tag].m : sub[tag].m;
+            m->in_use = m->allocated - m->freed;
+        }
+        /* Peak: the estimate as of the folds plus what the tables hold back, as for the
+         * process; and never below in_use. */
+        int64_t estimate = atomic_load_explicit(&tags[tag]->published, memory_order_acquire) +
+                           sub[tag].pending + sub[tag].dip;
+        raise_peak(&tags[tag]->peak, estimate);
+        raise_peak(&tags[tag]->peak, (int64_t)r[tag].sub.in_use);
+        r[tag].sub.peak = atomic_load_explicit(&tags[tag]->peak, memory_order_relaxed);
+        /* The root's own blocks: the process less its children's subtrees. */
+        if (tags[tag]->parent == MMT_TAG_ROOT) {
+            mmt_meminfo_t *o = &r[0].own, *c = &r[tag].sub;
+            o->allocated -= c->allocated < o->allocated ? c->allocated : o->allocated;
+            o->freed -= c->freed < o->freed ? c->freed : o->freed;
+            o->allocations -= c->allocations < o->allocations ? c->allocations : o->allocations;
+            o->frees -= c->frees < o->frees ? c->frees : o->frees;
+            o->reallocs -= c->reallocs < o->reallocs ? c->reallocs : o->reallocs;
+        }
+    }
+    r[0].own.in_use = r[0].own.allocated >= r[0].own.freed ? r[0].own.allocated - r[0].own.freed : 0;
+    mmt__backend.free(own);
+    mmt__backend.free(sub);
+    mmt__backend.free(again);
+    *out = r;
+    *n_out = n;
+    return 0;
+}
+
+int mmt_tag_meminfo(mmt_tag_t tag, mmt_meminfo_t *info)
+{
+    if (!info) return MMT_EINVAL;
+    if (!mmt__tag_exists(tag)) return MMT_ENOENT;
+    if (tag == MMT_TAG_ROOT) {
+        mmt_meminfo(info);
+        return 0;
+    }
+    mmt__tag_reading_t *r;
+    unsigned n;
+    int rc = mmt__tags_read(&r, &n);
+    if (rc) return rc;
+    *info = r[tag].sub;
+    mmt__backend.free(r);
+    return 0;
+}
+
+/* ---- The tree ----------------------------------------------------------------------- */
+
+static bool valid_name(const char *name)
+{
+    if (!name || !name[0]) return false;
+    size_t len = strnlen(name, MMT_TAG_NAME_MAX + 1);
+    return len <= MMT_TAG_NAME_MAX && !memchr(name, '/', len);
+}
+
+/* parent's child named name[0..len), or 0: tags_lock. */
+static unsigned child_named(unsigned parent, const char *name, size_t len)
+{
+    for (unsigned c = tags[parent]->first_child; c; c = tags[c]->next_sibling)
+        if (strncmp(tags[c]->name, name, len) == 0 && tags[c]->name[len] == '\0') return c;
+    return 0;
+}
+
+int mmt_tag_new(const char *name, mmt_tag_t parent)
+{
+    if (!valid_name(name) || !mmt__tag_exists(parent)) return MMT_EINVAL;
+    size_t len = strlen(name);
+    tag_t *t = mmt__backend.calloc(1, sizeof *t); /* outside the lock: it may be a fork's */
+    if (!t) return MMT_ENOMEM;
+    pthread_mutex_lock(&tags_lock);
+    unsigned id = child_named(parent, name, len);
+    if (id) {
+        pthread_mutex_unlock(&tags_lock);
+        mmt__backend.free(t);
+        return (int)id;
+    }
+    id = atomic_load_explicit(&count, memory_order_relaxed);
+    if (id > MMT_TAGS_MAX) {
+        pthread_mutex_unlock(&tags_lock);
+        mmt__backend.free(t);
+        return MMT_ENOSPC;
+    }
+    memcpy(t->name, name, len + 1);
+    t->parent = parent;
+    t->depth = tags[parent]->depth + 1;
+    tags[id] = t;
+    if (tags[parent]->last_child) tags[tags[parent]->last_child]->next_sibling = (mmt_tag_t)id;
+    else tags[parent]->first_child = (mmt_tag_t)id;
+    tags[parent]->last_child = (mmt_tag_t)id;
+    atomic_store_explicit(&count, id + 1, memory_order_release);
+    pthread_mutex_unlock(&tags_lock);
+    return (int)id;
+}
+
+mmt_tag_t mmt_tag_switch(mmt_tag_t tag)
+{
+    if (MMT__UNLIKELY(!mmt__tag_exists(tag))) mmt__bad_tag("mmt_tag_switch", tag);
+    mmt__slot_t *s = &mmt__tls;
+    mmt_tag_t was = (mmt_tag_t)(s->tag_bits >> MMT__TAG_SHIFT);
+    s->tag_bits = (uint64_t)tag << MMT__TAG_SHIFT;
+    return was;
+}
+
+mmt_tag_t mmt_tag_current(void)
+{
+    return (mmt_tag_t)(mmt__tls.tag_bits >> MMT__TAG_SHIFT);
+}
+
+int mmt_tag_lookup(const char *path)
+{
+    if (!path) return MMT_EINVAL;
+    if (!*path) return MMT_TAG_ROOT;
+    unsigned tag = MMT_TAG_ROOT;
+    pthread_mutex_lock(&tags_lock);
+    for (const char *p = path;;) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        tag = len && len <= MMT_TAG_NAME_MAX ? child_named(tag, p, len) : 0;
+        if (!tag || !end) break;
+        p = end + 1;
+    }
+    pthread_mutex_unlock(&tags_lock);
+    return tag ? (int)tag : MMT_ENOENT;
+}
+
+const char *mmt_tag_name(mmt_tag_t tag)
+{
+    return mmt__tag_exists(tag) ? tags[tag]->name : NULL;
+}
+
+int mmt_tag_parent(mmt_tag_t tag)
+{
+    return mmt__tag_exists(tag) ? tags[tag]->parent : MMT_ENOENT;
+}
+
+int mmt_tag_path(mmt_tag_t tag, char *buf, size_t len)
+{
+    if (!mmt__tag_exists(tag)) return MMT_ENOENT;
+    if (!buf || len == 0) return MMT_EINVAL;
+    size_t need = 0;
+    for (unsigned t = tag; t != MMT_TAG_ROOT; t = tags[t]->parent)
+        need += strlen(tags[t]->name) + (t == tag ? 0 : 1);
+    if (need >= len || need > INT32_MAX) return MMT_EINVAL;
+    buf[need] = '\0';
+    size_t at = need;
+    for (unsigned t = tag; t != MMT_TAG_ROOT; t = tags[t]->parent) {
+        size_t l = strlen(tags[t]->name);
+        if (t != tag) buf[--at] = '/';
+        at -= l;
+        memcpy(buf + at, tags[t]->name, l);
+    }
+    return (int)need;
+}
+
+/* Writes tag's line and its subtree's, children in the order they were made: tags_lock. */
+static int report_tree(FILE *out, const mmt__tag_reading_t *r, unsigned n, unsigned tag)
+{
+    const mmt_meminfo_t *sub = &r[tag].sub, *own = &r[tag].own;
+    if (fprintf(out, "%*s%s: in use %llu B, peak %llu B, %llu blocks; own %llu B in %llu blocks\n",
+                (int)(2 * tags[tag]->depth), "", tag == MMT_TAG_ROOT ? "(root)" : tags[tag]->name,
+                (unsigned long long)sub->in_use, (unsigned long long)sub->peak,
+                (unsigned long long)(sub->allocations - sub->frees),
+                (unsigned long long)own->in_use,
+                (unsigned long long)(own->allocations - own->frees)) < 0)
+        return MMT_EIO;
+    for (unsigned c = tags[tag]->first_child; c && c < n; c = tags[c]->next_sibling) {
+        int rc = report_tree(out, r, n, c);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int mmt_tag_report(FILE *out)
+{
+    if (!out) return MMT_EINVAL;
+    mmt__tag_reading_t *r;
+    unsigned n;
+    int rc = mmt__tags_read(&r, &n);
+    if (rc) return rc;
+    pthread_mutex_lock(&tags_lock);
+    rc = report_tree(out, r, n, MMT_TAG_ROOT);
+    pthread_mutex_unlock(&tags_lock);
+    mmt__backend.free(r);
+    if (rc == 0 && fflush(out) != 0) rc = MMT_EIO;
+    return rc;
+}
+
+/* ---- fork ------------------------------------------------------------------------------- */
+
+void mmt__tags_fork_prepare(void)
+{
+    pthread_mutex_lock(&tags_lock);
+}
+
+void mmt__tags_fork_parent(void)
+{
+    pthread_mutex_unlock(&tags_lock);
+}
+
+void mmt__tags_fork_child(void)
+{
+    pthread_mutex_unlock(&tags_lock);
+}

@@ -1,0 +1,105 @@
+/*
+ * Tags: per-subsystem counters (the API is in mmt/memory.h).
+ *
+ * A block's tag lives in the top 16 bits of its header's size word, so every bit of it is
+ * covered by the check. Blocks of the root tag (0) are counted as before, in the thread's
+ * slot only: the untagged path pays one test. A block of tag t is counted in the slot too
+ * (the process-wide figures stay whole) and in the thread's counts for t, an
+ * mmt__counts_t like the slot's own, with marks of its own, in the thread's tag table.
+ *
+ * Folding. When a thread's net movement in t reaches a mark, its pending movement is added
+ * to the estimate of t and of each of t's ancestors below the root (`published`, one per
+ * tag, the subtree's in_use as of the folds), and the subtree's peak is raised to the
+ * estimate before the fold plus the rise since the last one, as for the process. The root's
+ * estimate is the process's.
+ *
+ * Tables. A thread's table is made at its first tagged operation: a directory of chunks of
+ * MMT__TAG_CHUNK counts, each chunk made when the thread first counts in one of its tags.
+ * Both come from the backend, uncounted. The owner publishes them with release stores; a
+ * reader walks the live slots' tables under the registry lock (counters.c), which is also
+ * the lock under which a retiring thread's table is emptied into the tags' `gone` counts
+ * and freed. A thread that has no table (it cannot register, it retired, or no memory was
+ * left for one) counts in `gone` with fetch_add.
+ *
+ * Reading sums, per tag, the gone counts and every live table's counts, frees first, like
+ * mmt_meminfo; then adds each tag's figures to its parent's, from the highest id down
+ * (a parent is always older than its children, so it has a lower id).
+ *
+ * fork: a tagged realloc journals the tag's counts too (the table's journal), and the
+ * child completes the journal of each dead thread's busy table, as for the slots.
+ */
+#ifndef MMT_CORE_TAGS_H
+#define MMT_CORE_TAGS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "counters.h"
+#include "mmt/memory.h"
+
+#define MMT__TAG_SHIFT 48
+#define MMT__SIZE_MASK (((uint64_t)1 << MMT__TAG_SHIFT) - 1)
+#define MMT__TAG_CHUNK 64
+#define MMT__TAG_CHUNKS ((MMT_TAGS_MAX + 1) / MMT__TAG_CHUNK)
+
+/* The window of a thread's counts in one tag: MMT__TAG_WINDOW over the number of tags it
+ * counts in, and at least MMT__TAG_WINDOW_MIN. */
+#define MMT__TAG_WINDOW ((int64_t)64 * 1024)
+#define MMT__TAG_WINDOW_MIN ((int64_t)4 * 1024)
+
+typedef struct mmt__tag_table {
+    mmt__counts_t *_Atomic chunks[MMT__TAG_CHUNKS];
+    unsigned touched; /* tags this thread has counted in */
+    _Atomic int busy; /* a tagged realloc is under way: the journal holds its outcome */
+    unsigned journal_tag;
+    uint64_t journal_allocated, journal_freed;
+} mmt__tag_table_t;
+
+/* Tags that exist now: ids below this. */
+unsigned mmt__tag_count(void);
+
+static inline bool mmt__tag_exists(unsigned tag)
+{
+    return tag < mmt__tag_count();
+}
+
+/* Counting in tag t (> 0) as well as in the slot; each ends like its slot counterpart. */
+void *mmt__count_alloc_in(unsigned tag, uint64_t n, void *p);
+void mmt__count_free_in(unsigned tag, uint64_t n, void *raw);
+void mmt__count_grow_in(unsigned tag, uint64_t n);
+
+/* A tagged realloc: opens the tag's journal (before the slot's, mmt__realloc_begin) and
+ * returns the counts to give mmt__count_realloc_in (NULL: the shared ones). */
+mmt__counts_t *mmt__realloc_begin_in(unsigned tag, uint64_t size, uint64_t old);
+void mmt__count_realloc_in(mmt__counts_t *c, unsigned tag, uint64_t size, uint64_t old);
+
+/* A failed realloc never reaches its counters: its tag journal is void. */
+void mmt__tags_realloc_void(void);
+
+/* Called by counters.c with the registry lock held: a slot leaves the registry (its
+ * thread exited, or is gone in a fork child: then dead is true and a busy journal is
+ * completed first). Its tag counts move to the tags' gone counts and its table is freed. */
+void mmt__tags_retire_locked(mmt__slot_t *s, bool dead);
+
+/* In a fork child, once the dead threads' slots are retired (registry lock held, `slots`
+ * the live ones): each tag's estimate set from the exact sums, since a dead thread may have
+ * stopped between a fold's two halves. */
+void mmt__tags_fork_child_locked(mmt__slot_t *slots);
+
+/* One tag's figures: those of its subtree, and those of its own blocks (own.peak is 0). */
+typedef struct mmt__tag_reading {
+    mmt_meminfo_t sub, own;
+} mmt__tag_reading_t;
+
+/* Reads every tag: *n is set to how many exist and *out to an array of them from the
+ * backend, indexed by id (the root's is mmt_meminfo's), which the caller gives back with
+ * mmt__backend.free. Returns 0 or MMT_ENOMEM. */
+int mmt__tags_read(mmt__tag_reading_t **out, unsigned *n);
+
+/* The tag creation lock, for fork (taken before the registry's). */
+void mmt__tags_fork_prepare(void);
+void mmt__tags_fork_parent(void);
+void mmt__tags_fork_child(void);
+
+#endif
