@@ -100,74 +100,56 @@ static CHECKER header_t *checked_header(const char *call, const void *ptr, void 
     return h;
 }
 
-/* The tagged side of counting, out of line so that the root's path stays short: a tag's
- * counts, then the slot's (whose slow path may evaluate). The common case, a block of the
- * current tag whose counts this thread has found before, calls nothing but in tail
- * position, so it saves no registers. */
+/* The tagged side of counting: a tag's counts first, then the slot's (whose slow path may
+ * evaluate, so it comes last). A block of the current tag, whose counts this thread has
+ * found before (s->cur), is counted inline; the rest goes out of line, in tail position, so
+ * that the root's path keeps its registers. */
 static __attribute__((noinline)) void *count_new_in_slow(unsigned tag, uint64_t size, void *p)
 {
     mmt__count_tag_alloc(tag, size);
     return mmt__count_alloc(size, p);
 }
 
-static __attribute__((noinline)) void *count_new_in_after(mmt__counts_t *c, unsigned tag,
-                                                          bool slot_slow, void *p)
+/* The tag's counts reached a mark: fold them, then count in the slot. */
+static __attribute__((noinline)) void *count_new_in_fold(mmt__counts_t *c, uint64_t word,
+                                                         void *p)
 {
-    if (c) mmt__tag_fold(c, tag);
-    if (slot_slow) return mmt__count_slow_then(&mmt__tls, p);
-    return p;
+    mmt__tag_fold(c, (unsigned)(word >> MMT__TAG_SHIFT));
+    return mmt__count_alloc(word & MMT__SIZE_MASK, p);
 }
 
-static __attribute__((noinline)) void *count_new_in(unsigned tag, uint64_t size, void *p)
+static __attribute__((noinline)) void count_free_in_slow(uint64_t word, void *raw)
 {
-    mmt__slot_t *s = &mmt__tls;
+    mmt__count_tag_free((unsigned)(word >> MMT__TAG_SHIFT), word & MMT__SIZE_MASK);
+    mmt__count_free(word & MMT__SIZE_MASK, raw);
+}
+
+static __attribute__((noinline)) void count_free_in_fold(mmt__counts_t *c, uint64_t word,
+                                                         void *raw)
+{
+    mmt__tag_fold(c, (unsigned)(word >> MMT__TAG_SHIFT));
+    mmt__count_free(word & MMT__SIZE_MASK, raw);
+}
+
+/* This thread's counts in the tag of `word` (a tagged size word) when they are its current
+ * tag's and known; else NULL. */
+static inline __attribute__((always_inline)) mmt__counts_t *current_counts(mmt__slot_t *s, uint64_t word)
+{
     mmt__counts_t *c = s->cur;
-    if (MMT__UNLIKELY(!c || tag != s->tag_bits >> MMT__TAG_SHIFT))
-        return count_new_in_slow(tag, size, p);
-    bool tag_slow = mmt__counts_alloc(c, size);
-    bool slot_slow = mmt__counts_alloc(&s->c, size);
-    if (MMT__UNLIKELY(tag_slow | slot_slow))
-        return count_new_in_after(tag_slow ? c : NULL, tag, slot_slow, p);
-    return p;
+    return MMT__LIKELY((word & ~MMT__SIZE_MASK) == s->tag_bits) ? c : NULL;
 }
 
-static __attribute__((noinline)) void count_free_in_slow(unsigned tag, uint64_t size, void *raw)
+/* Counts a new block of `size` bytes whose header holds `word`, and returns p. `current`:
+ * the word's tag is the thread's current one. */
+static inline __attribute__((always_inline)) void *count_new(uint64_t size, uint64_t word,
+                                                            void *p, bool current)
 {
-    mmt__count_tag_free(tag, size);
-    mmt__count_free(size, raw);
-}
-
-static __attribute__((noinline)) void count_free_in_after(mmt__counts_t *c, unsigned tag,
-                                                          bool slot_slow, void *raw)
-{
-    if (c) mmt__tag_fold(c, tag);
-    if (slot_slow) mmt__count_slow_then_free(&mmt__tls, raw);
-    else mmt__backend.free(raw);
-}
-
-static __attribute__((noinline)) void count_free_in(uint64_t word, void *raw)
-{
-    mmt__slot_t *s = &mmt__tls;
-    unsigned tag = (unsigned)(word >> MMT__TAG_SHIFT);
-    uint64_t size = word & MMT__SIZE_MASK;
-    mmt__counts_t *c = s->cur;
-    if (MMT__UNLIKELY(!c || tag != s->tag_bits >> MMT__TAG_SHIFT)) {
-        count_free_in_slow(tag, size, raw);
-        return;
+    if (MMT__UNLIKELY(word != size)) {
+        mmt__slot_t *s = &mmt__tls;
+        mmt__counts_t *c = current ? s->cur : current_counts(s, word);
+        if (MMT__UNLIKELY(!c)) return count_new_in_slow((unsigned)(word >> MMT__TAG_SHIFT), size, p);
+        if (mmt__counts_alloc(c, size)) return count_new_in_fold(c, word, p);
     }
-    bool tag_slow = mmt__counts_free(c, size);
-    bool slot_slow = mmt__counts_free(&s->c, size);
-    if (MMT__UNLIKELY(tag_slow | slot_slow)) {
-        count_free_in_after(tag_slow ? c : NULL, tag, slot_slow, raw);
-        return;
-    }
-    mmt__backend.free(raw);
-}
-
-/* Counts a new block of `size` bytes whose header holds `word`, and returns p. */
-static inline void *count_new(uint64_t size, uint64_t word, void *p)
-{
-    if (MMT__UNLIKELY(word != size)) return count_new_in((unsigned)(word >> MMT__TAG_SHIFT), size, p);
     return mmt__count_alloc(size, p);
 }
 
@@ -188,7 +170,7 @@ static ALLOCATOR void *malloc_tagged(const char *call, size_t size, uint64_t tag
     header_t *h = mmt__backend.malloc(size + MMT_HEADER_SIZE);
     if (MMT__UNLIKELY(!h)) mmt__oom(call, size, "out of memory");
     uint64_t word = size | tag_bits_of(tag_bits);
-    return count_new(size, word, finish(h, word));
+    return count_new(size, word, finish(h, word), tag_bits == CURRENT);
 }
 
 void *mmt_malloc(size_t size)
@@ -212,7 +194,7 @@ static ALLOCATOR void *calloc_tagged(const char *call, size_t count, size_t size
         if (MMT__UNLIKELY(!h)) mmt__oom(call, total, "out of memory");
     }
     uint64_t word = total | tag_bits_of(tag_bits);
-    return count_new(total, word, finish(h, word));
+    return count_new(total, word, finish(h, word), tag_bits == CURRENT);
 }
 
 void *mmt_calloc(size_t count, size_t size)
@@ -291,8 +273,16 @@ void mmt_free(void *ptr)
     /* Counted before the block goes back: a fork meanwhile leaves the child a block it
      * does not count, unreachable there, rather than a count of one its heap lacks. */
     if (MMT__UNLIKELY(word > MMT__SIZE_MASK)) {
-        count_free_in(word, raw);
-        return;
+        mmt__counts_t *c = current_counts(&mmt__tls, word);
+        if (MMT__UNLIKELY(!c)) {
+            count_free_in_slow(word, raw);
+            return;
+        }
+        if (mmt__counts_free(c, word & MMT__SIZE_MASK)) {
+            count_free_in_fold(c, word, raw);
+            return;
+        }
+        word &= MMT__SIZE_MASK;
     }
     mmt__count_free(word, raw);
 }
@@ -327,7 +317,7 @@ void *mmt_aligned_alloc(size_t alignment, size_t size)
     uint64_t word = size | mmt__tls.tag_bits;
     h->word = word;
     h->check = seal(h, word) ^ CHECK_ALIGNED;
-    return count_new(size, word, p);
+    return count_new(size, word, p, true);
 }
 
 char *mmt_strdup(const char *s)
