@@ -55,9 +55,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     int flows = mmt_tag_new("flows", MMT_TAG_ROOT);
     int histories = flows > 0 ? mmt_tag_new("histories", (mmt_tag_t)flows) : -1;
     if (histories < 0) abort();
-    static void *block;
+    static void *block; /* kept for the process's life */
     block = mmt_malloc_in((mmt_tag_t)histories, 512);
-    return 0;
+    return block ? 0 : -1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
