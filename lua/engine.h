@@ -9,7 +9,7 @@
  *   module.c  the `mmt` Lua module (mmt.rule, mmt.every, mmt.log, ...)
  *   rules.c   evaluating rules and tasks against a snapshot
  *   thread.c  the timer and file watcher thread
- *   samples.c recent samples of in_use, for the rate
+ *   samples.c recent samples of in_use, for the rate (the process's, and the tags')
  *   lj.c      loading LuaJIT at run time (lj.h: the Lua API through a table)
  */
 #ifndef MMT_LUA_ENGINE_H

@@ -1,9 +1,9 @@
 /*
- * Evaluating a policy against a snapshot. Declarative rules (metric/above/below) are
- * checked in C, and Lua runs only when one fires or resolves; `when` rules call into Lua
- * at every evaluation. Errors are isolated per rule: logged with the rule's name, and a
- * rule (or task) that fails MMT__MAX_ERRORS times in a row is disabled until the next
- * load. Caller holds the engine lock.
+ * Evaluating a policy against a snapshot. Declarative rules (metric/above/below, on the
+ * process or on a tag's subtree) are checked in C, and Lua runs only when one fires or
+ * resolves; `when` rules call into Lua at every evaluation. Errors are isolated per rule:
+ * logged with the rule's name, and a rule (or task) that fails MMT__MAX_ERRORS times in a
+ * row is disabled until the next load. Caller holds the engine lock.
  */
 #include <math.h>
 #include <stdio.h>
