@@ -100,10 +100,74 @@ static CHECKER header_t *checked_header(const char *call, const void *ptr, void 
     return h;
 }
 
+/* The tagged side of counting, out of line so that the root's path stays short: a tag's
+ * counts, then the slot's (whose slow path may evaluate). The common case, a block of the
+ * current tag whose counts this thread has found before, calls nothing but in tail
+ * position, so it saves no registers. */
+static __attribute__((noinline)) void *count_new_in_slow(unsigned tag, uint64_t size, void *p)
+{
+    mmt__count_tag_alloc(tag, size);
+    return mmt__count_alloc(size, p);
+}
+
+static __attribute__((noinline)) void *count_new_in_after(mmt__counts_t *c, unsigned tag,
+                                                          bool slot_slow, void *p)
+{
+    if (c) mmt__tag_fold(c, tag);
+    if (slot_slow) return mmt__count_slow_then(&mmt__tls, p);
+    return p;
+}
+
+static __attribute__((noinline)) void *count_new_in(unsigned tag, uint64_t size, void *p)
+{
+    mmt__slot_t *s = &mmt__tls;
+    mmt__counts_t *c = s->cur;
+    if (MMT__UNLIKELY(!c || tag != s->tag_bits >> MMT__TAG_SHIFT))
+        return count_new_in_slow(tag, size, p);
+    bool tag_slow = mmt__counts_alloc(c, size);
+    bool slot_slow = mmt__counts_alloc(&s->c, size);
+    if (MMT__UNLIKELY(tag_slow | slot_slow))
+        return count_new_in_after(tag_slow ? c : NULL, tag, slot_slow, p);
+    return p;
+}
+
+static __attribute__((noinline)) void count_free_in_slow(unsigned tag, uint64_t size, void *raw)
+{
+    mmt__count_tag_free(tag, size);
+    mmt__count_free(size, raw);
+}
+
+static __attribute__((noinline)) void count_free_in_after(mmt__counts_t *c, unsigned tag,
+                                                          bool slot_slow, void *raw)
+{
+    if (c) mmt__tag_fold(c, tag);
+    if (slot_slow) mmt__count_slow_then_free(&mmt__tls, raw);
+    else mmt__backend.free(raw);
+}
+
+static __attribute__((noinline)) void count_free_in(uint64_t word, void *raw)
+{
+    mmt__slot_t *s = &mmt__tls;
+    unsigned tag = (unsigned)(word >> MMT__TAG_SHIFT);
+    uint64_t size = word & MMT__SIZE_MASK;
+    mmt__counts_t *c = s->cur;
+    if (MMT__UNLIKELY(!c || tag != s->tag_bits >> MMT__TAG_SHIFT)) {
+        count_free_in_slow(tag, size, raw);
+        return;
+    }
+    bool tag_slow = mmt__counts_free(c, size);
+    bool slot_slow = mmt__counts_free(&s->c, size);
+    if (MMT__UNLIKELY(tag_slow | slot_slow)) {
+        count_free_in_after(tag_slow ? c : NULL, tag, slot_slow, raw);
+        return;
+    }
+    mmt__backend.free(raw);
+}
+
 /* Counts a new block of `size` bytes whose header holds `word`, and returns p. */
 static inline void *count_new(uint64_t size, uint64_t word, void *p)
 {
-    if (MMT__UNLIKELY(word != size)) return mmt__count_alloc_in(word >> MMT__TAG_SHIFT, size, p);
+    if (MMT__UNLIKELY(word != size)) return count_new_in((unsigned)(word >> MMT__TAG_SHIFT), size, p);
     return mmt__count_alloc(size, p);
 }
 
@@ -227,7 +291,7 @@ void mmt_free(void *ptr)
     /* Counted before the block goes back: a fork meanwhile leaves the child a block it
      * does not count, unreachable there, rather than a count of one its heap lacks. */
     if (MMT__UNLIKELY(word > MMT__SIZE_MASK)) {
-        mmt__count_free_in((unsigned)(word >> MMT__TAG_SHIFT), word & MMT__SIZE_MASK, raw);
+        count_free_in(word, raw);
         return;
     }
     mmt__count_free(word, raw);
@@ -321,8 +385,8 @@ size_t mmt__claim_usable(void *ptr, size_t (*usable)(void *raw))
     }
     atomic_flag_clear_explicit(lock, memory_order_release);
     if (grown) {
-        if (word > MMT__SIZE_MASK) mmt__count_grow_in((unsigned)(word >> MMT__TAG_SHIFT), grown);
-        else mmt__count_grow(grown);
+        if (word > MMT__SIZE_MASK) mmt__count_tag_grow((unsigned)(word >> MMT__TAG_SHIFT), grown);
+        mmt__count_grow(grown);
     }
     return size;
 }

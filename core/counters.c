@@ -167,10 +167,11 @@ static void retire_locked(mmt__slot_t *s, bool dead)
 #define FIELD(name) retired.name += take(&s->c.name);
     FOR_SUMMED
 #undef FIELD
-    if (s->prev) s->prev->next = s->next;
-    else live_slots = s->next;
-    if (s->next) s->next->prev = s->prev;
-    s->prev = s->next = NULL;
+    /* The list is singly linked (a slot has room for one link): found by a walk. */
+    mmt__slot_t **link = &live_slots;
+    while (*link != s) link = &(*link)->next;
+    *link = s->next;
+    s->next = NULL;
     s->registered = false;
     atomic_store_explicit(&s->c.base, 0, memory_order_relaxed);
     atomic_store_explicit(&live_count, atomic_load_explicit(&live_count, memory_order_relaxed) - 1,
@@ -208,9 +209,7 @@ static bool attach(mmt__slot_t *s)
     if (!ok) return false;
 
     pthread_mutex_lock(&registry_lock);
-    s->prev = NULL;
     s->next = live_slots;
-    if (live_slots) live_slots->prev = s;
     live_slots = s;
     s->registered = true;
     registrations++;

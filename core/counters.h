@@ -89,10 +89,11 @@ typedef struct mmt__slot {
     bool retired;         /* the exit destructor ran: count in the shared slot from now */
     bool attaching;       /* registering (pthread_setspecific may allocate) */
     uint64_t journal_allocated, journal_freed; /* the realloc's final counter values */
-    /* The registry lock protects these two. */
-    struct mmt__slot *next;
-    struct mmt__slot *prev;
-    uint64_t tag_bits; /* the current tag, shifted to its place in a block's size word */
+    struct mmt__slot *next; /* the registry's list: the registry lock */
+    uint64_t tag_bits;      /* the current tag, shifted to its place in a block's size word */
+    /* This thread's counts in its current tag, once an operation has found them (NULL
+     * until then, and after a switch). */
+    mmt__counts_t *cur;
     /* This thread's counts per tag (tags.c); written by the owner with release stores,
      * freed under the registry lock once the slot is unlinked. */
     struct mmt__tag_table *_Atomic tags;

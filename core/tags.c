@@ -58,7 +58,7 @@ static void publish(unsigned tag, int64_t delta, int64_t rise)
 /* A thread's counts in tag reached a mark: fold and set new marks. The window shrinks as
  * the thread counts in more tags, so that what it holds back from any subtree stays under
  * MMT__TAG_WINDOW in all while it uses up to MMT__TAG_WINDOW / MMT__TAG_WINDOW_MIN tags. */
-static void fold(mmt__counts_t *c, unsigned tag)
+void mmt__tag_fold(mmt__counts_t *c, unsigned tag)
 {
     mmt__tag_table_t *t = atomic_load_explicit(&mmt__tls.tags, memory_order_relaxed);
     int64_t hi = atomic_load_explicit(&c->hi, memory_order_relaxed);
@@ -77,8 +77,8 @@ static void fold(mmt__counts_t *c, unsigned tag)
 }
 
 /* Counts of a thread with no table: published at once. */
-static void count_gone(unsigned tag, uint64_t allocated, uint64_t freed, uint64_t allocations,
-                       uint64_t frees, uint64_t reallocs)
+void mmt__tag_gone(unsigned tag, uint64_t allocated, uint64_t freed, uint64_t allocations,
+                   uint64_t frees, uint64_t reallocs)
 {
     mmt__counts_t *g = &tags[tag]->gone;
     atomic_fetch_add_explicit(&g->allocated, allocated, memory_order_release);
@@ -115,40 +115,18 @@ static __attribute__((noinline)) mmt__counts_t *make(mmt__slot_t *s, unsigned ta
     return &chunk[tag % MMT__TAG_CHUNK];
 }
 
-static inline mmt__counts_t *own(mmt__slot_t *s, unsigned tag)
+mmt__counts_t *mmt__tag_counts(mmt__slot_t *s, unsigned tag)
 {
     mmt__counts_t *c = find(s, tag);
-    return MMT__LIKELY(c != NULL) ? c : make(s, tag);
-}
-
-void *mmt__count_alloc_in(unsigned tag, uint64_t n, void *p)
-{
-    mmt__counts_t *c = own(&mmt__tls, tag);
-    if (MMT__UNLIKELY(!c)) count_gone(tag, n, 0, 1, 0, 0);
-    else if (mmt__counts_alloc(c, n)) fold(c, tag);
-    return mmt__count_alloc(n, p);
-}
-
-void mmt__count_free_in(unsigned tag, uint64_t n, void *raw)
-{
-    mmt__counts_t *c = own(&mmt__tls, tag);
-    if (MMT__UNLIKELY(!c)) count_gone(tag, 0, n, 0, 1, 0);
-    else if (mmt__counts_free(c, n)) fold(c, tag);
-    mmt__count_free(n, raw);
-}
-
-void mmt__count_grow_in(unsigned tag, uint64_t n)
-{
-    mmt__counts_t *c = own(&mmt__tls, tag);
-    if (MMT__UNLIKELY(!c)) count_gone(tag, n, 0, 0, 0, 0);
-    else if (mmt__counts_grow(c, n)) fold(c, tag);
-    mmt__count_grow(n);
+    if (!c) c = make(s, tag);
+    if (c && tag == s->tag_bits >> MMT__TAG_SHIFT) s->cur = c;
+    return c;
 }
 
 mmt__counts_t *mmt__realloc_begin_in(unsigned tag, uint64_t size, uint64_t old)
 {
     mmt__slot_t *s = &mmt__tls;
-    mmt__counts_t *c = own(s, tag);
+    mmt__counts_t *c = mmt__tag_counts_fast(s, tag);
     if (!c) return NULL;
     mmt__tag_table_t *t = atomic_load_explicit(&s->tags, memory_order_relaxed);
     t->journal_tag = tag;
@@ -161,13 +139,13 @@ mmt__counts_t *mmt__realloc_begin_in(unsigned tag, uint64_t size, uint64_t old)
 void mmt__count_realloc_in(mmt__counts_t *c, unsigned tag, uint64_t size, uint64_t old)
 {
     if (!c) {
-        count_gone(tag, size, old, 0, 0, 1);
+        mmt__tag_gone(tag, size, old, 0, 0, 1);
         return;
     }
     mmt__tag_table_t *t = atomic_load_explicit(&mmt__tls.tags, memory_order_relaxed);
     bool slow = mmt__counts_realloc(c, size, old);
     atomic_store_explicit(&t->busy, 0, memory_order_release); /* after the counters */
-    if (slow) fold(c, tag);
+    if (slow) mmt__tag_fold(c, tag);
 }
 
 void mmt__tags_realloc_void(void)
@@ -207,6 +185,7 @@ void mmt__tags_retire_locked(mmt__slot_t *s, bool dead)
         mmt__backend.free(chunk);
     }
     atomic_store_explicit(&s->tags, NULL, memory_order_relaxed);
+    s->cur = NULL;
     mmt__backend.free(t);
 }
 
@@ -458,6 +437,7 @@ mmt_tag_t mmt_tag_switch(mmt_tag_t tag)
     mmt__slot_t *s = &mmt__tls;
     mmt_tag_t was = (mmt_tag_t)(s->tag_bits >> MMT__TAG_SHIFT);
     s->tag_bits = (uint64_t)tag << MMT__TAG_SHIFT;
+    s->cur = NULL;
     return was;
 }
 

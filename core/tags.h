@@ -64,10 +64,45 @@ static inline bool mmt__tag_exists(unsigned tag)
     return tag < mmt__tag_count();
 }
 
-/* Counting in tag t (> 0) as well as in the slot; each ends like its slot counterpart. */
-void *mmt__count_alloc_in(unsigned tag, uint64_t n, void *p);
-void mmt__count_free_in(unsigned tag, uint64_t n, void *raw);
-void mmt__count_grow_in(unsigned tag, uint64_t n);
+/* This thread's counts in tag (> 0), found or made; NULL if it cannot have them (then it
+ * counts with mmt__tag_gone). Counts of the current tag are kept in s->cur. */
+mmt__counts_t *mmt__tag_counts(mmt__slot_t *s, unsigned tag);
+
+static inline mmt__counts_t *mmt__tag_counts_fast(mmt__slot_t *s, unsigned tag)
+{
+    mmt__counts_t *c = s->cur;
+    if (MMT__LIKELY(c != NULL && tag == s->tag_bits >> MMT__TAG_SHIFT)) return c;
+    return mmt__tag_counts(s, tag);
+}
+
+/* A thread's counts in tag reached a mark: folds them and sets new marks. */
+void mmt__tag_fold(mmt__counts_t *c, unsigned tag);
+
+/* Counts of a thread that has none of its own for tag, added to the tag's shared ones. */
+void mmt__tag_gone(unsigned tag, uint64_t allocated, uint64_t freed, uint64_t allocations,
+                   uint64_t frees, uint64_t reallocs);
+
+/* Counting in tag t (> 0), besides the slot (the caller counts there after). */
+static inline void mmt__count_tag_alloc(unsigned tag, uint64_t n)
+{
+    mmt__counts_t *c = mmt__tag_counts_fast(&mmt__tls, tag);
+    if (MMT__UNLIKELY(!c)) mmt__tag_gone(tag, n, 0, 1, 0, 0);
+    else if (mmt__counts_alloc(c, n)) mmt__tag_fold(c, tag);
+}
+
+static inline void mmt__count_tag_free(unsigned tag, uint64_t n)
+{
+    mmt__counts_t *c = mmt__tag_counts_fast(&mmt__tls, tag);
+    if (MMT__UNLIKELY(!c)) mmt__tag_gone(tag, 0, n, 0, 1, 0);
+    else if (mmt__counts_free(c, n)) mmt__tag_fold(c, tag);
+}
+
+static inline void mmt__count_tag_grow(unsigned tag, uint64_t n)
+{
+    mmt__counts_t *c = mmt__tag_counts_fast(&mmt__tls, tag);
+    if (MMT__UNLIKELY(!c)) mmt__tag_gone(tag, n, 0, 0, 0, 0);
+    else if (mmt__counts_grow(c, n)) mmt__tag_fold(c, tag);
+}
 
 /* A tagged realloc: opens the tag's journal (before the slot's, mmt__realloc_begin) and
  * returns the counts to give mmt__count_realloc_in (NULL: the shared ones). */

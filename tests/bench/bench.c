@@ -298,11 +298,24 @@ WORKLOADS(plain, plain_malloc, plain_calloc, plain_realloc, plain_free)
 WORKLOADS(mmt, mmt_malloc, mmt_calloc, mmt_realloc, mmt_free)
 WORKLOADS(peer, peer_malloc, peer_calloc, peer_realloc, peer_free)
 
+/* mmt with a current tag set: every block of the run is counted in the tag too. */
+static mmt_tag_t bench_tag; /* made by list_variants() before the workers start */
+#define TAGGED(W)                                                                            \
+    static void tagged_##W(job_t *j)                                                         \
+    {                                                                                        \
+        mmt_tag_t was = mmt_tag_switch(bench_tag);                                           \
+        mmt_##W(j);                                                                          \
+        mmt_tag_switch(was);                                                                 \
+    }
+TAGGED(churn)
+TAGGED(grow)
+TAGGED(pairs)
+
 enum { W_CHURN, W_GROW, W_PAIRS, WORKLOADS_N };
-enum { V_LIBC, V_PLAIN, V_MMT, V_POLICY, V_PEER, VARIANTS_MAX };
+enum { V_LIBC, V_PLAIN, V_MMT, V_POLICY, V_PEER, V_TAGGED, VARIANTS_MAX };
 
 static const char *const workload_names[WORKLOADS_N] = {"churn", "grow", "pairs"};
-static const char *variant_names[VARIANTS_MAX] = {"libc", "(none)", "mmt", "policy", "peer"};
+static const char *variant_names[VARIANTS_MAX] = {"libc", "(none)", "mmt", "policy", "peer", "tagged"};
 static const workload_fn functions[VARIANTS_MAX][WORKLOADS_N] = {
     {libc_churn, libc_grow, libc_pairs},
 #if HAVE_PLAIN
@@ -313,6 +326,7 @@ static const workload_fn functions[VARIANTS_MAX][WORKLOADS_N] = {
     {mmt_churn, mmt_grow, mmt_pairs},
     {mmt_churn, mmt_grow, mmt_pairs}, /* with the engine loaded */
     {peer_churn, peer_grow, peer_pairs},
+    {tagged_churn, tagged_grow, tagged_pairs},
 };
 
 /* The variants of this build, in table order, and the baselines among them (indices of
@@ -324,6 +338,12 @@ static int bases[2], bases_n;
 static void list_variants(void)
 {
     variant_names[V_PLAIN] = mmt_backend();
+    int tag = mmt_tag_new("bench", MMT_TAG_ROOT);
+    if (tag <= 0) {
+        fprintf(stderr, "bench: cannot make a tag: %s\n", mmt_strerror(tag));
+        exit(1);
+    }
+    bench_tag = (mmt_tag_t)tag;
     for (int v = 0; v < VARIANTS_MAX; v++)
         if (functions[v][0]) variants[variants_n++] = v;
     bases[bases_n++] = V_LIBC;
