@@ -67,8 +67,8 @@ static int l_tag_entry_index(lua_State *L)
     double tag = lua_tonumber(L, 4);
     if (!(tag >= 1 && tag <= MMT_TAGS_MAX) || !lua_isnumber(L, 5) || !lua_isnumber(L, 6))
         return 0;
-    /* Policy code runs under the engine's lock, but while its file loads (s->loading), when
-     * the followed rates are the running policy's to sample: then 0. */
+    /* Policy code runs under the engine's lock, except while its file loads (s->loading):
+     * the followed rates are then the running policy's to sample, and this one is 0. */
     double rate = s->loading ? 0
                              : mmt__tag_rate(s->engine, (unsigned)tag, lua_tonumber(L, 5),
                                              lua_tonumber(L, 6));
