@@ -170,7 +170,7 @@ project "mmtmem-preload"
    kind "SharedLib"
    targetname "mmtmem-preload"
    files(core_sources)
-   files { "tools/preload.c", "tools/next.c", "tools/trace.c", "tools/trace.h", "tools/utf8.h",
+   files { "tools/preload.c", "tools/next.c", "tools/trace.c", "tools/trace.h",
            "tools/report_path.h" }
    includedirs(private) -- preload.c itself takes lua/preload_engine.h, not the engine's header
    defines { "MMT_BACKEND_NEXT" }
@@ -182,8 +182,8 @@ project "mmtmem-preload"
 -- static library to load the policy once itself before the program starts.
 project "mmt-run"
    kind "ConsoleApp"
-   files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h", "tools/utf8.h", "tools/report_path.h" }
-   includedirs { "core" } -- fd.h, sys.h
+   files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h", "tools/report_path.h" }
+   includedirs { "core" } -- fd.h, sys.h, utf8.h
    links { "mmtmem-static" }
    links(system_libs)
 
@@ -252,8 +252,8 @@ end
 -- mmt-run's picture code on CSV files test_mmtrun writes.
 project "e2e_plot"
    kind "ConsoleApp"
-   files { "tests/e2e/plot_csv.c", "tools/plot.c", "tools/plot.h", "tools/utf8.h" }
-   includedirs { "tools" }
+   files { "tests/e2e/plot_csv.c", "tools/plot.c", "tools/plot.h", "core/utf8.h" }
+   includedirs { "tools", "core" }
    links { "m" }
 
 -- Loads the shared library with dlopen, so it links neither library.

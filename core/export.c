@@ -1,7 +1,10 @@
 /*
  * The counters as text a person reads, JSON a program reads, or the Prometheus text
  * exposition format a monitoring stack scrapes. One formatter serves mmt_meminfo_write()
- * in C and mmt.format() in Lua (which adds the engine's derived figures).
+ * in C and mmt.format() in Lua (which adds the engine's derived figures). The tags, when
+ * the program has any besides the root, follow the process's figures: each tag's subtree,
+ * under its path. A path is whatever bytes the program named its tags (anything but '/'),
+ * so each format escapes it in its own way.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -15,11 +18,15 @@
 #include "export.h"
 #include "fields.h"
 #include "mmt/memory.h"
+#include "tags.h"
+#include "utf8.h"
 
 const mmt__field_t mmt__fields[MMT__NFIELDS] = {
 #define X(name, kind, unit, type, help)                                                       \
     {#name, "mmt_" #name MMT__UNIT_##unit MMT__SUFFIX_##type, MMT__TYPE_##type, help,         \
-     offsetof(mmt_meminfo_t, name), sizeof MMT__UNIT_##unit > 1},
+     offsetof(mmt_meminfo_t, name), sizeof MMT__UNIT_##unit > 1,                              \
+     "mmt_tag_" #name MMT__UNIT_##unit MMT__SUFFIX_##type,                                    \
+     help " Per tag: its blocks and its descendants'."},
     MMT__MEMINFO_FIELDS(X)
 #undef X
 };
@@ -67,6 +74,19 @@ static void put(out_t *o, const char *fmt, ...)
     if (n > 0) o->used += (size_t)n;
 }
 
+/* Appends n bytes as they are. */
+static void put_bytes(out_t *o, const char *s, size_t n)
+{
+    size_t room = o->used < o->len ? o->len - o->used : 0;
+    /* One byte is kept for the NUL, as snprintf keeps it. */
+    if (room > 1) {
+        size_t k = n < room - 1 ? n : room - 1;
+        memcpy(o->buf + o->used, s, k);
+        o->buf[o->used + k] = '\0';
+    }
+    o->used += n;
+}
+
 /* A derived figure: JSON has no NaN or infinities (null), Prometheus spells them NaN,
  * +Inf and -Inf, text says nan and inf. */
 static void put_double(out_t *o, double v, int format)
@@ -77,8 +97,116 @@ static void put_double(out_t *o, double v, int format)
     else put(o, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
 }
 
+/*
+ * A tag's path or name, escaped for `format`; quotes are the caller's.
+ * - JSON: quote and backslash escaped, control characters as \uXXXX (\n, \r and \t
+ *   short). Bytes that are not UTF-8 are replaced with U+FFFD, one for each maximal
+ *   invalid subpart, as Python's decoder does: the text stays valid for a strict parser,
+ *   and the replacement says plainly that bytes were lost, where \u00XX of each byte would
+ *   pass them off as Latin-1 characters the name never had.
+ * - Prometheus: the exposition format's three escapes (backslash, double quote, line
+ *   feed); the format is UTF-8, so bytes that are not are replaced as in JSON.
+ * - Text: backslash doubled, control characters as \n, \r, \t or \xHH, C1 controls as
+ *   \u00XX, and each byte that is not UTF-8 as \xHH: one line per tag whatever its name,
+ *   and no byte of the name lost to a person reading it.
+ */
+static void put_name(out_t *o, const char *s, size_t n, int format)
+{
+    const unsigned char *c = (const unsigned char *)s;
+    while (n) {
+        int32_t cp;
+        size_t k = mmt__utf8_next(c, n, &cp);
+        if (cp < 0 && format == MMT_FORMAT_TEXT) {
+            for (size_t i = 0; i < k; i++) put(o, "\\x%02x", c[i]);
+        } else if (cp < 0) {
+            put_bytes(o, format == MMT_FORMAT_JSON ? "\\ufffd" : MMT_UTF8_REPLACEMENT,
+                      format == MMT_FORMAT_JSON ? 6 : 3);
+        } else if (cp == '\\' || (cp == '"' && format != MMT_FORMAT_TEXT)) {
+            put(o, "\\%c", (char)cp);
+        } else if (cp == '\n') {
+            put_bytes(o, "\\n", 2);
+        } else if (format == MMT_FORMAT_PROMETHEUS) {
+            put_bytes(o, (const char *)c, k);
+        } else if (cp == '\r' || cp == '\t') {
+            put(o, "\\%c", cp == '\r' ? 'r' : 't');
+        } else if (cp < 0x20) {
+            put(o, format == MMT_FORMAT_JSON ? "\\u%04x" : "\\x%02x", (unsigned)cp);
+        } else if (format == MMT_FORMAT_TEXT && (cp == 0x7f || (cp >= 0x80 && cp <= 0x9f))) {
+            put(o, cp == 0x7f ? "\\x%02x" : "\\u%04x", (unsigned)cp);
+        } else {
+            put_bytes(o, (const char *)c, k);
+        }
+        c += k;
+        n -= k;
+    }
+}
+
+/* The counters of m in the text's words: "allocated 123 B, ..., reallocs 0". */
+static void put_text_fields(out_t *o, const mmt_meminfo_t *m)
+{
+    for (int i = 0; i < MMT__NFIELDS; i++) {
+        put(o, "%s", i ? ", " : "");
+        for (const char *c = mmt__fields[i].name; *c; c++) put(o, "%c", *c == '_' ? ' ' : *c);
+        put(o, " %" PRIu64 "%s", mmt__field_value(m, i), mmt__fields[i].bytes ? " B" : "");
+    }
+}
+
+/* The tags in the text: one a line, indented two spaces a level as in mmt_tag_report,
+ * each its name and its subtree's counters. */
+static void put_text_tags(out_t *o, const mmt__tag_figures_t *tags, size_t ntags)
+{
+    for (size_t k = 0; k < ntags; k++) {
+        const char *path = tags[k].path, *name = path;
+        int depth = 1;
+        for (size_t i = 0; i < tags[k].len; i++)
+            if (path[i] == '/') depth++, name = path + i + 1;
+        put(o, "%*s", 2 * depth, "");
+        put_name(o, name, tags[k].len - (size_t)(name - path), MMT_FORMAT_TEXT);
+        put(o, ": ");
+        put_text_fields(o, &tags[k].info);
+        put(o, "\n");
+    }
+}
+
+static void put_json_tags(out_t *o, const mmt__tag_figures_t *tags, size_t ntags)
+{
+    put(o, ",\"tags\":{");
+    for (size_t k = 0; k < ntags; k++) {
+        put(o, "%s\"", k ? "," : "");
+        put_name(o, tags[k].path, tags[k].len, MMT_FORMAT_JSON);
+        put(o, "\":{");
+        for (int i = 0; i < MMT__NFIELDS; i++)
+            put(o, "%s\"%s\":%" PRIu64, i ? "," : "", mmt__fields[i].name,
+                mmt__field_value(&tags[k].info, i));
+        put(o, "}");
+    }
+    put(o, "}");
+}
+
+/* One family per field, each with every tag's sample: the exposition format wants a
+ * family's samples together. */
+static void put_prometheus_tags(out_t *o, const mmt__tag_figures_t *tags, size_t ntags)
+{
+    for (int i = 0; ntags && i < MMT__NFIELDS; i++) {
+        const mmt__field_t *f = &mmt__fields[i];
+        put(o, "# HELP %s %s\n# TYPE %s %s\n", f->tag_metric, f->tag_help, f->tag_metric,
+            f->type);
+        for (size_t k = 0; k < ntags; k++) {
+            put(o, "%s{tag=\"", f->tag_metric);
+            put_name(o, tags[k].path, tags[k].len, MMT_FORMAT_PROMETHEUS);
+            put(o, "\"} %" PRIu64 "\n", mmt__field_value(&tags[k].info, i));
+        }
+    }
+}
+
 int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_t *extra,
                 int format)
+{
+    return mmt__format_tags(buf, len, m, extra, NULL, 0, format);
+}
+
+int mmt__format_tags(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_t *extra,
+                     const mmt__tag_figures_t *tags, size_t ntags, int format)
 {
     const double extras[] = {extra ? extra->rate : 0, extra ? extra->rss : 0,
                              extra ? extra->lua : 0};
@@ -89,11 +217,7 @@ int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_
     switch (format) {
     case MMT_FORMAT_TEXT:
         /* "allocated 123 B, ..., in use 12 B, ..., reallocs 0": the names spaced out. */
-        for (int i = 0; i < MMT__NFIELDS; i++) {
-            put(&o, "%s", i ? ", " : "");
-            for (const char *c = mmt__fields[i].name; *c; c++) put(&o, "%c", *c == '_' ? ' ' : *c);
-            put(&o, " %" PRIu64 "%s", mmt__field_value(m, i), mmt__fields[i].bytes ? " B" : "");
-        }
+        put_text_fields(&o, m);
         if (extra) {
             put(&o, ", rate ");
             put_double(&o, extra->rate, format);
@@ -104,6 +228,7 @@ int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_
             put(&o, " B");
         }
         put(&o, "\n");
+        put_text_tags(&o, tags, ntags);
         break;
     case MMT_FORMAT_JSON:
         put(&o, "{");
@@ -117,6 +242,7 @@ int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_
             put(&o, ",\"time\":");
             put_double(&o, extra->time, format);
         }
+        if (ntags) put_json_tags(&o, tags, ntags);
         put(&o, "}\n");
         break;
     case MMT_FORMAT_PROMETHEUS:
@@ -132,6 +258,7 @@ int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_
             put_double(&o, extras[i], format);
             put(&o, "\n");
         }
+        put_prometheus_tags(&o, tags, ntags);
         break;
     default:
         return MMT_EINVAL;
@@ -139,20 +266,67 @@ int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_
     return o.used > (size_t)INT32_MAX ? MMT_ENOMEM : (int)o.used;
 }
 
+/* Every tag but the root, in path order, with its subtree's figures from a reading: the
+ * array and paths (backend memory) are the caller's to give back. */
+static int tag_figures(const mmt__tag_reading_t *r, unsigned n, mmt__tag_paths_t *paths,
+                       mmt__tag_figures_t **out)
+{
+    *out = NULL;
+    int rc = mmt__tag_paths(n, paths);
+    if (rc) return rc;
+    mmt__tag_figures_t *f = mmt__backend.malloc((size_t)n * sizeof *f);
+    if (!f) {
+        mmt__tag_paths_free(paths);
+        return MMT_ENOMEM;
+    }
+    for (unsigned k = 0; k + 1 < n; k++) {
+        unsigned id = paths->order[k];
+        f[k] = (mmt__tag_figures_t){paths->text + paths->at[id], paths->len[id], r[id].sub};
+    }
+    *out = f;
+    return 0;
+}
+
 int mmt_meminfo_write(FILE *out, int format)
 {
     if (!out) return MMT_EINVAL;
+    if (format != MMT_FORMAT_TEXT && format != MMT_FORMAT_JSON && format != MMT_FORMAT_PROMETHEUS)
+        return MMT_EINVAL;
     mmt_meminfo_t m;
-    mmt_meminfo(&m);
-    char buf[2048], *text = buf;
-    int n = mmt__format(buf, sizeof buf, &m, NULL, format);
-    if (n < 0) return n;
-    if ((size_t)n >= sizeof buf) { /* more fields than this buffer holds: one that fits */
-        text = mmt__backend.malloc((size_t)n + 1);
-        if (!text) return MMT_ENOMEM;
-        mmt__format(text, (size_t)n + 1, &m, NULL, format);
+    mmt__tag_reading_t *r = NULL;
+    unsigned n = 1;
+    mmt__tag_paths_t paths = {0};
+    mmt__tag_figures_t *tags = NULL;
+    int rc = 0;
+    /* With no tag but the root, the process's figures alone, as before tags existed. */
+    if (mmt__tag_count() > 1) {
+        rc = mmt__tags_read(&r, &n);
+        if (rc == 0) rc = tag_figures(r, n, &paths, &tags);
+        if (rc) goto done;
+        m = r[0].sub;
+    } else {
+        mmt_meminfo(&m);
     }
-    int rc = fwrite(text, 1, (size_t)n, out) == (size_t)n ? 0 : MMT_EIO;
+    size_t ntags = tags ? n - 1 : 0;
+    char buf[2048], *text = buf;
+    int len = mmt__format_tags(buf, sizeof buf, &m, NULL, tags, ntags, format);
+    if (len < 0) {
+        rc = len;
+        goto done;
+    }
+    if ((size_t)len >= sizeof buf) { /* tags, or more fields than this buffer holds */
+        text = mmt__backend.malloc((size_t)len + 1);
+        if (!text) {
+            rc = MMT_ENOMEM;
+            goto done;
+        }
+        mmt__format_tags(text, (size_t)len + 1, &m, NULL, tags, ntags, format);
+    }
+    rc = fwrite(text, 1, (size_t)len, out) == (size_t)len ? 0 : MMT_EIO;
     if (text != buf) mmt__backend.free(text);
+done:
+    mmt__backend.free(tags);
+    mmt__tag_paths_free(&paths);
+    mmt__backend.free(r);
     return rc;
 }

@@ -14,9 +14,23 @@ typedef struct mmt__extra {
     double rate, rss, lua, time;
 } mmt__extra_t;
 
+/* One tag's figures for the formats: its path and its subtree's counters. */
+typedef struct mmt__tag_figures {
+    const char *path; /* "cache/pages", not NUL-terminated: len bytes, never the root's "" */
+    size_t len;
+    mmt_meminfo_t info;
+} mmt__tag_figures_t;
+
 /* Writes m (and extra, if not NULL) in `format` into buf like snprintf: returns the length
  * the whole text needs (without the NUL), or MMT_EINVAL for an unknown format. */
 int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_t *extra,
                 int format);
+
+/* mmt__format, followed by ntags tags in the order given (path order, as
+ * mmt__tag_path_compare sorts, keeps the text a tree): text, a line each under the
+ * process's line; JSON, a "tags" object keyed by path; Prometheus, the mmt_tag_* families.
+ * With no tags, exactly mmt__format's text. */
+int mmt__format_tags(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_t *extra,
+                     const mmt__tag_figures_t *tags, size_t ntags, int format);
 
 #endif

@@ -13,6 +13,8 @@
  *     unit  BYTES or CALLS: "_bytes" in the Prometheus name and " B" in the text.
  *     type  COUNTER or GAUGE, as Prometheus has it ("_total" ends a counter's name).
  *     help  the Prometheus HELP text.
+ * Each field is also exported per tag (the tag's subtree), as mmt_tag_<name>... with a
+ * `tag` label.
  */
 #ifndef MMT_CORE_FIELDS_H
 #define MMT_CORE_FIELDS_H
@@ -55,6 +57,8 @@ typedef struct mmt__field {
     const char *help;
     size_t offset;      /* in mmt_meminfo_t */
     bool bytes;         /* counts bytes (" B" in the text) */
+    const char *tag_metric; /* the same per tag: mmt_tag_<name>[_bytes][_total]{tag="..."} */
+    const char *tag_help;
 } mmt__field_t;
 
 extern const mmt__field_t mmt__fields[MMT__NFIELDS];

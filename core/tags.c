@@ -5,6 +5,7 @@
 #include "tags.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
@@ -522,6 +523,85 @@ int mmt_tag_report(FILE *out)
     mmt__backend.free(r);
     if (rc == 0 && fflush(out) != 0) rc = MMT_EIO;
     return rc;
+}
+
+/* ---- Paths for the exports ------------------------------------------------------------- */
+
+int mmt__tag_path_compare(const char *a, size_t alen, const char *b, size_t blen)
+{
+    for (size_t i = 0;; i++) {
+        /* The end first, then '/', then the other bytes in their order. */
+        unsigned ra = i == alen ? 0 : a[i] == '/' ? 1 : (unsigned char)a[i] + 2u;
+        unsigned rb = i == blen ? 0 : b[i] == '/' ? 1 : (unsigned char)b[i] + 2u;
+        if (ra != rb) return ra < rb ? -1 : 1;
+        if (ra == 0) return 0;
+    }
+}
+
+typedef struct path_ref {
+    const char *path;
+    size_t len;
+    unsigned id;
+} path_ref_t;
+
+static int compare_refs(const void *x, const void *y)
+{
+    const path_ref_t *a = x, *b = y;
+    return mmt__tag_path_compare(a->path, a->len, b->path, b->len);
+}
+
+void mmt__tag_paths_free(mmt__tag_paths_t *p)
+{
+    mmt__backend.free(p->text);
+    mmt__backend.free(p->at);
+    mmt__backend.free(p->order);
+    *p = (mmt__tag_paths_t){0};
+}
+
+int mmt__tag_paths(unsigned n, mmt__tag_paths_t *out)
+{
+    *out = (mmt__tag_paths_t){0};
+    if (n == 0 || n > mmt__tag_count()) n = mmt__tag_count();
+    /* at and len in one block; each path is its parent's, a '/', and its name, and a parent
+     * is older than its children (a lower id), so one pass in id order makes them all. */
+    size_t *at = mmt__backend.malloc(2 * (size_t)n * sizeof *at);
+    unsigned *order = mmt__backend.malloc((size_t)n * sizeof *order);
+    path_ref_t *refs = mmt__backend.malloc((size_t)n * sizeof *refs);
+    char *text = NULL;
+    if (at && order && refs) {
+        size_t *len = at + n, total = 1;
+        at[0] = len[0] = 0;
+        for (unsigned t = 1; t < n; t++) {
+            unsigned parent = tags[t]->parent;
+            len[t] = (parent == MMT_TAG_ROOT ? 0 : len[parent] + 1) + strlen(tags[t]->name);
+            at[t] = total;
+            total += len[t] + 1;
+        }
+        text = mmt__backend.malloc(total);
+        if (text) {
+            text[0] = '\0';
+            for (unsigned t = 1; t < n; t++) {
+                unsigned parent = tags[t]->parent;
+                char *p = text + at[t];
+                if (parent != MMT_TAG_ROOT) {
+                    memcpy(p, text + at[parent], len[parent]);
+                    p += len[parent];
+                    *p++ = '/';
+                }
+                memcpy(p, tags[t]->name, strlen(tags[t]->name) + 1);
+                refs[t - 1] = (path_ref_t){text + at[t], len[t], t};
+            }
+            qsort(refs, n - 1, sizeof *refs, compare_refs);
+            for (unsigned i = 0; i + 1 < n; i++) order[i] = refs[i].id;
+            mmt__backend.free(refs);
+            *out = (mmt__tag_paths_t){n, text, at, len, order};
+            return 0;
+        }
+    }
+    mmt__backend.free(at);
+    mmt__backend.free(order);
+    mmt__backend.free(refs);
+    return MMT_ENOMEM;
 }
 
 /* ---- fork ------------------------------------------------------------------------------- */

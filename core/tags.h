@@ -132,6 +132,26 @@ typedef struct mmt__tag_reading {
  * mmt__backend.free. Returns 0 or MMT_ENOMEM. */
 int mmt__tags_read(mmt__tag_reading_t **out, unsigned *n);
 
+/* The paths of tags 1..n-1 ("cache/pages"), made at once for the exports and the policy
+ * engine, which list every tag. */
+typedef struct mmt__tag_paths {
+    unsigned n;      /* tags, the root included */
+    char *text;      /* every path, each NUL-terminated; the root's is "" */
+    size_t *at, *len; /* tag id's path is text + at[id], len[id] bytes */
+    unsigned *order; /* the n - 1 ids but the root's, in the order of mmt__tag_path_compare */
+} mmt__tag_paths_t;
+
+/* Fills *out for tags 0..n-1 (n at most mmt__tag_count(), as a reading gave it) from the
+ * backend; mmt__tag_paths_free gives it back. Returns 0 or MMT_ENOMEM (*out then empty).
+ * Takes no lock: a tag's name and parent never change once it exists. */
+int mmt__tag_paths(unsigned n, mmt__tag_paths_t *out);
+void mmt__tag_paths_free(mmt__tag_paths_t *p);
+
+/* Orders paths as the tree: a tag, then its subtree, then its next sibling; siblings by
+ * name, byte by byte (so "a", "a/b", "a.b": '/' counts below every other byte). Returns
+ * < 0, 0 or > 0 like strcmp. */
+int mmt__tag_path_compare(const char *a, size_t alen, const char *b, size_t blen);
+
 /* The tag creation lock, for fork (taken before the registry's). */
 void mmt__tags_fork_prepare(void);
 void mmt__tags_fork_parent(void);

@@ -7,7 +7,10 @@
  *
  *   mmt-demo [--policy FILE] [--seconds N]     (N = 0: run until interrupted)
  *
- * At the end it prints mmt_meminfo() and checks that every byte came back.
+ * The table's memory is counted under tags of its own: flows/entries (the flow structs),
+ * flows/labels and flows/histories, which the policy reads as m.tags["flows/histories"]
+ * and puts a rule on. At the end it prints the tag tree (mmt_tag_report) and
+ * mmt_meminfo(), and checks that every byte came back.
  */
 #define _DEFAULT_SOURCE /* M_PI */
 #include <math.h>
@@ -42,6 +45,19 @@ static size_t flow_count;
 static size_t next_drop;   /* bucket where trimming resumes */
 static double flow_limit = PEAK_FLOWS; /* lowered by a shed, as a cache would shrink */
 
+/* The table's tags, made once at start: a flow's parts are allocated in them. */
+static mmt_tag_t tag_entries, tag_labels, tag_histories;
+
+static mmt_tag_t make_tag(const char *name, mmt_tag_t parent)
+{
+    int tag = mmt_tag_new(name, parent);
+    if (tag < 0) {
+        fprintf(stderr, "mmt-demo: cannot make the tag %s: %s\n", name, mmt_strerror(tag));
+        exit(1);
+    }
+    return (mmt_tag_t)tag;
+}
+
 static unsigned long rng = 88172645463325252ul;
 static unsigned long next_random(void)
 {
@@ -53,15 +69,16 @@ static unsigned long next_random(void)
 
 static void table_add(void)
 {
-    flow_t *f = mmt_calloc(1, sizeof *f);
+    flow_t *f = mmt_calloc_in(tag_entries, 1, sizeof *f);
     f->src = (uint32_t)next_random();
     f->dst = (uint32_t)next_random();
     f->sport = (uint16_t)next_random();
     f->dport = 443;
     char label[48];
-    snprintf(label, sizeof label, "flow-%08x-%u", f->src, (unsigned)f->sport);
-    f->label = mmt_strdup(label);
-    f->history = mmt_malloc(HISTORY);
+    int n = snprintf(label, sizeof label, "flow-%08x-%u", f->src, (unsigned)f->sport);
+    f->label = mmt_malloc_in(tag_labels, (size_t)n + 1);
+    memcpy(f->label, label, (size_t)n + 1);
+    f->history = mmt_malloc_in(tag_histories, HISTORY);
     memset(f->history, 0, HISTORY);
     pthread_mutex_lock(&table_lock);
     size_t b = f->src % BUCKETS;
@@ -159,6 +176,10 @@ int main(int argc, char **argv)
     pthread_mutex_init(&table_lock, &attr);
     signal(SIGINT, on_interrupt);
     start_time = seconds_now();
+    mmt_tag_t flows = make_tag("flows", MMT_TAG_ROOT);
+    tag_entries = make_tag("entries", flows);
+    tag_labels = make_tag("labels", flows);
+    tag_histories = make_tag("histories", flows);
 
     printf("mmt-demo, libmmtmem %s: a flow table under the policy %s, for %s\n", mmt_version(),
            policy, seconds > 0 ? "a few seconds" : "as long as you like (Ctrl-C ends it)");
@@ -205,6 +226,9 @@ int main(int argc, char **argv)
     mmt_meminfo(&m);
     printf("\nat the end of the load: %zu flows, in use %llu B, peak %llu B\n", flow_count,
            (unsigned long long)m.in_use, (unsigned long long)m.peak);
+    printf("by tag (mmt_tag_report: subtree in use, peak, blocks; own blocks):\n");
+    fflush(stdout);
+    mmt_tag_report(stdout);
     table_trim(0);
     mmt_meminfo(&m);
     printf("mmt_meminfo: allocated %llu B, freed %llu B, in use %llu B, peak %llu B, "

@@ -281,6 +281,82 @@ static double rate_at(struct mmt_policy *p, double now, const mmt_meminfo_t *inf
     return rate;
 }
 
+/* ---- The tags' rates ---------------------------------------------------------------------- */
+
+/*
+ * A tag's rate is computed as the process's is (above), from samples of its subtree's
+ * in_use, but only for the tags a policy asks about, and only at the evaluations that read
+ * the tags (a rule on a tag reads them at every one; m.tags when policy code reads it):
+ * reading every tag at every evaluation would cost a walk of every thread's counts even
+ * for policies that never look at a tag. A tag read seldom (by a task every 10 s) gets
+ * the rate over the span since its last reading, as m.rate without a timer does.
+ */
+
+/* Caller holds p->lock: adds the sample unless the ring has one as new, and computes. */
+static void sample_tag(struct mmt_policy *p, tag_rate_t *t, double time, double in_use)
+{
+    size_t k = mmt__samples_count(&t->samples);
+    if (k > 0 && mmt__samples_at(&t->samples, k - 1).time >= time) return;
+    mmt__samples_add(&t->samples, time, in_use);
+    double rate = 0, span;
+    mmt__samples_rate(&t->samples, p->window, &rate, &span);
+    t->rate = rate;
+}
+
+void mmt__tag_rates_sample(struct mmt_policy *p, double time, const mmt__tag_reading_t *r,
+                           unsigned n)
+{
+    for (size_t i = 0; i < p->ntag_rates; i++) {
+        tag_rate_t *t = &p->tag_rates[i];
+        if (t->tag < n) sample_tag(p, t, time, (double)r[t->tag].sub.in_use);
+    }
+}
+
+double mmt__tag_rate(struct mmt_policy *p, unsigned tag, double time, double in_use)
+{
+    if (tag == MMT_TAG_ROOT || tag > MMT_TAGS_MAX) return NAN;
+    if (!p->tag_rate_of[tag]) {
+        tag_rate_t *rates = p->ntag_rates < MMT__TAG_RATES_MAX
+                                ? mmt__backend_grow(p->tag_rates, &p->tag_rates_cap,
+                                                    p->ntag_rates, sizeof *rates, 4)
+                                : NULL;
+        if (!rates) {
+            if (!p->tag_rates_full) {
+                p->tag_rates_full = true;
+                char path[256];
+                if (mmt_tag_path((mmt_tag_t)tag, path, sizeof path) < 0)
+                    snprintf(path, sizeof path, "#%u", tag); /* too long a path to say */
+                if (p->ntag_rates < MMT__TAG_RATES_MAX)
+                    mmt__policy_log(p, MMT_LOG_WARN, "tag \"%s\": its rate is nan: no memory "
+                                    "left to follow it", path);
+                else
+                    mmt__policy_log(p, MMT_LOG_WARN, "tag \"%s\": its rate is nan: an engine "
+                                    "follows the rates of %d tags at most (said once)", path,
+                                    MMT__TAG_RATES_MAX);
+            }
+            return NAN;
+        }
+        p->tag_rates = rates;
+        tag_rate_t *t = &rates[p->ntag_rates++];
+        t->tag = tag;
+        t->rate = 0;
+        mmt__samples_init(&t->samples, 2 * p->window);
+        p->tag_rate_of[tag] = (uint16_t)p->ntag_rates;
+    }
+    tag_rate_t *t = &p->tag_rates[p->tag_rate_of[tag] - 1];
+    sample_tag(p, t, time, in_use);
+    return t->rate;
+}
+
+bool mmt__snapshot_tags(struct mmt_policy *p, snapshot_t *snap)
+{
+    if (snap->tags) return true;
+    if (mmt__tags_read(&snap->tags, &snap->ntags) != 0) return false;
+    snap->tags_time = mmt__now();
+    mmt__tag_rates_sample(p, snap->tags_time, snap->tags, snap->ntags);
+    return true;
+}
+
 /* Caller holds p->lock. Evaluates the rules (at checkpoints and ticks) and runs the tasks
  * due (on the timer thread), with the rate computed for this evaluation. Then tells the
  * engine's thread when a task is next due. A task that was due at this evaluation and is
@@ -302,6 +378,7 @@ static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, boo
         enter(&frame, p, false);
         mmt__evaluate(s, &snap, rules, tasks);
         leave(&frame);
+        mmt__backend.free(snap.tags);
     }
     if (tasks)
         atomic_store_explicit(&p->tasks_due, s ? mmt__tasks_due(s, now) : INFINITY,
@@ -628,6 +705,7 @@ int mmt_policy_free(mmt_policy_t *p)
     pthread_mutex_unlock(&p->lock);
     for (size_t i = 0; i < p->nactions; i++) mmt__backend.free(p->actions[i].name);
     mmt__backend.free(p->actions);
+    mmt__backend.free(p->tag_rates);
     mmt__backend.free(p->path);
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->load_lock);

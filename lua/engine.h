@@ -9,7 +9,7 @@
  *   module.c  the `mmt` Lua module (mmt.rule, mmt.every, mmt.log, ...)
  *   rules.c   evaluating rules and tasks against a snapshot
  *   thread.c  the timer and file watcher thread
- *   samples.c recent samples of in_use, for the rate
+ *   samples.c recent samples of in_use, for the rate (the process's, and the tags')
  *   lj.c      loading LuaJIT at run time (lj.h: the Lua API through a table)
  */
 #ifndef MMT_LUA_ENGINE_H
@@ -31,6 +31,7 @@
 #include "preload_engine.h"
 #include "samples.h"
 #include "sys.h"
+#include "tags.h"
 
 #define MMT__DEFAULT_LUA_LIMIT ((size_t)64 << 20)
 #define MMT__DEFAULT_BUDGET_MS 100u
@@ -40,6 +41,7 @@
 #define MMT__MAX_RULES 65536                    /* rules one policy may declare */
 #define MMT__LOAD_BUDGET_FACTOR 10u             /* a file's own run: ten calls' budget */
 #define MMT__MIN_PERIOD 0.001                   /* seconds: mmt.every's shortest period */
+#define MMT__TAG_RATES_MAX 256                  /* tags whose rate an engine follows (4 KiB each) */
 
 /* The name policy chunks get; messages carry the file's whole path instead
  * (mmt__pstate_expand), since LuaJIT cuts longer chunk names. */
@@ -68,6 +70,11 @@ typedef struct rule {
     int resolve_ref; /* LUA_NOREF if none */
     metric_t metric;
     double above, below, hold;
+    /* A rule on a tag (tag = "cache/pages") compares the figure of that tag's subtree. */
+    char *tag_path;       /* NULL: the process's figures */
+    bool tag_optional;    /* the tag may not exist yet: until it does, the rule does not hold */
+    int tag;              /* the tag's id; -1 while an optional tag does not exist */
+    unsigned tag_checked; /* mmt__tag_count() when a missing tag was last looked up */
     /* Evaluation state; carried over by name across reloads. */
     bool firing;
     double since;    /* when the condition started to hold while not firing; < 0: not holding */
@@ -116,6 +123,9 @@ typedef struct pstate {
     uint32_t names_seed;         /* the name hash's own (rules.c) */
     task_t *tasks;
     size_t ntasks, tasks_cap;
+    struct snapshot *evaluating; /* the evaluation's snapshot while one runs (rules.c) */
+    mmt__tag_paths_t paths;      /* the tags' paths, for m.tags and mmt.tags(), made again
+                                  * when there are more tags (module.c) */
 } pstate_t;
 
 typedef struct action {
@@ -131,7 +141,23 @@ typedef struct snapshot {
     double lua;   /* the policy VM's bytes */
     double time;  /* monotonic seconds */
     double rss;   /* < 0 until read */
+    /* Every tag's figures, read on first need (a rule on a tag, or policy code reading
+     * m.tags) and kept for the rest of the evaluation, which frees them: rules and policy
+     * code judge on one reading. */
+    mmt__tag_reading_t *tags; /* NULL until read */
+    unsigned ntags;
+    double tags_time;         /* when they were read */
+    const void *table;        /* the Lua table made of it (mmt__push_snapshot), if any */
 } snapshot_t;
+
+/* The rate of one tag's subtree's in_use, computed like the snapshot's `rate` from samples
+ * of its own: followed from the first time a policy asks for it (a rule on its rate, or
+ * m.tags[path].rate), and sampled at every evaluation that reads the tags. */
+typedef struct tag_rate {
+    unsigned tag;
+    double rate; /* as of its newest sample */
+    mmt__samples_t samples;
+} tag_rate_t;
 
 /* How many folders the watcher watches at most: the policy path's own, then the folder
  * of each symlink's target on the way to the file. */
@@ -178,6 +204,13 @@ struct mmt_policy {
     pstate_t *cur;
     mmt__samples_t in_use; /* one at every evaluation, for the rate */
     double window;         /* the rate's, in seconds: the interval, or 1 without a timer */
+    /* The tags whose rate is followed, at most MMT__TAG_RATES_MAX, for the engine's life
+     * (a reload keeps them, as it keeps the samples of in_use); tag_rate_of[tag] is the
+     * index in tag_rates + 1, 0 for a tag not followed. Also under `lock`. */
+    tag_rate_t *tag_rates;
+    size_t ntag_rates, tag_rates_cap;
+    uint16_t tag_rate_of[MMT_TAGS_MAX + 1];
+    bool tag_rates_full; /* a tag was refused for want of room: said once */
     _Atomic double rate_now; /* the last evaluation's rate: written under `lock`, read by
                               * mmt.meminfo() at any time */
     /* When the engine's thread next has a task to run (monotonic seconds; INFINITY: none
@@ -236,6 +269,18 @@ void mmt__policy_log(struct mmt_policy *p, int level, const char *fmt, ...)
 void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list ap);
 void mmt__policy_event(struct mmt_policy *p, const char *rule, bool fired, const snapshot_t *s);
 bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *out);
+/* Caller holds p->lock. Reads every tag into snap unless it has been already, and samples
+ * the followed tags' in_use (mmt__tag_rates_sample). False if no memory was left for it. */
+bool mmt__snapshot_tags(struct mmt_policy *p, snapshot_t *snap);
+/* Caller holds p->lock. Adds a sample, at `time`, of each followed tag of the reading r
+ * (n tags), and computes its rate. */
+void mmt__tag_rates_sample(struct mmt_policy *p, double time, const mmt__tag_reading_t *r,
+                           unsigned n);
+/* Caller holds p->lock. The rate of `tag` with the sample (time, in_use): a tag not
+ * followed yet is from now on, and its rate is 0 until its samples reach back half a
+ * window (a sample older than the newest is not added: the rate stays its newest's). NAN
+ * when MMT__TAG_RATES_MAX tags are followed already (logged once). */
+double mmt__tag_rate(struct mmt_policy *p, unsigned tag, double time, double in_use);
 void mmt__policy_tick(struct mmt_policy *p);  /* timer: the rules and the tasks due */
 void mmt__policy_run_tasks(struct mmt_policy *p); /* timer: the tasks due, not the rules */
 /* A backend copy of the path, or NULL; with the file's identity when it was last read. */
@@ -268,7 +313,8 @@ int mmt__pstate_call(pstate_t *s, int nargs, int nresults);
 
 /* module.c */
 int mmt__open_module(lua_State *L);
-void mmt__push_snapshot(pstate_t *s, const snapshot_t *snap);
+/* Pushes the snapshot table of snap, and notes it in snap->table. */
+void mmt__push_snapshot(pstate_t *s, snapshot_t *snap);
 
 /* rules.c */
 /* Evaluates the rules (run_rules) and runs the tasks due at snap->time (run_tasks). */

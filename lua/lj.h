@@ -47,12 +47,14 @@
     X(void, lua_insert, (lua_State *L, int idx))                                           \
     X(void, lua_replace, (lua_State *L, int idx))                                          \
     X(int, lua_type, (lua_State *L, int idx))                                              \
+    X(int, lua_isnumber, (lua_State *L, int idx))                                          \
     X(const char *, lua_typename, (lua_State *L, int tp))                                  \
     X(lua_Number, lua_tonumber, (lua_State *L, int idx))                                   \
     X(int, lua_toboolean, (lua_State *L, int idx))                                         \
     X(const char *, lua_tolstring, (lua_State *L, int idx, size_t *len))                   \
     X(size_t, lua_objlen, (lua_State *L, int idx))                                         \
     X(void *, lua_touserdata, (lua_State *L, int idx))                                     \
+    X(const void *, lua_topointer, (lua_State *L, int idx))                                \
     X(void, lua_pushnil, (lua_State *L))                                                   \
     X(void, lua_pushnumber, (lua_State *L, lua_Number n))                                  \
     X(void, lua_pushlstring, (lua_State *L, const char *s, size_t l))                      \
@@ -65,7 +67,10 @@
     X(void, lua_rawget, (lua_State *L, int idx))                                           \
     X(void, lua_rawgeti, (lua_State *L, int idx, int n))                                   \
     X(void, lua_createtable, (lua_State *L, int narr, int nrec))                           \
+    X(void *, lua_newuserdata, (lua_State *L, size_t sz))                                  \
     X(void, lua_setfield, (lua_State *L, int idx, const char *k))                          \
+    X(void, lua_rawset, (lua_State *L, int idx))                                           \
+    X(void, lua_rawseti, (lua_State *L, int idx, int n))                                   \
     X(int, lua_getmetatable, (lua_State *L, int objindex))                                 \
     X(int, lua_setmetatable, (lua_State *L, int objindex))                                 \
     X(void, lua_call, (lua_State *L, int nargs, int nresults))                             \
@@ -131,12 +136,14 @@ int mmt__lj_load(char *err, size_t errlen);
 #define lua_insert mmt__lj.lua_insert
 #define lua_replace mmt__lj.lua_replace
 #define lua_type mmt__lj.lua_type
+#define lua_isnumber mmt__lj.lua_isnumber
 #define lua_typename mmt__lj.lua_typename
 #define lua_tonumber mmt__lj.lua_tonumber
 #define lua_toboolean mmt__lj.lua_toboolean
 #define lua_tolstring mmt__lj.lua_tolstring
 #define lua_objlen mmt__lj.lua_objlen
 #define lua_touserdata mmt__lj.lua_touserdata
+#define lua_topointer mmt__lj.lua_topointer
 #define lua_pushnil mmt__lj.lua_pushnil
 #define lua_pushnumber mmt__lj.lua_pushnumber
 #define lua_pushlstring mmt__lj.lua_pushlstring
@@ -149,7 +156,10 @@ int mmt__lj_load(char *err, size_t errlen);
 #define lua_rawget mmt__lj.lua_rawget
 #define lua_rawgeti mmt__lj.lua_rawgeti
 #define lua_createtable mmt__lj.lua_createtable
+#define lua_newuserdata mmt__lj.lua_newuserdata
 #define lua_setfield mmt__lj.lua_setfield
+#define lua_rawset mmt__lj.lua_rawset
+#define lua_rawseti mmt__lj.lua_rawseti
 #define lua_getmetatable mmt__lj.lua_getmetatable
 #define lua_setmetatable mmt__lj.lua_setmetatable
 #define lua_call mmt__lj.lua_call

@@ -43,24 +43,132 @@ static char *caller_position(lua_State *L)
 
 /* ---- Snapshots ---------------------------------------------------------------------------- */
 
-/* Snapshots compute `rss` on first use: reading it is a system call, and most rules never
- * look at it. */
+/* s->paths for at least n tags (they only ever grow in number); raises if no memory. */
+static void need_paths(lua_State *L, pstate_t *s, unsigned n)
+{
+    if (s->paths.n >= n) return;
+    mmt__tag_paths_free(&s->paths);
+    if (mmt__tag_paths(n, &s->paths) != 0) luaL_error(L, "m.tags: out of memory");
+}
+
+/* An entry of m.tags whose rate is not followed yet asks for it here, on first use
+ * (__index of the entries' metatable, which maps each such entry to its tag and holds the
+ * time of the reading): so only the tags whose rate a policy reads get samples. */
+static int l_tag_entry_index(lua_State *L)
+{
+    if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "rate") != 0 ||
+        !lua_getmetatable(L, 1))
+        return 0;
+    pstate_t *s = mmt__pstate_of(L);
+    lua_pushvalue(L, 1);
+    lua_rawget(L, 3);             /* 4: the tag */
+    lua_getfield(L, 3, "time");   /* 5 */
+    lua_getfield(L, 1, "in_use"); /* 6 */
+    double tag = lua_tonumber(L, 4);
+    if (!(tag >= 1 && tag <= MMT_TAGS_MAX) || !lua_isnumber(L, 5) || !lua_isnumber(L, 6))
+        return 0;
+    /* Policy code runs under the engine's lock, except while its file loads (s->loading):
+     * the followed rates are then the running policy's to sample, and this one is 0. */
+    double rate = s->loading ? 0
+                             : mmt__tag_rate(s->engine, (unsigned)tag, lua_tonumber(L, 5),
+                                             lua_tonumber(L, 6));
+    lua_pushnumber(L, rate);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, "rate");
+    return 1;
+}
+
+/* Pushes m.tags for the snapshot table at index 1 (the key at 2): every tag but the root,
+ * keyed by path, each a table of the counters of its subtree and its `rate`. The
+ * evaluation's snapshot shares the evaluation's reading; another (mmt.meminfo()) reads
+ * the tags now. */
+static void push_tags(lua_State *L)
+{
+    pstate_t *s = mmt__pstate_of(L);
+    snapshot_t *snap = s->evaluating;
+    const mmt__tag_reading_t *r;
+    unsigned n;
+    double time;
+    lua_settop(L, 2);
+    if (snap && snap->table == lua_topointer(L, 1)) {
+        if (!mmt__snapshot_tags(s->engine, snap)) luaL_error(L, "m.tags: out of memory");
+        r = snap->tags;
+        n = snap->ntags;
+        time = snap->tags_time;
+        lua_pushnil(L); /* 3 */
+    } else {
+        /* Copied into Lua's memory (3) at once: an error below must not leak the reading. */
+        mmt__tag_reading_t *read;
+        if (mmt__tags_read(&read, &n) != 0) luaL_error(L, "m.tags: out of memory");
+        time = mmt__now();
+        mmt__tag_reading_t *copy = lua_newuserdata(L, n * sizeof *copy);
+        memcpy(copy, read, n * sizeof *copy);
+        mmt__backend.free(read);
+        r = copy;
+        if (!s->loading) mmt__tag_rates_sample(s->engine, time, r, n);
+    }
+    need_paths(L, s, n);
+    lua_createtable(L, 0, (int)n - 1); /* 4: m.tags */
+    lua_pushnil(L);                    /* 5: the entries' metatable, made on first need */
+    for (unsigned tag = 1; tag < n; tag++) {
+        lua_pushlstring(L, s->paths.text + s->paths.at[tag], s->paths.len[tag]);
+        lua_createtable(L, 0, MMT__NFIELDS + 1); /* 7: the entry */
+        const mmt_meminfo_t *m = &r[tag].sub;
+        for (int i = 0; i < MMT__NFIELDS; i++) {
+            lua_pushnumber(L, (lua_Number)mmt__field_value(m, i));
+            lua_setfield(L, 7, mmt__fields[i].name);
+        }
+        if (s->loading || s->engine->tag_rate_of[tag]) {
+            /* Followed (sampled above), or while the file loads, when no rate is had: 0. */
+            lua_pushnumber(L, s->loading ? 0
+                                         : mmt__tag_rate(s->engine, tag, time, (double)m->in_use));
+            lua_setfield(L, 7, "rate");
+        } else {
+            if (lua_isnil(L, 5)) {
+                lua_createtable(L, 0, 2);
+                lua_pushcfunction(L, l_tag_entry_index);
+                lua_setfield(L, -2, "__index");
+                lua_pushnumber(L, time);
+                lua_setfield(L, -2, "time");
+                lua_replace(L, 5);
+            }
+            lua_pushvalue(L, 7);
+            lua_pushnumber(L, tag);
+            lua_rawset(L, 5);
+            lua_pushvalue(L, 5);
+            lua_setmetatable(L, 7);
+        }
+        lua_rawset(L, 4);
+    }
+    lua_pushvalue(L, 4);
+}
+
+/* Snapshots compute `rss` and `tags` on first use: reading rss is a system call, and the
+ * tags a walk of every thread's counts, which most rules never need. Each is then kept in
+ * the table, for the rest of the evaluation. */
 static int l_snapshot_index(lua_State *L)
 {
-    const char *key = lua_tostring(L, 2);
+    const char *key = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
     if (key && strcmp(key, "rss") == 0) {
         lua_pushnumber(L, mmt__read_rss());
         lua_pushvalue(L, -1);
         lua_setfield(L, 1, "rss");
         return 1;
     }
+    if (key && strcmp(key, "tags") == 0) {
+        push_tags(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, 1, "tags");
+        return 1;
+    }
     return 0;
 }
 
-void mmt__push_snapshot(pstate_t *s, const snapshot_t *snap)
+void mmt__push_snapshot(pstate_t *s, snapshot_t *snap)
 {
     lua_State *L = s->L;
     lua_createtable(L, 0, 12);
+    snap->table = lua_topointer(L, -1);
     const mmt_meminfo_t *m = &snap->info;
     for (int i = 0; i < MMT__NFIELDS; i++) {
         lua_pushnumber(L, (lua_Number)mmt__field_value(m, i));
@@ -75,18 +183,17 @@ void mmt__push_snapshot(pstate_t *s, const snapshot_t *snap)
     if (snap->rss >= 0) {
         lua_pushnumber(L, snap->rss);
         lua_setfield(L, -2, "rss");
-    } else {
-        lua_getfield(L, LUA_REGISTRYINDEX, "mmt.snapshot");
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            lua_createtable(L, 0, 1);
-            lua_pushcfunction(L, l_snapshot_index);
-            lua_setfield(L, -2, "__index");
-            lua_pushvalue(L, -1);
-            lua_setfield(L, LUA_REGISTRYINDEX, "mmt.snapshot");
-        }
-        lua_setmetatable(L, -2);
     }
+    lua_getfield(L, LUA_REGISTRYINDEX, "mmt.snapshot");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, l_snapshot_index);
+        lua_setfield(L, -2, "__index");
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "mmt.snapshot");
+    }
+    lua_setmetatable(L, -2);
 }
 
 static int l_meminfo(lua_State *L)
@@ -99,10 +206,26 @@ static int l_meminfo(lua_State *L)
     return 1;
 }
 
+/* mmt.tags(): the paths of every tag but the root, a tag before its subtree and its
+ * subtree before its next sibling, siblings by name. */
+static int l_tags(lua_State *L)
+{
+    pstate_t *s = mmt__pstate_of(L);
+    need_paths(L, s, mmt__tag_count());
+    unsigned n = s->paths.n;
+    lua_createtable(L, (int)n - 1, 0);
+    for (unsigned k = 0; k + 1 < n; k++) {
+        unsigned tag = s->paths.order[k];
+        lua_pushlstring(L, s->paths.text + s->paths.at[tag], s->paths.len[tag]);
+        lua_rawseti(L, -2, (int)k + 1);
+    }
+    return 1;
+}
+
 /* ---- mmt.rule ----------------------------------------------------------------------------- */
 
-static const char *const rule_fields[] = {"name", "metric", "above", "below", "hold",
-                                          "when", "fire",   "resolve", NULL};
+static const char *const rule_fields[] = {"name", "metric", "above", "below", "hold", "when",
+                                          "fire", "resolve", "tag", "tag_optional", NULL};
 
 /* Pushes field `key` of the rule table (argument 1), read raw: a metatable's __index
  * would run policy code inside mmt.rule, where the time is the engine's (see refund). */
@@ -156,6 +279,51 @@ static void refund(pstate_t *s, double since)
         s->deadline += give;
         s->refunded += give;
     }
+}
+
+/* The rule's `tag` and `tag_optional` fields into r: returns the tag's path, or NULL if the
+ * rule has none, and leaves the field on the stack (keeping the path alive). An unknown tag
+ * is a load error, unless the rule says the program may make it later. */
+static const char *rule_tag(lua_State *L, const char *name, bool has_metric, rule_t *r)
+{
+    r->tag = -1;
+    rule_field(L, "tag_optional");
+    bool has_optional = !lua_isnil(L, -1);
+    if (has_optional && !lua_isboolean(L, -1))
+        luaL_error(L, "rule \"%s\": 'tag_optional' must be a boolean, not a %s", name,
+                   luaL_typename(L, -1));
+    r->tag_optional = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    rule_field(L, "tag");
+    if (lua_isnil(L, -1)) {
+        if (has_optional) luaL_error(L, "rule \"%s\": 'tag_optional' goes with 'tag'", name);
+        return NULL;
+    }
+    if (!has_metric)
+        luaL_error(L, "rule \"%s\": 'tag' goes with 'metric', not 'when' (a 'when' function "
+                      "reads m.tags)", name);
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "rule \"%s\": 'tag' must be a string (a tag's path, like \"cache/pages\"), "
+                      "not a %s", name, luaL_typename(L, -1));
+    size_t len;
+    const char *path = lua_tolstring(L, -1, &len);
+    if (len == 0)
+        luaL_error(L, "rule \"%s\": 'tag' must be a tag's path, not \"\" (a rule without "
+                      "'tag' judges the whole process)", name);
+    if (r->metric == METRIC_RSS || r->metric == METRIC_LUA)
+        luaL_error(L, "rule \"%s\": metric '%s' is the process's, not a tag's: with 'tag', the "
+                      "metric is a counter or rate", name, mmt__metric_name(r->metric));
+    /* A path with a NUL byte names no tag: mmt_tag_lookup would read only its start. */
+    int tag = strlen(path) == len ? mmt_tag_lookup(path) : MMT_ENOENT;
+    if (tag > 0) {
+        r->tag = tag;
+    } else if (!r->tag_optional) {
+        luaL_error(L, "rule \"%s\": unknown tag \"%s\" (no tag has that path; with "
+                      "tag_optional = true the rule waits for the program to make it)",
+                   name, path);
+    }
+    r->tag_checked = mmt__tag_count();
+    return path;
 }
 
 static int l_rule(lua_State *L)
@@ -237,6 +405,7 @@ static int l_rule(lua_State *L)
         lua_pop(L, 2);
     }
     lua_pop(L, 1);
+    const char *tag_path = rule_tag(L, name, has_metric, &r);
     r.hold = number_field(L, name, "hold", 0);
     if (r.hold < 0) return luaL_error(L, "rule \"%s\": 'hold' must not be negative", name);
 
@@ -252,10 +421,12 @@ static int l_rule(lua_State *L)
     /* caller_position may raise (it makes a Lua string); nothing C-side is held yet. */
     r.where = caller_position(L);
     r.name = mmt__backend_strdup(name);
+    r.tag_path = tag_path ? mmt__backend_strdup(tag_path) : NULL;
     s->rules[s->nrules] = r;
-    if (!r.name || !r.where || !mmt__rule_index(s)) {
+    if (!r.name || !r.where || (tag_path && !r.tag_path) || !mmt__rule_index(s)) {
         mmt__backend.free(r.name);
         mmt__backend.free(r.where);
+        mmt__backend.free(r.tag_path);
         return luaL_error(L, "mmt.rule: out of memory");
     }
     s->nrules++;
@@ -374,35 +545,104 @@ static int l_call(lua_State *L)
     return 1;
 }
 
-/* mmt.format(m, "text" | "json" | "prometheus"): a snapshot as text. */
+/* A counter of the snapshot (the table at idx; `tag` NULL) or of one of its tags' entries
+ * (read raw; `tag` names the entry): the counters are uint64_t, and a number that is not
+ * one is refused, not converted. */
+static uint64_t counter_field(lua_State *L, int idx, const char *name, const char *tag)
+{
+    if (tag) {
+        lua_pushstring(L, name);
+        lua_rawget(L, idx);
+    } else {
+        lua_getfield(L, idx, name);
+    }
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "mmt.format: field '%s' of %s must be a number", name,
+                   tag ? tag : "the snapshot");
+    double v = lua_tonumber(L, -1);
+    if (!(v >= 0 && v < 18446744073709551616.0))
+        luaL_error(L, "mmt.format: field '%s'%s%s must be a number from 0 to 2^64, not %s",
+                   name, tag ? " of " : "", tag ? tag : "", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return (uint64_t)v;
+}
+
+static int compare_figures(const void *x, const void *y)
+{
+    const mmt__tag_figures_t *a = x, *b = y;
+    return mmt__tag_path_compare(a->path, a->len, b->path, b->len);
+}
+
+/* The snapshot's m.tags (the snapshot at index 1; read through its metatable, so a
+ * snapshot that has not read its tags reads them now), as figures in path order, in a
+ * userdata pushed on the stack; *n is how many. NULL if the snapshot has no tags. */
+static mmt__tag_figures_t *snapshot_tags(lua_State *L, size_t *n)
+{
+    *n = 0;
+    lua_getfield(L, 1, "tags");
+    if (lua_isnil(L, -1)) return NULL;
+    if (!lua_istable(L, -1))
+        luaL_error(L, "mmt.format: field 'tags' of the snapshot must be a table, not a %s",
+                   luaL_typename(L, -1));
+    int tags = lua_gettop(L);
+    size_t count = 0;
+    for (lua_pushnil(L); lua_next(L, tags); lua_pop(L, 1)) count++;
+    mmt__tag_figures_t *f = lua_newuserdata(L, (count ? count : 1) * sizeof *f);
+    /* The paths are the table's keys, which it keeps alive: nothing changes it meanwhile
+     * (the entries are read raw, so no policy code runs). */
+    for (lua_pushnil(L); lua_next(L, tags); lua_pop(L, 1)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "mmt.format: the keys of m.tags must be tags' paths, not a %s",
+                       luaL_typename(L, -2));
+        size_t len;
+        const char *path = lua_tolstring(L, -2, &len);
+        if (!lua_istable(L, -1))
+            luaL_error(L, "mmt.format: m.tags[\"%s\"] must be a table, not a %s", path,
+                       luaL_typename(L, -1));
+        char what[128];
+        snprintf(what, sizeof what, "m.tags[\"%.*s\"]", (int)(len < 64 ? len : 64), path);
+        mmt__tag_figures_t *t = &f[(*n)++];
+        t->path = path;
+        t->len = len;
+        for (int i = 0; i < MMT__NFIELDS; i++)
+            mmt__field_set(&t->info, i, counter_field(L, lua_gettop(L), mmt__fields[i].name, what));
+    }
+    qsort(f, *n, sizeof *f, compare_figures);
+    return f;
+}
+
+/* mmt.format(m, "text" | "json" | "prometheus"): a snapshot as text, its tags included. */
 static int l_format(lua_State *L)
 {
     static const char *const formats[] = {"text", "json", "prometheus", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
     int format = luaL_checkoption(L, 2, "text", formats);
+    lua_settop(L, 2);
     /* The counters (fields.h), then the figures the engine adds. */
+    mmt_meminfo_t m;
+    for (int i = 0; i < MMT__NFIELDS; i++)
+        mmt__field_set(&m, i, counter_field(L, 1, mmt__fields[i].name, NULL));
     static const char *const extras[] = {"rate", "rss", "lua", "time"};
-    double v[MMT__NFIELDS + 4];
-    for (int i = 0; i < MMT__NFIELDS + 4; i++) {
-        const char *name = i < MMT__NFIELDS ? mmt__fields[i].name : extras[i - MMT__NFIELDS];
-        lua_getfield(L, 1, name);
+    double x[4];
+    for (int i = 0; i < 4; i++) {
+        lua_getfield(L, 1, extras[i]);
         if (lua_type(L, -1) != LUA_TNUMBER)
-            return luaL_error(L, "mmt.format: field '%s' of the snapshot must be a number", name);
-        v[i] = lua_tonumber(L, -1);
-        /* The counters are uint64_t: a number that is not one is refused, not converted. */
-        if (i < MMT__NFIELDS && !(v[i] >= 0 && v[i] < 18446744073709551616.0))
-            return luaL_error(L, "mmt.format: field '%s' must be a number from 0 to 2^64, not %s",
-                              name, lua_tostring(L, -1));
+            return luaL_error(L, "mmt.format: field '%s' of the snapshot must be a number",
+                              extras[i]);
+        x[i] = lua_tonumber(L, -1);
         lua_pop(L, 1);
     }
-    mmt_meminfo_t m;
-    for (int i = 0; i < MMT__NFIELDS; i++) mmt__field_set(&m, i, (uint64_t)v[i]);
-    const double *x = v + MMT__NFIELDS;
     mmt__extra_t extra = {x[0], x[1], x[2], x[3]};
-    char buf[4096];
-    int n = mmt__format(buf, sizeof buf, &m, &extra, format);
-    if (n < 0 || (size_t)n >= sizeof buf) return luaL_error(L, "mmt.format: cannot format");
-    lua_pushlstring(L, buf, (size_t)n);
+    size_t ntags;
+    const mmt__tag_figures_t *tags = snapshot_tags(L, &ntags);
+    char buf[4096], *text = buf;
+    int n = mmt__format_tags(buf, sizeof buf, &m, &extra, tags, ntags, format);
+    if (n < 0) return luaL_error(L, "mmt.format: cannot format");
+    if ((size_t)n >= sizeof buf) { /* the tags, most likely: in Lua's memory, under its cap */
+        text = lua_newuserdata(L, (size_t)n + 1);
+        mmt__format_tags(text, (size_t)n + 1, &m, &extra, tags, ntags, format);
+    }
+    lua_pushlstring(L, text, (size_t)n);
     return 1;
 }
 
@@ -410,7 +650,8 @@ int mmt__open_module(lua_State *L)
 {
     static const luaL_Reg functions[] = {
         {"rule", l_rule},   {"every", l_every}, {"log", l_log},       {"bytes", l_bytes},
-        {"call", l_call},   {"meminfo", l_meminfo}, {"format", l_format}, {NULL, NULL},
+        {"call", l_call},   {"meminfo", l_meminfo}, {"format", l_format}, {"tags", l_tags},
+        {NULL, NULL},
     };
     lua_createtable(L, 0, 10);
     for (const luaL_Reg *f = functions; f->name; f++) {

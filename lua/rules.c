@@ -1,9 +1,9 @@
 /*
- * Evaluating a policy against a snapshot. Declarative rules (metric/above/below) are
- * checked in C, and Lua runs only when one fires or resolves; `when` rules call into Lua
- * at every evaluation. Errors are isolated per rule: logged with the rule's name, and a
- * rule (or task) that fails MMT__MAX_ERRORS times in a row is disabled until the next
- * load. Caller holds the engine lock.
+ * Evaluating a policy against a snapshot. Declarative rules (metric/above/below, on the
+ * process or on a tag's subtree) are checked in C, and Lua runs only when one fires or
+ * resolves; `when` rules call into Lua at every evaluation. Errors are isolated per rule:
+ * logged with the rule's name, and a rule (or task) that fails MMT__MAX_ERRORS times in a
+ * row is disabled until the next load. Caller holds the engine lock.
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,17 +13,43 @@
 #include "engine.h"
 #include "lj.h"
 
-static double metric_value(snapshot_t *snap, metric_t m)
+/* The figure a declarative rule compares, into *v: returns 1; or 0 when the rule cannot
+ * hold (its optional tag does not exist yet), or -1 when it cannot be judged now (no
+ * memory was left to read the tags: the rule keeps its state until it can). */
+static int metric_value(pstate_t *s, snapshot_t *snap, rule_t *r, double *v)
 {
-    if ((int)m < MMT__NFIELDS) return (double)mmt__field_value(&snap->info, (int)m);
+    metric_t m = r->metric;
+    if (r->tag_path) {
+        if (r->tag < 0) {
+            /* Looked up again only once tags were made since: a lookup takes their lock. */
+            unsigned count = mmt__tag_count();
+            if (count == r->tag_checked) return 0;
+            r->tag_checked = count;
+            int tag = mmt_tag_lookup(r->tag_path);
+            if (tag <= 0) return 0;
+            r->tag = tag;
+        }
+        if (!mmt__snapshot_tags(s->engine, snap)) return -1;
+        if ((unsigned)r->tag >= snap->ntags) return 0; /* made after the reading: nothing in it */
+        const mmt_meminfo_t *info = &snap->tags[r->tag].sub;
+        if ((int)m < MMT__NFIELDS) *v = (double)mmt__field_value(info, (int)m);
+        else *v = mmt__tag_rate(s->engine, (unsigned)r->tag, snap->tags_time, (double)info->in_use);
+        return 1;
+    }
+    if ((int)m < MMT__NFIELDS) {
+        *v = (double)mmt__field_value(&snap->info, (int)m);
+        return 1;
+    }
     switch (m) {
-    case METRIC_RATE: return snap->rate;
+    case METRIC_RATE: *v = snap->rate; break;
     case METRIC_RSS:
         if (snap->rss < 0) snap->rss = mmt__read_rss();
-        return snap->rss;
-    case METRIC_LUA: return snap->lua;
-    default: return 0;
+        *v = snap->rss;
+        break;
+    case METRIC_LUA: *v = snap->lua; break;
+    default: *v = 0; break;
     }
+    return 1;
 }
 
 /* Pushes the function `ref` and the snapshot as its argument. The snapshot table is made
@@ -97,9 +123,11 @@ static void evaluate_rule(pstate_t *s, rule_t *r, snapshot_t *snap, int *slot)
         holds = lua_toboolean(s->L, -1);
         lua_pop(s->L, 1);
     } else {
-        double v = metric_value(snap, r->metric);
+        double v = 0;
+        int got = metric_value(s, snap, r, &v);
+        if (got < 0) return;
         /* Hysteresis: fire above `above`, resolve only under `below`. */
-        holds = r->firing ? !(v < r->below) : v > r->above;
+        holds = got && (r->firing ? !(v < r->below) : v > r->above);
     }
 
     if (!r->firing) {
@@ -306,6 +334,7 @@ void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_rules, bool run_tasks
     lua_State *L = s->L;
     int top = lua_gettop(L);
     evaluation_t e = {s, snap, run_rules, run_tasks};
+    s->evaluating = snap; /* m.tags of its table shares snap's reading (module.c) */
     /* Neither pushing the function (a reference) nor the pointer allocates: a policy of
      * declarative rules evaluates without making Lua garbage. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->glue_ref);
@@ -323,6 +352,7 @@ void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_rules, bool run_tasks
                             mmt__error_text(L));
         }
     }
+    s->evaluating = NULL;
     lua_settop(L, top);
 }
 

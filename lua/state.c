@@ -448,7 +448,9 @@ void mmt__pstate_free(pstate_t *s)
     for (size_t i = 0; i < s->nrules; i++) {
         mmt__backend.free(s->rules[i].name);
         mmt__backend.free(s->rules[i].where);
+        mmt__backend.free(s->rules[i].tag_path);
     }
+    mmt__tag_paths_free(&s->paths);
     for (size_t i = 0; i < s->ntasks; i++) mmt__backend.free(s->tasks[i].where);
     if (s->L) lua_close(s->L);
     mmt__backend.free(s->reserve); /* after lua_close: the state's first blocks live there */

@@ -9,12 +9,16 @@
 --   shed_above      above this, ask the demo to drop flows down to `shed_to`
 --   fast_growth     warn when usage grows faster than this many MiB per second (and say
 --                   it slowed down under half of it)
+--   histories       warn when the flows' packet histories alone (the tag the demo
+--                   allocates them in, "flows/histories") hold more than this many MiB,
+--                   and clear under `histories_low`
 --   report_every    seconds between two status lines
 local mmt = require "mmt"
 
 local high, low = 24 * mmt.MiB, 16 * mmt.MiB
 local shed_above, shed_to, shed_resume = 40 * mmt.MiB, 20 * mmt.MiB, 30 * mmt.MiB
 local fast_growth = 30 * mmt.MiB
+local histories, histories_low = 30 * mmt.MiB, 20 * mmt.MiB
 local report_every = 1
 
 mmt.rule {
@@ -47,7 +51,25 @@ mmt.rule {
    resolve = function(m) mmt.log("info", "growth slowed down") end,
 }
 
+-- A rule on a tag: its figures are those of the tag's subtree, here the flows' histories.
+mmt.rule {
+   name = "histories",
+   metric = "in_use", tag = "flows/histories", above = histories, below = histories_low,
+   fire = function(m)
+      local h = m.tags["flows/histories"].in_use
+      mmt.log("warn", "flow histories: %s (above %s), %.0f%% of the memory in use",
+              mmt.bytes(h), mmt.bytes(histories), 100 * h / m.in_use)
+   end,
+   resolve = function(m)
+      mmt.log("info", "flow histories back to %s", mmt.bytes(m.tags["flows/histories"].in_use))
+   end,
+}
+
+-- m.tags holds every tag by path: a host that has not made "flows/histories" (an older
+-- demo) gets nil, hence the `or`.
 mmt.every(report_every, function(m)
-   mmt.log("info", "%s in use, peak %s, %d live blocks, rss %s",
-           mmt.bytes(m.in_use), mmt.bytes(m.peak), m.allocations - m.frees, mmt.bytes(m.rss))
+   local h = m.tags["flows/histories"]
+   mmt.log("info", "%s in use (histories %s), peak %s, %d live blocks, rss %s",
+           mmt.bytes(m.in_use), mmt.bytes(h and h.in_use or 0), mmt.bytes(m.peak),
+           m.allocations - m.frees, mmt.bytes(m.rss))
 end)

@@ -8,6 +8,7 @@
 #include "export.h"
 #include "fields.h"
 #include "policyutil.h"
+#include "tags.h"
 
 static const mmt_meminfo_t sample = {.allocated = 5000, .freed = 1000, .in_use = 4000,
                                      .peak = 4500, .allocations = 7, .frees = 2, .reallocs = 1};
@@ -226,14 +227,198 @@ static void test_export_every_listed_field_reaches_every_output(void **state)
     }
 }
 
+/* ---- Tags in the formats ------------------------------------------------------------------ */
+
+/* mmt_meminfo_write into a file of the test directory, read back whole. */
+static void write_format(int format, char *out, size_t len)
+{
+    char path[256];
+    test_path(path, sizeof path, "written.txt");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(mmt_meminfo_write(f, format), 0);
+    assert_int_equal(fclose(f), 0);
+    read_file(path, out, len);
+}
+
+static void test_export_program_without_tags_gets_the_formats_as_before(void **state)
+{
+    (void)state;
+    assert_int_equal(mmt__tag_count(), 1); /* this test runs before any other makes one */
+    const int formats[] = {MMT_FORMAT_TEXT, MMT_FORMAT_JSON, MMT_FORMAT_PROMETHEUS};
+    for (size_t i = 0; i < 3; i++) {
+        char written[4096], expected[4096];
+        write_format(formats[i], written, sizeof written);
+        mmt_meminfo_t m = meminfo_now();
+        mmt__format(expected, sizeof expected, &m, NULL, formats[i]);
+        assert_string_equal(written, expected);
+        assert_null(strstr(written, "tag"));
+    }
+}
+
+/* The tags of the test below, by index: their paths as Python spells them, and the bytes
+ * they were made of. q holds a quote, a backslash and a newline; bad, bytes that are not
+ * UTF-8 (two maximal invalid subparts: two U+FFFD); ctl, control characters. "ord.x" is
+ * made before "ord" and "ord/sub", and comes after them: a tag's subtree comes before its
+ * next sibling, whatever the order they were made in. */
+static const char python_tags[] =
+    "q = \"exp\" + chr(34) + \"q\" + chr(92) + \"b\" + chr(10) + \"n\"\n"
+    "known = [q, q + \"/kid\", \"exp-bad\" + chr(0xfffd) * 2, \"exp.ctl\" + chr(1) + chr(13) + chr(9),\n"
+    "         \"ord\", \"ord/sub\", \"ord.x\"]\n";
+
+/* Sizes in each: q's own 1000 and kid's 500, bad 300, ctl 7, ord's 40 of sub, ord.x 9. */
+static void *made_blocks[8];
+static void make_export_tags(void)
+{
+    if (made_blocks[0]) return;
+    int q = mmt_tag_new("exp\"q\\b\nn", MMT_TAG_ROOT);
+    int kid = mmt_tag_new("kid", (mmt_tag_t)q);
+    int bad = mmt_tag_new("exp-bad\xff\xfe", MMT_TAG_ROOT);
+    int ctl = mmt_tag_new("exp.ctl\x01\r\t", MMT_TAG_ROOT);
+    int ordx = mmt_tag_new("ord.x", MMT_TAG_ROOT);
+    int ord = mmt_tag_new("ord", MMT_TAG_ROOT);
+    int sub = mmt_tag_new("sub", (mmt_tag_t)ord);
+    assert_true(q > 0 && kid > 0 && bad > 0 && ctl > 0 && ordx > 0 && ord > 0 && sub > 0);
+    made_blocks[0] = mmt_malloc_in((mmt_tag_t)q, 1000);
+    made_blocks[1] = mmt_malloc_in((mmt_tag_t)kid, 500);
+    made_blocks[2] = mmt_malloc_in((mmt_tag_t)bad, 300);
+    made_blocks[3] = mmt_malloc_in((mmt_tag_t)ctl, 7);
+    made_blocks[4] = mmt_malloc_in((mmt_tag_t)sub, 40);
+    made_blocks[5] = mmt_malloc_in((mmt_tag_t)ordx, 9);
+}
+
+static void test_export_tags_in_json_parse_with_pythons_json_module(void **state)
+{
+    (void)state;
+    make_export_tags();
+    char written[16384], out[4096], program[2048];
+    write_format(MMT_FORMAT_JSON, written, sizeof written);
+    /* Decoded strictly: bytes that are not UTF-8 would fail here, not pass as escapes. */
+    snprintf(program, sizeof program,
+             "import sys, json\n%s"
+             "text = sys.stdin.buffer.read().decode(\"utf-8\")\n"
+             "d = json.loads(text)\n"
+             "t = d[\"tags\"]\n"
+             "print(\"order\", [known.index(k) for k in t if k in known])\n"
+             "for k in t:\n"
+             "    if k in known: print(\"tag\", known.index(k), t[k][\"in_use\"], t[k][\"allocations\"],\n"
+             "                         t[k][\"allocated\"] - t[k][\"freed\"] == t[k][\"in_use\"])\n"
+             "print(\"fields\", sorted(t[q]) == sorted(k for k in d if k != \"tags\"))\n"
+             "print(\"lines\", text.count(chr(10)))\n",
+             python_tags);
+    python(program, written, out, sizeof out);
+    assert_contains(out, "order [0, 1, 2, 3, 4, 5, 6]\n");
+    assert_contains(out, "tag 0 1500 2 True\n");
+    assert_contains(out, "tag 1 500 1 True\n");
+    assert_contains(out, "tag 2 300 1 True\n");
+    assert_contains(out, "tag 3 7 1 True\n");
+    assert_contains(out, "tag 4 40 1 True\n");
+    assert_contains(out, "tag 5 40 1 True\n");
+    assert_contains(out, "tag 6 9 1 True\n");
+    assert_contains(out, "fields True\n");
+    assert_contains(out, "lines 1\n"); /* still one line */
+}
+
+static void test_export_tags_in_prometheus_parse_with_the_official_client(void **state)
+{
+    (void)state;
+    make_export_tags();
+    char written[32768], out[16384], program[2048];
+    write_format(MMT_FORMAT_PROMETHEUS, written, sizeof written);
+    snprintf(program, sizeof program,
+             "import sys\n"
+             "from prometheus_client.parser import text_string_to_metric_families as parse\n%s"
+             "for f in parse(sys.stdin.buffer.read().decode(\"utf-8\")):\n"
+             "    for s in f.samples:\n"
+             "        tag = s.labels.get(\"tag\")\n"
+             "        if tag is None: print(f.type, s.name, \"-\", int(s.value))\n"
+             "        elif tag in known: print(f.type, s.name, known.index(tag), int(s.value))\n",
+             python_tags);
+    python(program, written, out, sizeof out);
+    /* Every field, for the process and per tag. */
+    for (int i = 0; i < MMT__NFIELDS; i++) {
+        const mmt__field_t *f = &mmt__fields[i];
+        char want[256];
+        snprintf(want, sizeof want, "%s %s - ", f->type, f->metric);
+        assert_contains(out, want);
+        snprintf(want, sizeof want, "%s %s 0 ", f->type, f->tag_metric);
+        assert_contains(out, want);
+        snprintf(want, sizeof want, "# HELP %s ", f->tag_metric);
+        assert_contains(written, want);
+    }
+    assert_contains(out, "gauge mmt_tag_in_use_bytes 0 1500\n");
+    assert_contains(out, "gauge mmt_tag_in_use_bytes 1 500\n");
+    assert_contains(out, "gauge mmt_tag_in_use_bytes 2 300\n");
+    assert_contains(out, "gauge mmt_tag_in_use_bytes 3 7\n");
+    assert_contains(out, "gauge mmt_tag_peak_bytes 0 1500\n");
+    assert_contains(out, "counter mmt_tag_allocated_bytes_total 4 40\n");
+    assert_contains(out, "counter mmt_tag_allocations_total 0 2\n");
+    assert_contains(out, "counter mmt_tag_frees_total 6 0\n");
+    /* The three escapes the exposition format has, written as it spells them. */
+    assert_contains(written, "mmt_tag_in_use_bytes{tag=\"exp\\\"q\\\\b\\nn\"} 1500\n");
+}
+
+static void test_export_tags_in_text_are_a_tree_one_line_each(void **state)
+{
+    (void)state;
+    make_export_tags();
+    char written[16384];
+    write_format(MMT_FORMAT_TEXT, written, sizeof written);
+    mmt_meminfo_t m = meminfo_now();
+    char first[1024];
+    mmt__format(first, sizeof first, &m, NULL, MMT_FORMAT_TEXT);
+    assert_int_equal(strncmp(written, first, strlen(first)), 0); /* the process's line first */
+    const char *want[] = {
+        "\n  exp\"q\\\\b\\nn: allocated 1500 B, freed 0 B, in use 1500 B, peak 1500 B, "
+        "allocations 2, frees 0, reallocs 0\n"
+        "    kid: allocated 500 B, freed 0 B, in use 500 B, peak 500 B, allocations 1, frees 0, "
+        "reallocs 0\n"
+        "  exp-bad\\xff\\xfe: allocated 300 B, ",
+        "\n  exp.ctl\\x01\\r\\t: allocated 7 B, ",
+        "\n  ord: allocated 40 B, ",
+        "\n    sub: allocated 40 B, ",
+        "\n  ord.x: allocated 9 B, ",
+    };
+    const char *at = written;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const char *found = strstr(at, want[i]);
+        if (!found) fail_msg("expected \"%s\" after offset %zu in:\n%s", want[i],
+                             (size_t)(at - written), written);
+        at = found + 1;
+    }
+}
+
+static void test_export_tag_paths_order_as_the_tree(void **state)
+{
+    (void)state;
+    /* The end of a path first, then '/', then the other bytes. */
+    const char *in_order[] = {"a", "a/b", "a/b/c", "a/b.", "a!", "a.b", "a0", "b"};
+    size_t n = sizeof in_order / sizeof in_order[0];
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < n; j++) {
+            int c = mmt__tag_path_compare(in_order[i], strlen(in_order[i]), in_order[j],
+                                          strlen(in_order[j]));
+            if ((i < j && c >= 0) || (i > j && c <= 0) || (i == j && c != 0))
+                fail_msg("\"%s\" against \"%s\": %d", in_order[i], in_order[j], c);
+        }
+    }
+    /* A byte above 0x7f sorts after ASCII, not before (as a signed char would). */
+    assert_true(mmt__tag_path_compare("\xff", 1, "z", 1) > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_export_program_without_tags_gets_the_formats_as_before),
         cmocka_unit_test(test_export_text_and_json_are_exact),
         cmocka_unit_test(test_export_prometheus_parses_with_the_official_client),
         cmocka_unit_test(test_export_meminfo_write_gives_the_current_counters),
         cmocka_unit_test(test_export_policies_format_snapshots),
         cmocka_unit_test(test_export_every_listed_field_reaches_every_output),
+        cmocka_unit_test(test_export_tag_paths_order_as_the_tree),
+        cmocka_unit_test(test_export_tags_in_json_parse_with_pythons_json_module),
+        cmocka_unit_test(test_export_tags_in_prometheus_parse_with_the_official_client),
+        cmocka_unit_test(test_export_tags_in_text_are_a_tree_one_line_each),
     };
     return cmocka_run_group_tests_name("export", tests, make_test_dir, remove_test_dir);
 }

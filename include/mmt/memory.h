@@ -114,16 +114,28 @@ typedef struct mmt_meminfo {
  * window (at most 64 KiB, see mmt_mem_set_checkpoint), up or down. */
 MMT_API void mmt_meminfo(mmt_meminfo_t *info);
 
-/* Formats for mmt_meminfo_write() (and mmt.format() in policies). */
+/* Formats for mmt_meminfo_write() (and mmt.format() in policies). A program that has made
+ * tags (below) gets each tag's subtree too, every tag but the root, in path order (a tag,
+ * then its subtree, then its next sibling; siblings by name); one with none gets exactly
+ * the process's figures. */
 enum {
-    MMT_FORMAT_TEXT = 0,       /* one line: "allocated 123 B, freed ..., reallocs 0" */
-    MMT_FORMAT_JSON = 1,       /* one object on one line: {"allocated":123,...} */
-    MMT_FORMAT_PROMETHEUS = 2, /* text exposition format: mmt_* metrics with HELP and TYPE */
+    MMT_FORMAT_TEXT = 0,       /* one line: "allocated 123 B, freed ..., reallocs 0"; then a
+                                * line a tag, indented two spaces a level: "  pages: allocated
+                                * ..." (a name's control characters, backslashes and bytes
+                                * that are not UTF-8 escaped: \n, \\, \xHH) */
+    MMT_FORMAT_JSON = 1,       /* one object on one line: {"allocated":123,...}; then
+                                * "tags":{"cache/pages":{"allocated":...},...} (a path's bytes
+                                * that are not UTF-8 become U+FFFD) */
+    MMT_FORMAT_PROMETHEUS = 2, /* text exposition format: mmt_* metrics with HELP and TYPE;
+                                * then per field a family mmt_tag_<field>[_bytes][_total] with
+                                * a sample a tag: {tag="cache/pages"} (backslash, quote and
+                                * line feed escaped; bytes that are not UTF-8 as in JSON) */
 };
 
-/* Writes the current counters to `out` in `format`. Returns 0, MMT_EINVAL (NULL out,
- * unknown format), MMT_EIO, or MMT_ENOMEM (the text outgrew the stack buffer it is made
- * in, which today's fields never do, and no memory was left for a larger one). */
+/* Writes the current counters (and the tags', see above) to `out` in `format`. Returns 0,
+ * MMT_EINVAL (NULL out, unknown format), MMT_EIO, or MMT_ENOMEM (the tags could not be
+ * read, or the text outgrew the stack buffer it is made in and no memory was left for a
+ * larger one). */
 MMT_API int mmt_meminfo_write(FILE *out, int format);
 
 /* ---- Tags ---------------------------------------------------------------------------- */

@@ -30,6 +30,26 @@
  * the checkpoint distance): then it reaches back to the last evaluation before.
  * mmt.meminfo() gives the rate of the engine's last evaluation.
  *
+ * Tags (memory.h). The snapshot's `tags` holds every tag but the root (the root is the
+ * snapshot itself), keyed by path: m.tags["cache/pages"] has the counters of that tag's
+ * subtree (the mmt_meminfo_t fields) and its `rate`. It is read the first time a rule or
+ * policy code touches it in an evaluation, and kept for the rest of that evaluation: the
+ * rules and the policy code of one evaluation see one reading, and an evaluation that
+ * never touches it never reads the tags. A tag's rate is computed like the snapshot's, over
+ * the same window, from samples of its own, which the engine keeps only for the tags whose
+ * rate was asked for (by a rule on it, or m.tags[path].rate), at most 256 (4 KiB each; a
+ * rate asked past them is nan, said once in the log), for the engine's life. Those samples
+ * are taken at the evaluations that read the tags: a tag's first rate is 0, and a tag read
+ * only now and then (by a task every 10 s) gets the rate over the time since it was last
+ * read. mmt.tags() lists the paths, a tag before its subtree and its subtree before its
+ * next sibling, siblings by name. mmt.meminfo() reads the tags when its `tags` is first
+ * read; while the policy file loads, the tags' rates are 0.
+ *
+ * A declarative rule with `tag = "cache"` compares that tag's subtree's figure: one of
+ * the counters, or `rate` (not rss or lua, which are the process's). An unknown tag is a
+ * load error naming the rule and the tag, unless the rule says `tag_optional = true`: the
+ * program may make the tag later, and until it does the rule does not hold.
+ *
  * Checkpoints: rules are evaluated inside the allocation or free that moves in_use by
  * checkpoint_bytes since the previous evaluation, exactly in a single thread and within
  * the bound mmt_mem_set_checkpoint (memory.h) states with several. A checkpoint that finds

@@ -4,7 +4,8 @@
  * policy), then evaluated: three checkpoints and two timer ticks, so that rules, `fire`,
  * `resolve` and mmt.every tasks run. Anything but a load error or a logged rule error is
  * a finding: a crash, a sanitizer report, an unexpected return code, or the engine
- * touching mmt's counters (its memory must not be counted).
+ * touching mmt's counters (its memory must not be counted). The program has two tags,
+ * the demo's flows and flows/histories.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -49,7 +50,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     mmt_policy_set_log(engine, ignore, NULL);
     mmt_policy_action(engine, "shed", echo, NULL);
     mmt_mem_set_checkpoint(0);
-    return 0;
+    /* The demo's tags, with a block in one, so that rules on tags (policies/demo.lua, a
+     * seed) load and m.tags has something to read. */
+    int flows = mmt_tag_new("flows", MMT_TAG_ROOT);
+    int histories = flows > 0 ? mmt_tag_new("histories", (mmt_tag_t)flows) : -1;
+    if (histories < 0) abort();
+    static void *block; /* kept for the process's life */
+    block = mmt_malloc_in((mmt_tag_t)histories, 512);
+    return block ? 0 : -1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

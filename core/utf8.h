@@ -1,13 +1,14 @@
 /*
- * UTF-8 for what the tools write for other programs to read (the trace's CSV, the SVG,
- * the JSON summary): names come from rule names and command lines, which may hold any
- * bytes. Invalid UTF-8 is found as Unicode recommends and Python's decoder does (each
- * maximal invalid subpart is one replacement character, U+FFFD), and text is cut only at
- * character boundaries. Header-only: the preload library and mmt-run both use it, and it
- * neither allocates nor calls stdio, so a trace row can use it inside an allocation.
+ * UTF-8 for what mmt writes for other programs to read (the exports' tag paths, the trace's
+ * CSV, the SVG, mmt-run's JSON summary): names come from tags, rule names and command
+ * lines, which may hold any bytes. Invalid UTF-8 is found as Unicode recommends and
+ * Python's decoder does (each maximal invalid subpart is one replacement character,
+ * U+FFFD), and text is cut only at character boundaries. Header-only: the library, the
+ * preload library and mmt-run all use it, and it neither allocates nor calls stdio, so a
+ * trace row can use it inside an allocation.
  */
-#ifndef MMT_TOOLS_UTF8_H
-#define MMT_TOOLS_UTF8_H
+#ifndef MMT_CORE_UTF8_H
+#define MMT_CORE_UTF8_H
 
 #include <stdbool.h>
 #include <stddef.h>
