@@ -32,6 +32,7 @@ typedef struct header {
 } header_t;
 
 static_assert(sizeof(header_t) == MMT_HEADER_SIZE, "the header is 16 bytes");
+static_assert(sizeof(size_t) == 8, "sizes and tags share a 64-bit word (MMT_MAX_SIZE)");
 static_assert(MMT_HEADER_SIZE % alignof(max_align_t) == 0,
               "the header keeps malloc's alignment");
 
@@ -131,6 +132,16 @@ static __attribute__((noinline)) void count_free_in_fold(mmt__counts_t *c, uint6
     mmt__count_free(word & MMT__SIZE_MASK, raw);
 }
 
+/* The tag of a block whose header passed the check. A forged header, or one of another copy
+ * of mmt's in the process, may name a tag that does not exist here: that aborts too. */
+static unsigned known_tag(const char *call, const void *ptr, uint64_t word)
+{
+    unsigned tag = (unsigned)(word >> MMT__TAG_SHIFT);
+    if (MMT__UNLIKELY(!mmt__tag_exists(tag)))
+        mmt__bad_pointer(call, ptr, "not a live mmt block (its header names no tag of this process)");
+    return tag;
+}
+
 /* This thread's counts in the tag of `word` (a tagged size word) when they are its current
  * tag's and known; else NULL. */
 static inline __attribute__((always_inline)) mmt__counts_t *current_counts(mmt__slot_t *s, uint64_t word)
@@ -182,7 +193,7 @@ static ALLOCATOR void *calloc_tagged(const char *call, size_t count, size_t size
 {
     size_t total;
     if (MMT__UNLIKELY(__builtin_mul_overflow(count, size, &total)))
-        mmt__oom_overflow(count, size);
+        mmt__oom_overflow(call, count, size);
     if (MMT__UNLIKELY(total > MMT_MAX_SIZE)) mmt__oom(call, total, "size too large");
     header_t *h;
     if (total <= mmt__backend.small_calloc) { /* see backend.h */
@@ -225,7 +236,7 @@ static __attribute__((noinline)) void *realloc_slow(void *ptr, header_t *h, void
                                                     size_t size)
 {
     uint64_t word = h->word, old = word & MMT__SIZE_MASK;
-    unsigned tag = (unsigned)(word >> MMT__TAG_SHIFT);
+    unsigned tag = known_tag("mmt_realloc", ptr, word);
     /* Both journals open before the backend call (counters.h, tags.h). */
     mmt__counts_t *c = tag ? mmt__realloc_begin_in(tag, size, old) : NULL;
     mmt__slot_t *s = mmt__realloc_begin(size, old);
@@ -275,6 +286,7 @@ void mmt_free(void *ptr)
     if (MMT__UNLIKELY(word > MMT__SIZE_MASK)) {
         mmt__counts_t *c = current_counts(&mmt__tls, word);
         if (MMT__UNLIKELY(!c)) {
+            known_tag("mmt_free", ptr, word);
             count_free_in_slow(word, raw);
             return;
         }
@@ -339,7 +351,7 @@ size_t mmt_size(const void *ptr)
 mmt_tag_t mmt_tag_of(const void *ptr)
 {
     void *raw;
-    if (!ptr) mmt__bad_pointer("mmt_tag_of", ptr, "NULL is not a block");
+    if (!ptr) return MMT_TAG_ROOT;
     return (mmt_tag_t)(checked_header("mmt_tag_of", ptr, &raw)->word >> MMT__TAG_SHIFT);
 }
 
@@ -362,6 +374,7 @@ size_t mmt__claim_usable(void *ptr, size_t (*usable)(void *raw))
     grow_lock(lock);
     void *raw;
     header_t *h = checked_header("malloc_usable_size", ptr, &raw);
+    if (MMT__UNLIKELY(h->word > MMT__SIZE_MASK)) known_tag("malloc_usable_size", ptr, h->word);
     size_t offset = (size_t)((char *)ptr - (char *)raw);
     size_t avail = usable(raw);
     uint64_t word = h->word, size = word & MMT__SIZE_MASK, grown = 0;

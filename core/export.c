@@ -330,3 +330,60 @@ done:
     mmt__backend.free(r);
     return rc;
 }
+
+/* One line of mmt_tag_report: the name, escaped as the text format has it (one line per
+ * tag whatever its name), the subtree's in use, peak and live blocks, then the own ones. */
+static void put_report_line(out_t *o, const char *name, size_t len, int depth,
+                            const mmt__tag_reading_t *t)
+{
+    put(o, "%*s", 2 * depth, "");
+    put_name(o, name, len, MMT_FORMAT_TEXT);
+    put(o, ": in use %" PRIu64 " B, peak %" PRIu64 " B, %" PRIu64 " blocks; own %" PRIu64
+           " B in %" PRIu64 " blocks\n",
+        t->sub.in_use, t->sub.peak, t->sub.allocations - t->sub.frees, t->own.in_use,
+        t->own.allocations - t->own.frees);
+}
+
+static void put_report(out_t *o, const mmt__tag_reading_t *r, const mmt__tag_paths_t *p)
+{
+    put(o, "(root): in use %" PRIu64 " B, peak %" PRIu64 " B, %" PRIu64 " blocks; own %" PRIu64
+           " B in %" PRIu64 " blocks\n",
+        r[0].sub.in_use, r[0].sub.peak, r[0].sub.allocations - r[0].sub.frees, r[0].own.in_use,
+        r[0].own.allocations - r[0].own.frees);
+    for (unsigned k = 0; k + 1 < p->n; k++) {
+        unsigned id = p->order[k];
+        const char *path = p->text + p->at[id], *name = path;
+        int depth = 1;
+        for (size_t i = 0; i < p->len[id]; i++)
+            if (path[i] == '/') depth++, name = path + i + 1;
+        put_report_line(o, name, p->len[id] - (size_t)(name - path), depth, &r[id]);
+    }
+}
+
+/* Made whole in memory, then written: no lock of mmt's is held while the stream's code
+ * runs (a cookie stream may allocate, and a listener look tags up). */
+int mmt_tag_report(FILE *out)
+{
+    if (!out) return MMT_EINVAL;
+    mmt__tag_reading_t *r = NULL;
+    unsigned n;
+    mmt__tag_paths_t paths = {0};
+    char *text = NULL;
+    int rc = mmt__tags_read(&r, &n);
+    if (rc == 0) rc = mmt__tag_paths(n, &paths);
+    if (rc == 0) {
+        out_t size = {NULL, 0, 0};
+        put_report(&size, r, &paths);
+        text = mmt__backend.malloc(size.used + 1);
+        if (!text) rc = MMT_ENOMEM;
+        else {
+            out_t o = {text, size.used + 1, 0};
+            put_report(&o, r, &paths);
+            if (fwrite(text, 1, o.used, out) != o.used || fflush(out) != 0) rc = MMT_EIO;
+        }
+    }
+    mmt__backend.free(text);
+    mmt__tag_paths_free(&paths);
+    mmt__backend.free(r);
+    return rc;
+}

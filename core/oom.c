@@ -66,10 +66,10 @@ void mmt__oom(const char *call, size_t size, const char *why)
     die_out_of_memory(size, what);
 }
 
-void mmt__oom_overflow(size_t count, size_t size)
+void mmt__oom_overflow(const char *call, size_t count, size_t size)
 {
     char what[160];
-    snprintf(what, sizeof what, "mmt_calloc(%zu, %zu) failed: count * size overflows", count,
+    snprintf(what, sizeof what, "%s(%zu, %zu) failed: count * size overflows", call, count,
              size);
     die_out_of_memory(SIZE_MAX, what);
 }

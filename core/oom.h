@@ -11,8 +11,8 @@
  * the cause ("out of memory", "size too large"). Runs the OOM handler first. */
 _Noreturn void mmt__oom(const char *call, size_t size, const char *why);
 
-/* mmt_calloc(count, size) whose product overflows. */
-_Noreturn void mmt__oom_overflow(size_t count, size_t size);
+/* call(count, size), mmt_calloc's or mmt_calloc_in's, whose product overflows. */
+_Noreturn void mmt__oom_overflow(const char *call, size_t count, size_t size);
 
 /* `call` was handed `ptr`, which failed the header check for reason `why`. */
 _Noreturn void mmt__bad_pointer(const char *call, const void *ptr, const char *why);

@@ -16,10 +16,10 @@ typedef struct tag {
     mmt_tag_t parent;
     /* The children, oldest first: tags_lock. */
     mmt_tag_t first_child, last_child, next_sibling;
-    unsigned depth;
     _Atomic int64_t published; /* the subtree's in_use as of the folds */
     _Atomic uint64_t peak;     /* the subtree's */
     mmt__counts_t gone;        /* counts of threads with no table (fields only) */
+    int64_t child_net, child_pending; /* a fork child's sums: it may not allocate */
 } tag_t;
 
 /* tags[id] is set before count is raised past id (release), and never changes after. */
@@ -58,11 +58,15 @@ static void publish(unsigned tag, int64_t delta, int64_t rise)
 /* A thread's counts in tag reached a mark: fold and set new marks. The window shrinks as
  * the thread counts in more tags, so that what it holds back from any subtree stays under
  * MMT__TAG_WINDOW in all while it uses up to MMT__TAG_WINDOW / MMT__TAG_WINDOW_MIN tags. */
-void mmt__tag_fold(mmt__counts_t *c, unsigned tag)
+static int64_t window(const mmt__tag_table_t *t)
 {
-    mmt__tag_table_t *t = atomic_load_explicit(&mmt__tls.tags, memory_order_relaxed);
-    int64_t hi = atomic_load_explicit(&c->hi, memory_order_relaxed);
-    if (hi == atomic_load_explicit(&c->lo, memory_order_relaxed)) t->touched++; /* new counts */
+    int64_t w = MMT__TAG_WINDOW / (t->touched ? t->touched : 1);
+    return w < MMT__TAG_WINDOW_MIN ? MMT__TAG_WINDOW_MIN : w;
+}
+
+/* Publishes a thread's pending movement in tag and sets marks a window away. */
+static void fold_counts(mmt__tag_table_t *t, mmt__counts_t *c, unsigned tag)
+{
     int64_t net = mmt__net(c);
     int64_t base = atomic_load_explicit(&c->base, memory_order_relaxed);
     int64_t top = atomic_load_explicit(&c->top, memory_order_relaxed);
@@ -70,10 +74,40 @@ void mmt__tag_fold(mmt__counts_t *c, unsigned tag)
     atomic_store_explicit(&c->base, net, memory_order_relaxed);
     atomic_store_explicit(&c->top, net, memory_order_relaxed);
     publish(tag, net - base, top - base);
-    int64_t w = MMT__TAG_WINDOW / (t->touched ? t->touched : 1);
-    if (w < MMT__TAG_WINDOW_MIN) w = MMT__TAG_WINDOW_MIN;
+    int64_t w = window(t);
     atomic_store_explicit(&c->hi, net + w, memory_order_relaxed);
     atomic_store_explicit(&c->lo, net - w, memory_order_relaxed);
+}
+
+/* The thread began counting in one more tag: its other counts' windows narrow now, not at
+ * their next folds (those holding back more than the new window fold at once), so that
+ * what it holds back stays within MMT__TAG_WINDOW in all. Past MMT__TAG_WINDOW /
+ * MMT__TAG_WINDOW_MIN tags the windows are at their floor already. */
+static void narrow(mmt__tag_table_t *t)
+{
+    if (t->touched > MMT__TAG_WINDOW / MMT__TAG_WINDOW_MIN) return;
+    int64_t w = window(t);
+    for (unsigned k = 0; k < MMT__TAG_CHUNKS; k++) {
+        mmt__counts_t *chunk = atomic_load_explicit(&t->chunks[k], memory_order_relaxed);
+        for (unsigned j = 0; chunk && j < MMT__TAG_CHUNK; j++) {
+            mmt__counts_t *c = &chunk[j];
+            int64_t hi = atomic_load_explicit(&c->hi, memory_order_relaxed);
+            if (hi == atomic_load_explicit(&c->lo, memory_order_relaxed)) continue; /* unused */
+            if (hi - atomic_load_explicit(&c->base, memory_order_relaxed) > w)
+                fold_counts(t, c, k * MMT__TAG_CHUNK + j);
+        }
+    }
+}
+
+void mmt__tag_fold(mmt__counts_t *c, unsigned tag)
+{
+    mmt__tag_table_t *t = atomic_load_explicit(&mmt__tls.tags, memory_order_relaxed);
+    /* New counts are zero, marks included: equal marks say so. */
+    bool first = atomic_load_explicit(&c->hi, memory_order_relaxed) ==
+                 atomic_load_explicit(&c->lo, memory_order_relaxed);
+    if (first) t->touched++;
+    fold_counts(t, c, tag);
+    if (first) narrow(t);
 }
 
 /* Counts of a thread with no table: published at once. */
@@ -182,11 +216,13 @@ void mmt__tags_retire_locked(mmt__slot_t *s, bool dead)
 #undef MOVE
             if (net != base) publish(tag, net - base, top - base);
         }
-        mmt__backend.free(chunk);
+        if (!dead) mmt__backend.free(chunk);
     }
     atomic_store_explicit(&s->tags, NULL, memory_order_relaxed);
     s->cur = NULL;
-    mmt__backend.free(t);
+    /* A fork child's handler does not call the allocator, whose locks the child's own
+     * handlers may not have reset yet: a dead thread's table stays, unreachable. */
+    if (!dead) mmt__backend.free(t);
 }
 
 /* ---- Reading ------------------------------------------------------------------------ */
@@ -194,6 +230,7 @@ void mmt__tags_retire_locked(mmt__slot_t *s, bool dead)
 typedef struct sums {
     mmt_meminfo_t m;
     int64_t pending, dip;
+    int64_t published; /* the tag's estimate, read before its counts (never summed) */
 } sums_t;
 
 static uint64_t acquire(_Atomic uint64_t *c)
@@ -227,6 +264,10 @@ static void sum_own(mmt__slot_t *slots, unsigned n, sums_t *own, uint64_t *again
     for (int attempt = 0;; attempt++) {
         memset(own, 0, n * sizeof *own);
         memset(again, 0, n * sizeof *again);
+        /* Acquire, and first: a fold's base store comes before its add (release), so the
+         * counts read after it never hold a folded movement twice. */
+        for (unsigned tag = 1; tag < n; tag++)
+            own[tag].published = atomic_load_explicit(&tags[tag]->published, memory_order_acquire);
         SUM_FIELD(slots, n, own, freed);
         SUM_FIELD(slots, n, own, frees);
         SUM_FIELD(slots, n, own, allocated);
@@ -295,19 +336,31 @@ static void to_subtrees(sums_t *sub, unsigned n)
 void mmt__tags_fork_child_locked(mmt__slot_t *slots)
 {
     unsigned n = mmt__tag_count();
-    sums_t *sub = mmt__backend.malloc(n * sizeof *sub);
-    uint64_t *again = mmt__backend.malloc(n * sizeof *again);
-    if (sub && again) {
-        sum_own(slots, n, sub, again);
-        to_subtrees(sub, n);
-        for (unsigned tag = 1; tag < n; tag++) {
-            int64_t in_use = (int64_t)(sub[tag].m.allocated - sub[tag].m.freed);
-            atomic_store_explicit(&tags[tag]->published, in_use - sub[tag].pending,
-                                  memory_order_relaxed);
+    for (unsigned tag = 1; tag < n; tag++) {
+        mmt__counts_t *g = &tags[tag]->gone;
+        tags[tag]->child_net = (int64_t)(atomic_load(&g->allocated) - atomic_load(&g->freed));
+        tags[tag]->child_pending = 0;
+    }
+    for (mmt__slot_t *s = slots; s; s = s->next) {
+        mmt__tag_table_t *t = atomic_load_explicit(&s->tags, memory_order_relaxed);
+        for (unsigned k = 0; t && k * MMT__TAG_CHUNK < n; k++) {
+            mmt__counts_t *chunk = atomic_load_explicit(&t->chunks[k], memory_order_relaxed);
+            for (unsigned j = 0; chunk && j < MMT__TAG_CHUNK && k * MMT__TAG_CHUNK + j < n; j++) {
+                tag_t *g = tags[k * MMT__TAG_CHUNK + j];
+                int64_t net = mmt__net(&chunk[j]);
+                g->child_net += net;
+                g->child_pending += net - atomic_load_explicit(&chunk[j].base, memory_order_relaxed);
+            }
         }
     }
-    mmt__backend.free(sub);
-    mmt__backend.free(again);
+    for (unsigned tag = n - 1; tag > 0; tag--) {
+        tag_t *g = tags[tag];
+        if (g->parent != MMT_TAG_ROOT) {
+            tags[g->parent]->child_net += g->child_net;
+            tags[g->parent]->child_pending += g->child_pending;
+        }
+        atomic_store_explicit(&g->published, g->child_net - g->child_pending, memory_order_relaxed);
+    }
 }
 
 int mmt__tags_read(mmt__tag_reading_t **out, unsigned *n_out)
@@ -342,8 +395,7 @@ int mmt__tags_read(mmt__tag_reading_t **out, unsigned *n_out)
         }
         /* Peak: the estimate as of the folds plus what the tables hold back, as for the
          * process; and never below in_use. */
-        int64_t estimate = atomic_load_explicit(&tags[tag]->published, memory_order_acquire) +
-                           sub[tag].pending + sub[tag].dip;
+        int64_t estimate = own[tag].published + sub[tag].pending + sub[tag].dip;
         raise_peak(&tags[tag]->peak, estimate);
         raise_peak(&tags[tag]->peak, (int64_t)r[tag].sub.in_use);
         r[tag].sub.peak = atomic_load_explicit(&tags[tag]->peak, memory_order_relaxed);
@@ -421,7 +473,6 @@ int mmt_tag_new(const char *name, mmt_tag_t parent)
     }
     memcpy(t->name, name, len + 1);
     t->parent = parent;
-    t->depth = tags[parent]->depth + 1;
     tags[id] = t;
     if (tags[parent]->last_child) tags[tags[parent]->last_child]->next_sibling = (mmt_tag_t)id;
     else tags[parent]->first_child = (mmt_tag_t)id;
@@ -490,39 +541,6 @@ int mmt_tag_path(mmt_tag_t tag, char *buf, size_t len)
         memcpy(buf + at, tags[t]->name, l);
     }
     return (int)need;
-}
-
-/* Writes tag's line and its subtree's, children in the order they were made: tags_lock. */
-static int report_tree(FILE *out, const mmt__tag_reading_t *r, unsigned n, unsigned tag)
-{
-    const mmt_meminfo_t *sub = &r[tag].sub, *own = &r[tag].own;
-    if (fprintf(out, "%*s%s: in use %llu B, peak %llu B, %llu blocks; own %llu B in %llu blocks\n",
-                (int)(2 * tags[tag]->depth), "", tag == MMT_TAG_ROOT ? "(root)" : tags[tag]->name,
-                (unsigned long long)sub->in_use, (unsigned long long)sub->peak,
-                (unsigned long long)(sub->allocations - sub->frees),
-                (unsigned long long)own->in_use,
-                (unsigned long long)(own->allocations - own->frees)) < 0)
-        return MMT_EIO;
-    for (unsigned c = tags[tag]->first_child; c && c < n; c = tags[c]->next_sibling) {
-        int rc = report_tree(out, r, n, c);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-int mmt_tag_report(FILE *out)
-{
-    if (!out) return MMT_EINVAL;
-    mmt__tag_reading_t *r;
-    unsigned n;
-    int rc = mmt__tags_read(&r, &n);
-    if (rc) return rc;
-    pthread_mutex_lock(&tags_lock);
-    rc = report_tree(out, r, n, MMT_TAG_ROOT);
-    pthread_mutex_unlock(&tags_lock);
-    mmt__backend.free(r);
-    if (rc == 0 && fflush(out) != 0) rc = MMT_EIO;
-    return rc;
 }
 
 /* ---- Paths for the exports ------------------------------------------------------------- */

@@ -153,10 +153,17 @@ MMT_API int mmt_meminfo_write(FILE *out, int format);
  * tag, and a free credits the block's tag on whichever thread frees it. Switching costs
  * no lock and no shared write; counting stays per thread, as for the process.
  *
- * Peak per tag is never below in_use. It is exact for a tag whose subtree one thread
- * counts in, in one tag; otherwise it has the process-wide peak's bound, less than
- * 2 * N * 64 KiB off with N threads counting in the subtree, while each counts in at most
- * 16 tags (a thread that counts in k > 16 tags holds back up to k * 4 KiB, not 64 KiB).
+ * Peak per tag (but the root, whose figures are mmt_meminfo's) is never below the in_use
+ * of the same reading. When no other thread allocates or reads, it is exact for a subtree
+ * that one thread counts in, in one tag; otherwise it has the process-wide peak's bound,
+ * less than 2 * N * 64 KiB off with N threads counting in the subtree, while each counts
+ * in at most 16 tags (a thread that counts in k > 16 tags holds back up to k * 4 KiB).
+ *
+ * Costs: a tagged allocation or free counts twice (in its tag and for the process). A
+ * thread's counts per tag take 72 bytes, made 64 tags at a time from the allocator
+ * underneath, uncounted (at most about 290 KiB for a thread that uses every tag), and
+ * freed when the thread exits. A reading sums every tag of every thread under the
+ * counters' lock: with 64 threads that each use 4,095 tags, about 14 ms.
  */
 typedef uint16_t mmt_tag_t;
 #define MMT_TAG_ROOT 0    /* the whole process */
@@ -180,7 +187,8 @@ MMT_API void *mmt_malloc_in(mmt_tag_t tag, size_t size) MMT_ATTR_MALLOC MMT_ATTR
 MMT_API void *mmt_calloc_in(mmt_tag_t tag, size_t count, size_t size) MMT_ATTR_MALLOC
     MMT_ATTR_ALLOC_SIZE2(2, 3);
 
-/* The tag of a live block (a pointer that is not one aborts, as in mmt_size). */
+/* The tag of a live block; MMT_TAG_ROOT for NULL (a pointer that is not a live block
+ * aborts, as in mmt_size). */
 MMT_API mmt_tag_t mmt_tag_of(const void *ptr);
 
 /* Fills *info with the counters of `tag`'s subtree. Returns 0, MMT_ENOENT (unknown tag;
@@ -202,9 +210,11 @@ MMT_API int mmt_tag_parent(mmt_tag_t tag);
  * returns its length; MMT_ENOENT, or MMT_EINVAL if it does not fit (or buf is NULL). */
 MMT_API int mmt_tag_path(mmt_tag_t tag, char *buf, size_t len);
 
-/* Writes the tree to `out`, one tag a line, indented by depth: in use, peak and live blocks
- * of the subtree, then in use and live blocks of the tag's own blocks. Returns 0,
- * MMT_EINVAL (NULL out), MMT_ENOMEM or MMT_EIO. */
+/* Writes the tree to `out`, one tag a line, indented by depth, siblings in name order: in
+ * use, peak and live blocks of the subtree, then in use and live blocks of the tag's own
+ * blocks. Names are escaped as in MMT_FORMAT_TEXT (a newline in one cannot start a line).
+ * The text is made before any of it is written: no lock is held while `out` runs. Returns
+ * 0, MMT_EINVAL (NULL out), MMT_ENOMEM or MMT_EIO. */
 MMT_API int mmt_tag_report(FILE *out);
 
 /* ---- Listeners ----------------------------------------------------------------------- */
