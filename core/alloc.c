@@ -70,6 +70,7 @@ static const char stray[] =
 #ifndef CHECKER
 #define CHECKER inline __attribute__((always_inline)) /* on every free: no call */
 #endif
+#define ALLOCATOR inline __attribute__((always_inline))
 
 /*
  * An aligned block (mmt_aligned_alloc): [ backend block ... | offset | size | check ][ user
@@ -150,24 +151,33 @@ static inline __attribute__((always_inline)) mmt__counts_t *current_counts(mmt__
     return MMT__LIKELY((word & ~MMT__SIZE_MASK) == s->tag_bits) ? c : NULL;
 }
 
-/* Counts a new block of `size` bytes whose header holds `word`, and returns p. `current`:
- * the word's tag is the thread's current one. */
-static inline __attribute__((always_inline)) void *count_new(uint64_t size, uint64_t word,
-                                                            void *p, bool current)
+/* Seals and counts a new block of `size` bytes in the tag of `tag_bits` (not the root's):
+ * out of line, a tail call, so that the root's path stays as short as before tags.
+ * `current`: the tag is the thread's current one. */
+static __attribute__((noinline)) void *new_tagged(header_t *h, uint64_t size, uint64_t tag_bits,
+                                                  bool current)
 {
-    if (MMT__UNLIKELY(word != size)) {
-        mmt__slot_t *s = &mmt__tls;
-        mmt__counts_t *c = current ? s->cur : current_counts(s, word);
-        if (MMT__UNLIKELY(!c)) return count_new_in_slow((unsigned)(word >> MMT__TAG_SHIFT), size, p);
-        if (mmt__counts_alloc(c, size)) return count_new_in_fold(c, word, p);
-    }
+    uint64_t word = size | tag_bits;
+    void *p = finish(h, word);
+    mmt__slot_t *s = &mmt__tls;
+    mmt__counts_t *c = current ? s->cur : current_counts(s, word);
+    if (MMT__UNLIKELY(!c)) return count_new_in_slow((unsigned)(word >> MMT__TAG_SHIFT), size, p);
+    if (mmt__counts_alloc(c, size)) return count_new_in_fold(c, word, p);
     return mmt__count_alloc(size, p);
+}
+
+/* Seals and counts a new block of `size` bytes in the tag of `tag_bits`; returns the
+ * user pointer. */
+static inline __attribute__((always_inline)) void *count_new(header_t *h, uint64_t size,
+                                                            uint64_t tag_bits, bool current)
+{
+    if (MMT__UNLIKELY(tag_bits != 0)) return new_tagged(h, size, tag_bits, current);
+    return mmt__count_alloc(size, finish(h, size));
 }
 
 /* The tag bits of a new block: those given, or with CURRENT, the thread's current tag's,
  * read after the backend call (so that no register holds them across it). */
 #define CURRENT UINT64_MAX
-#define ALLOCATOR inline __attribute__((always_inline))
 
 static ALLOCATOR uint64_t tag_bits_of(uint64_t tag_bits)
 {
@@ -180,8 +190,7 @@ static ALLOCATOR void *malloc_tagged(const char *call, size_t size, uint64_t tag
     if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom(call, size, "size too large");
     header_t *h = mmt__backend.malloc(size + MMT_HEADER_SIZE);
     if (MMT__UNLIKELY(!h)) mmt__oom(call, size, "out of memory");
-    uint64_t word = size | tag_bits_of(tag_bits);
-    return count_new(size, word, finish(h, word), tag_bits == CURRENT);
+    return count_new(h, size, tag_bits_of(tag_bits), tag_bits == CURRENT);
 }
 
 void *mmt_malloc(size_t size)
@@ -204,8 +213,7 @@ static ALLOCATOR void *calloc_tagged(const char *call, size_t count, size_t size
         h = mmt__backend.calloc(1, total + MMT_HEADER_SIZE);
         if (MMT__UNLIKELY(!h)) mmt__oom(call, total, "out of memory");
     }
-    uint64_t word = total | tag_bits_of(tag_bits);
-    return count_new(total, word, finish(h, word), tag_bits == CURRENT);
+    return count_new(h, total, tag_bits_of(tag_bits), tag_bits == CURRENT);
 }
 
 void *mmt_calloc(size_t count, size_t size)
@@ -274,29 +282,71 @@ void *mmt_realloc(void *ptr, size_t size)
     return p;
 }
 
-void mmt_free(void *ptr)
+/* The two words in front of ptr, whatever ptr is: read as bytes, since ptr may be
+ * misaligned (the caller's check says so after). */
+typedef uint64_t unaligned_u64 __attribute__((aligned(1), may_alias));
+static CHECKER void peek_header(const void *ptr, uint64_t *word, uint64_t *check)
 {
-    if (!ptr) return;
+    const unaligned_u64 *h = (const unaligned_u64 *)((uintptr_t)ptr - MMT_HEADER_SIZE);
+    *word = h[0];
+    *check = h[1];
+}
+
+/* The free of a tagged block: its tag's counts, then the slot's. Out of line (a tail
+ * call), so that mmt_free keeps no frame. */
+static __attribute__((noinline)) void free_tagged(const void *ptr, uint64_t word, void *raw)
+{
+    mmt__counts_t *c = current_counts(&mmt__tls, word);
+    if (MMT__UNLIKELY(!c)) {
+        known_tag("mmt_free", ptr, word);
+        count_free_in_slow(word, raw);
+        return;
+    }
+    if (mmt__counts_free(c, word & MMT__SIZE_MASK)) {
+        count_free_in_fold(c, word, raw);
+        return;
+    }
+    mmt__count_free(word & MMT__SIZE_MASK, raw);
+}
+
+/* Counts the free of a block whose header held `word` and gives raw back. Counted before
+ * the block goes back: a fork meanwhile leaves the child a block it does not count,
+ * unreachable there, rather than a count of one its heap lacks. */
+static ALLOCATOR void free_counted(const void *ptr, uint64_t word, void *raw)
+{
+    if (MMT__UNLIKELY(word > MMT__SIZE_MASK)) {
+        free_tagged(ptr, word, raw);
+        return;
+    }
+    mmt__count_free(word, raw);
+}
+
+/* mmt_free of what does not pass as a plain block: an aligned block, or a pointer that is
+ * not a live block (which aborts). Out of line, so that mmt_free calls only in tail
+ * position and keeps no frame. */
+static __attribute__((noinline)) void free_unusual(void *ptr)
+{
     void *raw;
     header_t *h = checked_header("mmt_free", ptr, &raw);
     uint64_t word = h->word;
     h->check ^= CHECK_FREED;
-    /* Counted before the block goes back: a fork meanwhile leaves the child a block it
-     * does not count, unreachable there, rather than a count of one its heap lacks. */
-    if (MMT__UNLIKELY(word > MMT__SIZE_MASK)) {
-        mmt__counts_t *c = current_counts(&mmt__tls, word);
-        if (MMT__UNLIKELY(!c)) {
-            known_tag("mmt_free", ptr, word);
-            count_free_in_slow(word, raw);
-            return;
-        }
-        if (mmt__counts_free(c, word & MMT__SIZE_MASK)) {
-            count_free_in_fold(c, word, raw);
-            return;
-        }
-        word &= MMT__SIZE_MASK;
+    free_counted(ptr, word, raw);
+}
+
+void mmt_free(void *ptr)
+{
+    if (!ptr) return;
+    uint64_t word, check;
+    peek_header(ptr, &word, &check);
+    uintptr_t at = (uintptr_t)ptr - MMT_HEADER_SIZE;
+    /* One test for both: the check as a plain block's, and the alignment. */
+    if (MMT__UNLIKELY((check ^ at ^ word ^ CHECK_KEY) | ((uintptr_t)ptr % alignof(max_align_t)))) {
+        free_unusual(ptr);
+        return;
     }
-    mmt__count_free(word, raw);
+    header_t *h = (header_t *)at;
+    h->check = check ^ CHECK_FREED;
+    free_counted(ptr, word, h);
 }
 
 /* The abort of a failed mmt_aligned_alloc: its line names both arguments, since either
@@ -326,10 +376,11 @@ void *mmt_aligned_alloc(size_t alignment, size_t size)
     char *p = (char *)at;
     header_t *h = (header_t *)p - 1;
     ((uint64_t *)h)[-1] = (uint64_t)(p - raw);
-    uint64_t word = size | mmt__tls.tag_bits;
+    uint64_t tag_bits = mmt__tls.tag_bits, word = size | tag_bits;
     h->word = word;
     h->check = seal(h, word) ^ CHECK_ALIGNED;
-    return count_new(size, word, p, true);
+    if (tag_bits) return count_new_in_slow((unsigned)(tag_bits >> MMT__TAG_SHIFT), size, p);
+    return mmt__count_alloc(size, p);
 }
 
 char *mmt_strdup(const char *s)
