@@ -19,6 +19,8 @@
  *   peer    a Redis-zmalloc-style wrapper over the same allocator as mmt: a 16-byte size
  *           prefix and one thread-local in-use counter, in calls the compiler cannot
  *           inline (as a wrapper in another file would be)
+ *   tagged  mmt with a current tag set (a tag under the root): every block of the run is
+ *           counted in the tag as well as for the process
  *
  * Method. The host's speed swings by a quarter in phases of 0.1-0.2 s, so a run is short
  * (a few ms) and timed by the CPU time of the thread that runs it (each worker times its
