@@ -152,14 +152,34 @@ static void test_guarantees_one_thread_random_walk_is_never_late_nor_early(void 
 enum { MANY = 16 };
 static pthread_barrier_t start_line, hold_line;
 
-static void *hold_and_release(void *arg)
+/* Each thread registers, folds once with every thread counted, then takes its block. */
+static void *start_holding(size_t n)
 {
-    size_t n = *(size_t *)arg;
     mmt_free(mmt_malloc(1)); /* registered */
     pthread_barrier_wait(&start_line);
     mmt_free(mmt_malloc(256 * 1024)); /* a fold with every thread counted */
     pthread_barrier_wait(&start_line);
-    void *p = mmt_malloc(n);
+    return mmt_malloc(n);
+}
+
+static void *hold_and_release(void *arg)
+{
+    void *p = start_holding(*(size_t *)arg);
+    pthread_barrier_wait(&hold_line); /* main looks here */
+    pthread_barrier_wait(&hold_line);
+    mmt_free(p);
+    return NULL;
+}
+
+/* hold_and_release, and one more operation while holding: a thread whose checkpoint found
+ * another thread evaluating tries again at its next operation (memory.h); each makes one
+ * once the evaluations of the first are over. */
+static void *hold_retry_and_release(void *arg)
+{
+    void *p = start_holding(*(size_t *)arg);
+    pthread_barrier_wait(&hold_line);
+    pthread_barrier_wait(&hold_line);
+    mmt_free(mmt_malloc(1));
     pthread_barrier_wait(&hold_line); /* main looks here */
     pthread_barrier_wait(&hold_line);
     mmt_free(p);
@@ -182,9 +202,13 @@ static void test_guarantees_threads_holding_blocks_are_evaluated_within_the_boun
             pthread_barrier_init(&start_line, NULL, MANY);
             pthread_barrier_init(&hold_line, NULL, MANY + 1);
             for (int i = 0; i < MANY; i++)
-                assert_int_equal(pthread_create(&t[i], NULL, hold_and_release, &hold), 0);
+                assert_int_equal(pthread_create(&t[i], NULL, hold_retry_and_release, &hold), 0);
             pthread_barrier_wait(&hold_line);
-            /* All hold their block; nobody is inside mmt. */
+            /* All hold their block; an evaluation one of them started may still run. */
+            nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+            pthread_barrier_wait(&hold_line);
+            pthread_barrier_wait(&hold_line);
+            /* All made their next operation; nobody is inside mmt. */
             int64_t n = (int64_t)mmt__threads_counted();
             int64_t held_back = d > n * 4096 ? d : n * 4096;
             int64_t moved = (int64_t)in_use_now() - atomic_load(&eval_estimate);
@@ -212,7 +236,8 @@ static _Atomic bool busy_started;
 static void *evaluate_slowly(void *arg)
 {
     (void)arg;
-    atomic_store(&eval_sleep_ms, 300);
+    /* Long enough for the other thread's operations meanwhile, even under a sanitizer. */
+    atomic_store(&eval_sleep_ms, under_valgrind() || MMT_TEST_SANITIZED ? 3000 : 300);
     atomic_store(&busy_started, true);
     mmt_mem_checkpoint(); /* the condition sleeps 300 ms inside */
     return NULL;
