@@ -183,4 +183,29 @@ static inline mmt_policy_t *new_engine(const mmt_policy_options_t *opts, capture
     return p;
 }
 
+
+/* A policy body and the error its load must give (after the file's path). */
+typedef struct load_error_case {
+    const char *body;
+    const char *error;
+} load_error_case_t;
+
+/* Loads each case's body, after `local mmt = require 'mmt'` and `local f = function() end`
+ * (so that the body starts at line 3), from the file `path`, and fails the test unless the
+ * load fails with an error that starts with the path and holds the case's text. */
+static inline void expect_load_errors(mmt_policy_t *p, const char *path,
+                                      const load_error_case_t *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "local mmt = require 'mmt'\nlocal f = function() end\n%s\n",
+                 cases[i].body);
+        write_in_place(path, text);
+        assert_int_equal(mmt_policy_load(p, path), MMT_ELOAD);
+        const char *err = mmt_policy_error(p);
+        if (strncmp(err, path, strlen(path)) != 0 || !strstr(err, cases[i].error))
+            fail_msg("case %zu: error \"%s\", expected \"%s%s\"", i, err, path, cases[i].error);
+    }
+}
+
 #endif

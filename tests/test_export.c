@@ -42,15 +42,7 @@ static void python(const char *program, const char *input, char *out, size_t len
     char path[256];
     snprintf(path, sizeof path, "%s/input.txt", test_dir);
     write_in_place(path, input);
-    char cmd[2048];
-    /* Debian's python3, where python3-prometheus-client installs; another python3 may come
-     * first on PATH. */
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c '%s' < '%s'", program, path);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = '\0';
-    if (pclose(p) != 0) fail_msg("python failed on:\n%s\nwith output:\n%s", input, out);
+    python_on_file(program, path, out, len);
 }
 
 static const char parse_prometheus[] =

@@ -307,10 +307,7 @@ static void test_policy_vm_memory_is_not_counted_but_reported(void **state)
 static void test_policy_bad_rule_fields_are_load_errors_naming_rule_and_field(void **state)
 {
     (void)state;
-    struct {
-        const char *body;
-        const char *error;
-    } cases[] = {
+    const load_error_case_t cases[] = {
         {"mmt.rule { name = 'hw', metric = 'in_use', above = '1 MiB', fire = f }",
          ":3: rule \"hw\": 'above' must be a number, not a string"},
         {"mmt.rule { name = 'hw', metric = 'in_use', fire = f }",
@@ -343,16 +340,7 @@ static void test_policy_bad_rule_fields_are_load_errors_naming_rule_and_field(vo
     captured_log_t *log = new_log();
     mmt_policy_t *p = new_engine(NULL, log);
     const char *path = policy_path("fields.lua");
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char text[1024];
-        snprintf(text, sizeof text, "local mmt = require 'mmt'\nlocal f = function() end\n%s\n",
-                 cases[i].body);
-        write_in_place(path, text);
-        assert_int_equal(mmt_policy_load(p, path), MMT_ELOAD);
-        const char *err = mmt_policy_error(p);
-        if (strncmp(err, path, strlen(path)) != 0 || !strstr(err, cases[i].error))
-            fail_msg("case %zu: error \"%s\", expected \"%s%s\"", i, err, path, cases[i].error);
-    }
+    expect_load_errors(p, path, cases, sizeof cases / sizeof cases[0]);
     assert_int_equal(log_count(log, "fields.lua:"), (int)(sizeof cases / sizeof cases[0]));
     mmt_policy_free(p);
     free_log(log);

@@ -134,10 +134,7 @@ static void test_tag_policy_unknown_tag_and_bad_tag_fields_are_load_errors(void 
 {
     (void)state;
     new_tag("known", MMT_TAG_ROOT);
-    struct {
-        const char *body;
-        const char *error;
-    } cases[] = {
+    const load_error_case_t cases[] = {
         {"mmt.rule { name = 'u', metric = 'in_use', tag = 'known/nope', above = 1, fire = f }",
          ":3: rule \"u\": unknown tag \"known/nope\" (no tag has that path; with tag_optional = "
          "true the rule waits for the program to make it)"},
@@ -160,16 +157,7 @@ static void test_tag_policy_unknown_tag_and_bad_tag_fields_are_load_errors(void 
     captured_log_t *log = new_log();
     mmt_policy_t *p = new_engine(NULL, log);
     const char *path = policy_path("tag_fields.lua");
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char text[1024];
-        snprintf(text, sizeof text, "local mmt = require 'mmt'\nlocal f = function() end\n%s\n",
-                 cases[i].body);
-        write_in_place(path, text);
-        assert_int_equal(mmt_policy_load(p, path), MMT_ELOAD);
-        const char *err = mmt_policy_error(p);
-        if (strncmp(err, path, strlen(path)) != 0 || !strstr(err, cases[i].error))
-            fail_msg("case %zu: error \"%s\", expected \"%s%s\"", i, err, path, cases[i].error);
-    }
+    expect_load_errors(p, path, cases, sizeof cases / sizeof cases[0]);
     mmt_policy_free(p);
     free_log(log);
 }
@@ -423,18 +411,6 @@ static void test_tag_policy_rates_of_at_most_256_tags_are_followed(void **state)
 
 /* ---- mmt.format with tags ------------------------------------------------------------------ */
 
-/* Runs a Python program on the file at `input`; returns what it printed. */
-static void python_on(const char *program, const char *input, char *out, size_t len)
-{
-    char cmd[4096];
-    /* Debian's python3, where python3-prometheus-client installs. */
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c '%s' < '%s'", program, input);
-    FILE *f = popen(cmd, "r");
-    assert_non_null(f);
-    size_t n = fread(out, 1, len - 1, f);
-    out[n] = '\0';
-    if (pclose(f) != 0) fail_msg("python failed on %s, with output:\n%s", input, out);
-}
 
 static void test_tag_policy_format_writes_the_tags_for_real_parsers(void **state)
 {
@@ -472,7 +448,7 @@ static void test_tag_policy_format_writes_the_tags_for_real_parsers(void **state
              "print(t[q][\"in_use\"], t[q + \"/kid\"][\"in_use\"], t[bad][\"allocations\"],\n"
              "      \"rate\" in d, \"rate\" in t[q], list(t).index(q + \"/kid\") == list(t).index(q) + 1)\n",
              names);
-    python_on(program, test_path(path, sizeof path, "out.json"), out, sizeof out);
+    python_on_file(program, test_path(path, sizeof path, "out.json"), out, sizeof out);
     assert_string_equal(out, "500 200 1 True False True\n");
 
     snprintf(program, sizeof program,
@@ -485,7 +461,7 @@ static void test_tag_policy_format_writes_the_tags_for_real_parsers(void **state
              "            print(s.name, [q, q + \"/kid\", bad].index(tag), int(s.value))\n"
              "        if s.name == \"mmt_in_use_rate_bytes_per_second\": print(s.name)\n",
              names);
-    python_on(program, test_path(path, sizeof path, "out.prometheus"), out, sizeof out);
+    python_on_file(program, test_path(path, sizeof path, "out.prometheus"), out, sizeof out);
     assert_contains(out, "mmt_tag_in_use_bytes 0 500\n");
     assert_contains(out, "mmt_tag_in_use_bytes 1 200\n");
     assert_contains(out, "mmt_tag_allocations_total 2 1\n");

@@ -125,4 +125,19 @@ static inline size_t read_file(const char *path, char *buf, size_t len)
             fail_msg("expected \"%s\" in:\n%s", (needle), (text));                         \
     } while (0)
 
+
+/* Runs Debian's python3 (where python3-prometheus-client installs; another python3 may
+ * come first on PATH) with `program`, the file at `input` on its stdin; what it printed
+ * goes to out. Fails the test if python fails. */
+static inline void python_on_file(const char *program, const char *input, char *out, size_t len)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c '%s' < '%s'", program, input);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t n = fread(out, 1, len - 1, f);
+    out[n] = '\0';
+    if (pclose(f) != 0) fail_msg("python failed on %s, with output:\n%s", input, out);
+}
+
 #endif
