@@ -184,6 +184,21 @@ static inline mmt_policy_t *new_engine(const mmt_policy_options_t *opts, capture
 }
 
 
+/* The path of `name` in the test's directory, in a buffer the next call reuses. */
+static inline const char *policy_path(const char *name)
+{
+    static char path_buf[PATH_MAX];
+    return test_path(path_buf, sizeof path_buf, name);
+}
+
+/* Writes `text` to the file `name` and loads it; fails the test if it does not load. */
+static inline void load_text(mmt_policy_t *p, const char *name, const char *text)
+{
+    const char *path = policy_path(name);
+    write_in_place(path, text);
+    if (mmt_policy_load(p, path) != 0) fail_msg("load failed: %s", mmt_policy_error(p));
+}
+
 /* A policy body and the error its load must give (after the file's path). */
 typedef struct load_error_case {
     const char *body;

@@ -101,12 +101,6 @@ static void test_faults_core_aborts_at_every_failing_allocation_of_a_path(void *
 
 /* ---- Engine: load, evaluation and reload with a failing VM allocation ------------------------ */
 
-static char path_buf[512];
-static const char *policy_path(const char *name)
-{
-    return test_path(path_buf, sizeof path_buf, name);
-}
-
 /* A policy whose `when` rule logs `name` at every evaluation, allocating as it goes. */
 static void write_policy(const char *file, const char *name)
 {

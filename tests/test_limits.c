@@ -28,12 +28,6 @@
 #define SKIP_IF_TSAN() ((void)0)
 #endif
 
-static char path_buf[PATH_MAX];
-static const char *policy_path(const char *name)
-{
-    return test_path(path_buf, sizeof path_buf, name);
-}
-
 /* The engine a test made with engine(), freed by the teardown if a failed assertion left
  * it running: it would otherwise evaluate at every later test's checkpoints. */
 static mmt_policy_t *test_engine;
@@ -56,15 +50,6 @@ static int free_left_engine(void **state)
     if (test_engine) mmt_policy_free(test_engine);
     test_engine = NULL;
     return 0;
-}
-
-/* Loads `text` from a fresh file; asserts it loaded. */
-static void load_text(mmt_policy_t *p, const char *name, const char *text)
-{
-    const char *path = policy_path(name);
-    write_in_place(path, text);
-    int rc = mmt_policy_load(p, path);
-    if (rc != 0) fail_msg("load failed: %s", mmt_policy_error(p));
 }
 
 /* Writes `text` to a fresh file and loads it; returns the load's result. */

@@ -9,21 +9,6 @@
 
 #include "policyutil.h"
 
-static char path_buf[512];
-static const char *policy_path(const char *name)
-{
-    return test_path(path_buf, sizeof path_buf, name);
-}
-
-/* Loads `text` from a fresh file; asserts it loaded. */
-static void load_text(mmt_policy_t *p, const char *name, const char *text)
-{
-    const char *path = policy_path(name);
-    write_in_place(path, text);
-    int rc = mmt_policy_load(p, path);
-    if (rc != 0) fail_msg("load failed: %s", mmt_policy_error(p));
-}
-
 /* ---- Rules -------------------------------------------------------------------------------- */
 
 static void test_policy_declarative_rule_fires_and_resolves_with_hysteresis(void **state)

@@ -11,15 +11,6 @@
 
 #include "policyutil.h"
 
-static char path_buf[512];
-
-static void load_text(mmt_policy_t *p, const char *name, const char *text)
-{
-    const char *path = test_path(path_buf, sizeof path_buf, name);
-    write_in_place(path, text);
-    if (mmt_policy_load(p, path) != 0) fail_msg("load failed: %s", mmt_policy_error(p));
-}
-
 /* Timing cannot be judged under valgrind (under_valgrind, testutil.h), which runs threads
  * in turns many times slower: there these tests skip (the sanitizer builds still run them). */
 

@@ -11,12 +11,6 @@
 #include "engine.h"
 #include "policyutil.h"
 
-static char path_buf[512];
-static const char *policy_path(const char *name)
-{
-    return test_path(path_buf, sizeof path_buf, name);
-}
-
 /* A policy whose one rule, named `tag`, fires at its first evaluation and logs `tag`. */
 static void policy_saying(char *buf, size_t len, const char *tag)
 {

@@ -9,20 +9,6 @@
 #include "fields.h"
 #include "policyutil.h"
 
-static char path_buf[512];
-
-static const char *policy_path(const char *name)
-{
-    return test_path(path_buf, sizeof path_buf, name);
-}
-
-static void load_text(mmt_policy_t *p, const char *name, const char *text)
-{
-    const char *path = policy_path(name);
-    write_in_place(path, text);
-    if (mmt_policy_load(p, path) != 0) fail_msg("load failed: %s", mmt_policy_error(p));
-}
-
 static mmt_tag_t new_tag(const char *name, mmt_tag_t parent)
 {
     int tag = mmt_tag_new(name, parent);
