@@ -397,7 +397,6 @@ static void test_tag_policy_rates_of_at_most_256_tags_are_followed(void **state)
 
 /* ---- mmt.format with tags ------------------------------------------------------------------ */
 
-
 static void test_tag_policy_format_writes_the_tags_for_real_parsers(void **state)
 {
     (void)state;
@@ -407,7 +406,8 @@ static void test_tag_policy_format_writes_the_tags_for_real_parsers(void **state
     mmt_tag_t bad = new_tag("fmt-bad\xc3", MMT_TAG_ROOT);
     void *a = mmt_malloc_in(odd, 300), *b = mmt_malloc_in(kid, 200), *c = mmt_malloc_in(bad, 11);
     captured_log_t *log = new_log();
-    mmt_policy_options_t o = {.unsafe = 1}; /* io, to write the text out whole */
+    /* io, to write the text out whole; under valgrind, time for it. */
+    mmt_policy_options_t o = {.unsafe = 1, .budget_ms = under_valgrind() ? 10000 : 0};
     mmt_policy_t *p = new_engine(&o, log);
     char text[2048];
     snprintf(text, sizeof text,
