@@ -25,8 +25,17 @@
  * mmt_meminfo; then adds each tag's figures to its parent's, from the highest id down
  * (a parent is always older than its children, so it has a lower id).
  *
+ * Windows. A thread's window in a tag is MMT__TAG_WINDOW over the number of tags it counts
+ * in (at least MMT__TAG_WINDOW_MIN); when it starts counting in one more, its other counts
+ * narrow at once, so that what it holds back from any subtree stays within one window in
+ * all while it counts in up to 16 tags.
+ *
  * fork: a tagged realloc journals the tag's counts too (the table's journal), and the
- * child completes the journal of each dead thread's busy table, as for the slots.
+ * child completes the journal of each dead thread's busy table, as for the slots. The
+ * child's handler calls no allocator: it sums the estimates in place (child_net and
+ * child_pending in each tag) and leaves dead threads' tables where they are. A tagged
+ * malloc or free is counted in its tag, then in the slot, without a journal: a child forked
+ * between the two may count that block, unreachable there, in the tag and not the root.
  */
 #ifndef MMT_CORE_TAGS_H
 #define MMT_CORE_TAGS_H
