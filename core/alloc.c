@@ -102,10 +102,11 @@ static CHECKER header_t *checked_header(const char *call, const void *ptr, void 
     return h;
 }
 
-/* The tagged side of counting: a tag's counts first, then the slot's (whose slow path may
- * evaluate, so it comes last). A block of the current tag, whose counts this thread has
- * found before (s->cur), is counted inline; the rest goes out of line, in tail position, so
- * that the root's path keeps its registers. */
+/* The tagged side of counting, all out of line and reached in tail position, so that the
+ * root's path keeps its registers: a tag's counts first, then the slot's (whose slow path
+ * may evaluate, so it comes last). A block of the current tag, whose counts this thread
+ * has found before (s->cur), takes the short way (new_tagged, free_tagged); the functions
+ * below take the rest. */
 static __attribute__((noinline)) void *count_new_in_slow(unsigned tag, uint64_t size, void *p)
 {
     mmt__count_tag_alloc(tag, size);

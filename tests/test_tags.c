@@ -571,18 +571,33 @@ static void test_tags_report_holds_no_lock_while_its_stream_writes(void **state)
     assert_true(calls >= 2);
 }
 
+static void *report_to_dev_null(void *arg)
+{
+    FILE *f = fopen("/dev/null", "w");
+    *(int *)arg = f ? mmt_tag_report(f) : -1;
+    if (f) fclose(f);
+    return NULL;
+}
+
 static void test_tags_report_walks_a_deep_chain_on_a_small_stack(void **state)
 {
     (void)state;
-    /* A chain 300 deep under a tag of its own: the report walks it without recursion. */
+    /* A chain 2,000 deep, reported from a thread with a 128 KiB stack: a walk that recursed
+     * once a level would need far more. */
+    enum { DEPTH = 2000 };
     mmt_tag_t t = new_tag("deep", MMT_TAG_ROOT);
-    for (int i = 0; i < 300; i++) t = new_tag("d", t);
-    char path[1024];
-    assert_int_equal(mmt_tag_path(t, path, sizeof path), 4 + 2 * 300);
-    FILE *f = fopen("/dev/null", "w");
-    assert_non_null(f);
-    assert_int_equal(mmt_tag_report(f), 0);
-    fclose(f);
+    for (int i = 0; i < DEPTH; i++) t = new_tag("d", t);
+    static char path[8192];
+    assert_int_equal(mmt_tag_path(t, path, sizeof path), 4 + 2 * DEPTH);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    assert_int_equal(pthread_attr_setstacksize(&attr, 128 * 1024), 0);
+    pthread_t th;
+    int rc = -1;
+    assert_int_equal(pthread_create(&th, &attr, report_to_dev_null, &rc), 0);
+    pthread_join(th, NULL);
+    pthread_attr_destroy(&attr);
+    assert_int_equal(rc, 0);
 }
 
 static _Thread_local long backend_calls; /* this thread's, so that no other thread's count */
