@@ -596,12 +596,16 @@ static void fork_parent(void)
     pthread_mutex_unlock(&engines_lock);
 }
 
-/* The child has no timer thread: each engine gets a new one. */
+/* The child has no timer thread: each engine gets a new one. Nor has it the threads that
+ * were waiting for an engine's lock: left counted in lock_wanted, they would keep the
+ * child's checkpoints from ever evaluating. */
 static void fork_child(void)
 {
     unlock_engines();
-    for (struct mmt_policy *p = engines; p; p = p->next_engine)
+    for (struct mmt_policy *p = engines; p; p = p->next_engine) {
+        atomic_store_explicit(&p->lock_wanted, 0, memory_order_relaxed);
         if (!p->fork_skipped) mmt__thread_restart_in_child(p);
+    }
     pthread_mutex_unlock(&engines_lock);
 }
 

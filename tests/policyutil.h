@@ -112,6 +112,15 @@ static inline void free_log(captured_log_t *c)
     free(c);
 }
 
+/* Forgets every message (the log holds LOG_LINES: a test that counts a steady stream
+ * clears it first). */
+static inline void log_clear(captured_log_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->count = 0;
+    pthread_mutex_unlock(&c->lock);
+}
+
 /* How many messages contain `needle`. */
 static inline int log_count(captured_log_t *c, const char *needle)
 {

@@ -170,10 +170,11 @@ typedef struct engine_case {
 static int engine_child(void *arg)
 {
     engine_case_t *c = arg;
-    /* The timer runs again in the child: its ticks keep coming. */
-    int ticks = log_count(c->log, "TICK");
+    /* The timer runs again in the child: its ticks keep coming (counted in the child's
+     * copy of the log, emptied first so that it has room). */
+    log_clear(c->log);
     sleep_ms(200);
-    if (log_count(c->log, "TICK") < ticks + 3) return 1;
+    if (log_count(c->log, "TICK") < 3) return 1;
     /* Loads and evaluations work (no lock was inherited held). */
     if (mmt_policy_reload(c->p) != 0) return 2;
     void *b = mmt_malloc(10000);
@@ -203,9 +204,9 @@ static void test_fork_engine_timer_restarts_and_locks_are_free_in_the_child(void
     fork_while_busy(15, engine_child, &c);
 
     /* The parent's thread was not stopped by a child's: its ticks go on. */
-    int ticks = log_count(log, "TICK");
+    log_clear(log);
     sleep_ms(200);
-    assert_true(log_count(log, "TICK") >= ticks + 3);
+    assert_true(log_count(log, "TICK") >= 3);
     mmt_policy_free(p);
     free_log(log);
 }
