@@ -22,6 +22,7 @@
 #include "backend.h"
 #include "counters.h"
 #include "fork.h"
+#include "reclaim.h"
 #include "mmt/memory.h"
 #include "oom.h"
 #include "tags.h"
@@ -185,41 +186,81 @@ static ALLOCATOR uint64_t tag_bits_of(uint64_t tag_bits)
     return tag_bits == CURRENT ? mmt__tls.tag_bits : tag_bits;
 }
 
-/* malloc in the tag whose bits are `tag_bits`. */
-static ALLOCATOR void *malloc_tagged(const char *call, size_t size, uint64_t tag_bits)
+/* A failed allocation: NULL for the mmt_try_ functions, else the abort (oom.h). */
+static ALLOCATOR void *failed(const char *call, size_t size, const char *why, bool try_)
 {
-    if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom(call, size, "size too large");
+    if (try_) return NULL;
+    mmt__oom(call, size, why);
+}
+
+/* Admission of `size` more bytes in the tag of `tag_bits` (or the current one) while
+ * limits are set (reclaim.h). Out of line: the path without limits pays one test. */
+static __attribute__((noinline)) bool admit(const char *call, uint64_t tag_bits, uint64_t size,
+                                            bool try_)
+{
+    return mmt__limit_admit(call, (unsigned)(tag_bits_of(tag_bits) >> MMT__TAG_SHIFT), size, try_);
+}
+
+/* The allocator failed `n` bytes: once the reclaimers and a trim have run, once more. */
+static __attribute__((noinline)) void *malloc_again(size_t n, bool zero)
+{
+    if (!mmt__reclaim_for_allocator(n)) return NULL;
+    return zero ? mmt__backend.calloc(1, n) : mmt__backend.malloc(n);
+}
+
+/* malloc in the tag whose bits are `tag_bits`. */
+static ALLOCATOR void *malloc_tagged(const char *call, size_t size, uint64_t tag_bits, bool try_)
+{
+    if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) return failed(call, size, "size too large", try_);
+    if (mmt__limits_set() && !admit(call, tag_bits, size, try_)) return NULL;
     header_t *h = mmt__backend.malloc(size + MMT_HEADER_SIZE);
-    if (MMT__UNLIKELY(!h)) mmt__oom(call, size, "out of memory");
+    if (MMT__UNLIKELY(!h) && !(h = malloc_again(size + MMT_HEADER_SIZE, false)))
+        return failed(call, size, "out of memory", try_);
     return count_new(h, size, tag_bits_of(tag_bits), tag_bits == CURRENT);
 }
 
 void *mmt_malloc(size_t size)
 {
-    return malloc_tagged("mmt_malloc", size, CURRENT);
+    return malloc_tagged("mmt_malloc", size, CURRENT, false);
 }
 
-static ALLOCATOR void *calloc_tagged(const char *call, size_t count, size_t size, uint64_t tag_bits)
+void *mmt_try_malloc(size_t size)
+{
+    return malloc_tagged("mmt_try_malloc", size, CURRENT, true);
+}
+
+static ALLOCATOR void *calloc_tagged(const char *call, size_t count, size_t size, uint64_t tag_bits,
+                                     bool try_)
 {
     size_t total;
-    if (MMT__UNLIKELY(__builtin_mul_overflow(count, size, &total)))
+    if (MMT__UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
+        if (try_) return NULL;
         mmt__oom_overflow(call, count, size);
-    if (MMT__UNLIKELY(total > MMT_MAX_SIZE)) mmt__oom(call, total, "size too large");
+    }
+    if (MMT__UNLIKELY(total > MMT_MAX_SIZE)) return failed(call, total, "size too large", try_);
+    if (mmt__limits_set() && !admit(call, tag_bits, total, try_)) return NULL;
     header_t *h;
     if (total <= mmt__backend.small_calloc) { /* see backend.h */
         h = mmt__backend.malloc(total + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!h)) mmt__oom(call, total, "out of memory");
+        if (MMT__UNLIKELY(!h) && !(h = malloc_again(total + MMT_HEADER_SIZE, false)))
+            return failed(call, total, "out of memory", try_);
         memset(h + 1, 0, total);
     } else {
         h = mmt__backend.calloc(1, total + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!h)) mmt__oom(call, total, "out of memory");
+        if (MMT__UNLIKELY(!h) && !(h = malloc_again(total + MMT_HEADER_SIZE, true)))
+            return failed(call, total, "out of memory", try_);
     }
     return count_new(h, total, tag_bits_of(tag_bits), tag_bits == CURRENT);
 }
 
 void *mmt_calloc(size_t count, size_t size)
 {
-    return calloc_tagged("mmt_calloc", count, size, CURRENT);
+    return calloc_tagged("mmt_calloc", count, size, CURRENT, false);
+}
+
+void *mmt_try_calloc(size_t count, size_t size)
+{
+    return calloc_tagged("mmt_try_calloc", count, size, CURRENT, true);
 }
 
 static uint64_t bits_of(const char *call, mmt_tag_t tag)
@@ -230,35 +271,65 @@ static uint64_t bits_of(const char *call, mmt_tag_t tag)
 
 void *mmt_malloc_in(mmt_tag_t tag, size_t size)
 {
-    return malloc_tagged("mmt_malloc_in", size, bits_of("mmt_malloc_in", tag));
+    return malloc_tagged("mmt_malloc_in", size, bits_of("mmt_malloc_in", tag), false);
 }
 
 void *mmt_calloc_in(mmt_tag_t tag, size_t count, size_t size)
 {
-    return calloc_tagged("mmt_calloc_in", count, size, bits_of("mmt_calloc_in", tag));
+    return calloc_tagged("mmt_calloc_in", count, size, bits_of("mmt_calloc_in", tag), false);
+}
+
+/* A realloc that did not happen: its journals (counters.h, tags.h) are void. */
+static void realloc_void(void)
+{
+    atomic_store_explicit(&mmt__tls.busy, 0, memory_order_release);
+    mmt__tags_realloc_void();
+}
+
+/* The allocator failed a resize to `n` bytes: runs the reclaimers and a trim with the
+ * journals closed (they run user code, which counts). True: open them and try once more. */
+static __attribute__((noinline)) bool realloc_again(size_t n)
+{
+    realloc_void();
+    return mmt__reclaim_for_allocator(n);
 }
 
 /* The realloc of an aligned block (it moves to a plain one: realloc promises malloc's
  * alignment) or of a tagged one (counted in its tag too, which it keeps). Out of line, so
  * that the common path keeps its registers. */
-static __attribute__((noinline)) void *realloc_slow(void *ptr, header_t *h, void *raw,
-                                                    size_t size)
+static __attribute__((noinline)) void *realloc_slow(const char *call, void *ptr, header_t *h,
+                                                    void *raw, size_t size, bool try_)
 {
     uint64_t word = h->word, old = word & MMT__SIZE_MASK;
-    unsigned tag = known_tag("mmt_realloc", ptr, word);
-    /* Both journals open before the backend call (counters.h, tags.h). */
-    mmt__counts_t *c = tag ? mmt__realloc_begin_in(tag, size, old) : NULL;
-    mmt__slot_t *s = mmt__realloc_begin(size, old);
+    unsigned tag = known_tag(call, ptr, word);
+    if (mmt__limits_set() && size > old && !mmt__limit_admit(call, tag, size - old, try_))
+        return NULL;
     header_t *nh;
     if (raw != (void *)h) {
         nh = mmt__backend.malloc(size + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
+        if (MMT__UNLIKELY(!nh) && !(nh = malloc_again(size + MMT_HEADER_SIZE, false)))
+            return failed(call, size, "out of memory", try_);
+    } else {
+        nh = NULL;
+    }
+    /* Both journals open before the backend call (counters.h, tags.h). */
+    mmt__counts_t *c = tag ? mmt__realloc_begin_in(tag, size, old) : NULL;
+    mmt__slot_t *s = mmt__realloc_begin(size, old);
+    if (nh) {
         memcpy(nh + 1, ptr, old < size ? old : size);
         h->check ^= CHECK_FREED;
         mmt__backend.free(raw);
     } else {
         nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
+        if (MMT__UNLIKELY(!nh) && realloc_again(size + MMT_HEADER_SIZE)) {
+            c = tag ? mmt__realloc_begin_in(tag, size, old) : NULL;
+            s = mmt__realloc_begin(size, old);
+            nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
+        }
+        if (MMT__UNLIKELY(!nh)) {
+            realloc_void();
+            return failed(call, size, "out of memory", try_);
+        }
     }
     void *p = finish(nh, size | (word & ~MMT__SIZE_MASK));
     if (tag) mmt__count_realloc_in(c, tag, size, old);
@@ -266,21 +337,41 @@ static __attribute__((noinline)) void *realloc_slow(void *ptr, header_t *h, void
     return p;
 }
 
-void *mmt_realloc(void *ptr, size_t size)
+static ALLOCATOR void *realloc_any(const char *call, void *ptr, size_t size, bool try_)
 {
-    if (!ptr) return mmt_malloc(size);
+    if (!ptr) return malloc_tagged(call, size, CURRENT, try_);
     void *raw;
-    header_t *h = checked_header("mmt_realloc", ptr, &raw);
-    if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) mmt__oom("mmt_realloc", size, "size too large");
+    header_t *h = checked_header(call, ptr, &raw);
+    if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) return failed(call, size, "size too large", try_);
     uint64_t old = h->word;
     if (MMT__UNLIKELY(raw != (void *)h || old > MMT__SIZE_MASK))
-        return realloc_slow(ptr, h, raw, size);
+        return realloc_slow(call, ptr, h, raw, size, try_);
+    if (mmt__limits_set() && size > old && !admit(call, 0, size - old, try_)) return NULL;
     mmt__slot_t *s = mmt__realloc_begin(size, old); /* for a fork meanwhile (counters.h) */
     header_t *nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
-    if (MMT__UNLIKELY(!nh)) mmt__oom("mmt_realloc", size, "out of memory");
+    if (MMT__UNLIKELY(!nh)) {
+        if (realloc_again(size + MMT_HEADER_SIZE)) {
+            s = mmt__realloc_begin(size, old);
+            nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
+        }
+        if (!nh) {
+            realloc_void();
+            return failed(call, size, "out of memory", try_);
+        }
+    }
     void *p = finish(nh, size);
     mmt__count_realloc(s, size, old);
     return p;
+}
+
+void *mmt_realloc(void *ptr, size_t size)
+{
+    return realloc_any("mmt_realloc", ptr, size, false);
+}
+
+void *mmt_try_realloc(void *ptr, size_t size)
+{
+    return realloc_any("mmt_try_realloc", ptr, size, true);
 }
 
 /* The two words in front of ptr, whatever ptr is: read as bytes, since ptr may be
@@ -371,8 +462,10 @@ void *mmt_aligned_alloc(size_t alignment, size_t size)
     if (MMT__UNLIKELY(alignment > MMT_MAX_SIZE - ALIGNED_PREFIX ||
                       size > MMT_MAX_SIZE - ALIGNED_PREFIX - alignment))
         aligned_alloc_failed(alignment, size, "size too large");
+    if (mmt__limits_set()) admit("mmt_aligned_alloc", CURRENT, size, false);
     char *raw = mmt__backend.malloc(size + ALIGNED_PREFIX + alignment);
-    if (MMT__UNLIKELY(!raw)) aligned_alloc_failed(alignment, size, "out of memory");
+    if (MMT__UNLIKELY(!raw) && !(raw = malloc_again(size + ALIGNED_PREFIX + alignment, false)))
+        aligned_alloc_failed(alignment, size, "out of memory");
     uintptr_t at = ((uintptr_t)raw + ALIGNED_PREFIX + alignment - 1) & ~(uintptr_t)(alignment - 1);
     char *p = (char *)at;
     header_t *h = (header_t *)p - 1;

@@ -8,6 +8,9 @@
  * its own non-standard entry points (mallocx and friends), which need a non-zero size: mmt
  * never asks for less than its 16-byte header.
  */
+#if defined(MMT_BACKEND_NEXT)
+#define _GNU_SOURCE /* RTLD_DEFAULT */
+#endif
 #include "backend.h"
 
 #include <stdlib.h>
@@ -89,3 +92,32 @@ void *mmt__backend_grow(void *array, size_t *cap, size_t count, size_t size, siz
     if (grown) *cap = ncap;
     return grown;
 }
+
+/* Gives free memory back to the system, as the allocator underneath knows how. */
+#if defined(MMT_BACKEND_NEXT)
+#include <dlfcn.h>
+void mmt__backend_trim(void)
+{
+    /* The program's allocator: glibc's has malloc_trim, others may not. */
+    int (*trim)(size_t) = (int (*)(size_t))dlsym(RTLD_DEFAULT, "malloc_trim");
+    if (trim) trim(0);
+}
+#elif defined(MMT_BACKEND_MIMALLOC)
+void mmt__backend_trim(void)
+{
+    mi_collect(true);
+}
+#elif defined(MMT_BACKEND_JEMALLOC)
+#define MMT__STR(x) #x
+#define MMT__XSTR(x) MMT__STR(x)
+void mmt__backend_trim(void)
+{
+    mallctl("arena." MMT__XSTR(MALLCTL_ARENAS_ALL) ".purge", NULL, NULL, NULL, 0);
+}
+#else
+#include <malloc.h>
+void mmt__backend_trim(void)
+{
+    malloc_trim(0);
+}
+#endif

@@ -59,6 +59,10 @@ size_t mmt__next_usable(void *raw);
 const char *mmt__next_name(void);
 #endif
 
+/* Gives the allocator's free memory back to the system (glibc's malloc_trim, mimalloc's
+ * mi_collect, jemalloc's purge of every arena). */
+void mmt__backend_trim(void);
+
 /* Installs `b` (copied); NULL restores the built-in one. Returns the table in force. */
 mmt__backend_t mmt__backend_set(const mmt__backend_t *b);
 

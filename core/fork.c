@@ -4,6 +4,7 @@
  * library takes them otherwise.
  */
 #include "fork.h"
+#include "reclaim.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -15,6 +16,7 @@ static void prepare(void)
 {
     mmt__alloc_fork_prepare(); /* first: their holders take no other lock */
     mmt__listeners_fork_prepare();
+    mmt__limits_fork_prepare(); /* limits before tags: mmt_limit_set takes both */
     mmt__tags_fork_prepare();
     mmt__counters_fork_prepare();
 }
@@ -23,6 +25,7 @@ static void parent(void)
 {
     mmt__counters_fork_parent();
     mmt__tags_fork_parent();
+    mmt__limits_fork_parent();
     mmt__listeners_fork_parent();
     mmt__alloc_fork_parent();
 }
@@ -31,6 +34,7 @@ static void child(void)
 {
     mmt__counters_fork_child();
     mmt__tags_fork_child();
+    mmt__limits_fork_child();
     mmt__listeners_fork_child();
     mmt__alloc_fork_parent();
 }

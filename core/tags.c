@@ -20,6 +20,10 @@ typedef struct tag {
     _Atomic uint64_t peak;     /* the subtree's */
     mmt__counts_t gone;        /* counts of threads with no table (fields only) */
     int64_t child_net, child_pending; /* a fork child's sums: it may not allocate */
+    _Atomic uint64_t limit;    /* the subtree's hard limit, 0 for none (reclaim.c) */
+    /* 1 + the id of the nearest tag at or above this one with a limit, 0 for none: set
+     * under tags_lock, for every tag at once when a limit changes. */
+    _Atomic unsigned limit_at;
 } tag_t;
 
 /* tags[id] is set before count is raised past id (release), and never changes after. */
@@ -27,6 +31,18 @@ static tag_t root_tag;
 static tag_t *tags[MMT_TAGS_MAX + 1] = {&root_tag};
 static _Atomic unsigned count = 1;
 static pthread_mutex_t tags_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* What the live tables may hold back from the tags' estimates, in all: each holds back at
+ * most one window per tag it counts in (tags.h), so MMT__TAG_WINDOW until it counts in
+ * more than MMT__TAG_WINDOW / MMT__TAG_WINDOW_MIN tags, MMT__TAG_WINDOW_MIN per tag after.
+ * Raised when a table is made or counts in one more tag, lowered when it is retired. */
+static _Atomic int64_t held_back;
+
+static int64_t table_hold(const mmt__tag_table_t *t)
+{
+    int64_t spread = (int64_t)t->touched * MMT__TAG_WINDOW_MIN;
+    return spread > MMT__TAG_WINDOW ? spread : MMT__TAG_WINDOW;
+}
 
 unsigned mmt__tag_count(void)
 {
@@ -105,7 +121,11 @@ void mmt__tag_fold(mmt__counts_t *c, unsigned tag)
     /* New counts are zero, marks included: equal marks say so. */
     bool first = atomic_load_explicit(&c->hi, memory_order_relaxed) ==
                  atomic_load_explicit(&c->lo, memory_order_relaxed);
-    if (first) t->touched++;
+    if (first) {
+        int64_t hold = table_hold(t);
+        t->touched++;
+        atomic_fetch_add_explicit(&held_back, table_hold(t) - hold, memory_order_relaxed);
+    }
     fold_counts(t, c, tag);
     if (first) narrow(t);
 }
@@ -141,6 +161,7 @@ static __attribute__((noinline)) mmt__counts_t *make(mmt__slot_t *s, unsigned ta
     if (!t) {
         t = mmt__backend.calloc(1, sizeof *t);
         if (!t) return NULL;
+        atomic_fetch_add_explicit(&held_back, table_hold(t), memory_order_relaxed);
         atomic_store_explicit(&s->tags, t, memory_order_release);
     }
     mmt__counts_t *chunk = mmt__backend.calloc(MMT__TAG_CHUNK, sizeof *chunk);
@@ -219,6 +240,7 @@ void mmt__tags_retire_locked(mmt__slot_t *s, bool dead)
         if (!dead) mmt__backend.free(chunk);
     }
     atomic_store_explicit(&s->tags, NULL, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&held_back, table_hold(t), memory_order_relaxed);
     s->cur = NULL;
     /* A fork child's handler does not call the allocator, whose locks the child's own
      * handlers may not have reset yet: a dead thread's table stays, unreachable. */
@@ -341,8 +363,10 @@ void mmt__tags_fork_child_locked(mmt__slot_t *slots)
         tags[tag]->child_net = (int64_t)(atomic_load(&g->allocated) - atomic_load(&g->freed));
         tags[tag]->child_pending = 0;
     }
+    int64_t hold = 0;
     for (mmt__slot_t *s = slots; s; s = s->next) {
         mmt__tag_table_t *t = atomic_load_explicit(&s->tags, memory_order_relaxed);
+        if (t) hold += table_hold(t);
         for (unsigned k = 0; t && k * MMT__TAG_CHUNK < n; k++) {
             mmt__counts_t *chunk = atomic_load_explicit(&t->chunks[k], memory_order_relaxed);
             for (unsigned j = 0; chunk && j < MMT__TAG_CHUNK && k * MMT__TAG_CHUNK + j < n; j++) {
@@ -361,6 +385,7 @@ void mmt__tags_fork_child_locked(mmt__slot_t *slots)
         }
         atomic_store_explicit(&g->published, g->child_net - g->child_pending, memory_order_relaxed);
     }
+    atomic_store_explicit(&held_back, hold, memory_order_relaxed);
 }
 
 int mmt__tags_read(mmt__tag_reading_t **out, unsigned *n_out)
@@ -473,6 +498,8 @@ int mmt_tag_new(const char *name, mmt_tag_t parent)
     }
     memcpy(t->name, name, len + 1);
     t->parent = parent;
+    atomic_store_explicit(&t->limit_at, atomic_load_explicit(&tags[parent]->limit_at, memory_order_relaxed),
+                          memory_order_relaxed);
     tags[id] = t;
     if (tags[parent]->last_child) tags[tags[parent]->last_child]->next_sibling = (mmt_tag_t)id;
     else tags[parent]->first_child = (mmt_tag_t)id;
@@ -541,6 +568,92 @@ int mmt_tag_path(mmt_tag_t tag, char *buf, size_t len)
         memcpy(buf + at, tags[t]->name, l);
     }
     return (int)need;
+}
+
+/* ---- Limits --------------------------------------------------------------------------- */
+
+void mmt__tag_set_limit(unsigned tag, uint64_t bytes)
+{
+    pthread_mutex_lock(&tags_lock);
+    atomic_store_explicit(&tags[tag]->limit, bytes, memory_order_relaxed);
+    /* A parent has a lower id than its children: one pass in id order. */
+    unsigned n = atomic_load_explicit(&count, memory_order_relaxed);
+    for (unsigned t = 0; t < n; t++) {
+        unsigned above = t == MMT_TAG_ROOT ? 0 : atomic_load_explicit(&tags[tags[t]->parent]->limit_at, memory_order_relaxed);
+        unsigned at = atomic_load_explicit(&tags[t]->limit, memory_order_relaxed) ? t + 1 : above;
+        atomic_store_explicit(&tags[t]->limit_at, at, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&tags_lock);
+}
+
+uint64_t mmt__tag_limit(unsigned tag)
+{
+    return atomic_load_explicit(&tags[tag]->limit, memory_order_relaxed);
+}
+
+unsigned mmt__tag_limited_at(unsigned tag)
+{
+    return atomic_load_explicit(&tags[tag]->limit_at, memory_order_relaxed);
+}
+
+unsigned mmt__tag_limited_above(unsigned tag)
+{
+    return tag == MMT_TAG_ROOT ? 0 : mmt__tag_limited_at(tags[tag]->parent);
+}
+
+int64_t mmt__tag_estimate(unsigned tag, int64_t *slack)
+{
+    if (tag == MMT_TAG_ROOT) {
+        *slack = (int64_t)mmt__threads_counted() * MMT__WINDOW_MAX;
+        return mmt__published();
+    }
+    *slack = atomic_load_explicit(&held_back, memory_order_relaxed);
+    return atomic_load_explicit(&tags[tag]->published, memory_order_relaxed);
+}
+
+bool mmt__tag_within(unsigned tag, unsigned ancestor)
+{
+    for (;; tag = tags[tag]->parent) {
+        if (tag == ancestor) return true;
+        if (tag == MMT_TAG_ROOT) return false;
+    }
+}
+
+int64_t mmt__tag_in_use(unsigned tag)
+{
+    if (tag == MMT_TAG_ROOT) {
+        mmt_meminfo_t m;
+        mmt_meminfo(&m);
+        return (int64_t)m.in_use;
+    }
+    /* Which tags are in the subtree: a parent has a lower id than its children. */
+    unsigned n = mmt__tag_count();
+    uint64_t member[(MMT_TAGS_MAX + 1 + 63) / 64] = {0};
+#define MEMBER(t) ((member[(t) / 64] >> ((t) % 64)) & 1)
+    member[tag / 64] |= (uint64_t)1 << (tag % 64);
+    for (unsigned t = tag + 1; t < n; t++)
+        if (MEMBER(tags[t]->parent)) member[t / 64] |= (uint64_t)1 << (t % 64);
+    /* Frees first, as mmt_meminfo reads: a free meanwhile is not subtracted without its
+     * allocation. */
+    uint64_t freed = 0, allocated = 0;
+    mmt__slot_t *slots = mmt__registry_lock();
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t *sum = pass ? &allocated : &freed;
+        for (unsigned t = tag; t < n; t++)
+            if (MEMBER(t)) *sum += acquire(pass ? &tags[t]->gone.allocated : &tags[t]->gone.freed);
+        for (mmt__slot_t *s = slots; s; s = s->next) {
+            mmt__tag_table_t *tt = atomic_load_explicit(&s->tags, memory_order_acquire);
+            for (unsigned k = tag / MMT__TAG_CHUNK; tt && k * MMT__TAG_CHUNK < n; k++) {
+                mmt__counts_t *chunk = atomic_load_explicit(&tt->chunks[k], memory_order_acquire);
+                for (unsigned j = 0; chunk && j < MMT__TAG_CHUNK && k * MMT__TAG_CHUNK + j < n; j++)
+                    if (MEMBER(k * MMT__TAG_CHUNK + j))
+                        *sum += acquire(pass ? &chunk[j].allocated : &chunk[j].freed);
+            }
+        }
+    }
+    mmt__registry_unlock();
+#undef MEMBER
+    return (int64_t)(allocated - freed);
 }
 
 /* ---- Paths for the exports ------------------------------------------------------------- */

@@ -161,6 +161,26 @@ void mmt__tag_paths_free(mmt__tag_paths_t *p);
  * < 0, 0 or > 0 like strcmp. */
 int mmt__tag_path_compare(const char *a, size_t alen, const char *b, size_t blen);
 
+/* Limits (reclaim.c holds the policy; these are the tree's side). A tag's limit covers its
+ * subtree; mmt__tag_set_limit also updates, for every tag, which tag at or above it has
+ * one. The `limited` functions return 1 + that tag's id, or 0 for none: `at` starts at the
+ * tag itself, `above` at its parent. */
+void mmt__tag_set_limit(unsigned tag, uint64_t bytes);
+uint64_t mmt__tag_limit(unsigned tag);
+unsigned mmt__tag_limited_at(unsigned tag);
+unsigned mmt__tag_limited_above(unsigned tag);
+
+/* The subtree's in_use as of the folds (the root's: the process's), which the true figure
+ * differs from by at most *slack: what the threads hold back. No shared write. */
+int64_t mmt__tag_estimate(unsigned tag, int64_t *slack);
+
+/* The subtree's in_use, exact when no thread is counting in it meanwhile: a sum over every
+ * thread's counts, under the registry lock. */
+int64_t mmt__tag_in_use(unsigned tag);
+
+/* True if tag is ancestor or in its subtree. */
+bool mmt__tag_within(unsigned tag, unsigned ancestor);
+
 /* The tag creation lock, for fork (taken before the registry's). */
 void mmt__tags_fork_prepare(void);
 void mmt__tags_fork_parent(void);

@@ -217,6 +217,78 @@ MMT_API int mmt_tag_path(mmt_tag_t tag, char *buf, size_t len);
  * 0, MMT_EINVAL (NULL out), MMT_ENOMEM or MMT_EIO. */
 MMT_API int mmt_tag_report(FILE *out);
 
+/* ---- Limits and reclaim ------------------------------------------------------------------
+ *
+ * A limit caps a tag's subtree in_use (the root's: the whole process). An allocation, or a
+ * realloc's growth, that would take a limited subtree above its limit first runs the
+ * reclaimers of that subtree (the tag that holds the limit and its descendants), lowest
+ * rank first, each asked for what is still missing, until the request fits; still over,
+ * it fails: mmt_malloc and the others run the OOM handler and abort with a line naming the
+ * tag, the limit and the request; mmt_try_malloc and the others return NULL, with no
+ * counter changed. "Above" is strict: in_use may reach the limit exactly.
+ *
+ * Exactness: with no other thread allocating at that moment, a limit is never exceeded by
+ * a byte; with threads allocating at once, by at most what the others have in flight.
+ * Far from a limit the check reads two shared words and writes none; within what the
+ * threads hold back of it (64 KiB per thread with tags, more for a thread in more than 16
+ * tags) each request sums the subtree over every thread, under the counters' lock.
+ *
+ * When the allocator underneath fails (the system is out of memory), every reclaimer runs
+ * and then mmt_trim, and the request is tried once more before it fails.
+ *
+ * No spiral: a request calls each reclaimer at most once; a reclaimer that freed nothing
+ * (by the measure, not its word) twice in a row is skipped by failing requests for
+ * MMT_RECLAIM_BACKOFF_S seconds; a thread inside a reclaimer starts no other reclaim (its
+ * allocations are admitted or refused, no more). Each reclaim is reported to the policy
+ * engines' logs: what was wanted and freed, by whom, and whether a reclaimer's word
+ * differed from the measure or it allocated more than it freed.
+ */
+#define MMT_RECLAIM_BACKOFF_S 1
+
+/* A reclaimer frees memory its part of the program can spare (drops cache entries, closes
+ * idle connections...) when asked for `wanted` bytes, and returns what it believes it
+ * freed. It runs on the thread that needs the memory, outside mmt's locks; it may free
+ * and allocate (its own allocations never start another reclaim). */
+typedef size_t (*mmt_reclaim_fn)(size_t wanted, void *arg);
+
+/* Registers a reclaimer for `tag`'s subtree, named `name` (1..63 bytes) in reports. Lower
+ * `rank` runs first (ranks may be negative; equal ranks, the older first). Returns an
+ * id > 0, MMT_EINVAL (NULL fn, NULL, empty or long name), MMT_ENOENT (unknown tag) or
+ * MMT_ENOMEM. */
+MMT_API int mmt_reclaimer_add(mmt_tag_t tag, const char *name, int rank, mmt_reclaim_fn fn,
+                              void *arg);
+
+/* Returns 0 or MMT_ENOENT. Once it returns, the reclaimer is not running and never runs
+ * again (it waits for calls under way on other threads: do not call it while holding
+ * what the reclaimer needs). Called by a reclaimer on itself, it returns 0 at once and
+ * takes effect when the reclaimer returns. */
+MMT_API int mmt_reclaimer_remove(int id);
+
+/* Runs the reclaimers of `tag`'s subtree in rank order until `wanted` bytes are freed,
+ * measured by the subtree's in_use; returns the bytes it fell by. Ignores the back-off.
+ * Returns 0 for an unknown tag, and inside a reclaimer (no nested reclaim). */
+MMT_API size_t mmt_reclaim(mmt_tag_t tag, size_t wanted);
+
+/* Sets the hard limit on `tag`'s subtree in_use (0: none). Returns 0 or MMT_ENOENT. A
+ * limit below the current in_use refuses growth until the subtree falls under it; it
+ * frees nothing by itself. */
+MMT_API int mmt_limit_set(mmt_tag_t tag, uint64_t bytes);
+
+/* The limit on `tag` (0: none, or an unknown tag). */
+MMT_API uint64_t mmt_limit_get(mmt_tag_t tag);
+
+/* Like mmt_malloc, mmt_calloc and mmt_realloc, but a failure (a limit, the system, a size
+ * too large, an overflowing count * size) returns NULL, after reclaiming, instead of
+ * aborting, and runs no OOM handler. mmt_try_realloc leaves ptr untouched on failure.
+ * A bad pointer still aborts. */
+MMT_API void *mmt_try_malloc(size_t size) MMT_ATTR_MALLOC MMT_ATTR_ALLOC_SIZE(1);
+MMT_API void *mmt_try_calloc(size_t count, size_t size) MMT_ATTR_MALLOC MMT_ATTR_ALLOC_SIZE2(1, 2);
+MMT_API void *mmt_try_realloc(void *ptr, size_t size) MMT_ATTR_WUR MMT_ATTR_ALLOC_SIZE(2);
+
+/* Gives free memory back to the system: glibc's malloc_trim, mimalloc's mi_collect,
+ * jemalloc's purge of every arena. Returns the drop in resident bytes it measured. */
+MMT_API size_t mmt_trim(void);
+
 /* ---- Listeners ----------------------------------------------------------------------- */
 
 /* A condition returns nonzero when it holds. Both callbacks run on the thread that

@@ -1,0 +1,402 @@
+/*
+ * Limits per tag, the reclaimers, mmt_reclaim, mmt_trim and the reclaim reports. See
+ * reclaim.h for the scheme.
+ */
+#include "reclaim.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backend.h"
+#include "mmt/memory.h"
+#include "oom.h"
+#include "sys.h"
+#include "tags.h"
+
+_Atomic unsigned mmt__limits_on;
+
+/* Serializes mmt_limit_set, so that mmt__limits_on counts the limits set. */
+static pthread_mutex_t limits_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* "64 MiB", "63.9 MiB", "512 bytes": a whole number of its unit without decimals. */
+static const char *human(uint64_t bytes, char *buf, size_t len)
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (bytes < 1024) {
+        snprintf(buf, len, "%llu bytes", (unsigned long long)bytes);
+        return buf;
+    }
+    unsigned u = 0;
+    uint64_t scale = 1024;
+    while (u + 1 < sizeof units / sizeof *units && bytes / scale >= 1024) {
+        scale *= 1024;
+        u++;
+    }
+    if (bytes % scale == 0) snprintf(buf, len, "%llu %s", (unsigned long long)(bytes / scale), units[u]);
+    else snprintf(buf, len, "%.1f %s", (double)bytes / (double)scale, units[u]);
+    return buf;
+}
+
+/* `tag "cache/pages"`, or `the process` for the root. */
+static const char *tag_words(unsigned tag, char *buf, size_t len)
+{
+    if (tag == MMT_TAG_ROOT) {
+        snprintf(buf, len, "the process");
+        return buf;
+    }
+    char path[256];
+    if (mmt_tag_path((mmt_tag_t)tag, path, sizeof path) < 0) snprintf(path, sizeof path, "#%u", tag);
+    snprintf(buf, len, "tag \"%s\"", path);
+    return buf;
+}
+
+int mmt_limit_set(mmt_tag_t tag, uint64_t bytes)
+{
+    if (!mmt__tag_exists(tag)) return MMT_ENOENT;
+    pthread_mutex_lock(&limits_lock);
+    bool had = mmt__tag_limit(tag) != 0;
+    mmt__tag_set_limit(tag, bytes);
+    if (!had && bytes) atomic_fetch_add_explicit(&mmt__limits_on, 1, memory_order_relaxed);
+    if (had && !bytes) atomic_fetch_sub_explicit(&mmt__limits_on, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&limits_lock);
+    return 0;
+}
+
+uint64_t mmt_limit_get(mmt_tag_t tag)
+{
+    return mmt__tag_exists(tag) ? mmt__tag_limit(tag) : 0;
+}
+
+/* ---- Reclaimers ------------------------------------------------------------------------ */
+
+typedef struct reclaimer {
+    struct reclaimer *next; /* the list, by rank then id: reclaim_lock */
+    int id, rank;
+    unsigned tag;
+    mmt_reclaim_fn fn;
+    void *arg;
+    unsigned running;    /* calls under way, on any thread */
+    bool removed;        /* out of the list; freed when its last call returns */
+    bool waited_for;     /* ... unless a remover waits for that: then the remover frees it */
+    unsigned empty;      /* calls in a row that freed nothing */
+    double skip_until;   /* the back-off: not run by a failing allocation before then */
+    char name[MMT_TAG_NAME_MAX + 1];
+} reclaimer_t;
+
+static pthread_mutex_t reclaim_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reclaim_idle = PTHREAD_COND_INITIALIZER;
+static reclaimer_t *reclaimers;
+static int last_id;
+
+/* The reclaimers running on this thread, innermost first, and whether it is inside a
+ * reclaim (then it starts no other). */
+typedef struct frame {
+    reclaimer_t *r;
+    struct frame *outer;
+} frame_t;
+static _Thread_local frame_t *tls_frames;
+static _Thread_local unsigned tls_reclaiming;
+
+static bool running_here(const reclaimer_t *r)
+{
+    for (const frame_t *f = tls_frames; f; f = f->outer)
+        if (f->r == r) return true;
+    return false;
+}
+
+int mmt_reclaimer_add(mmt_tag_t tag, const char *name, int rank, mmt_reclaim_fn fn, void *arg)
+{
+    if (!fn || !name || !*name || strlen(name) > MMT_TAG_NAME_MAX) return MMT_EINVAL;
+    if (!mmt__tag_exists(tag)) return MMT_ENOENT;
+    reclaimer_t *r = mmt__backend.calloc(1, sizeof *r);
+    if (!r) return MMT_ENOMEM;
+    *r = (reclaimer_t){.rank = rank, .tag = tag, .fn = fn, .arg = arg};
+    strcpy(r->name, name);
+    pthread_mutex_lock(&reclaim_lock);
+    if (last_id == INT_MAX) {
+        pthread_mutex_unlock(&reclaim_lock);
+        mmt__backend.free(r);
+        return MMT_ENOSPC;
+    }
+    r->id = ++last_id;
+    reclaimer_t **at = &reclaimers;
+    while (*at && (*at)->rank <= rank) at = &(*at)->next; /* after its equals: older first */
+    r->next = *at;
+    *at = r;
+    pthread_mutex_unlock(&reclaim_lock);
+    return r->id;
+}
+
+int mmt_reclaimer_remove(int id)
+{
+    pthread_mutex_lock(&reclaim_lock);
+    reclaimer_t **at = &reclaimers;
+    while (*at && (*at)->id != id) at = &(*at)->next;
+    reclaimer_t *r = *at;
+    if (!r) {
+        pthread_mutex_unlock(&reclaim_lock);
+        return MMT_ENOENT;
+    }
+    *at = r->next;
+    r->removed = true;
+    if (r->running == 0) {
+        mmt__backend.free(r);
+    } else if (!running_here(r)) {
+        /* Another thread runs it: once this returns, it must not be running. */
+        r->waited_for = true;
+        while (r->running > 0) pthread_cond_wait(&reclaim_idle, &reclaim_lock);
+        mmt__backend.free(r);
+    }
+    /* Else it removes itself: its last call's end frees it. */
+    pthread_mutex_unlock(&reclaim_lock);
+    return 0;
+}
+
+/* The first reclaimer after (rank, id) in the list's order whose tag is in `within`'s
+ * subtree and that is not backing off (unless `all`), marked running; or NULL. */
+static reclaimer_t *next_reclaimer(int *rank, int *id, bool first, unsigned within, bool all,
+                                   double now)
+{
+    pthread_mutex_lock(&reclaim_lock);
+    reclaimer_t *r = reclaimers;
+    for (; r; r = r->next) {
+        if (!first && (r->rank < *rank || (r->rank == *rank && r->id <= *id))) continue;
+        if (!mmt__tag_within(r->tag, within)) continue;
+        if (!all && now < r->skip_until) continue;
+        break;
+    }
+    if (r) {
+        r->running++;
+        *rank = r->rank;
+        *id = r->id;
+    }
+    pthread_mutex_unlock(&reclaim_lock);
+    return r;
+}
+
+/* A call of r returned, having freed `freed` bytes by the measure. True if r now backs
+ * off. */
+static bool reclaimer_done(reclaimer_t *r, int64_t freed, double now)
+{
+    bool backs_off = false;
+    pthread_mutex_lock(&reclaim_lock);
+    if (freed > 0) {
+        r->empty = 0;
+    } else if (++r->empty >= 2) {
+        r->skip_until = now + MMT_RECLAIM_BACKOFF_S;
+        backs_off = true;
+    }
+    if (--r->running == 0 && r->removed) {
+        if (r->waited_for) pthread_cond_broadcast(&reclaim_idle);
+        else mmt__backend.free(r);
+    }
+    pthread_mutex_unlock(&reclaim_lock);
+    return backs_off;
+}
+
+/* ---- Reports --------------------------------------------------------------------------- */
+
+#define REPORT_LEN 512
+
+static pthread_mutex_t reports_lock = PTHREAD_MUTEX_INITIALIZER;
+static char reports[MMT__RECLAIM_REPORTS][REPORT_LEN];
+static uint64_t reports_next;
+
+static void report(const char *line)
+{
+    pthread_mutex_lock(&reports_lock);
+    snprintf(reports[reports_next % MMT__RECLAIM_REPORTS], REPORT_LEN, "%s", line);
+    reports_next++;
+    pthread_mutex_unlock(&reports_lock);
+}
+
+uint64_t mmt__reclaim_reports_next(void)
+{
+    pthread_mutex_lock(&reports_lock);
+    uint64_t n = reports_next;
+    pthread_mutex_unlock(&reports_lock);
+    return n;
+}
+
+unsigned mmt__reclaim_reports(uint64_t *cursor, void (*fn)(const char *line, void *ud), void *ud)
+{
+    unsigned missed = 0;
+    for (;;) {
+        char line[REPORT_LEN];
+        pthread_mutex_lock(&reports_lock);
+        if (*cursor + MMT__RECLAIM_REPORTS < reports_next) {
+            missed += (unsigned)(reports_next - MMT__RECLAIM_REPORTS - *cursor);
+            *cursor = reports_next - MMT__RECLAIM_REPORTS;
+        }
+        bool more = *cursor < reports_next;
+        if (more) memcpy(line, reports[*cursor % MMT__RECLAIM_REPORTS], sizeof line);
+        pthread_mutex_unlock(&reports_lock);
+        if (!more) return missed;
+        ++*cursor;
+        fn(line, ud);
+    }
+}
+
+/* A report line under construction. */
+typedef struct line {
+    char text[REPORT_LEN];
+    size_t used;
+} line_t;
+
+static void add(line_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(line_t *l, const char *fmt, ...)
+{
+    if (l->used >= sizeof l->text - 1) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(l->text + l->used, sizeof l->text - l->used, fmt, ap);
+    va_end(ap);
+    if (n > 0) l->used += (size_t)n < sizeof l->text - l->used ? (size_t)n : sizeof l->text - 1 - l->used;
+}
+
+/* ---- Running a chain ------------------------------------------------------------------- */
+
+/*
+ * Runs the reclaimers of `within`'s subtree in order until the subtree's in_use is at most
+ * `target` (each asked for what is still missing), or, with no target (INT64_MIN), every
+ * one. `all`: the back-off does not apply. `for_what` names the reclaim in its report.
+ * Returns the bytes the subtree's in_use fell by (0 if it rose).
+ */
+static uint64_t run_chain(unsigned within, int64_t target, uint64_t wanted, bool all,
+                          const char *for_what)
+{
+    tls_reclaiming++;
+    double t0 = mmt__now();
+    int64_t start = mmt__tag_in_use(within), now = start;
+    line_t parts = {.used = 0};
+    unsigned ran = 0;
+    int rank = 0, id = 0;
+    while (target == INT64_MIN || now > target) {
+        reclaimer_t *r = next_reclaimer(&rank, &id, ran == 0, within, all, t0);
+        if (!r) break;
+        uint64_t ask = target == INT64_MIN ? wanted : (uint64_t)(now - target);
+        frame_t frame = {r, tls_frames};
+        tls_frames = &frame;
+        size_t said = r->fn((size_t)ask, r->arg);
+        tls_frames = frame.outer;
+        int64_t after = mmt__tag_in_use(within), freed = now - after;
+        now = after;
+        char a[32], b[32];
+        add(&parts, "%s%s ", ran ? ", " : "", r->name);
+        if (freed >= 0) add(&parts, "%s", human((uint64_t)freed, a, sizeof a));
+        else add(&parts, "allocated %s more than it freed", human((uint64_t)-freed, a, sizeof a));
+        if ((int64_t)said != freed && !(freed < 0 && said == 0))
+            add(&parts, " (said %s)", human(said, b, sizeof b));
+        ran++;
+        if (reclaimer_done(r, freed, mmt__now())) /* r may be gone now */
+            add(&parts, " (freed nothing twice in a row: skipped for %g s)",
+                (double)MMT_RECLAIM_BACKOFF_S);
+    }
+    uint64_t fell = start > now ? (uint64_t)(start - now) : 0;
+    char w[32], f[32];
+    line_t l = {.used = 0};
+    add(&l, "reclaim for %s: wanted %s, freed %s: %s, %.1f ms", for_what, human(wanted, w, sizeof w),
+        human(fell, f, sizeof f), ran ? parts.text : "no reclaimer ran", (mmt__now() - t0) * 1e3);
+    report(l.text);
+    tls_reclaiming--;
+    return fell;
+}
+
+size_t mmt_reclaim(mmt_tag_t tag, size_t wanted)
+{
+    if (!mmt__tag_exists(tag) || wanted == 0 || tls_reclaiming) return 0;
+    int64_t start = mmt__tag_in_use(tag);
+    int64_t target = wanted > (uint64_t)INT64_MAX ? INT64_MIN + 1 : start - (int64_t)wanted;
+    char what[300];
+    return run_chain(tag, target, wanted, true, tag_words(tag, what, sizeof what));
+}
+
+/* ---- Admission ------------------------------------------------------------------------- */
+
+static bool fits(unsigned tag, uint64_t size, int64_t limit)
+{
+    return mmt__tag_in_use(tag) <= limit - (int64_t)size;
+}
+
+static _Noreturn void refuse(const char *call, unsigned tag, uint64_t size, int64_t limit)
+{
+    char words[300], l[32], u[32], why[400];
+    int64_t in_use = mmt__tag_in_use(tag);
+    snprintf(why, sizeof why, "%s would exceed its limit of %s (in use %s)",
+             tag_words(tag, words, sizeof words), human((uint64_t)limit, l, sizeof l),
+             human(in_use > 0 ? (uint64_t)in_use : 0, u, sizeof u));
+    mmt__oom(call, size, why);
+}
+
+bool mmt__limit_admit(const char *call, unsigned tag, uint64_t size, bool try_)
+{
+    for (unsigned at = mmt__tag_limited_at(tag); at; at = mmt__tag_limited_above(at - 1)) {
+        unsigned a = at - 1;
+        uint64_t set = mmt__tag_limit(a);
+        if (!set) continue; /* removed meanwhile */
+        int64_t limit = set > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)set;
+        if (size <= (uint64_t)limit) {
+            int64_t slack, estimate = mmt__tag_estimate(a, &slack);
+            if (estimate <= limit - (int64_t)size - slack) continue; /* far from it */
+            if (fits(a, size, limit)) continue;
+            if (!tls_reclaiming) {
+                char what[300];
+                int64_t target = limit - (int64_t)size;
+                run_chain(a, target, (uint64_t)(mmt__tag_in_use(a) - target), false,
+                          tag_words(a, what, sizeof what));
+                if (fits(a, size, limit)) continue;
+            }
+        }
+        if (try_) return false;
+        refuse(call, a, size, limit);
+    }
+    return true;
+}
+
+bool mmt__reclaim_for_allocator(uint64_t size)
+{
+    if (tls_reclaiming) return false;
+    run_chain(MMT_TAG_ROOT, INT64_MIN, size, false, "the process (the allocator failed)");
+    mmt_trim();
+    return true;
+}
+
+/* ---- Trim ------------------------------------------------------------------------------ */
+
+size_t mmt_trim(void)
+{
+    double before = mmt__read_rss();
+    mmt__backend_trim();
+    double after = mmt__read_rss();
+    return before > after ? (size_t)(before - after) : 0;
+}
+
+/* ---- fork ------------------------------------------------------------------------------ */
+
+void mmt__limits_fork_prepare(void)
+{
+    pthread_mutex_lock(&limits_lock);
+    pthread_mutex_lock(&reclaim_lock);
+    pthread_mutex_lock(&reports_lock);
+}
+
+void mmt__limits_fork_parent(void)
+{
+    pthread_mutex_unlock(&reports_lock);
+    pthread_mutex_unlock(&reclaim_lock);
+    pthread_mutex_unlock(&limits_lock);
+}
+
+/* The child has only this thread: the calls under way are its own, and no one waits. */
+void mmt__limits_fork_child(void)
+{
+    for (reclaimer_t *r = reclaimers; r; r = r->next) {
+        r->running = 0;
+        for (const frame_t *f = tls_frames; f; f = f->outer) r->running += f->r == r;
+    }
+    pthread_cond_init(&reclaim_idle, NULL);
+    mmt__limits_fork_parent();
+}

@@ -1,0 +1,68 @@
+/*
+ * Limits and reclaimers (the API is in mmt/memory.h).
+ *
+ * Admission. While no limit is set, an allocation pays one load and test of
+ * mmt__limits_on. Once one is, each allocation (and each realloc's growth) asks
+ * mmt__limit_admit before it calls the allocator underneath, for its tag and each tag above
+ * it that has a limit. The test is Linux's percpu_counter_compare: the subtree's estimate
+ * (tags.h; the process's for the root) plus what the threads may hold back from it plus
+ * the request, against the limit. Below it, nothing is summed and nothing shared is
+ * written. Within reach of the limit the subtree's in_use is summed exactly over every
+ * thread (mmt__tag_in_use), and the request fits if that sum plus the request is at most
+ * the limit. Admission comes before counting, so with no other thread allocating the
+ * limit holds to the byte; threads admitted at once may each pass on a sum that lacks the
+ * others' requests, so the excess is at most what they have in flight.
+ *
+ * Reclaim. A request that does not fit runs the reclaimers registered in the limited
+ * subtree, lowest rank first (then oldest first), each asked for what is still missing
+ * and measured by the subtree's exact in_use before and after; it stops as soon as the
+ * request fits. Each runs at most once per request; one that freed nothing twice in a row
+ * is skipped for MMT_RECLAIM_BACKOFF_S seconds (not by mmt_reclaim). A thread inside a
+ * reclaim starts no other: its own allocations are admitted or refused, no more. The
+ * reclaimers run on the requesting thread with no lock of mmt's held.
+ *
+ * Reports. Each reclaim writes a line into a ring of the last MMT__RECLAIM_REPORTS, from
+ * which each policy engine takes them into its log (it cannot be called from inside an
+ * allocation: that thread may hold the engine's locks).
+ */
+#ifndef MMT_CORE_RECLAIM_H
+#define MMT_CORE_RECLAIM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "counters.h"
+
+/* How many limits are set: nonzero sends every allocation to mmt__limit_admit. */
+extern _Atomic unsigned mmt__limits_on;
+
+static inline bool mmt__limits_set(void)
+{
+    return MMT__UNLIKELY(atomic_load_explicit(&mmt__limits_on, memory_order_relaxed) != 0);
+}
+
+/* May `size` more bytes be counted in `tag`? Reclaims first if need be. True: go on.
+ * Refused: false if `try_`, else the abort of a failed allocation naming `call`, the tag
+ * that holds the limit, the limit and the request. */
+bool mmt__limit_admit(const char *call, unsigned tag, uint64_t size, bool try_);
+
+/* The allocator underneath failed a request of `size` bytes: runs every reclaimer (those
+ * backing off excepted) and mmt_trim. True if the caller should try once more (false
+ * inside a reclaim). */
+bool mmt__reclaim_for_allocator(uint64_t size);
+
+/* The reclaim reports (see above). *cursor is the next report the reader wants (start it
+ * at mmt__reclaim_reports_next()); fn gets each report after it, oldest first, outside
+ * any lock. Returns how many the reader missed (overwritten before it came). */
+#define MMT__RECLAIM_REPORTS 64
+uint64_t mmt__reclaim_reports_next(void);
+unsigned mmt__reclaim_reports(uint64_t *cursor, void (*fn)(const char *line, void *ud), void *ud);
+
+/* fork: the reclaimer list's and the reports' locks. */
+void mmt__limits_fork_prepare(void);
+void mmt__limits_fork_parent(void);
+void mmt__limits_fork_child(void);
+
+#endif
