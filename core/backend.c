@@ -108,11 +108,11 @@ void mmt__backend_trim(void)
     mi_collect(true);
 }
 #elif defined(MMT_BACKEND_JEMALLOC)
-#define MMT__STR(x) #x
-#define MMT__XSTR(x) MMT__STR(x)
+#define TRIM_STR(x) #x
+#define TRIM_XSTR(x) TRIM_STR(x)
 void mmt__backend_trim(void)
 {
-    mallctl("arena." MMT__XSTR(MALLCTL_ARENAS_ALL) ".purge", NULL, NULL, NULL, 0);
+    mallctl("arena." TRIM_XSTR(MALLCTL_ARENAS_ALL) ".purge", NULL, NULL, NULL, 0);
 }
 #else
 #include <malloc.h>

@@ -179,10 +179,16 @@ static void retire_locked(mmt__slot_t *s, bool dead)
 }
 
 /* Runs on the exiting thread (a pthread key destructor). Its later allocations (from other
- * destructors) go to the shared slot. */
+ * destructors) go to the shared slot.
+ *
+ * The key's value may be stale: in a fork child, a thread made on the stack of a thread
+ * that died in the fork can start with that thread's value, which is the address of its
+ * own slot (the same place in the same static TLS), though it never registered. Only a
+ * registered slot of this very thread is retired. */
 static void retire_slot(void *arg)
 {
     mmt__slot_t *s = arg;
+    if (s != &mmt__tls || !s->registered) return;
     fold(s); /* no checkpoint: user code should not run in a dying thread */
     pthread_mutex_lock(&registry_lock);
     retire_locked(s, false);
