@@ -35,9 +35,16 @@ static const char *human(uint64_t bytes, char *buf, size_t len)
         scale *= 1024;
         u++;
     }
-    if (bytes % scale == 0) snprintf(buf, len, "%llu %s", (unsigned long long)(bytes / scale), units[u]);
-    else snprintf(buf, len, "%.1f %s", (double)bytes / (double)scale, units[u]);
-    return buf;
+    if (bytes % scale == 0) {
+        snprintf(buf, len, "%llu %s", (unsigned long long)(bytes / scale), units[u]);
+        return buf;
+    }
+    /* One decimal, or more where one would read as a whole number ("63.98", not "64.0"). */
+    for (int digits = 1;; digits++) {
+        snprintf(buf, len, "%.*f %s", digits, (double)bytes / (double)scale, units[u]);
+        const char *dot = strchr(buf, '.');
+        if (digits == 3 || strspn(dot + 1, "0") < (size_t)digits) return buf;
+    }
 }
 
 /* `tag "cache/pages"`, or `the process` for the root. */
