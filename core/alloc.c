@@ -198,7 +198,9 @@ static ALLOCATOR void *failed(const char *call, size_t size, const char *why, bo
 static __attribute__((noinline)) bool admit(const char *call, uint64_t tag_bits, uint64_t size,
                                             bool try_)
 {
-    return mmt__limit_admit(call, (unsigned)(tag_bits_of(tag_bits) >> MMT__TAG_SHIFT), size, try_);
+    unsigned tag = (unsigned)(tag_bits_of(tag_bits) >> MMT__TAG_SHIFT);
+    if (MMT__LIKELY(mmt__tags_far_from_limits(tag, size))) return true;
+    return mmt__limit_admit(call, tag, size, try_);
 }
 
 /* The allocator failed `n` bytes: once the reclaimers and a trim have run, once more. */

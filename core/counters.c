@@ -26,7 +26,7 @@ alignas(MMT__CACHE_LINE) _Thread_local mmt__slot_t mmt__tls
     __attribute__((tls_model("initial-exec"))) = {UNREGISTERED};
 
 /* Written at folds only (once per window of net movement per thread). */
-alignas(MMT__CACHE_LINE) static _Atomic int64_t published;
+alignas(MMT__CACHE_LINE) _Atomic int64_t mmt__estimate;
 alignas(MMT__CACHE_LINE) static _Atomic uint64_t peak;
 
 /* Walks of the summed fields (fields.h), each expanding FIELD(name), which the caller
@@ -61,7 +61,7 @@ static struct {
     MMT__MEMINFO_FIELDS(RETIRED_FIELD)
 } retired;
 /* Threads with a slot: read at every fold (for the window), written under registry_lock. */
-static _Atomic unsigned live_count;
+_Atomic unsigned mmt__live_count;
 
 static void sum_locked(mmt_meminfo_t *out, int64_t *estimate);
 
@@ -85,7 +85,7 @@ static void raise_peak(int64_t candidate)
  * estimate. */
 static int64_t publish(int64_t delta, int64_t rise)
 {
-    int64_t before = atomic_fetch_add_explicit(&published, delta, memory_order_release);
+    int64_t before = atomic_fetch_add_explicit(&mmt__estimate, delta, memory_order_release);
     raise_peak(before + rise);
     return before + delta;
 }
@@ -119,7 +119,7 @@ static void set_marks(mmt__slot_t *s)
     int64_t w = MMT__WINDOW_MAX;
     int64_t up = INT64_MAX, down = INT64_MAX;
     if (d > 0) {
-        unsigned n = atomic_load_explicit(&live_count, memory_order_relaxed);
+        unsigned n = atomic_load_explicit(&mmt__live_count, memory_order_relaxed);
         w = d / (n ? n : 1);
         if (w < MMT__WINDOW_MIN) w = MMT__WINDOW_MIN;
         if (w > MMT__WINDOW_MAX) w = MMT__WINDOW_MAX;
@@ -145,10 +145,6 @@ void mmt__counters_flush(void)
     set_marks(s);
 }
 
-int64_t mmt__published(void)
-{
-    return atomic_load_explicit(&published, memory_order_relaxed);
-}
 
 /* ---- Registration and retirement ------------------------------------------------------ */
 
@@ -174,7 +170,7 @@ static void retire_locked(mmt__slot_t *s, bool dead)
     s->next = NULL;
     s->registered = false;
     atomic_store_explicit(&s->c.base, 0, memory_order_relaxed);
-    atomic_store_explicit(&live_count, atomic_load_explicit(&live_count, memory_order_relaxed) - 1,
+    atomic_store_explicit(&mmt__live_count, atomic_load_explicit(&mmt__live_count, memory_order_relaxed) - 1,
                           memory_order_relaxed);
 }
 
@@ -219,7 +215,7 @@ static bool attach(mmt__slot_t *s)
     live_slots = s;
     s->registered = true;
     registrations++;
-    atomic_store_explicit(&live_count, atomic_load_explicit(&live_count, memory_order_relaxed) + 1,
+    atomic_store_explicit(&mmt__live_count, atomic_load_explicit(&mmt__live_count, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     pthread_mutex_unlock(&registry_lock);
     return true;
@@ -288,10 +284,6 @@ unsigned long mmt__registrations(void)
     return n;
 }
 
-unsigned mmt__threads_counted(void)
-{
-    return atomic_load_explicit(&live_count, memory_order_relaxed);
-}
 
 /* ---- fork ------------------------------------------------------------------------------- */
 
@@ -329,7 +321,7 @@ void mmt__counters_fork_child(void)
     sum_locked(&m, &estimate);
     mmt__slot_t *own = &mmt__tls;
     int64_t own_pending = own->registered ? mmt__net(&own->c) - atomic_load(&own->c.base) : 0;
-    atomic_store_explicit(&published, (int64_t)m.in_use - own_pending, memory_order_relaxed);
+    atomic_store_explicit(&mmt__estimate, (int64_t)m.in_use - own_pending, memory_order_relaxed);
     pthread_mutex_unlock(&registry_lock);
     mmt__counters_flush(); /* this thread's window, with the child's thread count */
 }
@@ -374,7 +366,7 @@ static void sum_locked(mmt_meminfo_t *out, int64_t *estimate)
     for (int attempt = 0;; attempt++) {
         /* Acquire: a fold's base store comes before its add (release), so a slot read
          * after this never counts a folded movement twice. */
-        int64_t est = atomic_load_explicit(&published, memory_order_acquire);
+        int64_t est = atomic_load_explicit(&mmt__estimate, memory_order_acquire);
         dip = 0;
 #define FIELD(name) m.name = retired.name + acquire(&shared_slot.c.name);
         FOR_SUMMED_FIRST

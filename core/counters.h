@@ -230,8 +230,15 @@ static inline void mmt__count_grow(uint64_t n)
  * checkpoint, and when the checkpoint distance changes). No checkpoint runs. */
 void mmt__counters_flush(void);
 
-/* The process-wide in_use estimate (exact in a single thread right after a fold). */
-int64_t mmt__published(void);
+/* The process-wide in_use estimate (exact in a single thread right after a fold), written
+ * at folds; and the number of threads with a slot, written under the registry lock. */
+extern _Atomic int64_t mmt__estimate;
+extern _Atomic unsigned mmt__live_count;
+
+static inline int64_t mmt__published(void)
+{
+    return atomic_load_explicit(&mmt__estimate, memory_order_relaxed);
+}
 
 /* Starts peak again from in_use, for a process that counts its own figures from now: a
  * forked child under the preload library, called from its fork handler (one thread, its
@@ -245,7 +252,10 @@ void mmt__counters_restart_peak(void);
 bool mmt__meminfo_try(mmt_meminfo_t *info);
 
 /* Threads with a slot now, and slot registrations ever (a thread registers at most once). */
-unsigned mmt__threads_counted(void);
+static inline unsigned mmt__threads_counted(void)
+{
+    return atomic_load_explicit(&mmt__live_count, memory_order_relaxed);
+}
 unsigned long mmt__registrations(void);
 
 /* The registry, for tags.c: locks it and returns the first live slot (the list is linked

@@ -16,14 +16,9 @@ typedef struct tag {
     mmt_tag_t parent;
     /* The children, oldest first: tags_lock. */
     mmt_tag_t first_child, last_child, next_sibling;
-    _Atomic int64_t published; /* the subtree's in_use as of the folds */
     _Atomic uint64_t peak;     /* the subtree's */
     mmt__counts_t gone;        /* counts of threads with no table (fields only) */
     int64_t child_net, child_pending; /* a fork child's sums: it may not allocate */
-    _Atomic uint64_t limit;    /* the subtree's hard limit, 0 for none (reclaim.c) */
-    /* 1 + the id of the nearest tag at or above this one with a limit, 0 for none: set
-     * under tags_lock, for every tag at once when a limit changes. */
-    _Atomic unsigned limit_at;
 } tag_t;
 
 /* tags[id] is set before count is raised past id (release), and never changes after. */
@@ -32,11 +27,22 @@ static tag_t *tags[MMT_TAGS_MAX + 1] = {&root_tag};
 static _Atomic unsigned count = 1;
 static pthread_mutex_t tags_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Limits (reclaim.c), flat by id: read at every allocation while any is set, with no
+ * pointer to chase. mmt__limit_of is a subtree's hard limit, 0 for none; mmt__limited_at is 1 + the
+ * id of the nearest tag at or above a tag that has one, limited_above the same strictly
+ * above it, 0 for none. Written under tags_lock, for every tag at once when a limit
+ * changes, and for a new tag before it is published. */
+_Atomic uint64_t mmt__limit_of[MMT_TAGS_MAX + 1];
+_Atomic uint16_t mmt__limited_at[MMT_TAGS_MAX + 1], mmt__limited_above[MMT_TAGS_MAX + 1];
+
+/* Each subtree's in_use as of the folds (the root's is the process's, counters.c). */
+_Atomic int64_t mmt__tag_estimates[MMT_TAGS_MAX + 1];
+
 /* What the live tables may hold back from the tags' estimates, in all: each holds back at
  * most one window per tag it counts in (tags.h), so MMT__TAG_WINDOW until it counts in
  * more than MMT__TAG_WINDOW / MMT__TAG_WINDOW_MIN tags, MMT__TAG_WINDOW_MIN per tag after.
  * Raised when a table is made or counts in one more tag, lowered when it is retired. */
-static _Atomic int64_t held_back;
+_Atomic int64_t mmt__tags_held_back;
 
 static int64_t table_hold(const mmt__tag_table_t *t)
 {
@@ -66,7 +72,7 @@ static void raise_peak(_Atomic uint64_t *peak, int64_t candidate)
 static void publish(unsigned tag, int64_t delta, int64_t rise)
 {
     for (unsigned t = tag; t != MMT_TAG_ROOT; t = tags[t]->parent) {
-        int64_t before = atomic_fetch_add_explicit(&tags[t]->published, delta, memory_order_release);
+        int64_t before = atomic_fetch_add_explicit(&mmt__tag_estimates[t], delta, memory_order_release);
         raise_peak(&tags[t]->peak, before + rise);
     }
 }
@@ -124,7 +130,7 @@ void mmt__tag_fold(mmt__counts_t *c, unsigned tag)
     if (first) {
         int64_t hold = table_hold(t);
         t->touched++;
-        atomic_fetch_add_explicit(&held_back, table_hold(t) - hold, memory_order_relaxed);
+        atomic_fetch_add_explicit(&mmt__tags_held_back, table_hold(t) - hold, memory_order_relaxed);
     }
     fold_counts(t, c, tag);
     if (first) narrow(t);
@@ -161,7 +167,7 @@ static __attribute__((noinline)) mmt__counts_t *make(mmt__slot_t *s, unsigned ta
     if (!t) {
         t = mmt__backend.calloc(1, sizeof *t);
         if (!t) return NULL;
-        atomic_fetch_add_explicit(&held_back, table_hold(t), memory_order_relaxed);
+        atomic_fetch_add_explicit(&mmt__tags_held_back, table_hold(t), memory_order_relaxed);
         atomic_store_explicit(&s->tags, t, memory_order_release);
     }
     mmt__counts_t *chunk = mmt__backend.calloc(MMT__TAG_CHUNK, sizeof *chunk);
@@ -240,7 +246,7 @@ void mmt__tags_retire_locked(mmt__slot_t *s, bool dead)
         if (!dead) mmt__backend.free(chunk);
     }
     atomic_store_explicit(&s->tags, NULL, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&held_back, table_hold(t), memory_order_relaxed);
+    atomic_fetch_sub_explicit(&mmt__tags_held_back, table_hold(t), memory_order_relaxed);
     s->cur = NULL;
     /* A fork child's handler does not call the allocator, whose locks the child's own
      * handlers may not have reset yet: a dead thread's table stays, unreachable. */
@@ -289,7 +295,7 @@ static void sum_own(mmt__slot_t *slots, unsigned n, sums_t *own, uint64_t *again
         /* Acquire, and first: a fold's base store comes before its add (release), so the
          * counts read after it never hold a folded movement twice. */
         for (unsigned tag = 1; tag < n; tag++)
-            own[tag].published = atomic_load_explicit(&tags[tag]->published, memory_order_acquire);
+            own[tag].published = atomic_load_explicit(&mmt__tag_estimates[tag], memory_order_acquire);
         SUM_FIELD(slots, n, own, freed);
         SUM_FIELD(slots, n, own, frees);
         SUM_FIELD(slots, n, own, allocated);
@@ -383,9 +389,9 @@ void mmt__tags_fork_child_locked(mmt__slot_t *slots)
             tags[g->parent]->child_net += g->child_net;
             tags[g->parent]->child_pending += g->child_pending;
         }
-        atomic_store_explicit(&g->published, g->child_net - g->child_pending, memory_order_relaxed);
+        atomic_store_explicit(&mmt__tag_estimates[tag], g->child_net - g->child_pending, memory_order_relaxed);
     }
-    atomic_store_explicit(&held_back, hold, memory_order_relaxed);
+    atomic_store_explicit(&mmt__tags_held_back, hold, memory_order_relaxed);
 }
 
 int mmt__tags_read(mmt__tag_reading_t **out, unsigned *n_out)
@@ -498,8 +504,10 @@ int mmt_tag_new(const char *name, mmt_tag_t parent)
     }
     memcpy(t->name, name, len + 1);
     t->parent = parent;
-    atomic_store_explicit(&t->limit_at, atomic_load_explicit(&tags[parent]->limit_at, memory_order_relaxed),
-                          memory_order_relaxed);
+    uint16_t above = atomic_load_explicit(&mmt__limited_at[parent], memory_order_relaxed);
+    atomic_store_explicit(&mmt__limit_of[id], 0, memory_order_relaxed);
+    atomic_store_explicit(&mmt__limited_at[id], above, memory_order_relaxed);
+    atomic_store_explicit(&mmt__limited_above[id], above, memory_order_relaxed);
     tags[id] = t;
     if (tags[parent]->last_child) tags[tags[parent]->last_child]->next_sibling = (mmt_tag_t)id;
     else tags[parent]->first_child = (mmt_tag_t)id;
@@ -575,30 +583,31 @@ int mmt_tag_path(mmt_tag_t tag, char *buf, size_t len)
 void mmt__tag_set_limit(unsigned tag, uint64_t bytes)
 {
     pthread_mutex_lock(&tags_lock);
-    atomic_store_explicit(&tags[tag]->limit, bytes, memory_order_relaxed);
+    atomic_store_explicit(&mmt__limit_of[tag], bytes, memory_order_relaxed);
     /* A parent has a lower id than its children: one pass in id order. */
     unsigned n = atomic_load_explicit(&count, memory_order_relaxed);
     for (unsigned t = 0; t < n; t++) {
-        unsigned above = t == MMT_TAG_ROOT ? 0 : atomic_load_explicit(&tags[tags[t]->parent]->limit_at, memory_order_relaxed);
-        unsigned at = atomic_load_explicit(&tags[t]->limit, memory_order_relaxed) ? t + 1 : above;
-        atomic_store_explicit(&tags[t]->limit_at, at, memory_order_relaxed);
+        uint16_t above = t == MMT_TAG_ROOT ? 0 : atomic_load_explicit(&mmt__limited_at[tags[t]->parent], memory_order_relaxed);
+        uint16_t at = atomic_load_explicit(&mmt__limit_of[t], memory_order_relaxed) ? (uint16_t)(t + 1) : above;
+        atomic_store_explicit(&mmt__limited_above[t], above, memory_order_relaxed);
+        atomic_store_explicit(&mmt__limited_at[t], at, memory_order_relaxed);
     }
     pthread_mutex_unlock(&tags_lock);
 }
 
 uint64_t mmt__tag_limit(unsigned tag)
 {
-    return atomic_load_explicit(&tags[tag]->limit, memory_order_relaxed);
+    return atomic_load_explicit(&mmt__limit_of[tag], memory_order_relaxed);
 }
 
 unsigned mmt__tag_limited_at(unsigned tag)
 {
-    return atomic_load_explicit(&tags[tag]->limit_at, memory_order_relaxed);
+    return atomic_load_explicit(&mmt__limited_at[tag], memory_order_relaxed);
 }
 
 unsigned mmt__tag_limited_above(unsigned tag)
 {
-    return tag == MMT_TAG_ROOT ? 0 : mmt__tag_limited_at(tags[tag]->parent);
+    return atomic_load_explicit(&mmt__limited_above[tag], memory_order_relaxed);
 }
 
 int64_t mmt__tag_estimate(unsigned tag, int64_t *slack)
@@ -607,8 +616,8 @@ int64_t mmt__tag_estimate(unsigned tag, int64_t *slack)
         *slack = (int64_t)mmt__threads_counted() * MMT__WINDOW_MAX;
         return mmt__published();
     }
-    *slack = atomic_load_explicit(&held_back, memory_order_relaxed);
-    return atomic_load_explicit(&tags[tag]->published, memory_order_relaxed);
+    *slack = atomic_load_explicit(&mmt__tags_held_back, memory_order_relaxed);
+    return atomic_load_explicit(&mmt__tag_estimates[tag], memory_order_relaxed);
 }
 
 bool mmt__tag_within(unsigned tag, unsigned ancestor)

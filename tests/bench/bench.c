@@ -21,6 +21,9 @@
  *           inline (as a wrapper in another file would be)
  *   tagged  mmt with a current tag set (a tag under the root): every block of the run is
  *           counted in the tag as well as for the process
+ *   limits  tagged, with limits set far away on that tag and on the process (1 TiB each):
+ *           every allocation is admitted against both estimates (set by the main thread
+ *           before the run, lifted after it, so that no other variant pays for them)
  *
  * Method. The host's speed swings by a quarter in phases of 0.1-0.2 s, so a run is short
  * (a few ms) and timed by the CPU time of the thread that runs it (each worker times its
@@ -314,10 +317,11 @@ TAGGED(grow)
 TAGGED(pairs)
 
 enum { W_CHURN, W_GROW, W_PAIRS, WORKLOADS_N };
-enum { V_LIBC, V_PLAIN, V_MMT, V_POLICY, V_PEER, V_TAGGED, VARIANTS_MAX };
+enum { V_LIBC, V_PLAIN, V_MMT, V_POLICY, V_PEER, V_TAGGED, V_LIMITS, VARIANTS_MAX };
 
 static const char *const workload_names[WORKLOADS_N] = {"churn", "grow", "pairs"};
-static const char *variant_names[VARIANTS_MAX] = {"libc", "(none)", "mmt", "policy", "peer", "tagged"};
+static const char *variant_names[VARIANTS_MAX] = {"libc", "(none)", "mmt",   "policy",
+                                                  "peer", "tagged", "limits"};
 static const workload_fn functions[VARIANTS_MAX][WORKLOADS_N] = {
     {libc_churn, libc_grow, libc_pairs},
 #if HAVE_PLAIN
@@ -329,6 +333,7 @@ static const workload_fn functions[VARIANTS_MAX][WORKLOADS_N] = {
     {mmt_churn, mmt_grow, mmt_pairs}, /* with the engine loaded */
     {peer_churn, peer_grow, peer_pairs},
     {tagged_churn, tagged_grow, tagged_pairs},
+    {tagged_churn, tagged_grow, tagged_pairs}, /* with the limits set */
 };
 
 /* The variants of this build, in table order, and the baselines among them (indices of
@@ -491,8 +496,17 @@ static double run_once(int v, int w, int threads, long ops, uint64_t seed)
         jobs[i].pair = threads == 2 ? &pair : NULL;
     }
     active = threads;
+    const uint64_t far = (uint64_t)1 << 40;
+    if (v == V_LIMITS) {
+        mmt_limit_set(bench_tag, far);
+        mmt_limit_set(MMT_TAG_ROOT, far);
+    }
     pthread_barrier_wait(&go);
     pthread_barrier_wait(&done);
+    if (v == V_LIMITS) {
+        mmt_limit_set(bench_tag, 0);
+        mmt_limit_set(MMT_TAG_ROOT, 0);
+    }
     mmt_policy_free(engine);
     double cpu = 0;
     for (int i = 0; i < threads; i++) cpu += jobs[i].cpu;

@@ -9,7 +9,7 @@
 #
 #   tests/bench/callgrind.sh [BUILD_DIR] [OPS_BIG] [OPS_SMALL]   (build/release, 200000, 20000)
 #
-# Variants: libc, mmt, tagged and peer, and the allocator mmt is built over when it is not glibc;
+# Variants: libc, mmt, tagged, limits and peer, and the allocator mmt is built over when it is not glibc;
 # the last columns are what mmt and the peer add to the allocator they sit on.
 set -eu
 dir=${1:-build/release}
@@ -24,10 +24,10 @@ command -v valgrind > /dev/null || { echo "callgrind: valgrind is not installed"
 # one the build names besides libc, mmt, policy and peer.
 base=libc
 for v in $("$bench" --variants); do
-    case $v in libc | mmt | policy | peer | tagged) ;; *) base=$v ;; esac
+    case $v in libc | mmt | policy | peer | tagged | limits) ;; *) base=$v ;; esac
 done
-variants=(libc mmt tagged peer)
-[ "$base" = libc ] || variants=(libc "$base" mmt tagged peer)
+variants=(libc mmt tagged limits peer)
+[ "$base" = libc ] || variants=(libc "$base" mmt tagged limits peer)
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
