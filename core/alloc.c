@@ -193,14 +193,23 @@ static ALLOCATOR void *failed(const char *call, size_t size, const char *why, bo
     mmt__oom(call, size, why);
 }
 
-/* Admission of `size` more bytes in the tag of `tag_bits` (or the current one) while
- * limits are set (reclaim.h). Out of line: the path without limits pays one test. */
-static __attribute__((noinline)) bool admit(const char *call, uint64_t tag_bits, uint64_t size,
-                                            bool try_)
+/* While limits are set (reclaim.h): 0 if `size` more bytes in the tag of `tag_bits` (or
+ * the current one) are far from every limit, else 1 + the tag, which mmt__limit_admit
+ * must decide on. Out of line, and with no more arguments than it needs: the path
+ * without limits pays one test, the path far from them one call. */
+static __attribute__((noinline)) unsigned near_limit(uint64_t tag_bits, uint64_t size)
 {
     unsigned tag = (unsigned)(tag_bits_of(tag_bits) >> MMT__TAG_SHIFT);
-    if (MMT__LIKELY(mmt__tags_far_from_limits(tag, size))) return true;
-    return mmt__limit_admit(call, tag, size, try_);
+    return mmt__tags_far_from_limits(tag, size) ? 0 : tag + 1;
+}
+
+/* Admission of `size` more bytes (see near_limit): false if refused (only with try_). */
+#define ADMITTED(call, tag_bits, size, try_)                                                \
+    (!mmt__limits_set() || admitted((call), near_limit((tag_bits), (size)), (size), (try_)))
+
+static ALLOCATOR bool admitted(const char *call, unsigned near, uint64_t size, bool try_)
+{
+    return MMT__LIKELY(near == 0) || mmt__limit_admit(call, near - 1, size, try_);
 }
 
 /* The allocator failed `n` bytes: once the reclaimers and a trim have run, once more. */
@@ -214,7 +223,7 @@ static __attribute__((noinline)) void *malloc_again(size_t n, bool zero)
 static ALLOCATOR void *malloc_tagged(const char *call, size_t size, uint64_t tag_bits, bool try_)
 {
     if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) return failed(call, size, "size too large", try_);
-    if (mmt__limits_set() && !admit(call, tag_bits, size, try_)) return NULL;
+    if (!ADMITTED(call, tag_bits, size, try_)) return NULL;
     header_t *h = mmt__backend.malloc(size + MMT_HEADER_SIZE);
     if (MMT__UNLIKELY(!h) && !(h = malloc_again(size + MMT_HEADER_SIZE, false)))
         return failed(call, size, "out of memory", try_);
@@ -240,7 +249,7 @@ static ALLOCATOR void *calloc_tagged(const char *call, size_t count, size_t size
         mmt__oom_overflow(call, count, size);
     }
     if (MMT__UNLIKELY(total > MMT_MAX_SIZE)) return failed(call, total, "size too large", try_);
-    if (mmt__limits_set() && !admit(call, tag_bits, total, try_)) return NULL;
+    if (!ADMITTED(call, tag_bits, total, try_)) return NULL;
     header_t *h;
     if (total <= mmt__backend.small_calloc) { /* see backend.h */
         h = mmt__backend.malloc(total + MMT_HEADER_SIZE);
@@ -304,7 +313,8 @@ static __attribute__((noinline)) void *realloc_slow(const char *call, void *ptr,
 {
     uint64_t word = h->word, old = word & MMT__SIZE_MASK;
     unsigned tag = known_tag(call, ptr, word);
-    if (mmt__limits_set() && size > old && !mmt__limit_admit(call, tag, size - old, try_))
+    if (mmt__limits_set() && size > old && !mmt__tags_far_from_limits(tag, size - old) &&
+        !mmt__limit_admit(call, tag, size - old, try_))
         return NULL;
     header_t *nh;
     if (raw != (void *)h) {
@@ -348,7 +358,7 @@ static ALLOCATOR void *realloc_any(const char *call, void *ptr, size_t size, boo
     uint64_t old = h->word;
     if (MMT__UNLIKELY(raw != (void *)h || old > MMT__SIZE_MASK))
         return realloc_slow(call, ptr, h, raw, size, try_);
-    if (mmt__limits_set() && size > old && !admit(call, 0, size - old, try_)) return NULL;
+    if (size > old && !ADMITTED(call, 0, size - old, try_)) return NULL;
     mmt__slot_t *s = mmt__realloc_begin(size, old); /* for a fork meanwhile (counters.h) */
     header_t *nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
     if (MMT__UNLIKELY(!nh)) {
@@ -464,7 +474,7 @@ void *mmt_aligned_alloc(size_t alignment, size_t size)
     if (MMT__UNLIKELY(alignment > MMT_MAX_SIZE - ALIGNED_PREFIX ||
                       size > MMT_MAX_SIZE - ALIGNED_PREFIX - alignment))
         aligned_alloc_failed(alignment, size, "size too large");
-    if (mmt__limits_set()) admit("mmt_aligned_alloc", CURRENT, size, false);
+    (void)ADMITTED("mmt_aligned_alloc", CURRENT, size, false); /* or aborts */
     char *raw = mmt__backend.malloc(size + ALIGNED_PREFIX + alignment);
     if (MMT__UNLIKELY(!raw) && !(raw = malloc_again(size + ALIGNED_PREFIX + alignment, false)))
         aligned_alloc_failed(alignment, size, "out of memory");

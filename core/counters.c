@@ -26,7 +26,9 @@ alignas(MMT__CACHE_LINE) _Thread_local mmt__slot_t mmt__tls
     __attribute__((tls_model("initial-exec"))) = {UNREGISTERED};
 
 /* Written at folds only (once per window of net movement per thread). */
-alignas(MMT__CACHE_LINE) _Atomic int64_t mmt__estimate;
+/* The estimates of the process ([0]) and of each tag's subtree (tags.c): in one array, so
+ * that a limit's test reads either the same way. */
+alignas(MMT__CACHE_LINE) _Atomic int64_t mmt__estimates[MMT_TAGS_MAX + 1];
 alignas(MMT__CACHE_LINE) static _Atomic uint64_t peak;
 
 /* Walks of the summed fields (fields.h), each expanding FIELD(name), which the caller
@@ -85,7 +87,7 @@ static void raise_peak(int64_t candidate)
  * estimate. */
 static int64_t publish(int64_t delta, int64_t rise)
 {
-    int64_t before = atomic_fetch_add_explicit(&mmt__estimate, delta, memory_order_release);
+    int64_t before = atomic_fetch_add_explicit(&mmt__estimates[0], delta, memory_order_release);
     raise_peak(before + rise);
     return before + delta;
 }
@@ -321,7 +323,7 @@ void mmt__counters_fork_child(void)
     sum_locked(&m, &estimate);
     mmt__slot_t *own = &mmt__tls;
     int64_t own_pending = own->registered ? mmt__net(&own->c) - atomic_load(&own->c.base) : 0;
-    atomic_store_explicit(&mmt__estimate, (int64_t)m.in_use - own_pending, memory_order_relaxed);
+    atomic_store_explicit(&mmt__estimates[0], (int64_t)m.in_use - own_pending, memory_order_relaxed);
     pthread_mutex_unlock(&registry_lock);
     mmt__counters_flush(); /* this thread's window, with the child's thread count */
 }
@@ -366,7 +368,7 @@ static void sum_locked(mmt_meminfo_t *out, int64_t *estimate)
     for (int attempt = 0;; attempt++) {
         /* Acquire: a fold's base store comes before its add (release), so a slot read
          * after this never counts a folded movement twice. */
-        int64_t est = atomic_load_explicit(&mmt__estimate, memory_order_acquire);
+        int64_t est = atomic_load_explicit(&mmt__estimates[0], memory_order_acquire);
         dip = 0;
 #define FIELD(name) m.name = retired.name + acquire(&shared_slot.c.name);
         FOR_SUMMED_FIRST

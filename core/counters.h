@@ -231,13 +231,14 @@ static inline void mmt__count_grow(uint64_t n)
 void mmt__counters_flush(void);
 
 /* The process-wide in_use estimate (exact in a single thread right after a fold), written
- * at folds; and the number of threads with a slot, written under the registry lock. */
-extern _Atomic int64_t mmt__estimate;
+ * at folds, with the tags' after it; and the number of threads with a slot, written under
+ * the registry lock. */
+extern _Atomic int64_t mmt__estimates[]; /* [0]; the tags' after it (tags.h) */
 extern _Atomic unsigned mmt__live_count;
 
 static inline int64_t mmt__published(void)
 {
-    return atomic_load_explicit(&mmt__estimate, memory_order_relaxed);
+    return atomic_load_explicit(&mmt__estimates[0], memory_order_relaxed);
 }
 
 /* Starts peak again from in_use, for a process that counts its own figures from now: a

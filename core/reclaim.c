@@ -63,6 +63,7 @@ static const char *tag_words(unsigned tag, char *buf, size_t len)
 int mmt_limit_set(mmt_tag_t tag, uint64_t bytes)
 {
     if (!mmt__tag_exists(tag)) return MMT_ENOENT;
+    if (bytes > (uint64_t)INT64_MAX) bytes = (uint64_t)INT64_MAX; /* as good as none */
     pthread_mutex_lock(&limits_lock);
     bool had = mmt__tag_limit(tag) != 0;
     mmt__tag_set_limit(tag, bytes);

@@ -35,9 +35,6 @@ static pthread_mutex_t tags_lock = PTHREAD_MUTEX_INITIALIZER;
 _Atomic uint64_t mmt__limit_of[MMT_TAGS_MAX + 1];
 _Atomic uint16_t mmt__limited_at[MMT_TAGS_MAX + 1], mmt__limited_above[MMT_TAGS_MAX + 1];
 
-/* Each subtree's in_use as of the folds (the root's is the process's, counters.c). */
-_Atomic int64_t mmt__tag_estimates[MMT_TAGS_MAX + 1];
-
 /* What the live tables may hold back from the tags' estimates, in all: each holds back at
  * most one window per tag it counts in (tags.h), so MMT__TAG_WINDOW until it counts in
  * more than MMT__TAG_WINDOW / MMT__TAG_WINDOW_MIN tags, MMT__TAG_WINDOW_MIN per tag after.
@@ -72,7 +69,7 @@ static void raise_peak(_Atomic uint64_t *peak, int64_t candidate)
 static void publish(unsigned tag, int64_t delta, int64_t rise)
 {
     for (unsigned t = tag; t != MMT_TAG_ROOT; t = tags[t]->parent) {
-        int64_t before = atomic_fetch_add_explicit(&mmt__tag_estimates[t], delta, memory_order_release);
+        int64_t before = atomic_fetch_add_explicit(&mmt__estimates[t], delta, memory_order_release);
         raise_peak(&tags[t]->peak, before + rise);
     }
 }
@@ -295,7 +292,7 @@ static void sum_own(mmt__slot_t *slots, unsigned n, sums_t *own, uint64_t *again
         /* Acquire, and first: a fold's base store comes before its add (release), so the
          * counts read after it never hold a folded movement twice. */
         for (unsigned tag = 1; tag < n; tag++)
-            own[tag].published = atomic_load_explicit(&mmt__tag_estimates[tag], memory_order_acquire);
+            own[tag].published = atomic_load_explicit(&mmt__estimates[tag], memory_order_acquire);
         SUM_FIELD(slots, n, own, freed);
         SUM_FIELD(slots, n, own, frees);
         SUM_FIELD(slots, n, own, allocated);
@@ -389,7 +386,7 @@ void mmt__tags_fork_child_locked(mmt__slot_t *slots)
             tags[g->parent]->child_net += g->child_net;
             tags[g->parent]->child_pending += g->child_pending;
         }
-        atomic_store_explicit(&mmt__tag_estimates[tag], g->child_net - g->child_pending, memory_order_relaxed);
+        atomic_store_explicit(&mmt__estimates[tag], g->child_net - g->child_pending, memory_order_relaxed);
     }
     atomic_store_explicit(&mmt__tags_held_back, hold, memory_order_relaxed);
 }
@@ -617,7 +614,7 @@ int64_t mmt__tag_estimate(unsigned tag, int64_t *slack)
         return mmt__published();
     }
     *slack = atomic_load_explicit(&mmt__tags_held_back, memory_order_relaxed);
-    return atomic_load_explicit(&mmt__tag_estimates[tag], memory_order_relaxed);
+    return atomic_load_explicit(&mmt__estimates[tag], memory_order_relaxed);
 }
 
 bool mmt__tag_within(unsigned tag, unsigned ancestor)

@@ -174,11 +174,10 @@ unsigned mmt__tag_limited_above(unsigned tag);
  * differs from by at most *slack: what the threads hold back. No shared write. */
 int64_t mmt__tag_estimate(unsigned tag, int64_t *slack);
 
-/* The limits, flat by id (tags.c says how they are kept), the subtrees' estimates, and
- * what the live tables hold back from them in all. */
+/* The limits, flat by id (tags.c says how they are kept), and what the live tables hold
+ * back from the tags' estimates (mmt__estimates[tag], counters.h) in all. */
 extern _Atomic uint64_t mmt__limit_of[];
 extern _Atomic uint16_t mmt__limited_at[], mmt__limited_above[];
-extern _Atomic int64_t mmt__tag_estimates[];
 extern _Atomic int64_t mmt__tags_held_back;
 
 /* True if `size` more bytes in tag keep every limited subtree it is in below its limit by
@@ -186,21 +185,17 @@ extern _Atomic int64_t mmt__tags_held_back;
  * and no call. False means: ask mmt__limit_admit. */
 static inline bool mmt__tags_far_from_limits(unsigned tag, uint64_t size)
 {
+    /* What the threads may hold back: from the process, a window each; from the tags, what
+     * their tables may. Limits are below 2^63 here (mmt_limit_set caps them), sizes below
+     * 2^48, estimates and slack far below either: the sums do not overflow. */
+    int64_t root_slack = (int64_t)mmt__threads_counted() * MMT__WINDOW_MAX;
+    int64_t tag_slack = atomic_load_explicit(&mmt__tags_held_back, memory_order_relaxed);
     for (unsigned at = atomic_load_explicit(&mmt__limited_at[tag], memory_order_relaxed); at;
          at = atomic_load_explicit(&mmt__limited_above[at - 1], memory_order_relaxed)) {
         unsigned a = at - 1;
-        uint64_t limit = atomic_load_explicit(&mmt__limit_of[a], memory_order_relaxed);
-        int64_t estimate, slack;
-        if (a == MMT_TAG_ROOT) {
-            estimate = mmt__published();
-            slack = (int64_t)mmt__threads_counted() * MMT__WINDOW_MAX;
-        } else {
-            estimate = atomic_load_explicit(&mmt__tag_estimates[a], memory_order_relaxed);
-            slack = atomic_load_explicit(&mmt__tags_held_back, memory_order_relaxed);
-        }
-        /* In 64 bits: limits are below 2^63 here, sizes below 2^48, estimates and slack
-         * far below either. */
-        if (limit > (uint64_t)INT64_MAX || estimate + slack + (int64_t)size > (int64_t)limit)
+        int64_t total = atomic_load_explicit(&mmt__estimates[a], memory_order_relaxed) +
+                        (a ? tag_slack : root_slack) + (int64_t)size;
+        if (total > (int64_t)atomic_load_explicit(&mmt__limit_of[a], memory_order_relaxed))
             return false;
     }
     return true;

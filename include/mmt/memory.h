@@ -269,7 +269,8 @@ MMT_API int mmt_reclaimer_remove(int id);
  * Returns 0 for an unknown tag, and inside a reclaimer (no nested reclaim). */
 MMT_API size_t mmt_reclaim(mmt_tag_t tag, size_t wanted);
 
-/* Sets the hard limit on `tag`'s subtree in_use (0: none). Returns 0 or MMT_ENOENT. A
+/* Sets the hard limit on `tag`'s subtree in_use (0: none; above INT64_MAX, INT64_MAX).
+ * Returns 0 or MMT_ENOENT. A
  * limit below the current in_use refuses growth until the subtree falls under it; it
  * frees nothing by itself. */
 MMT_API int mmt_limit_set(mmt_tag_t tag, uint64_t bytes);
