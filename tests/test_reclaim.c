@@ -553,6 +553,44 @@ static void test_reclaim_a_reclaimer_removes_itself(void **state)
     assert_int_equal(mmt_reclaimer_remove(self_id), MMT_ENOENT);
 }
 
+/* A fork while a reclaimer runs on another thread: in the child that thread is gone, and
+ * removing its reclaimer, adding others and reclaiming must neither wait for it nor
+ * deadlock (each child runs under alarm()). */
+typedef struct fork_case {
+    int id;
+    mmt_tag_t tag;
+} fork_case_t;
+
+static void child_after_fork_in_a_reclaimer(void *arg)
+{
+    fork_case_t *c = arg;
+    alarm(5);
+    if (mmt_reclaimer_remove(c->id) != 0) _exit(2);
+    int other = mmt_reclaimer_add(c->tag, "child", 0, frees_nothing, NULL);
+    if (other <= 0) _exit(3);
+    mmt_reclaim(c->tag, 100);
+    if (mmt_reclaimer_remove(other) != 0) _exit(4);
+    if (mmt_limit_set(c->tag, 1000) != 0 || mmt_limit_set(c->tag, 0) != 0) _exit(5);
+}
+
+static void test_reclaim_a_fork_while_a_reclaimer_runs_leaves_the_child_free(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED(); /* test_fork.c says why */
+    mmt_tag_t t = new_tag("forked", MMT_TAG_ROOT);
+    blocking_t b = {0};
+    fork_case_t c = {mmt_reclaimer_add(t, "blocking", 0, blocking_reclaimer, &b), t};
+    pthread_t reclaimer;
+    assert_int_equal(pthread_create(&reclaimer, NULL, reclaim_it, &t), 0);
+    while (!atomic_load(&b.inside)) sleep_s(0.001);
+    child_result_t r = run_in_child(child_after_fork_in_a_reclaimer, &c);
+    atomic_store(&b.release, 1);
+    pthread_join(reclaimer, NULL);
+    assert_int_equal(r.signal, 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_int_equal(mmt_reclaimer_remove(c.id), 0);
+}
+
 /* ---- The allocator's failures ---------------------------------------------------------- */
 
 static atomic_int failing; /* the allocator fails while set */
@@ -740,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_reclaim_one_that_allocates_more_than_it_frees_is_reported),
         cmocka_unit_test(test_reclaim_removal_waits_for_a_call_under_way_on_another_thread),
         cmocka_unit_test(test_reclaim_a_reclaimer_removes_itself),
+        cmocka_unit_test(test_reclaim_a_fork_while_a_reclaimer_runs_leaves_the_child_free),
         cmocka_unit_test(test_reclaim_try_functions_return_null_when_the_allocator_fails),
         cmocka_unit_test(test_reclaim_an_allocator_failure_runs_every_reclaimer_then_retries),
         cmocka_unit_test(test_reclaim_a_refused_mmt_malloc_aborts_naming_the_tag_and_its_limit),
