@@ -209,13 +209,23 @@ static __attribute__((noinline)) unsigned near_limit(uint64_t tag_bits, uint64_t
 
 static ALLOCATOR bool admitted(const char *call, unsigned near, uint64_t size, bool try_)
 {
-    return MMT__LIKELY(near == 0) || mmt__limit_admit(call, near - 1, size, try_);
+    return MMT__LIKELY(near == 0) || mmt__limit_admit(call, near - 1, size, try_, true);
 }
 
-/* The allocator failed `n` bytes: once the reclaimers and a trim have run, once more. */
-static __attribute__((noinline)) void *malloc_again(size_t n, bool zero)
+/* After the reclaimers ran for an allocator's failure: `size` more bytes in the tag of
+ * `tag_bits` admitted again, with no reclaim (they may have allocated). */
+static bool admitted_again(const char *call, uint64_t tag_bits, uint64_t size, bool try_)
 {
-    if (!mmt__reclaim_for_allocator(n)) return NULL;
+    unsigned tag = (unsigned)(tag_bits_of(tag_bits) >> MMT__TAG_SHIFT);
+    return !mmt__limits_set() || mmt__limit_admit(call, tag, size, try_, false);
+}
+
+/* The allocator failed `n` bytes (for `size` bytes in the tag of `tag_bits`): once the
+ * reclaimers and a trim have run, and the request is admitted again, once more. */
+static __attribute__((noinline)) void *malloc_again(const char *call, uint64_t tag_bits,
+                                                    uint64_t size, size_t n, bool zero, bool try_)
+{
+    if (!mmt__reclaim_for_allocator(n) || !admitted_again(call, tag_bits, size, try_)) return NULL;
     return zero ? mmt__backend.calloc(1, n) : mmt__backend.malloc(n);
 }
 
@@ -225,7 +235,8 @@ static ALLOCATOR void *malloc_tagged(const char *call, size_t size, uint64_t tag
     if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) return failed(call, size, "size too large", try_);
     if (!ADMITTED(call, tag_bits, size, try_)) return NULL;
     header_t *h = mmt__backend.malloc(size + MMT_HEADER_SIZE);
-    if (MMT__UNLIKELY(!h) && !(h = malloc_again(size + MMT_HEADER_SIZE, false)))
+    if (MMT__UNLIKELY(!h) &&
+        !(h = malloc_again(call, tag_bits, size, size + MMT_HEADER_SIZE, false, try_)))
         return failed(call, size, "out of memory", try_);
     return count_new(h, size, tag_bits_of(tag_bits), tag_bits == CURRENT);
 }
@@ -253,12 +264,14 @@ static ALLOCATOR void *calloc_tagged(const char *call, size_t count, size_t size
     header_t *h;
     if (total <= mmt__backend.small_calloc) { /* see backend.h */
         h = mmt__backend.malloc(total + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!h) && !(h = malloc_again(total + MMT_HEADER_SIZE, false)))
+        if (MMT__UNLIKELY(!h) &&
+            !(h = malloc_again(call, tag_bits, total, total + MMT_HEADER_SIZE, false, try_)))
             return failed(call, total, "out of memory", try_);
         memset(h + 1, 0, total);
     } else {
         h = mmt__backend.calloc(1, total + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!h) && !(h = malloc_again(total + MMT_HEADER_SIZE, true)))
+        if (MMT__UNLIKELY(!h) &&
+            !(h = malloc_again(call, tag_bits, total, total + MMT_HEADER_SIZE, true, try_)))
             return failed(call, total, "out of memory", try_);
     }
     return count_new(h, total, tag_bits_of(tag_bits), tag_bits == CURRENT);
@@ -297,12 +310,15 @@ static void realloc_void(void)
     mmt__tags_realloc_void();
 }
 
-/* The allocator failed a resize to `n` bytes: runs the reclaimers and a trim with the
- * journals closed (they run user code, which counts). True: open them and try once more. */
-static __attribute__((noinline)) bool realloc_again(size_t n)
+/* The allocator failed a resize to `n` bytes (`growth` more in `tag`, if it grows): runs
+ * the reclaimers and a trim with the journals closed (they run user code, which counts),
+ * and admits the growth again. True: open them and try once more. */
+static __attribute__((noinline)) bool realloc_again(const char *call, unsigned tag,
+                                                    uint64_t growth, size_t n, bool try_)
 {
     realloc_void();
-    return mmt__reclaim_for_allocator(n);
+    return mmt__reclaim_for_allocator(n) &&
+           (!growth || admitted_again(call, (uint64_t)tag << MMT__TAG_SHIFT, growth, try_));
 }
 
 /* The realloc of an aligned block (it moves to a plain one: realloc promises malloc's
@@ -313,13 +329,16 @@ static __attribute__((noinline)) void *realloc_slow(const char *call, void *ptr,
 {
     uint64_t word = h->word, old = word & MMT__SIZE_MASK;
     unsigned tag = known_tag(call, ptr, word);
-    if (mmt__limits_set() && size > old && !mmt__tags_far_from_limits(tag, size - old) &&
-        !mmt__limit_admit(call, tag, size - old, try_))
+    uint64_t growth = size > old ? size - old : 0;
+    if (mmt__limits_set() && growth && !mmt__tags_far_from_limits(tag, growth) &&
+        !mmt__limit_admit(call, tag, growth, try_, true))
         return NULL;
     header_t *nh;
     if (raw != (void *)h) {
         nh = mmt__backend.malloc(size + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!nh) && !(nh = malloc_again(size + MMT_HEADER_SIZE, false)))
+        if (MMT__UNLIKELY(!nh) &&
+            !(nh = malloc_again(call, (uint64_t)tag << MMT__TAG_SHIFT, growth,
+                                size + MMT_HEADER_SIZE, false, try_)))
             return failed(call, size, "out of memory", try_);
     } else {
         nh = NULL;
@@ -333,7 +352,7 @@ static __attribute__((noinline)) void *realloc_slow(const char *call, void *ptr,
         mmt__backend.free(raw);
     } else {
         nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!nh) && realloc_again(size + MMT_HEADER_SIZE)) {
+        if (MMT__UNLIKELY(!nh) && realloc_again(call, tag, growth, size + MMT_HEADER_SIZE, try_)) {
             c = tag ? mmt__realloc_begin_in(tag, size, old) : NULL;
             s = mmt__realloc_begin(size, old);
             nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
@@ -362,7 +381,7 @@ static ALLOCATOR void *realloc_any(const char *call, void *ptr, size_t size, boo
     mmt__slot_t *s = mmt__realloc_begin(size, old); /* for a fork meanwhile (counters.h) */
     header_t *nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
     if (MMT__UNLIKELY(!nh)) {
-        if (realloc_again(size + MMT_HEADER_SIZE)) {
+        if (realloc_again(call, 0, size > old ? size - old : 0, size + MMT_HEADER_SIZE, try_)) {
             s = mmt__realloc_begin(size, old);
             nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
         }
@@ -474,9 +493,12 @@ void *mmt_aligned_alloc(size_t alignment, size_t size)
     if (MMT__UNLIKELY(alignment > MMT_MAX_SIZE - ALIGNED_PREFIX ||
                       size > MMT_MAX_SIZE - ALIGNED_PREFIX - alignment))
         aligned_alloc_failed(alignment, size, "size too large");
-    (void)ADMITTED("mmt_aligned_alloc", CURRENT, size, false); /* or aborts */
+    char call[64];
+    snprintf(call, sizeof call, "mmt_aligned_alloc(%zu, %zu)", alignment, size);
+    (void)ADMITTED(call, CURRENT, size, false); /* or aborts */
     char *raw = mmt__backend.malloc(size + ALIGNED_PREFIX + alignment);
-    if (MMT__UNLIKELY(!raw) && !(raw = malloc_again(size + ALIGNED_PREFIX + alignment, false)))
+    if (MMT__UNLIKELY(!raw) &&
+        !(raw = malloc_again(call, CURRENT, size, size + ALIGNED_PREFIX + alignment, false, false)))
         aligned_alloc_failed(alignment, size, "out of memory");
     uintptr_t at = ((uintptr_t)raw + ALIGNED_PREFIX + alignment - 1) & ~(uintptr_t)(alignment - 1);
     char *p = (char *)at;

@@ -21,7 +21,9 @@ _Atomic unsigned mmt__limits_on;
 /* Serializes mmt_limit_set, so that mmt__limits_on counts the limits set. */
 static pthread_mutex_t limits_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* "64 MiB", "63.9 MiB", "512 bytes": a whole number of its unit without decimals. */
+/* "64 MiB", "63.9 MiB", "512 bytes": a whole number of its unit without decimals, else one
+ * decimal, or more where one would read as a whole number ("63.98", not "64.0"). Integer
+ * arithmetic: no locale's decimal comma, no floating point inside an allocation. */
 static const char *human(uint64_t bytes, char *buf, size_t len)
 {
     static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
@@ -39,11 +41,15 @@ static const char *human(uint64_t bytes, char *buf, size_t len)
         snprintf(buf, len, "%llu %s", (unsigned long long)(bytes / scale), units[u]);
         return buf;
     }
-    /* One decimal, or more where one would read as a whole number ("63.98", not "64.0"). */
-    for (int digits = 1;; digits++) {
-        snprintf(buf, len, "%.*f %s", digits, (double)bytes / (double)scale, units[u]);
-        const char *dot = strchr(buf, '.');
-        if (digits == 3 || strspn(dot + 1, "0") < (size_t)digits) return buf;
+    unsigned __int128 ten = 10;
+    for (int digits = 1;; digits++, ten *= 10) {
+        /* bytes / scale in units of 10^-digits, rounded half up. */
+        unsigned __int128 q = ((unsigned __int128)bytes * ten + scale / 2) / scale;
+        if (q % 10 != 0 || digits == 3) {
+            snprintf(buf, len, "%llu.%0*llu %s", (unsigned long long)(q / ten), digits,
+                     (unsigned long long)(q % ten), units[u]);
+            return buf;
+        }
     }
 }
 
@@ -108,13 +114,6 @@ typedef struct frame {
 static _Thread_local frame_t *tls_frames;
 static _Thread_local unsigned tls_reclaiming;
 
-static bool running_here(const reclaimer_t *r)
-{
-    for (const frame_t *f = tls_frames; f; f = f->outer)
-        if (f->r == r) return true;
-    return false;
-}
-
 int mmt_reclaimer_add(mmt_tag_t tag, const char *name, int rank, mmt_reclaim_fn fn, void *arg)
 {
     if (!fn || !name || !*name || strlen(name) > MMT_TAG_NAME_MAX) return MMT_EINVAL;
@@ -152,21 +151,43 @@ int mmt_reclaimer_remove(int id)
     r->removed = true;
     if (r->running == 0) {
         mmt__backend.free(r);
-    } else if (!running_here(r)) {
-        /* Another thread runs it: once this returns, it must not be running. */
+    } else if (!tls_frames) {
+        /* Another thread runs it: once this returns, it must not be running. The wait is
+         * no cancellation point: a cancelled waiter would keep the lock for ever. */
+        int cancel;
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
         r->waited_for = true;
         while (r->running > 0) pthread_cond_wait(&reclaim_idle, &reclaim_lock);
         mmt__backend.free(r);
+        pthread_setcancelstate(cancel, &cancel);
     }
-    /* Else it removes itself: its last call's end frees it. */
+    /* Else this thread is inside a reclaimer (this one, or another that would wait for
+     * it while it waits for this one): no wait, and its last call's end frees it. */
     pthread_mutex_unlock(&reclaim_lock);
     return 0;
 }
 
+/* The reclaimers one request has called (each at most once, though it may run the chains
+ * of several limits): ids, up to RAN_MAX; past that, every one counts as called. */
+#define RAN_MAX 64
+typedef struct request {
+    int ran[RAN_MAX];
+    unsigned n;
+} request_t;
+
+static bool already_ran(const request_t *q, int id)
+{
+    if (q->n > RAN_MAX) return true;
+    for (unsigned i = 0; i < q->n; i++)
+        if (q->ran[i] == id) return true;
+    return false;
+}
+
 /* The first reclaimer after (rank, id) in the list's order whose tag is in `within`'s
- * subtree and that is not backing off (unless `all`), marked running; or NULL. */
+ * subtree, that is not backing off (unless `all`) and that request q has not called,
+ * marked running; or NULL. */
 static reclaimer_t *next_reclaimer(int *rank, int *id, bool first, unsigned within, bool all,
-                                   double now)
+                                   double now, request_t *q)
 {
     pthread_mutex_lock(&reclaim_lock);
     reclaimer_t *r = reclaimers;
@@ -174,7 +195,12 @@ static reclaimer_t *next_reclaimer(int *rank, int *id, bool first, unsigned with
         if (!first && (r->rank < *rank || (r->rank == *rank && r->id <= *id))) continue;
         if (!mmt__tag_within(r->tag, within)) continue;
         if (!all && now < r->skip_until) continue;
+        if (already_ran(q, r->id)) continue;
         break;
+    }
+    if (r) {
+        if (q->n < RAN_MAX) q->ran[q->n] = r->id;
+        q->n++;
     }
     if (r) {
         r->running++;
@@ -267,14 +293,29 @@ static void add(line_t *l, const char *fmt, ...)
 
 /* ---- Running a chain ------------------------------------------------------------------- */
 
+/* Calls r for `ask` bytes, outside every lock of this file, with cancellation off (a
+ * cancelled reclaimer would leave it marked running for ever). */
+static size_t call(reclaimer_t *r, uint64_t ask)
+{
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    frame_t frame = {r, tls_frames};
+    tls_frames = &frame;
+    size_t said = r->fn((size_t)ask, r->arg);
+    tls_frames = frame.outer;
+    pthread_setcancelstate(cancel, &cancel);
+    return said;
+}
+
 /*
  * Runs the reclaimers of `within`'s subtree in order until the subtree's in_use is at most
- * `target` (each asked for what is still missing), or, with no target (INT64_MIN), every
- * one. `all`: the back-off does not apply. `for_what` names the reclaim in its report.
- * Returns the bytes the subtree's in_use fell by (0 if it rose).
+ * `target` (each asked for what is still missing), or, with `every`, each of them (asked
+ * for `wanted`). `all`: the back-off does not apply. `for_what` names the reclaim in its
+ * report, made if a reclaimer ran. Returns the bytes the subtree's in_use fell by (0 if
+ * it rose).
  */
-static uint64_t run_chain(unsigned within, int64_t target, uint64_t wanted, bool all,
-                          const char *for_what)
+static uint64_t run_chain(unsigned within, int64_t target, bool every, uint64_t wanted, bool all,
+                          const char *for_what, request_t *q)
 {
     tls_reclaiming++;
     double t0 = mmt__now();
@@ -282,33 +323,33 @@ static uint64_t run_chain(unsigned within, int64_t target, uint64_t wanted, bool
     line_t parts = {.used = 0};
     unsigned ran = 0;
     int rank = 0, id = 0;
-    while (target == INT64_MIN || now > target) {
-        reclaimer_t *r = next_reclaimer(&rank, &id, ran == 0, within, all, t0);
+    while (every || now > target) {
+        reclaimer_t *r = next_reclaimer(&rank, &id, ran == 0, within, all, t0, q);
         if (!r) break;
-        uint64_t ask = target == INT64_MIN ? wanted : (uint64_t)(now - target);
-        frame_t frame = {r, tls_frames};
-        tls_frames = &frame;
-        size_t said = r->fn((size_t)ask, r->arg);
-        tls_frames = frame.outer;
+        /* In unsigned arithmetic: the difference fits in 64 bits, not always in 63. */
+        size_t said = call(r, every ? wanted : (uint64_t)now - (uint64_t)target);
         int64_t after = mmt__tag_in_use(within), freed = now - after;
         now = after;
         char a[32], b[32];
         add(&parts, "%s%s ", ran ? ", " : "", r->name);
         if (freed >= 0) add(&parts, "%s", human((uint64_t)freed, a, sizeof a));
-        else add(&parts, "allocated %s more than it freed", human((uint64_t)-freed, a, sizeof a));
+        else add(&parts, "allocated %s more than it freed", human(-(uint64_t)freed, a, sizeof a));
         if ((int64_t)said != freed && !(freed < 0 && said == 0))
             add(&parts, " (said %s)", human(said, b, sizeof b));
         ran++;
         if (reclaimer_done(r, freed, mmt__now())) /* r may be gone now */
-            add(&parts, " (freed nothing twice in a row: skipped for %g s)",
-                (double)MMT_RECLAIM_BACKOFF_S);
+            add(&parts, " (freed nothing twice in a row: skipped for %d s)", MMT_RECLAIM_BACKOFF_S);
     }
     uint64_t fell = start > now ? (uint64_t)(start - now) : 0;
-    char w[32], f[32];
-    line_t l = {.used = 0};
-    add(&l, "reclaim for %s: wanted %s, freed %s: %s, %.1f ms", for_what, human(wanted, w, sizeof w),
-        human(fell, f, sizeof f), ran ? parts.text : "no reclaimer ran", (mmt__now() - t0) * 1e3);
-    report(l.text);
+    if (ran) {
+        char w[32], f[32];
+        line_t l = {.used = 0};
+        double ms = (mmt__now() - t0) * 1e3;
+        add(&l, "reclaim for %s: wanted %s, freed %s: %s, %d.%d ms", for_what,
+            human(wanted, w, sizeof w), human(fell, f, sizeof f), parts.text, (int)ms,
+            (int)(ms * 10) % 10);
+        report(l.text);
+    }
     tls_reclaiming--;
     return fell;
 }
@@ -317,57 +358,77 @@ size_t mmt_reclaim(mmt_tag_t tag, size_t wanted)
 {
     if (!mmt__tag_exists(tag) || wanted == 0 || tls_reclaiming) return 0;
     int64_t start = mmt__tag_in_use(tag);
-    int64_t target = wanted > (uint64_t)INT64_MAX ? INT64_MIN + 1 : start - (int64_t)wanted;
+    /* Wanting more than the subtree holds asks every reclaimer. */
+    bool every = wanted > (uint64_t)INT64_MAX || (int64_t)wanted > start;
     char what[300];
-    return run_chain(tag, target, wanted, true, tag_words(tag, what, sizeof what));
+    request_t q = {.n = 0};
+    return run_chain(tag, every ? 0 : start - (int64_t)wanted, every, wanted, true,
+                     tag_words(tag, what, sizeof what), &q);
 }
 
 /* ---- Admission ------------------------------------------------------------------------- */
 
-static bool fits(unsigned tag, uint64_t size, int64_t limit)
+static int64_t limit_of(unsigned tag)
 {
-    return mmt__tag_in_use(tag) <= limit - (int64_t)size;
+    return (int64_t)mmt__tag_limit(tag); /* capped at INT64_MAX by mmt_limit_set */
 }
 
-static _Noreturn void refuse(const char *call, unsigned tag, uint64_t size, int64_t limit)
+/* Whether `size` more bytes fit under tag's limit (none: they do), by the exact sum. */
+static bool fits(unsigned tag, uint64_t size)
+{
+    int64_t limit = limit_of(tag);
+    return !limit || (size <= (uint64_t)limit && mmt__tag_in_use(tag) <= limit - (int64_t)size);
+}
+
+static _Noreturn void refuse(const char *call, unsigned tag, uint64_t size)
 {
     char words[300], l[32], u[32], why[400];
     int64_t in_use = mmt__tag_in_use(tag);
     snprintf(why, sizeof why, "%s would exceed its limit of %s (in use %s)",
-             tag_words(tag, words, sizeof words), human((uint64_t)limit, l, sizeof l),
+             tag_words(tag, words, sizeof words), human((uint64_t)limit_of(tag), l, sizeof l),
              human(in_use > 0 ? (uint64_t)in_use : 0, u, sizeof u));
     mmt__oom(call, size, why);
 }
 
-bool mmt__limit_admit(const char *call, unsigned tag, uint64_t size, bool try_)
+/* The first limit at or above tag that `size` more bytes do not fit under, or -1. */
+static int first_over(unsigned tag, uint64_t size)
 {
-    for (unsigned at = mmt__tag_limited_at(tag); at; at = mmt__tag_limited_above(at - 1)) {
-        unsigned a = at - 1;
-        uint64_t set = mmt__tag_limit(a);
-        if (!set) continue; /* removed meanwhile */
-        int64_t limit = set > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)set;
-        if (size <= (uint64_t)limit) {
-            int64_t slack, estimate = mmt__tag_estimate(a, &slack);
-            if (estimate <= limit - (int64_t)size - slack) continue; /* far from it */
-            if (fits(a, size, limit)) continue;
-            if (!tls_reclaiming) {
-                char what[300];
-                int64_t target = limit - (int64_t)size;
-                run_chain(a, target, (uint64_t)(mmt__tag_in_use(a) - target), false,
-                          tag_words(a, what, sizeof what));
-                if (fits(a, size, limit)) continue;
-            }
+    for (unsigned at = mmt__tag_limited_at(tag); at; at = mmt__tag_limited_above(at - 1))
+        if (!fits(at - 1, size)) return (int)(at - 1);
+    return -1;
+}
+
+bool mmt__limit_admit(const char *call, unsigned tag, uint64_t size, bool try_, bool may_reclaim)
+{
+    if (size == 0) return true; /* only growth is refused */
+    int over = first_over(tag, size);
+    if (over < 0) return true;
+    if (may_reclaim && !tls_reclaiming) {
+        /* Each limit the request does not fit under, innermost first, runs its subtree's
+         * chain; a reclaimer runs at most once for the request. Reclaimers may allocate,
+         * in any subtree: every limit is then checked again. */
+        request_t q = {.n = 0};
+        for (unsigned at = mmt__tag_limited_at(tag); at; at = mmt__tag_limited_above(at - 1)) {
+            unsigned a = at - 1;
+            int64_t limit = limit_of(a), now = mmt__tag_in_use(a);
+            if (!limit || size > (uint64_t)limit || now <= limit - (int64_t)size) continue;
+            char what[300];
+            int64_t target = limit - (int64_t)size;
+            run_chain(a, target, false, (uint64_t)(now - target), false,
+                      tag_words(a, what, sizeof what), &q);
         }
-        if (try_) return false;
-        refuse(call, a, size, limit);
+        over = first_over(tag, size);
+        if (over < 0) return true;
     }
-    return true;
+    if (try_) return false;
+    refuse(call, (unsigned)over, size);
 }
 
 bool mmt__reclaim_for_allocator(uint64_t size)
 {
     if (tls_reclaiming) return false;
-    run_chain(MMT_TAG_ROOT, INT64_MIN, size, false, "the process (the allocator failed)");
+    request_t q = {.n = 0};
+    run_chain(MMT_TAG_ROOT, 0, true, size, false, "the process (the allocator failed)", &q);
     mmt_trim();
     return true;
 }

@@ -43,14 +43,16 @@ static inline bool mmt__limits_set(void)
     return MMT__UNLIKELY(atomic_load_explicit(&mmt__limits_on, memory_order_relaxed) != 0);
 }
 
-/* May `size` more bytes be counted in `tag`? Reclaims first if need be. True: go on.
- * Refused: false if `try_`, else the abort of a failed allocation naming `call`, the tag
- * that holds the limit, the limit and the request. */
-bool mmt__limit_admit(const char *call, unsigned tag, uint64_t size, bool try_);
+/* May `size` more bytes be counted in `tag`, by the exact sums? With `may_reclaim`,
+ * reclaims first if need be (not inside a reclaim). True: go on. Refused: false if `try_`,
+ * else the abort of a failed allocation naming `call` (a function's name, or the whole
+ * call with its arguments), the tag that holds the limit, the limit and the request. */
+bool mmt__limit_admit(const char *call, unsigned tag, uint64_t size, bool try_, bool may_reclaim);
 
 /* The allocator underneath failed a request of `size` bytes: runs every reclaimer (those
  * backing off excepted) and mmt_trim. True if the caller should try once more (false
- * inside a reclaim). */
+ * inside a reclaim), after admitting the request again without reclaiming: the
+ * reclaimers may have allocated. */
 bool mmt__reclaim_for_allocator(uint64_t size);
 
 /* The reclaim reports (see above). *cursor is the next report the reader wants (start it

@@ -632,17 +632,18 @@ int64_t mmt__tag_in_use(unsigned tag)
         mmt_meminfo(&m);
         return (int64_t)m.in_use;
     }
-    /* Which tags are in the subtree: a parent has a lower id than its children. */
+    /* Frees first, as mmt_meminfo reads: a free meanwhile is not subtracted without its
+     * allocation. */
+    uint64_t freed = 0, allocated = 0;
+    mmt__slot_t *slots = mmt__registry_lock();
+    /* Which tags are in the subtree, as of now (a tag made and counted in before the lock
+     * is in it): a parent has a lower id than its children. */
     unsigned n = mmt__tag_count();
     uint64_t member[(MMT_TAGS_MAX + 1 + 63) / 64] = {0};
 #define MEMBER(t) ((member[(t) / 64] >> ((t) % 64)) & 1)
     member[tag / 64] |= (uint64_t)1 << (tag % 64);
     for (unsigned t = tag + 1; t < n; t++)
         if (MEMBER(tags[t]->parent)) member[t / 64] |= (uint64_t)1 << (t % 64);
-    /* Frees first, as mmt_meminfo reads: a free meanwhile is not subtracted without its
-     * allocation. */
-    uint64_t freed = 0, allocated = 0;
-    mmt__slot_t *slots = mmt__registry_lock();
     for (int pass = 0; pass < 2; pass++) {
         uint64_t *sum = pass ? &allocated : &freed;
         for (unsigned t = tag; t < n; t++)

@@ -472,7 +472,170 @@ static void test_reclaim_one_that_allocates_more_than_it_frees_is_reported(void 
     cache_empty(&g.cache);
 }
 
+static void *reclaim_it(void *arg);
+
+/* The root's reclaimer gives back root bytes but takes some in a tag that is near its own
+ * limit: the request, checked against that tag before the reclaim, must be checked again. */
+typedef struct shifter {
+    cache_t root;
+    mmt_tag_t into;
+    void *taken;
+} shifter_t;
+
+static size_t shift_into_tag(size_t wanted, void *arg)
+{
+    (void)wanted;
+    shifter_t *sh = arg;
+    size_t freed = cache_drop(&sh->root, 20000);
+    sh->taken = try_in(sh->into, 9000);
+    return freed;
+}
+
+static void test_reclaim_every_limit_is_checked_again_after_a_reclaim(void **state)
+{
+    (void)state;
+    mmt_tag_t t = new_tag("inner", MMT_TAG_ROOT);
+    shifter_t sh = {.root = {.tag = MMT_TAG_ROOT, .name = "root"}, .into = t};
+    cache_fill(&sh.root, 1000, 30);
+    void *held = try_in(t, 90000);
+    assert_non_null(held);
+    assert_int_equal(mmt_limit_set(t, 100000), 0);
+    assert_int_equal(mmt_limit_set(MMT_TAG_ROOT, meminfo_now().in_use + 2000), 0);
+    int id = mmt_reclaimer_add(MMT_TAG_ROOT, "shift", 0, shift_into_tag, &sh);
+    /* 5,000 more in t: t has room (95,000), the process has not; its reclaimer frees
+     * 20,000 and takes 9,000 in t, which then has no room for the 5,000. */
+    assert_null(try_in(t, 5000));
+    assert_non_null(sh.taken);
+    assert_int_equal(tag_in_use(t), 99000);
+    assert_int_equal(mmt_limit_set(MMT_TAG_ROOT, 0), 0);
+    assert_int_equal(mmt_limit_set(t, 0), 0);
+    assert_int_equal(mmt_reclaimer_remove(id), 0);
+    mmt_free(sh.taken);
+    mmt_free(held);
+    cache_empty(&sh.root);
+}
+
+/* The allocator fails once; the reclaimer that runs then takes bytes in the limited tag the
+ * request is for: the retry must be admitted again. */
+static atomic_int failing;
+static mmt_tag_t grab_tag;
+static void *grabbed;
+static size_t grab_in_tag(size_t wanted, void *arg)
+{
+    (void)wanted;
+    (void)arg;
+    atomic_store(&failing, 0);
+    grabbed = try_in(grab_tag, 9990);
+    return 0;
+}
+
+static void *maybe_malloc(size_t n);
+static void *maybe_calloc(size_t c, size_t n);
+static void *maybe_realloc(void *p, size_t n);
+
+static void test_reclaim_the_retry_after_an_allocator_failure_is_admitted_again(void **state)
+{
+    (void)state;
+    grab_tag = new_tag("retried", MMT_TAG_ROOT);
+    void *held = try_in(grab_tag, 90000);
+    assert_int_equal(mmt_limit_set(grab_tag, 100000), 0);
+    int id = mmt_reclaimer_add(MMT_TAG_ROOT, "grab", 0, grab_in_tag, NULL);
+    mmt__backend_t failing_table = {maybe_malloc, maybe_calloc, maybe_realloc, free, 1024};
+    mmt__backend_t old = mmt__backend_set(&failing_table);
+    atomic_store(&failing, 1);
+    assert_null(try_in(grab_tag, 5000));
+    assert_non_null(grabbed);
+    assert_int_equal(tag_in_use(grab_tag), 99990);
+    mmt_free(grabbed);
+    /* The same through realloc. */
+    atomic_store(&failing, 1);
+    mmt_tag_t was = mmt_tag_switch(grab_tag);
+    assert_null(mmt_try_realloc(held, 95000));
+    mmt_tag_switch(was);
+    assert_int_equal(tag_in_use(grab_tag), 99990);
+    mmt__backend_set(&old);
+    mmt_free(grabbed);
+    mmt_free(held);
+    assert_int_equal(mmt_limit_set(grab_tag, 0), 0);
+    assert_int_equal(mmt_reclaimer_remove(id), 0);
+}
+
+static void test_reclaim_zero_bytes_and_shrinks_pass_a_limit_set_below_in_use(void **state)
+{
+    (void)state;
+    mmt_tag_t t = new_tag("lowered", MMT_TAG_ROOT);
+    mmt_tag_t was = mmt_tag_switch(t);
+    char *p = mmt_malloc(10000);
+    assert_int_equal(mmt_limit_set(t, 5000), 0);
+    void *zero = mmt_try_malloc(0);
+    assert_non_null(zero);
+    assert_null(mmt_try_malloc(1));
+    p = mmt_try_realloc(p, 8000); /* a shrink, still over the limit */
+    assert_non_null(p);
+    assert_null(mmt_try_realloc(p, 8001));
+    mmt_free(zero);
+    mmt_free(p);
+    mmt_tag_switch(was);
+    assert_int_equal(mmt_limit_set(t, 0), 0);
+}
+
+/* mmt_reclaim asked for more than a 64-bit signed number holds asks every reclaimer for
+ * that much (no overflow: the UndefinedBehaviorSanitizer build runs this too). */
+static void test_reclaim_an_enormous_request_asks_every_reclaimer(void **state)
+{
+    (void)state;
+    mmt_tag_t t = new_tag("enormous", MMT_TAG_ROOT);
+    cache_t a = {.tag = t, .name = "a"}, b = {.tag = t, .name = "b"};
+    cache_fill(&a, 100, 3);
+    cache_fill(&b, 100, 3);
+    int ids[2] = {mmt_reclaimer_add(t, "a", 0, cache_reclaimer, &a),
+                  mmt_reclaimer_add(t, "b", 0, cache_reclaimer, &b)};
+    assert_int_equal(mmt_reclaim(t, SIZE_MAX), 600);
+    assert_int_equal(a.asked[0], SIZE_MAX);
+    assert_int_equal(b.asked[0], SIZE_MAX);
+    for (int i = 0; i < 2; i++) assert_int_equal(mmt_reclaimer_remove(ids[i]), 0);
+}
+
 /* ---- Removal --------------------------------------------------------------------------- */
+
+/* Two reclaimers, running at once on two threads, each remove the other: neither waits
+ * for the other (that would be a deadlock). */
+typedef struct pair_side {
+    int *other_id;
+    atomic_int *inside;
+    int rc;
+} pair_side_t;
+
+static size_t removes_the_other(size_t wanted, void *arg)
+{
+    (void)wanted;
+    pair_side_t *side = arg;
+    atomic_fetch_add(side->inside, 1);
+    while (atomic_load(side->inside) < 2) sleep_s(0.001);
+    side->rc = mmt_reclaimer_remove(*side->other_id);
+    return 0;
+}
+
+static void test_reclaim_two_reclaimers_removing_each_other_do_not_deadlock(void **state)
+{
+    (void)state;
+    mmt_tag_t t1 = new_tag("pair-1", MMT_TAG_ROOT), t2 = new_tag("pair-2", MMT_TAG_ROOT);
+    atomic_int inside = 0;
+    int id1, id2;
+    pair_side_t s1 = {&id2, &inside, 1}, s2 = {&id1, &inside, 1};
+    id1 = mmt_reclaimer_add(t1, "one", 0, removes_the_other, &s1);
+    id2 = mmt_reclaimer_add(t2, "two", 0, removes_the_other, &s2);
+    pthread_t a, b;
+    assert_int_equal(pthread_create(&a, NULL, reclaim_it, &t1), 0);
+    assert_int_equal(pthread_create(&b, NULL, reclaim_it, &t2), 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    assert_int_equal(s1.rc, 0);
+    assert_int_equal(s2.rc, 0);
+    assert_int_equal(mmt_reclaimer_remove(id1), MMT_ENOENT);
+    assert_int_equal(mmt_reclaimer_remove(id2), MMT_ENOENT);
+}
+
 
 typedef struct blocking {
     atomic_int calls, inside, release;
@@ -593,7 +756,7 @@ static void test_reclaim_a_fork_while_a_reclaimer_runs_leaves_the_child_free(voi
 
 /* ---- The allocator's failures ---------------------------------------------------------- */
 
-static atomic_int failing; /* the allocator fails while set */
+/* The allocator fails while `failing` is set. */
 static void *maybe_malloc(size_t n)
 {
     return atomic_load(&failing) ? NULL : malloc(n);
@@ -776,6 +939,11 @@ int main(void)
         cmocka_unit_test(test_reclaim_a_reclaimers_word_is_measured_not_believed),
         cmocka_unit_test(test_reclaim_one_that_frees_nothing_backs_off_without_a_spiral),
         cmocka_unit_test(test_reclaim_one_that_allocates_more_than_it_frees_is_reported),
+        cmocka_unit_test(test_reclaim_every_limit_is_checked_again_after_a_reclaim),
+        cmocka_unit_test(test_reclaim_the_retry_after_an_allocator_failure_is_admitted_again),
+        cmocka_unit_test(test_reclaim_zero_bytes_and_shrinks_pass_a_limit_set_below_in_use),
+        cmocka_unit_test(test_reclaim_an_enormous_request_asks_every_reclaimer),
+        cmocka_unit_test(test_reclaim_two_reclaimers_removing_each_other_do_not_deadlock),
         cmocka_unit_test(test_reclaim_removal_waits_for_a_call_under_way_on_another_thread),
         cmocka_unit_test(test_reclaim_a_reclaimer_removes_itself),
         cmocka_unit_test(test_reclaim_a_fork_while_a_reclaimer_runs_leaves_the_child_free),

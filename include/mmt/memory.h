@@ -234,7 +234,10 @@ MMT_API int mmt_tag_report(FILE *out);
  * tags) each request sums the subtree over every thread, under the counters' lock.
  *
  * When the allocator underneath fails (the system is out of memory), every reclaimer runs
- * and then mmt_trim, and the request is tried once more before it fails.
+ * (but those backing off) and then mmt_trim, and the request, admitted again, is tried
+ * once more before it fails. A zero-byte request, and a realloc that does not grow, are
+ * never refused for a limit. Growth the preload library grants through
+ * malloc_usable_size is counted, not refused: the program already has those bytes.
  *
  * No spiral: a request calls each reclaimer at most once; a reclaimer that freed nothing
  * (by the measure, not its word) twice in a row is skipped by failing requests for
@@ -247,8 +250,11 @@ MMT_API int mmt_tag_report(FILE *out);
 
 /* A reclaimer frees memory its part of the program can spare (drops cache entries, closes
  * idle connections...) when asked for `wanted` bytes, and returns what it believes it
- * freed. It runs on the thread that needs the memory, outside mmt's locks; it may free
- * and allocate (its own allocations never start another reclaim). */
+ * freed. It runs on the thread that needs the memory, outside mmt's locks (but inside a
+ * listener's evaluation when that is where the allocation was made), with cancellation
+ * off; it may free and allocate (its own allocations never start another reclaim). It
+ * must return: no longjmp or exception out of it. Several threads may run one reclaimer
+ * at once, each for its own request. */
 typedef size_t (*mmt_reclaim_fn)(size_t wanted, void *arg);
 
 /* Registers a reclaimer for `tag`'s subtree, named `name` (1..63 bytes) in reports. Lower
@@ -258,10 +264,11 @@ typedef size_t (*mmt_reclaim_fn)(size_t wanted, void *arg);
 MMT_API int mmt_reclaimer_add(mmt_tag_t tag, const char *name, int rank, mmt_reclaim_fn fn,
                               void *arg);
 
-/* Returns 0 or MMT_ENOENT. Once it returns, the reclaimer is not running and never runs
- * again (it waits for calls under way on other threads: do not call it while holding
- * what the reclaimer needs). Called by a reclaimer on itself, it returns 0 at once and
- * takes effect when the reclaimer returns. */
+/* Returns 0, or MMT_ENOENT (no such id, or one already removed). The reclaimer never
+ * starts again; and once this returns it is not running: it waits for calls under way on
+ * other threads (do not call it while holding what the reclaimer needs). Except when
+ * called from inside a reclaimer (this one, or another): then it returns at once, and a
+ * call under way finishes on its own. */
 MMT_API int mmt_reclaimer_remove(int id);
 
 /* Runs the reclaimers of `tag`'s subtree in rank order until `wanted` bytes are freed,
