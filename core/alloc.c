@@ -195,9 +195,9 @@ static ALLOCATOR void *failed(const char *call, size_t size, const char *why, bo
 
 /* While limits are set (reclaim.h): 0 if `size` more bytes in the tag of `tag_bits` (or
  * the current one) are far from every limit, else 1 + the tag, which mmt__limit_admit
- * must decide on. Out of line, and with no more arguments than it needs: the path
- * without limits pays one test, the path far from them one call. */
-static __attribute__((noinline)) unsigned near_limit(uint64_t tag_bits, uint64_t size)
+ * must decide on. Inline, in the branch that only runs while limits are set: the path
+ * without limits pays one test, the path far from them no call. */
+static ALLOCATOR unsigned near_limit(uint64_t tag_bits, uint64_t size)
 {
     unsigned tag = (unsigned)(tag_bits_of(tag_bits) >> MMT__TAG_SHIFT);
     return mmt__tags_far_from_limits(tag, size) ? 0 : tag + 1;
