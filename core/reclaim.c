@@ -53,6 +53,11 @@ static const char *human(uint64_t bytes, char *buf, size_t len)
     }
 }
 
+const char *mmt__human_bytes(uint64_t bytes, char *buf, size_t len)
+{
+    return human(bytes, buf, len);
+}
+
 /* `tag "cache/pages"`, or `the process` for the root. */
 static const char *tag_words(unsigned tag, char *buf, size_t len)
 {

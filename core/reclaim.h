@@ -62,6 +62,10 @@ bool mmt__reclaim_for_allocator(uint64_t size);
 uint64_t mmt__reclaim_reports_next(void);
 unsigned mmt__reclaim_reports(uint64_t *cursor, void (*fn)(const char *line, void *ud), void *ud);
 
+/* "64 MiB", "63.9 MiB", "512 bytes" (a whole number of its unit without decimals), into
+ * buf, which it returns: the reports' way of saying a size, for the engine's lines too. */
+const char *mmt__human_bytes(uint64_t bytes, char *buf, size_t len);
+
 /* fork: the reclaimer list's and the reports' locks. */
 void mmt__limits_fork_prepare(void);
 void mmt__limits_fork_parent(void);

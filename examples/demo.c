@@ -1,15 +1,18 @@
 /*
  * mmt-demo: a host program that uses libmmtmem the way a long-running service does. It
  * simulates a flow table whose size follows a wave, between a few MiB and about 50 MiB,
- * under a Lua policy (policies/demo.lua by default) that warns, reports, and asks the
- * program to shed flows when usage passes a budget. The policy file is watched: edit it
- * while the demo runs and the change takes effect at once.
+ * under a Lua policy (policies/demo.lua by default) that warns, reports, and reclaims
+ * flows when usage passes a budget. The policy file is watched: edit it while the demo
+ * runs and the change takes effect at once.
  *
  *   mmt-demo [--policy FILE] [--seconds N]     (N = 0: run until interrupted)
  *
  * The table's memory is counted under tags of its own: flows/entries (the flow structs),
  * flows/labels and flows/histories, which the policy reads as m.tags["flows/histories"]
- * and puts a rule on. At the end it prints the tag tree (mmt_tag_report) and
+ * and puts a rule on. The table registers a reclaimer for the flows tag, which drops the
+ * oldest flows: the policy's mmt.reclaim("flows", n) runs it, and so does an allocation
+ * that a limit on the flows would refuse (policies/budget.lua sets one: try
+ * --policy policies/budget.lua). At the end it prints the tag tree (mmt_tag_report) and
  * mmt_meminfo(), and checks that every byte came back.
  */
 #define _DEFAULT_SOURCE /* M_PI */
@@ -30,20 +33,23 @@ typedef struct flow {
     uint64_t packets, bytes;
     char *label;
     unsigned char *history; /* recent packet headers: most of a flow's memory */
-    struct flow *next;
+    struct flow *next;      /* in its bucket */
+    struct flow *newer;     /* in the table's age order, oldest first */
 } flow_t;
 
 enum { BUCKETS = 1 << 15, HISTORY = 512, PEAK_FLOWS = 80000 };
 
-/* The table. table_lock is recursive: a checkpoint inside table_add's own mmt_malloc can
- * run the policy, whose "shed" action trims the table on the same thread. table_add
- * links a flow only once all its memory is allocated, so a trim in between sees a
- * consistent table. The timer thread's trims take the same lock. */
+/* The table. table_lock is recursive: an allocation or free of the table's own can run
+ * the reclaimer on the same thread (a checkpoint runs the policy, whose mmt.reclaim runs
+ * it; a limit on the flows runs it inside the allocation it would refuse). So table_add
+ * links a flow only once all its memory is allocated, and a flow leaves the table before
+ * its memory is freed: a reclaim in between sees a consistent table. The reclaims the
+ * policy makes on the engine's thread take the same lock. */
 static pthread_mutex_t table_lock;
 static flow_t *buckets[BUCKETS];
+static flow_t *oldest, *newest;
 static size_t flow_count;
-static size_t next_drop;   /* bucket where trimming resumes */
-static double flow_limit = PEAK_FLOWS; /* lowered by a shed, as a cache would shrink */
+static double flow_limit = PEAK_FLOWS; /* lowered by a reclaim, as a cache would shrink */
 
 /* The table's tags, made once at start: a flow's parts are allocated in them. */
 static mmt_tag_t tag_entries, tag_labels, tag_histories;
@@ -84,43 +90,52 @@ static void table_add(void)
     size_t b = f->src % BUCKETS;
     f->next = buckets[b];
     buckets[b] = f;
+    f->newer = NULL;
+    if (newest) newest->newer = f;
+    else oldest = f;
+    newest = f;
     flow_count++;
     pthread_mutex_unlock(&table_lock);
 }
 
-/* Drops flows, round-robin over the buckets, until `keep` remain. */
+/* Caller holds table_lock, and the table has a flow. Takes the oldest flow out of the
+ * table, then frees it; returns the bytes it held. */
+static size_t drop_oldest(void)
+{
+    flow_t *f = oldest;
+    flow_t **at = &buckets[f->src % BUCKETS];
+    while (*at != f) at = &(*at)->next;
+    *at = f->next;
+    oldest = f->newer;
+    if (!oldest) newest = NULL;
+    flow_count--;
+    size_t bytes = mmt_size(f) + mmt_size(f->label) + mmt_size(f->history);
+    mmt_free(f->history);
+    mmt_free(f->label);
+    mmt_free(f);
+    return bytes;
+}
+
+/* Expires the oldest flows until `keep` remain. */
 static void table_trim(size_t keep)
 {
     pthread_mutex_lock(&table_lock);
-    for (size_t scanned = 0; scanned < BUCKETS && flow_count > keep; scanned++) {
-        size_t b = next_drop;
-        next_drop = (next_drop + 1) % BUCKETS;
-        while (buckets[b] && flow_count > keep) {
-            flow_t *f = buckets[b];
-            buckets[b] = f->next;
-            mmt_free(f->history);
-            mmt_free(f->label);
-            mmt_free(f);
-            flow_count--;
-        }
-    }
+    while (flow_count > keep && oldest) drop_oldest();
     pthread_mutex_unlock(&table_lock);
 }
 
-/* Host action "shed": release about `bytes`, return what was released. */
-static int64_t shed(int64_t bytes, void *ud)
+/* The flows tag's reclaimer (mmt_reclaimer_add): drops the oldest flows until `wanted`
+ * bytes are freed, and returns what they held. It runs on whichever thread needs the
+ * memory, and keeps the table under its new size for a while, as a cache would shrink. */
+static size_t reclaim_oldest(size_t wanted, void *arg)
 {
-    (void)ud;
-    mmt_meminfo_t before, after;
-    mmt_meminfo(&before);
+    (void)arg;
+    size_t freed = 0;
     pthread_mutex_lock(&table_lock);
-    size_t per_flow = before.in_use / (flow_count ? flow_count : 1);
-    size_t drop = per_flow ? (size_t)(bytes > 0 ? bytes : 0) / per_flow : 0;
-    table_trim(drop < flow_count ? flow_count - drop : 0);
+    while (freed < wanted && oldest) freed += drop_oldest();
     flow_limit = (double)flow_count;
     pthread_mutex_unlock(&table_lock);
-    mmt_meminfo(&after);
-    return (int64_t)before.in_use - (int64_t)after.in_use;
+    return freed;
 }
 
 static double start_time;
@@ -193,7 +208,11 @@ int main(int argc, char **argv)
         return 1;
     }
     mmt_policy_set_log(engine, print_log, NULL);
-    mmt_policy_action(engine, "shed", shed, NULL);
+    int reclaimer = mmt_reclaimer_add(flows, "oldest-flows", 0, reclaim_oldest, NULL);
+    if (reclaimer < 0) {
+        fprintf(stderr, "mmt-demo: cannot register the reclaimer: %s\n", mmt_strerror(reclaimer));
+        return 1;
+    }
     if (mmt_policy_load(engine, policy) != 0) {
         fprintf(stderr, "mmt-demo: %s\n", mmt_policy_error(engine));
         mmt_policy_free(engine);
@@ -201,8 +220,8 @@ int main(int argc, char **argv)
     }
 
     /* The load follows a wave with a 4-second period: flows are added while under the
-     * wave's target and expire while over it. After a shed the table keeps under the size
-     * the shed left, a limit that relaxes by 10% a second. */
+     * wave's target and expire while over it. After a reclaim the table keeps under the
+     * size the reclaim left, a limit that relaxes by 10% a second. */
     while (!interrupted) {
         double t = seconds_now() - start_time;
         if (seconds > 0 && t >= seconds) break;
@@ -220,7 +239,8 @@ int main(int argc, char **argv)
         struct timespec nap = {0, 10 * 1000 * 1000};
         nanosleep(&nap, NULL);
     }
-    mmt_policy_free(engine);
+    mmt_policy_free(engine); /* gives back the limits its policy set */
+    mmt_reclaimer_remove(reclaimer);
 
     mmt_meminfo_t m;
     mmt_meminfo(&m);

@@ -1,8 +1,8 @@
 /*
  * The policy engine's public API: creating and freeing engines, host actions, logging,
  * loading and reloading (build a fresh state, then swap it in under the lock, carrying
- * rule state over), and evaluation at allocation checkpoints through the core's checkpoint
- * hook.
+ * rule state over and switching the limits the policies set), evaluation at allocation
+ * checkpoints through the core's checkpoint hook, and the reclaim reports' way to the log.
  */
 #include <limits.h>
 #include <math.h>
@@ -19,6 +19,7 @@
 #include "fork.h"
 #include "engine.h"
 #include "listeners.h"
+#include "reclaim.h"
 
 /* What this thread is doing inside engines, innermost first: running an engine's policy
  * code (an evaluation or a load), or its log or event function. Engines nest (a host
@@ -210,6 +211,22 @@ void mmt_policy_set_log(mmt_policy_t *p, mmt_policy_log_fn fn, void *ud)
     p->log_fn = fn ? fn : stderr_log;
     p->log_ud = fn ? ud : NULL;
     pthread_mutex_unlock(&p->conf_lock);
+}
+
+/* ---- Reclaim reports ---------------------------------------------------------------------- */
+
+static void log_reclaim_report(const char *line, void *ud)
+{
+    mmt__policy_log(ud, MMT_LOG_INFO, "%s", line);
+}
+
+void mmt__policy_reclaim_reports(struct mmt_policy *p)
+{
+    unsigned missed = mmt__reclaim_reports(&p->reports_cursor, log_reclaim_report, p);
+    if (missed)
+        mmt__policy_log(p, MMT_LOG_WARN, "%u reclaim report%s lost: made faster than the "
+                        "engine's thread logs them (it keeps the last %d)", missed,
+                        missed == 1 ? " was" : "s were", MMT__RECLAIM_REPORTS);
 }
 
 /* ---- Host actions ------------------------------------------------------------------------ */
@@ -435,6 +452,80 @@ void mmt__policy_run_tasks(struct mmt_policy *p)
     timer_evaluation(p, false);
 }
 
+/* ---- The policies' limits ------------------------------------------------------------------ */
+
+/*
+ * A policy's limits (mmt.limit) are its own. When the engine switches from one policy to
+ * the next, the limits the new one sets are applied, and those the old one set and the new
+ * one does not are given back: set to what they were before the engine's policies set them
+ * (0, none, unless the program had set one). A limit the program changed after the policy
+ * set it (mmt_limit_get no longer gives what the policy set) is the program's again: giving
+ * it back leaves it as it is, and a policy that sets it anew will restore the program's
+ * value. Freeing the engine gives back every limit of its policy. A failed load switches
+ * nothing: its limits were never applied.
+ */
+
+/* `tag "cache/pages"`, or `the process` for the root. */
+static const char *tag_words(unsigned tag, char *buf, size_t len)
+{
+    char path[256];
+    if (tag == MMT_TAG_ROOT) snprintf(buf, len, "the process");
+    else if (mmt_tag_path((mmt_tag_t)tag, path, sizeof path) < 0) snprintf(buf, len, "tag #%u", tag);
+    else snprintf(buf, len, "tag \"%s\"", path);
+    return buf;
+}
+
+/* "40 MiB", or "none" for 0. */
+static const char *limit_words(uint64_t bytes, char *buf, size_t len)
+{
+    if (!bytes) snprintf(buf, len, "none");
+    else mmt__human_bytes(bytes, buf, len);
+    return buf;
+}
+
+static const policy_limit_t *limit_of(const pstate_t *s, unsigned tag)
+{
+    for (size_t i = 0; s && i < s->nlimits; i++)
+        if (s->limits[i].tag == tag) return &s->limits[i];
+    return NULL;
+}
+
+/* Caller holds p->lock: rules see the policy and its limits change as one. Switches the
+ * limits from those of `from` to those of `to` (either may be NULL), logging each change;
+ * `why` says why a limit of `from` is given back. */
+static void switch_limits(struct mmt_policy *p, pstate_t *to, const pstate_t *from,
+                          const char *why)
+{
+    char what[300], a[32], b[32];
+    for (size_t i = 0; from && i < from->nlimits; i++) {
+        const policy_limit_t *l = &from->limits[i];
+        if (limit_of(to, l->tag)) continue;
+        uint64_t now = mmt_limit_get((mmt_tag_t)l->tag);
+        if (now != l->bytes) {
+            mmt__policy_log(p, MMT_LOG_INFO, "limit on %s left at %s: the program changed it "
+                            "after the policy set it", tag_words(l->tag, what, sizeof what),
+                            limit_words(now, a, sizeof a));
+            continue;
+        }
+        mmt_limit_set((mmt_tag_t)l->tag, l->prior);
+        if (l->prior != now)
+            mmt__policy_log(p, MMT_LOG_INFO, "limit on %s back to %s (was %s): %s",
+                            tag_words(l->tag, what, sizeof what), limit_words(l->prior, a, sizeof a),
+                            limit_words(now, b, sizeof b), why);
+    }
+    for (size_t i = 0; to && i < to->nlimits; i++) {
+        policy_limit_t *l = &to->limits[i];
+        const policy_limit_t *had = limit_of(from, l->tag);
+        uint64_t now = mmt_limit_get((mmt_tag_t)l->tag);
+        l->prior = had && now == had->bytes ? had->prior : now;
+        mmt_limit_set((mmt_tag_t)l->tag, l->bytes);
+        if (now != l->bytes)
+            mmt__policy_log(p, MMT_LOG_INFO, "%s: limit on %s set to %s (was %s)", l->where,
+                            tag_words(l->tag, what, sizeof what), limit_words(l->bytes, a, sizeof a),
+                            limit_words(now, b, sizeof b));
+    }
+}
+
 /* ---- Loading ------------------------------------------------------------------------------------ */
 
 static int load_locked(struct mmt_policy *p, const char *path)
@@ -457,6 +548,7 @@ static int load_locked(struct mmt_policy *p, const char *path)
     lock_engine(p);
     pstate_t *old = p->cur;
     mmt__carry_state(s, old);
+    switch_limits(p, s, old, "the policy no longer sets it");
     p->cur = s;
     atomic_store_explicit(&p->tasks_due, mmt__tasks_due(s, -INFINITY), memory_order_relaxed);
     pthread_mutex_unlock(&p->lock);
@@ -652,6 +744,7 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
     pthread_mutex_init(&p->load_lock, NULL);
     pthread_mutex_init(&p->conf_lock, NULL);
     p->log_fn = stderr_log;
+    p->reports_cursor = mmt__reclaim_reports_next(); /* only the reclaims from now on */
     p->wake[0].fd = p->wake[1].fd = -1;
     p->watcher.in.fd = -1;
 
@@ -701,9 +794,12 @@ int mmt_policy_free(mmt_policy_t *p)
     pthread_mutex_lock(&engines_lock);
     unlink_engine(p);
     pthread_mutex_unlock(&engines_lock);
+    bool had_thread = p->thread_started;
     mmt__thread_stop(p, true);
+    if (had_thread) mmt__policy_reclaim_reports(p); /* those made since its last look */
     mmt_mem_unlisten(p->listener); /* waits out an evaluation in progress */
     lock_engine(p);
+    switch_limits(p, NULL, p->cur, "the engine is freed");
     mmt__pstate_free(p->cur);
     p->cur = NULL;
     pthread_mutex_unlock(&p->lock);

@@ -96,6 +96,17 @@ typedef struct task {
     bool disabled;
 } task_t;
 
+/* A hard limit a policy sets (mmt.limit, module.c): declared as its file runs, applied
+ * when the engine switches to it, and given back when a later policy of the engine no
+ * longer sets it, or the engine is freed (engine.c). */
+typedef struct policy_limit {
+    unsigned tag;
+    uint64_t bytes; /* 0: the policy removes the tag's limit */
+    uint64_t prior; /* the limit before the engine's policies set it: what giving it back
+                     * restores (set when the policy is switched to) */
+    char *where;    /* "file:line" of the mmt.limit call */
+} policy_limit_t;
+
 typedef struct pstate {
     lua_State *L;
     struct mmt_policy *engine;
@@ -123,6 +134,8 @@ typedef struct pstate {
     uint32_t names_seed;         /* the name hash's own (rules.c) */
     task_t *tasks;
     size_t ntasks, tasks_cap;
+    policy_limit_t *limits;      /* what its file set with mmt.limit, one per tag */
+    size_t nlimits, limits_cap;
     struct snapshot *evaluating; /* the evaluation's snapshot while one runs (rules.c) */
     mmt__tag_paths_t paths;      /* the tags' paths, for m.tags and mmt.tags(), made again
                                   * when there are more tags (module.c) */
@@ -258,6 +271,10 @@ struct mmt_policy {
      * default), not to be taken by every process of a tree. */
     _Atomic unsigned inotify_delay_ms;
 
+    /* The next reclaim report to log (core/reclaim.h): the engine's thread's own while it
+     * runs, then mmt_policy_free's. */
+    uint64_t reports_cursor;
+
     /* All engines, for the fork handlers (engine.c); under the engine list's lock. */
     struct mmt_policy *next_engine;
     bool fork_skipped; /* this fork came from inside its policy code: its locks were not taken */
@@ -281,6 +298,10 @@ void mmt__tag_rates_sample(struct mmt_policy *p, double time, const mmt__tag_rea
  * window (a sample older than the newest is not added: the rate stays its newest's). NAN
  * when MMT__TAG_RATES_MAX tags are followed already (logged once). */
 double mmt__tag_rate(struct mmt_policy *p, unsigned tag, double time, double in_use);
+/* The engine's thread, or mmt_policy_free once it is stopped (never from inside an
+ * allocation, where this thread may hold the engine's locks): logs, at level info, the
+ * reclaim reports made since it last looked, and how many it missed. */
+void mmt__policy_reclaim_reports(struct mmt_policy *p);
 void mmt__policy_tick(struct mmt_policy *p);  /* timer: the rules and the tasks due */
 void mmt__policy_run_tasks(struct mmt_policy *p); /* timer: the tasks due, not the rules */
 /* A backend copy of the path, or NULL; with the file's identity when it was last read. */

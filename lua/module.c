@@ -1,6 +1,7 @@
 /*
  * The `mmt` Lua module that policies require: rule and task declarations, logging, byte
- * formatting, snapshots, and calls to host actions.
+ * formatting, snapshots, calls to host actions, and limits and reclaim (mmt.limit,
+ * mmt.reclaim, mmt.trim).
  *
  * Bad arguments raise errors naming the function and the field, positioned at the line of
  * the policy that made the call ("policies/x.lua:12: rule \"high-water\": ...").
@@ -16,6 +17,7 @@
 #include "engine.h"
 #include "export.h"
 #include "lj.h"
+#include "reclaim.h"
 
 const char *mmt__metric_name(metric_t m)
 {
@@ -79,7 +81,8 @@ static int l_tag_entry_index(lua_State *L)
 }
 
 /* Pushes m.tags for the snapshot table at index 1 (the key at 2): every tag but the root,
- * keyed by path, each a table of the counters of its subtree and its `rate`. The
+ * keyed by path, each a table of the counters of its subtree, its `rate` and its `limit`
+ * (absent, so nil, for a tag without one: "80% of the limit" cannot be taken of none). The
  * evaluation's snapshot shares the evaluation's reading; another (mmt.meminfo()) reads
  * the tags now. */
 static void push_tags(lua_State *L)
@@ -112,11 +115,16 @@ static void push_tags(lua_State *L)
     lua_pushnil(L);                    /* 5: the entries' metatable, made on first need */
     for (unsigned tag = 1; tag < n; tag++) {
         lua_pushlstring(L, s->paths.text + s->paths.at[tag], s->paths.len[tag]);
-        lua_createtable(L, 0, MMT__NFIELDS + 1); /* 7: the entry */
+        lua_createtable(L, 0, MMT__NFIELDS + 2); /* 7: the entry */
         const mmt_meminfo_t *m = &r[tag].sub;
         for (int i = 0; i < MMT__NFIELDS; i++) {
             lua_pushnumber(L, (lua_Number)mmt__field_value(m, i));
             lua_setfield(L, 7, mmt__fields[i].name);
+        }
+        uint64_t limit = mmt_limit_get((mmt_tag_t)tag); /* as of now: nil for none */
+        if (limit) {
+            lua_pushnumber(L, (lua_Number)limit);
+            lua_setfield(L, 7, "limit");
         }
         if (s->loading || s->engine->tag_rate_of[tag]) {
             /* Followed (sampled above), or while the file loads, when no rate is had: 0. */
@@ -145,10 +153,17 @@ static void push_tags(lua_State *L)
 
 /* Snapshots compute `rss` and `tags` on first use: reading rss is a system call, and the
  * tags a walk of every thread's counts, which most rules never need. Each is then kept in
- * the table, for the rest of the evaluation. */
+ * the table, for the rest of the evaluation. `limit`, the process's (the root's) as m.tags
+ * has the tags', is read at each use: nil for none. */
 static int l_snapshot_index(lua_State *L)
 {
     const char *key = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+    if (key && strcmp(key, "limit") == 0) {
+        uint64_t limit = mmt_limit_get(MMT_TAG_ROOT);
+        if (!limit) return 0;
+        lua_pushnumber(L, (lua_Number)limit);
+        return 1;
+    }
     if (key && strcmp(key, "rss") == 0) {
         lua_pushnumber(L, mmt__read_rss());
         lua_pushvalue(L, -1);
@@ -469,6 +484,105 @@ static int l_every(lua_State *L)
     return 0;
 }
 
+/* ---- mmt.limit, mmt.reclaim, mmt.trim ------------------------------------------------------ */
+
+/* The tag at the path that is argument `arg` of `fn`: paths as m.tags keys them
+ * ("cache/pages", no leading '/'), and "" for the whole process (the root), as
+ * mmt_tag_lookup has it. A path no tag has raises, naming it. */
+static unsigned check_tag(lua_State *L, int arg, const char *fn)
+{
+    if (lua_type(L, arg) != LUA_TSTRING)
+        luaL_error(L, "%s: the tag must be a path (like \"cache/pages\", or \"\" for the whole "
+                      "process), not a %s", fn, luaL_typename(L, arg));
+    size_t len;
+    const char *path = lua_tolstring(L, arg, &len);
+    /* A path with a NUL byte names no tag: mmt_tag_lookup would read only its start. */
+    int tag = strlen(path) == len ? mmt_tag_lookup(path) : MMT_ENOENT;
+    if (tag < 0)
+        luaL_error(L, "%s: unknown tag \"%s\" (no tag has that path: paths are like "
+                      "\"cache/pages\", without a leading '/'; \"\" is the whole process)",
+                   fn, path);
+    return (unsigned)tag;
+}
+
+/* Argument `arg` of `fn` as a number of bytes, cut toward zero: a finite number from 0 up
+ * to 2^64 (exclusive), or nil when `nil_ok` (then 0). `what` names it in the message. */
+static uint64_t check_bytes(lua_State *L, int arg, const char *fn, const char *what,
+                            bool nil_ok)
+{
+    if (nil_ok && lua_isnil(L, arg)) return 0;
+    if (lua_type(L, arg) != LUA_TNUMBER)
+        luaL_error(L, "%s: %s must be a number of bytes%s, not a %s", fn, what,
+                   nil_ok ? " (or nil for none)" : "", luaL_typename(L, arg));
+    double v = lua_tonumber(L, arg);
+    if (!(v >= 0 && v < 18446744073709551616.0)) {
+        char shown[64];
+        snprintf(shown, sizeof shown, "%.17g", v);
+        if (isnan(v)) snprintf(shown, sizeof shown, "nan"); /* not "-nan" */
+        luaL_error(L, "%s: %s must be from 0 to 2^64 bytes, not %s", fn, what, shown);
+    }
+    return (uint64_t)v;
+}
+
+/* mmt.limit(path, bytes): a hard limit on the tag's subtree (memory.h, mmt_limit_set);
+ * nil or 0 removes the tag's limit. Declared as the file runs, like a rule: the engine
+ * applies the file's limits when it switches to the policy, and gives back those a later
+ * policy of it no longer sets (engine.c). One call a tag. */
+static int l_limit(lua_State *L)
+{
+    pstate_t *s = mmt__pstate_of(L);
+    double t0 = mmt__now();
+    if (!s->loading)
+        return luaL_error(L, "mmt.limit: limits are set when the policy loads, not from inside "
+                             "a rule or task");
+    unsigned tag = check_tag(L, 1, "mmt.limit");
+    uint64_t bytes = check_bytes(L, 2, "mmt.limit", "the limit", true);
+    for (size_t i = 0; i < s->nlimits; i++)
+        if (s->limits[i].tag == tag)
+            return luaL_error(L, "mmt.limit: %s%s%s is limited already, at %s",
+                              tag ? "tag \"" : "the whole process", tag ? lua_tostring(L, 1) : "",
+                              tag ? "\"" : "", s->limits[i].where);
+    policy_limit_t *limits = mmt__backend_grow(s->limits, &s->limits_cap, s->nlimits,
+                                               sizeof *limits, 4);
+    if (!limits) return luaL_error(L, "mmt.limit: out of memory");
+    s->limits = limits;
+    /* caller_position may raise (it makes a Lua string); nothing C-side is held yet. */
+    char *where = caller_position(L);
+    if (!where) return luaL_error(L, "mmt.limit: out of memory");
+    s->limits[s->nlimits++] = (policy_limit_t){.tag = tag, .bytes = bytes, .where = where};
+    refund(s, t0);
+    return 0;
+}
+
+/* mmt.reclaim(path, bytes): runs the reclaimers of the tag's subtree until its in_use has
+ * fallen by `bytes` (memory.h, mmt_reclaim); returns what it fell by. Nothing is asked
+ * for 0 or less; math.huge asks for all they can give. The reclaimers are the host's code,
+ * run on this thread: their time counts against the policy code that called them, as a
+ * host action's does. Their report reaches the log from the engine's thread, woken for it. */
+static int l_reclaim(lua_State *L)
+{
+    pstate_t *s = mmt__pstate_of(L);
+    unsigned tag = check_tag(L, 1, "mmt.reclaim");
+    if (lua_type(L, 2) != LUA_TNUMBER)
+        return luaL_error(L, "mmt.reclaim: the bytes wanted must be a number, not a %s",
+                          luaL_typename(L, 2));
+    double v = lua_tonumber(L, 2);
+    if (isnan(v)) return luaL_error(L, "mmt.reclaim: the bytes wanted must be a number, not nan");
+    size_t wanted = v <= 0 ? 0 : v >= 18446744073709551616.0 ? SIZE_MAX : (size_t)v;
+    size_t freed = wanted ? mmt_reclaim((mmt_tag_t)tag, wanted) : 0;
+    if (wanted) mmt__thread_wake(s->engine);
+    lua_pushnumber(L, (lua_Number)freed);
+    return 1;
+}
+
+/* mmt.trim(): gives the allocator's free memory back to the system (mmt_trim); returns the
+ * drop in resident bytes it measured. */
+static int l_trim(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)mmt_trim());
+    return 1;
+}
+
 /* ---- mmt.log, mmt.bytes, mmt.call ------------------------------------------------------------- */
 
 static int l_log(lua_State *L)
@@ -651,9 +765,10 @@ int mmt__open_module(lua_State *L)
     static const luaL_Reg functions[] = {
         {"rule", l_rule},   {"every", l_every}, {"log", l_log},       {"bytes", l_bytes},
         {"call", l_call},   {"meminfo", l_meminfo}, {"format", l_format}, {"tags", l_tags},
+        {"limit", l_limit}, {"reclaim", l_reclaim}, {"trim", l_trim},
         {NULL, NULL},
     };
-    lua_createtable(L, 0, 10);
+    lua_createtable(L, 0, 16);
     for (const luaL_Reg *f = functions; f->name; f++) {
         lua_pushcfunction(L, f->func);
         lua_setfield(L, -2, f->name);

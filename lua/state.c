@@ -452,10 +452,12 @@ void mmt__pstate_free(pstate_t *s)
     }
     mmt__tag_paths_free(&s->paths);
     for (size_t i = 0; i < s->ntasks; i++) mmt__backend.free(s->tasks[i].where);
+    for (size_t i = 0; i < s->nlimits; i++) mmt__backend.free(s->limits[i].where);
     if (s->L) lua_close(s->L);
     mmt__backend.free(s->reserve); /* after lua_close: the state's first blocks live there */
     mmt__backend.free(s->rules);
     mmt__backend.free(s->tasks);
+    mmt__backend.free(s->limits);
     mmt__backend.free(s->names);
     mmt__backend.free(s->path);
     mmt__backend.free(s);

@@ -1,7 +1,9 @@
 /*
  * The engine's own thread: it ticks the timer every interval_ms (the rules, and the
  * mmt.every tasks that are due), wakes between ticks when a task is due sooner (the tasks
- * alone run then), and with `watch` it reloads the policy when its file changes.
+ * alone run then), and with `watch` it reloads the policy when its file changes. Each
+ * time it wakes, it logs the reclaim reports made since (core/reclaim.h): they are made
+ * inside allocations, which must not call the log.
  *
  * Following the file. inotify watches the folders on the way to it: the folder of the
  * path as given and, when the path is a symlink, the folder of each link's target (a
@@ -445,6 +447,9 @@ static void *engine_thread(void *arg)
         } else if (interval > 0 && now >= atomic_load(&p->tasks_due)) {
             mmt__policy_run_tasks(p);
         }
+        /* After every tick, task run, load and wake-up (mmt.reclaim wakes it), outside the
+         * engine's locks: the reclaims made since, by policy code or by allocations. */
+        mmt__policy_reclaim_reports(p);
     }
     return NULL;
 }

@@ -6,7 +6,10 @@
 -- A mistake (a typo, a wrong field) is reported and the running policy stays in force.
 --
 --   high / low      warn above `high` MiB in use, clear the warning under `low`
---   shed_above      above this, ask the demo to drop flows down to `shed_to`
+--   shed_above      when the flows (the tag "flows" and its subtree) hold more than this,
+--                   reclaim them down to `shed_to`: mmt.reclaim runs the demo's reclaimer,
+--                   which drops the oldest flows; the engine logs what it freed. The rule
+--                   is ready again once the flows are under `shed_resume`
 --   fast_growth     warn when usage grows faster than this many MiB per second (and say
 --                   it slowed down under half of it)
 --   histories       warn when the flows' packet histories alone (the tag the demo
@@ -34,11 +37,12 @@ mmt.rule {
 
 mmt.rule {
    name = "shed",
-   metric = "in_use", above = shed_above, below = shed_resume,
+   metric = "in_use", tag = "flows", above = shed_above, below = shed_resume,
    fire = function(m)
-      local released = mmt.call("shed", m.in_use - shed_to)
-      mmt.log("warn", "shed: %s in use is over %s; the demo released %s",
-              mmt.bytes(m.in_use), mmt.bytes(shed_above), mmt.bytes(released))
+      local flows = m.tags["flows"].in_use
+      local freed = mmt.reclaim("flows", flows - shed_to)
+      mmt.log("warn", "shed: the flows hold %s, over %s; reclaiming freed %s",
+              mmt.bytes(flows), mmt.bytes(shed_above), mmt.bytes(freed))
    end,
 }
 
