@@ -435,7 +435,8 @@ static void test_reload_every_shipped_policy_loads(void **state)
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     assert_true(n > 0);
     exe[n] = '\0';
-    const char *names[] = {"high_water.lua", "growth.lua", "report.lua", "shed.lua"};
+    const char *names[] = {"high_water.lua", "growth.lua", "report.lua", "shed.lua",
+                           "budget.lua"};
     captured_log_t *log = new_log();
     mmt_policy_options_t o = {.interval_ms = 100};
     mmt_policy_t *p = new_engine(&o, log);
