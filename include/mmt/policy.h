@@ -5,8 +5,10 @@
  * A policy file declares rules with mmt.rule{...} and periodic tasks with mmt.every(); see
  * the README and policies/ for the language. The engine runs each policy in its own
  * sandboxed LuaJIT state whose memory is capped and whose calls are time-limited, so a
- * broken or hostile policy yields an error message, never a broken host. The VM's memory
- * is not counted in mmt's counters (it is reported as the snapshot field `lua`).
+ * broken or hostile policy yields an error message, never a broken host (save for what
+ * the program lets any policy do: run its host actions and reclaimers, and set limits,
+ * below). The VM's memory is not counted in mmt's counters (it is reported as the
+ * snapshot field `lua`).
  *
  * When policy code runs. Rules are evaluated at allocation checkpoints (checkpoint_bytes)
  * and, with a timer (interval_ms), at every tick on the engine's thread. mmt.every tasks
@@ -49,6 +51,35 @@
  * the counters, or `rate` (not rss or lua, which are the process's). An unknown tag is a
  * load error naming the rule and the tag, unless the rule says `tag_optional = true`: the
  * program may make the tag later, and until it does the rule does not hold.
+ * m.tags[path].limit is the tag's hard limit (memory.h, "Limits and reclaim") as of the
+ * reading, whoever set it, and nil for a tag without one; m.limit is the process's.
+ *
+ * Limits and reclaim. A tag is named by its path as m.tags keys it ("cache/pages", no
+ * leading '/'), and "" names the whole process (the root); a path no tag has is an error
+ * naming it.
+ * - mmt.limit(path, bytes) sets a hard limit, as mmt_limit_set does (nil or 0 removes the
+ *   tag's limit). It is declared as the file runs (from a rule or task it is an error), at
+ *   most once a tag, and the limits are the policy's own: the engine applies them when it
+ *   switches to the policy (a file that fails to load applies none, and the running
+ *   policy's stay), and when it switches to the next version of the file it gives back
+ *   those the new one no longer sets, each to what it was before the engine's policies
+ *   set it (none, unless the program had set one); mmt_policy_free gives back them all. A
+ *   limit the program changed after the policy set it (mmt_limit_get no longer gives the
+ *   policy's value) is left as the program set it, and a policy that sets it again will
+ *   give back the program's value. Each change is logged at level info. Engines that limit
+ *   one tag share it: the last one set wins. A limit set by a policy binds the program as
+ *   one it sets itself: mmt_malloc aborts when the reclaimers cannot make room under it.
+ * - mmt.reclaim(path, bytes) runs the reclaimers of the tag's subtree (mmt_reclaim) and
+ *   returns the bytes its in_use fell by; 0 or less asks for nothing. The reclaimers run
+ *   on the evaluating thread, and their time counts against the calling rule or task.
+ * - mmt.trim() returns the drop in resident bytes of mmt_trim.
+ * Every reclaim in the process is reported to each engine's log at level info
+ * ("reclaim for tag "flows": wanted 8.0 MiB, freed 8.0 MiB: oldest-flows 8.0 MiB,
+ * 7.4 ms"), by the engine's thread, each time it wakes (a tick, a task, a reload, or a
+ * policy's mmt.reclaim), and by mmt_policy_free: never from inside the allocation that
+ * reclaimed. Reports wait in a ring of the last 64; those lost before the thread looked
+ * are counted in a warning. An engine without a thread (no interval_ms, no watch) does
+ * not log them.
  *
  * Checkpoints: rules are evaluated inside the allocation or free that moves in_use by
  * checkpoint_bytes since the previous evaluation, exactly in a single thread and within
@@ -159,9 +190,11 @@ MMT_API void mmt_policy_set_log(mmt_policy_t *p, mmt_policy_log_fn fn, void *ud)
 MMT_API void mmt_policy_set_event(mmt_policy_t *p, mmt_policy_event_fn fn, void *ud);
 
 /* Loads the policy file at `path` into a fresh state and, if that succeeded, switches to
- * it, carrying rule state (firing or not) over by rule name. Returns 0, or MMT_ELOAD: not
- * loaded, the previous policy keeps running, and the reason ("file:line: message") is
- * logged and available from mmt_policy_error(). `path` becomes the engine's file. */
+ * it, carrying rule state (firing or not) over by rule name, and switching the limits
+ * (mmt.limit, above) from the previous policy's to the new one's. Returns 0, or
+ * MMT_ELOAD: not loaded, the previous policy and its limits stay, and the reason
+ * ("file:line: message") is logged and available from mmt_policy_error(). `path` becomes
+ * the engine's file. */
 MMT_API int mmt_policy_load(mmt_policy_t *p, const char *path);
 
 /* mmt_policy_load with the last path given; MMT_EINVAL if there was none. */
@@ -172,8 +205,8 @@ MMT_API int mmt_policy_reload(mmt_policy_t *p);
  * change it under the caller). */
 MMT_API const char *mmt_policy_error(const mmt_policy_t *p);
 
-/* Stops the timer and watcher, waits for a running evaluation, frees everything; returns
- * 0 (NULL does nothing). Called from the engine's own code (a host action, the log or
+/* Stops the timer and watcher, waits for a running evaluation, gives back the limits its
+ * policy set (mmt.limit), frees everything; returns 0 (NULL does nothing). Called from the engine's own code (a host action, the log or
  * event function, the engine's thread), which it would wait for, it frees nothing, logs
  * why and returns MMT_EBUSY: free it after that code has returned. With `watch`, it can
  * take 5 to 20 ms: closing the file watch (inotify) waits for the kernel. */
