@@ -74,8 +74,8 @@
  *   on the evaluating thread, and their time counts against the calling rule or task.
  * - mmt.trim() returns the drop in resident bytes of mmt_trim.
  * Every reclaim in the process is reported to each engine's log at level info
- * ("reclaim for tag "flows": wanted 8.0 MiB, freed 8.0 MiB: oldest-flows 8.0 MiB,
- * 7.4 ms"), by the engine's thread, each time it wakes (a tick, a task, a reload, or a
+ * ("reclaim for tag "flows": wanted 8 MiB, freed 8.003 MiB: oldest-flows 8.003 MiB,
+ * 11.8 ms"), by the engine's thread, each time it wakes (a tick, a task, a reload, or a
  * policy's mmt.reclaim), and by mmt_policy_free: never from inside the allocation that
  * reclaimed. Reports wait in a ring of the last 64; those lost before the thread looked
  * are counted in a warning. An engine without a thread (no interval_ms, no watch) does
