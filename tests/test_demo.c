@@ -38,6 +38,19 @@ static const char *run_demo(const char *policy)
     return out;
 }
 
+/* The line the rule `rule` logs after its reclaim (`line`). Under a sanitizer the reclaim
+ * can outlast the rule's time budget, and the engine stops the rule right after it, as it
+ * should: then that is what the output says instead. */
+static void assert_rule_said(const char *out, const char *rule, const char *line)
+{
+    char stopped[128];
+    snprintf(stopped, sizeof stopped, "error rule \"%s\": ", rule);
+    if (MMT_TEST_SANITIZED && !strstr(out, line) && strstr(out, stopped) &&
+        strstr(out, "stopped: ran past its time budget of "))
+        return;
+    assert_contains(out, line);
+}
+
 static void test_demo_runs_its_policy_and_prints_the_tag_tree(void **state)
 {
     (void)state;
@@ -47,7 +60,7 @@ static void test_demo_runs_its_policy_and_prints_the_tag_tree(void **state)
     assert_contains(out, "% of the memory in use");
     assert_contains(out, "in use (histories ");     /* the task read m.tags */
     /* The shed rule reclaimed flows: the demo's reclaimer ran, and the engine said so. */
-    assert_contains(out, "warn  shed: the flows hold ");
+    assert_rule_said(out, "shed", "warn  shed: the flows hold ");
     assert_contains(out, "info  reclaim for tag \"flows\": wanted ");
     assert_contains(out, ": oldest-flows ");
     assert_contains(out, "\n(root): in use ");
@@ -64,7 +77,7 @@ static void test_demo_under_the_budget_policy_reclaims_before_the_limit(void **s
     const char *out = run_demo("budget.lua");
     assert_contains(out, "limit on tag \"flows\" set to 40 MiB (was none)");
     assert_contains(out, "budget: this program has no tag \"cache\" (yet)");
-    assert_contains(out, "info  budget flows: ");
+    assert_rule_said(out, "budget flows", "info  budget flows: ");
     assert_contains(out, "info  reclaim for tag \"flows\": wanted ");
     assert_contains(out, "limit on tag \"flows\" back to none (was 40 MiB): the engine is freed");
     /* The flows never went past their limit. */
