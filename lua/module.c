@@ -505,21 +505,20 @@ static unsigned check_tag(lua_State *L, int arg, const char *fn)
     return (unsigned)tag;
 }
 
-/* Argument `arg` of `fn` as a number of bytes, cut toward zero: a finite number from 0 up
- * to 2^64 (exclusive), or nil when `nil_ok` (then 0). `what` names it in the message. */
-static uint64_t check_bytes(lua_State *L, int arg, const char *fn, const char *what,
-                            bool nil_ok)
+/* mmt.limit's second argument: nil (0, none), or a number of bytes from 0 up to 2^64
+ * (exclusive), cut toward zero. */
+static uint64_t check_limit(lua_State *L, int arg)
 {
-    if (nil_ok && lua_isnil(L, arg)) return 0;
+    if (lua_isnil(L, arg)) return 0;
     if (lua_type(L, arg) != LUA_TNUMBER)
-        luaL_error(L, "%s: %s must be a number of bytes%s, not a %s", fn, what,
-                   nil_ok ? " (or nil for none)" : "", luaL_typename(L, arg));
+        luaL_error(L, "mmt.limit: the limit must be a number of bytes (or nil for none), not "
+                      "a %s", luaL_typename(L, arg));
     double v = lua_tonumber(L, arg);
     if (!(v >= 0 && v < 18446744073709551616.0)) {
         char shown[64];
         snprintf(shown, sizeof shown, "%.17g", v);
         if (isnan(v)) snprintf(shown, sizeof shown, "nan"); /* not "-nan" */
-        luaL_error(L, "%s: %s must be from 0 to 2^64 bytes, not %s", fn, what, shown);
+        luaL_error(L, "mmt.limit: the limit must be from 0 to 2^64 bytes, not %s", shown);
     }
     return (uint64_t)v;
 }
@@ -536,7 +535,7 @@ static int l_limit(lua_State *L)
         return luaL_error(L, "mmt.limit: limits are set when the policy loads, not from inside "
                              "a rule or task");
     unsigned tag = check_tag(L, 1, "mmt.limit");
-    uint64_t bytes = check_bytes(L, 2, "mmt.limit", "the limit", true);
+    uint64_t bytes = check_limit(L, 2);
     for (size_t i = 0; i < s->nlimits; i++)
         if (s->limits[i].tag == tag)
             return luaL_error(L, "mmt.limit: %s%s%s is limited already, at %s",

@@ -5,7 +5,8 @@
  * `resolve` and mmt.every tasks run. Anything but a load error or a logged rule error is
  * a finding: a crash, a sanitizer report, an unexpected return code, or the engine
  * touching mmt's counters (its memory must not be counted). The program has two tags,
- * the demo's flows and flows/histories.
+ * the demo's flows and flows/histories, and no reclaimer: a policy's mmt.reclaim runs
+ * none, and its limits bind no allocation of the harness's.
  */
 #include <stdint.h>
 #include <stdio.h>
