@@ -519,6 +519,7 @@ static void switch_limits(struct mmt_policy *p, pstate_t *to, const pstate_t *fr
         uint64_t now = mmt_limit_get((mmt_tag_t)l->tag);
         l->prior = had && now == had->bytes ? had->prior : now;
         mmt_limit_set((mmt_tag_t)l->tag, l->bytes);
+        l->bytes = mmt_limit_get((mmt_tag_t)l->tag); /* as set: past 2^63 - 1, that */
         if (now != l->bytes)
             mmt__policy_log(p, MMT_LOG_INFO, "%s: limit on %s set to %s (was %s)", l->where,
                             tag_words(l->tag, what, sizeof what), limit_words(l->bytes, a, sizeof a),

@@ -567,8 +567,7 @@ static int l_reclaim(lua_State *L)
                           luaL_typename(L, 2));
     double v = lua_tonumber(L, 2);
     if (isnan(v)) return luaL_error(L, "mmt.reclaim: the bytes wanted must be a number, not nan");
-    /* At most 2^63 - 1: mmt_reclaim measures in signed 64-bit bytes. */
-    size_t wanted = v <= 0 ? 0 : v >= 9223372036854775807.0 ? (size_t)INT64_MAX : (size_t)v;
+    size_t wanted = v <= 0 ? 0 : v >= 18446744073709551616.0 ? SIZE_MAX : (size_t)v;
     size_t freed = wanted ? mmt_reclaim((mmt_tag_t)tag, wanted) : 0;
     if (wanted) mmt__thread_wake(s->engine);
     lua_pushnumber(L, (lua_Number)freed);

@@ -243,19 +243,24 @@ static void test_limit_policy_freeing_the_engine_gives_its_limits_back(void **st
     (void)state;
     mmt_tag_t a = new_tag("lp-free-a", MMT_TAG_ROOT);
     mmt_tag_t b = new_tag("lp-free-b", MMT_TAG_ROOT);
+    mmt_tag_t huge = new_tag("lp-free-huge", MMT_TAG_ROOT);
     assert_int_equal(mmt_limit_set(a, 1 << 20), 0);
     captured_log_t *log = new_log();
     mmt_policy_t *p = new_engine(NULL, log);
     load_text(p, "limit_free.lua",
               "local mmt = require 'mmt'\n"
               "mmt.limit('lp-free-a', 3 * mmt.MiB)\n"
-              "mmt.limit('lp-free-b', 5 * mmt.MiB)\n");
+              "mmt.limit('lp-free-b', 5 * mmt.MiB)\n"
+              "mmt.limit('lp-free-huge', 1.5 * 2^63)\n"); /* set as 2^63 - 1 */
     assert_int_equal(mmt_limit_get(a), 3 << 20);
     assert_int_equal(mmt_limit_get(b), 5 << 20);
+    assert_int_equal(mmt_limit_get(huge), INT64_MAX);
     mmt_policy_free(p);
     assert_int_equal(mmt_limit_get(a), 1 << 20);
     assert_int_equal(mmt_limit_get(b), 0);
+    assert_int_equal(mmt_limit_get(huge), 0); /* the policy's own, as set */
     assert_logged(log, "limit on tag \"lp-free-b\" back to none (was 5 MiB): the engine is freed");
+    assert_int_equal(log_count(log, "left at"), 0);
     mmt_limit_set(a, 0);
     free_log(log);
 }
@@ -522,19 +527,29 @@ static void test_limit_policy_reclaim_reports_reach_the_engines_log(void **state
     free_log(log);
 }
 
+static size_t free_nothing(size_t wanted, void *arg)
+{
+    (void)wanted;
+    (void)arg;
+    return 0;
+}
+
 static void test_limit_policy_reports_made_faster_than_the_log_are_counted_as_lost(void **state)
 {
     (void)state;
     mmt_tag_t tag = new_tag("lp-lost", MMT_TAG_ROOT);
+    int id = mmt_reclaimer_add(tag, "lp-nothing", 0, free_nothing, NULL);
+    assert_true(id > 0);
     captured_log_t *log = new_log();
     /* A thread that wakes every 2 s at most: 200 reports made at once outrun its ring. */
     mmt_policy_options_t o = {.interval_ms = 10000};
     mmt_policy_t *p = new_engine(&o, log);
     enum { MADE = 200 };
-    for (int i = 0; i < MADE; i++) mmt_reclaim(tag, 1); /* no reclaimer: "no reclaimer ran" */
+    for (int i = 0; i < MADE; i++) mmt_reclaim(tag, 1); /* each a report */
     mmt_policy_free(p); /* logs what its thread has not yet */
-    int logged = log_count(log, "reclaim for tag \"lp-lost\": wanted 1 bytes, freed 0 bytes: no "
-                                "reclaimer ran");
+    assert_int_equal(mmt_reclaimer_remove(id), 0);
+    int logged = log_count(log, "reclaim for tag \"lp-lost\": wanted 1 bytes, freed 0 bytes: "
+                                "lp-nothing 0 bytes");
     double lost = NAN;
     pthread_mutex_lock(&log->lock);
     for (int i = 0; i < log->count; i++)
