@@ -470,7 +470,8 @@ static const char *tag_words(unsigned tag, char *buf, size_t len)
 {
     char path[256];
     if (tag == MMT_TAG_ROOT) snprintf(buf, len, "the process");
-    else if (mmt_tag_path((mmt_tag_t)tag, path, sizeof path) < 0) snprintf(buf, len, "tag #%u", tag);
+    else if (mmt_tag_path((mmt_tag_t)tag, path, sizeof path) < 0)
+        snprintf(buf, len, "tag #%u", tag);
     else snprintf(buf, len, "tag \"%s\"", path);
     return buf;
 }
@@ -510,8 +511,9 @@ static void switch_limits(struct mmt_policy *p, pstate_t *to, const pstate_t *fr
         mmt_limit_set((mmt_tag_t)l->tag, l->prior);
         if (l->prior != now)
             mmt__policy_log(p, MMT_LOG_INFO, "limit on %s back to %s (was %s): %s",
-                            tag_words(l->tag, what, sizeof what), limit_words(l->prior, a, sizeof a),
-                            limit_words(now, b, sizeof b), why);
+                            tag_words(l->tag, what, sizeof what),
+                            limit_words(l->prior, a, sizeof a), limit_words(now, b, sizeof b),
+                            why);
     }
     for (size_t i = 0; to && i < to->nlimits; i++) {
         policy_limit_t *l = &to->limits[i];
@@ -522,8 +524,8 @@ static void switch_limits(struct mmt_policy *p, pstate_t *to, const pstate_t *fr
         l->bytes = mmt_limit_get((mmt_tag_t)l->tag); /* as set: past 2^63 - 1, that */
         if (now != l->bytes)
             mmt__policy_log(p, MMT_LOG_INFO, "%s: limit on %s set to %s (was %s)", l->where,
-                            tag_words(l->tag, what, sizeof what), limit_words(l->bytes, a, sizeof a),
-                            limit_words(now, b, sizeof b));
+                            tag_words(l->tag, what, sizeof what),
+                            limit_words(l->bytes, a, sizeof a), limit_words(now, b, sizeof b));
     }
 }
 

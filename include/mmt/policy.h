@@ -206,9 +206,10 @@ MMT_API int mmt_policy_reload(mmt_policy_t *p);
 MMT_API const char *mmt_policy_error(const mmt_policy_t *p);
 
 /* Stops the timer and watcher, waits for a running evaluation, gives back the limits its
- * policy set (mmt.limit), frees everything; returns 0 (NULL does nothing). Called from the engine's own code (a host action, the log or
- * event function, the engine's thread), which it would wait for, it frees nothing, logs
- * why and returns MMT_EBUSY: free it after that code has returned. With `watch`, it can
+ * policy set (mmt.limit), frees everything; returns 0 (NULL does nothing). Called from
+ * the engine's own code (a host action, the log or event function, the engine's thread),
+ * which it would wait for, it frees nothing, logs why and returns MMT_EBUSY: free it after
+ * that code has returned. With `watch`, it can
  * take 5 to 20 ms: closing the file watch (inotify) waits for the kernel. */
 MMT_API int mmt_policy_free(mmt_policy_t *p);
 
