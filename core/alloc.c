@@ -193,24 +193,20 @@ static ALLOCATOR void *failed(const char *call, size_t size, const char *why, bo
     mmt__oom(call, size, why);
 }
 
-/* While limits are set (reclaim.h): 0 if `size` more bytes in the tag of `tag_bits` (or
- * the current one) are far from every limit, else 1 + the tag, which mmt__limit_admit
- * must decide on. Inline, in the branch that only runs while limits are set: the path
- * without limits pays one test, the path far from them no call. */
-static ALLOCATOR unsigned near_limit(uint64_t tag_bits, uint64_t size)
+/* Admission while limits are set (reclaim.h), past the allowance: a grant, the far test
+ * of the request's own limits, or the exact one. False if refused (only with try_). */
+static __attribute__((noinline)) bool admitted(const char *call, uint64_t tag_bits, uint64_t size,
+                                               bool try_)
 {
+    if (mmt__limit_grant(size)) return true;
     unsigned tag = (unsigned)(tag_bits_of(tag_bits) >> MMT__TAG_SHIFT);
-    return mmt__tags_far_from_limits(tag, size) ? 0 : tag + 1;
+    return mmt__tags_far_from_limits(tag, size) || mmt__limit_admit(call, tag, size, try_, true);
 }
 
-/* Admission of `size` more bytes (see near_limit): false if refused (only with try_). */
+/* Admission of `size` more bytes in the tag of `tag_bits` (or the current one): the path
+ * without limits pays one test, the path within an allowance a few more, no call. */
 #define ADMITTED(call, tag_bits, size, try_)                                                \
-    (!mmt__limits_set() || admitted((call), near_limit((tag_bits), (size)), (size), (try_)))
-
-static ALLOCATOR bool admitted(const char *call, unsigned near, uint64_t size, bool try_)
-{
-    return MMT__LIKELY(near == 0) || mmt__limit_admit(call, near - 1, size, try_, true);
-}
+    (!mmt__limits_set() || mmt__allowed(size) || admitted((call), (tag_bits), (size), (try_)))
 
 /* After the reclaimers ran for an allocator's failure: `size` more bytes in the tag of
  * `tag_bits` admitted again, with no reclaim (they may have allocated). */
@@ -330,9 +326,7 @@ static __attribute__((noinline)) void *realloc_slow(const char *call, void *ptr,
     uint64_t word = h->word, old = word & MMT__SIZE_MASK;
     unsigned tag = known_tag(call, ptr, word);
     uint64_t growth = size > old ? size - old : 0;
-    if (mmt__limits_set() && growth && !mmt__tags_far_from_limits(tag, growth) &&
-        !mmt__limit_admit(call, tag, growth, try_, true))
-        return NULL;
+    if (growth && !ADMITTED(call, (uint64_t)tag << MMT__TAG_SHIFT, growth, try_)) return NULL;
     header_t *nh;
     if (raw != (void *)h) {
         nh = mmt__backend.malloc(size + MMT_HEADER_SIZE);

@@ -193,6 +193,7 @@ static void retire_slot(void *arg)
     pthread_mutex_unlock(&registry_lock);
     s->retired = true;
     reset_marks(s);
+    mmt__allowance.left = 0; /* only counted threads hold one (tags.h) */
 }
 
 static void make_key(void)

@@ -17,6 +17,25 @@
 #include "tags.h"
 
 _Atomic unsigned mmt__limits_on;
+_Atomic uint64_t mmt__limits_gen = 1;
+_Thread_local mmt__allowance_t mmt__allowance __attribute__((tls_model("initial-exec")));
+
+/* Ends every thread's allowance: before a limit changes takes effect, and before a request
+ * near a limit is summed (the sum cannot see what allowances have yet to spend). An
+ * allocation that passed its allowance's test just before is in flight. */
+static void void_allowances(void)
+{
+    atomic_fetch_add_explicit(&mmt__limits_gen, 1, memory_order_seq_cst);
+}
+
+bool mmt__limit_grant(uint64_t size)
+{
+    if (!mmt__tls.registered) return false; /* at most one allowance per counted thread */
+    uint64_t gen = atomic_load_explicit(&mmt__limits_gen, memory_order_acquire);
+    if (!mmt__tags_all_far(size + (uint64_t)MMT__ALLOWANCE)) return false;
+    mmt__allowance = (mmt__allowance_t){gen, (uint64_t)MMT__ALLOWANCE};
+    return true;
+}
 
 /* Serializes mmt_limit_set, so that mmt__limits_on counts the limits set. */
 static pthread_mutex_t limits_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -78,6 +97,7 @@ int mmt_limit_set(mmt_tag_t tag, uint64_t bytes)
     pthread_mutex_lock(&limits_lock);
     bool had = mmt__tag_limit(tag) != 0;
     mmt__tag_set_limit(tag, bytes);
+    void_allowances();
     if (!had && bytes) atomic_fetch_add_explicit(&mmt__limits_on, 1, memory_order_relaxed);
     if (had && !bytes) atomic_fetch_sub_explicit(&mmt__limits_on, 1, memory_order_relaxed);
     pthread_mutex_unlock(&limits_lock);
@@ -406,6 +426,7 @@ static int first_over(unsigned tag, uint64_t size)
 bool mmt__limit_admit(const char *call, unsigned tag, uint64_t size, bool try_, bool may_reclaim)
 {
     if (size == 0) return true; /* only growth is refused */
+    void_allowances();
     int over = first_over(tag, size);
     if (over < 0) return true;
     if (may_reclaim && !tls_reclaiming) {

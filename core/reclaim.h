@@ -2,16 +2,25 @@
  * Limits and reclaimers (the API is in mmt/memory.h).
  *
  * Admission. While no limit is set, an allocation pays one load and test of
- * mmt__limits_on. Once one is, each allocation (and each realloc's growth) asks
- * mmt__limit_admit before it calls the allocator underneath, for its tag and each tag above
- * it that has a limit. The test is Linux's percpu_counter_compare: the subtree's estimate
- * (tags.h; the process's for the root) plus what the threads may hold back from it plus
- * the request, against the limit. Below it, nothing is summed and nothing shared is
- * written. Within reach of the limit the subtree's in_use is summed exactly over every
- * thread (mmt__tag_in_use), and the request fits if that sum plus the request is at most
- * the limit. Admission comes before counting, so with no other thread allocating the
- * limit holds to the byte; threads admitted at once may each pass on a sum that lacks the
- * others' requests, so the excess is at most what they have in flight.
+ * mmt__limits_on. Once one is, each allocation (and each realloc's growth) is admitted
+ * before it calls the allocator underneath, in three steps, each taken when the one before
+ * cannot decide:
+ *   1. The thread's allowance (tags.h): it takes the request's bytes from what it was
+ *      granted, with a test of two thread-local words and one shared word read, no more.
+ *   2. A grant: if every limited subtree's estimate (tags.h; the process's for the root),
+ *      plus what the threads may hold back from it and their allowances (mmt__limit_slack),
+ *      plus the request and a whole new allowance, is within its limit, the thread gets a
+ *      new allowance and the request passes. Else the test of step 2 for the request's own
+ *      tag and those above it, without an allowance: Linux's percpu_counter_compare.
+ *   3. Within reach of a limit: every allowance is voided (the generation moves on), and
+ *      the subtree's in_use is summed exactly over every thread (mmt__tag_in_use); the
+ *      request fits if that sum plus the request is at most the limit.
+ * Invariant, for each limit: in_use plus every unspent allowance stays within it, since a
+ * grant reserves a whole allowance for every thread and an exact admission first voids
+ * them. Admission comes before counting, so with no other thread allocating the limit
+ * holds to the byte; threads admitted at once (an allowance spent as it was voided
+ * included) may each pass on a sum that lacks the others' requests, so the excess is at
+ * most what they have in flight.
  *
  * Reclaim. A request that does not fit runs the reclaimers registered in the limited
  * subtree, lowest rank first (then oldest first), each asked for what is still missing
@@ -34,6 +43,7 @@
 #include <stdint.h>
 
 #include "counters.h"
+#include "tags.h"
 
 /* How many limits are set: nonzero sends every allocation to mmt__limit_admit. */
 extern _Atomic unsigned mmt__limits_on;
@@ -42,6 +52,10 @@ static inline bool mmt__limits_set(void)
 {
     return MMT__UNLIKELY(atomic_load_explicit(&mmt__limits_on, memory_order_relaxed) != 0);
 }
+
+/* Grants this thread an allowance (tags.h) if `size` more bytes and a whole allowance keep
+ * every limited subtree far from its limit; true: the request is admitted too. */
+bool mmt__limit_grant(uint64_t size);
 
 /* May `size` more bytes be counted in `tag`, by the exact sums? With `may_reclaim`,
  * reclaims first if need be (not inside a reclaim). True: go on. Refused: false if `try_`,

@@ -35,6 +35,12 @@ static pthread_mutex_t tags_lock = PTHREAD_MUTEX_INITIALIZER;
 _Atomic uint64_t mmt__limit_of[MMT_TAGS_MAX + 1];
 _Atomic uint16_t mmt__limited_at[MMT_TAGS_MAX + 1], mmt__limited_above[MMT_TAGS_MAX + 1];
 
+/* The tags that have a limit, for granting allowances (reclaim.h): ids, `limited_n` of
+ * them. Rebuilt under tags_lock when a limit changes; a reader that meets a list half
+ * rebuilt made its grant under a generation the change then ends (mmt__limits_gen). */
+static _Atomic uint16_t limited_ids[MMT_TAGS_MAX + 1];
+static _Atomic unsigned limited_n;
+
 /* What the live tables may hold back from the tags' estimates, in all: each holds back at
  * most one window per tag it counts in (tags.h), so MMT__TAG_WINDOW until it counts in
  * more than MMT__TAG_WINDOW / MMT__TAG_WINDOW_MIN tags, MMT__TAG_WINDOW_MIN per tag after.
@@ -589,6 +595,11 @@ void mmt__tag_set_limit(unsigned tag, uint64_t bytes)
         atomic_store_explicit(&mmt__limited_above[t], above, memory_order_relaxed);
         atomic_store_explicit(&mmt__limited_at[t], at, memory_order_relaxed);
     }
+    unsigned k = 0;
+    for (unsigned t = 0; t < n; t++)
+        if (atomic_load_explicit(&mmt__limit_of[t], memory_order_relaxed))
+            atomic_store_explicit(&limited_ids[k++], (uint16_t)t, memory_order_relaxed);
+    atomic_store_explicit(&limited_n, k, memory_order_relaxed);
     pthread_mutex_unlock(&tags_lock);
 }
 
@@ -615,6 +626,16 @@ int64_t mmt__tag_estimate(unsigned tag, int64_t *slack)
     }
     *slack = atomic_load_explicit(&mmt__tags_held_back, memory_order_relaxed);
     return atomic_load_explicit(&mmt__estimates[tag], memory_order_relaxed);
+}
+
+bool mmt__tags_all_far(uint64_t size)
+{
+    unsigned n = atomic_load_explicit(&limited_n, memory_order_relaxed);
+    for (unsigned i = 0; i < n && i <= MMT_TAGS_MAX; i++) {
+        unsigned a = atomic_load_explicit(&limited_ids[i], memory_order_relaxed);
+        if (!mmt__tag_far(a, size)) return false;
+    }
+    return true;
 }
 
 bool mmt__tag_within(unsigned tag, unsigned ancestor)

@@ -174,6 +174,30 @@ unsigned mmt__tag_limited_above(unsigned tag);
  * differs from by at most *slack: what the threads hold back. No shared write. */
 int64_t mmt__tag_estimate(unsigned tag, int64_t *slack);
 
+/* A thread's allowance (reclaim.h): bytes it may allocate while limits are set with no test
+ * but this one, granted MMT__ALLOWANCE at a time by a test of every limit and void once
+ * mmt__limits_gen moves on (a limit changed, or a request came near one). Only a thread
+ * with a counter slot has one, so that there are at most mmt__threads_counted() of them. */
+#define MMT__ALLOWANCE ((int64_t)32 * 1024)
+typedef struct mmt__allowance {
+    uint64_t gen;  /* the generation it was granted under */
+    uint64_t left; /* bytes */
+} mmt__allowance_t;
+extern _Thread_local mmt__allowance_t mmt__allowance __attribute__((tls_model("initial-exec")));
+extern _Atomic uint64_t mmt__limits_gen; /* from 1: a zeroed allowance is void */
+
+/* Takes `size` bytes from this thread's allowance; false if it has not that many. */
+static inline bool mmt__allowed(uint64_t size)
+{
+    mmt__allowance_t *a = &mmt__allowance;
+    if (MMT__LIKELY(a->gen == atomic_load_explicit(&mmt__limits_gen, memory_order_relaxed) &&
+                    size <= a->left)) {
+        a->left -= size;
+        return true;
+    }
+    return false;
+}
+
 /* The limits, flat by id (tags.c says how they are kept), and what the live tables hold
  * back from the tags' estimates (mmt__estimates[tag], counters.h) in all. */
 extern _Atomic uint64_t mmt__limit_of[];
@@ -183,23 +207,40 @@ extern _Atomic int64_t mmt__tags_held_back;
 /* True if `size` more bytes in tag keep every limited subtree it is in below its limit by
  * the estimates and their slack: the common case, decided with no sum, no shared write
  * and no call. False means: ask mmt__limit_admit. */
+/* What the threads may add to limited subtree a (a limit's id) without a sum: what they
+ * hold back from its estimate (from the process, a window each; from a tag, what the
+ * tables may), and their allowances (reclaim.h). */
+static inline int64_t mmt__limit_slack(unsigned a)
+{
+    int64_t threads = (int64_t)mmt__threads_counted();
+    return threads * MMT__ALLOWANCE +
+           (a == MMT_TAG_ROOT ? threads * MMT__WINDOW_MAX
+                              : atomic_load_explicit(&mmt__tags_held_back, memory_order_relaxed));
+}
+
+/* True if `size` more bytes keep limited subtree a below its limit by the estimate and
+ * its slack. Limits are below 2^63 (mmt_limit_set caps them), sizes below 2^48, estimates
+ * and slack far below either: the sum does not overflow. */
+static inline bool mmt__tag_far(unsigned a, uint64_t size)
+{
+    int64_t total = atomic_load_explicit(&mmt__estimates[a], memory_order_relaxed) +
+                    mmt__limit_slack(a) + (int64_t)size;
+    uint64_t limit = atomic_load_explicit(&mmt__limit_of[a], memory_order_relaxed);
+    return !limit || total <= (int64_t)limit;
+}
+
+/* True if `size` more bytes in tag keep every limited subtree it is in far from its limit:
+ * decided with no sum and no shared write. False means: ask mmt__limit_admit. */
 static inline bool mmt__tags_far_from_limits(unsigned tag, uint64_t size)
 {
-    /* What the threads may hold back: from the process, a window each; from the tags, what
-     * their tables may. Limits are below 2^63 here (mmt_limit_set caps them), sizes below
-     * 2^48, estimates and slack far below either: the sums do not overflow. */
-    int64_t root_slack = (int64_t)mmt__threads_counted() * MMT__WINDOW_MAX;
-    int64_t tag_slack = atomic_load_explicit(&mmt__tags_held_back, memory_order_relaxed);
     for (unsigned at = atomic_load_explicit(&mmt__limited_at[tag], memory_order_relaxed); at;
-         at = atomic_load_explicit(&mmt__limited_above[at - 1], memory_order_relaxed)) {
-        unsigned a = at - 1;
-        int64_t total = atomic_load_explicit(&mmt__estimates[a], memory_order_relaxed) +
-                        (a ? tag_slack : root_slack) + (int64_t)size;
-        if (total > (int64_t)atomic_load_explicit(&mmt__limit_of[a], memory_order_relaxed))
-            return false;
-    }
+         at = atomic_load_explicit(&mmt__limited_above[at - 1], memory_order_relaxed))
+        if (!mmt__tag_far(at - 1, size)) return false;
     return true;
 }
+
+/* The same for every limited subtree, whatever the tag: the test of a grant (reclaim.h). */
+bool mmt__tags_all_far(uint64_t size);
 
 /* The subtree's in_use, exact when no thread is counting in it meanwhile: a sum over every
  * thread's counts, under the registry lock. */
