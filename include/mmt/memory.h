@@ -229,9 +229,11 @@ MMT_API int mmt_tag_report(FILE *out);
  *
  * Exactness: with no other thread allocating at that moment, a limit is never exceeded by
  * a byte; with threads allocating at once, by at most what the others have in flight.
- * Far from a limit the check reads two shared words and writes none; within what the
- * threads hold back of it (64 KiB per thread with tags, more for a thread in more than 16
- * tags) each request sums the subtree over every thread, under the counters' lock.
+ * Far from every limit a thread allocates from an allowance (32 KiB at a time), which
+ * costs a test and writes nothing shared; within reach of a limit (what the threads may
+ * hold back from it and their allowances: 96 KiB per counted thread for the process, about
+ * as much for a tag) each request sums the subtree over every thread, under the counters'
+ * lock.
  *
  * When the allocator underneath fails (the system is out of memory), every reclaimer runs
  * (but those backing off) and then mmt_trim, and the request, admitted again, is tried
