@@ -10,20 +10,6 @@
 
 #include "policyutil.h"
 
-static mmt_tag_t new_tag(const char *name, mmt_tag_t parent)
-{
-    int tag = mmt_tag_new(name, parent);
-    assert_true(tag > 0);
-    return (mmt_tag_t)tag;
-}
-
-static uint64_t tag_in_use(mmt_tag_t tag)
-{
-    mmt_meminfo_t m;
-    assert_int_equal(mmt_tag_meminfo(tag, &m), 0);
-    return m.in_use;
-}
-
 /* The level of the first message containing `needle`, or -1. */
 static int log_level_of(captured_log_t *c, const char *needle)
 {
@@ -570,21 +556,6 @@ static void test_limit_policy_reports_made_faster_than_the_log_are_counted_as_lo
 
 /* ---- policies/budget.lua ------------------------------------------------------------------ */
 
-/* The path of a file of the repository's ("policies/budget.lua"): the tests live in
- * build/<config>/. */
-static const char *repo_file(const char *name)
-{
-    static char path[PATH_MAX + 64];
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    assert_true(n > 0);
-    exe[n] = '\0';
-    char *cut = strstr(exe, "/build/");
-    assert_non_null(cut);
-    snprintf(path, sizeof path, "%.*s/%s", (int)(cut - exe), exe, name);
-    return path;
-}
-
 /* The tag budget.lua limits in mmt-demo, made once in this process. */
 static mmt_tag_t flows_tag(void)
 {
@@ -604,7 +575,7 @@ static void test_limit_policy_budget_reclaims_a_tag_filled_past_80_percent(void 
     /* A thread to log the reports, and no timer: the rules run at the checkpoint below. */
     mmt_policy_options_t o = {.watch = 1};
     mmt_policy_t *p = new_engine(&o, log);
-    if (mmt_policy_load(p, repo_file("policies/budget.lua")) != 0)
+    if (mmt_policy_load(p, tree_path("policies/budget.lua")) != 0)
         fail_msg("budget.lua: %s", mmt_policy_error(p));
     /* The tags this program does not have are said, and limit nothing. */
     assert_logged(log, "budget: this program has no tag \"cache\" (yet)");
@@ -645,7 +616,7 @@ static void test_limit_policy_budget_trims_and_warns_when_reclaiming_is_not_enou
     pool.give_at_most = 64 * 1024; /* one block a call */
     captured_log_t *log = new_log();
     mmt_policy_t *p = new_engine(NULL, log);
-    if (mmt_policy_load(p, repo_file("policies/budget.lua")) != 0)
+    if (mmt_policy_load(p, tree_path("policies/budget.lua")) != 0)
         fail_msg("budget.lua: %s", mmt_policy_error(p));
     uint64_t limit = mmt_limit_get(flows);
     assert_true(limit > 0);

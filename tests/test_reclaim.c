@@ -12,20 +12,6 @@
 #include "tags.h"
 #include "testutil.h"
 
-static mmt_tag_t new_tag(const char *name, mmt_tag_t parent)
-{
-    int t = mmt_tag_new(name, parent);
-    assert_true(t > 0);
-    return (mmt_tag_t)t;
-}
-
-static uint64_t tag_in_use(mmt_tag_t tag)
-{
-    mmt_meminfo_t m;
-    assert_int_equal(mmt_tag_meminfo(tag, &m), 0);
-    return m.in_use;
-}
-
 static void sleep_s(double s)
 {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};

@@ -9,13 +9,6 @@
 #include "fields.h"
 #include "policyutil.h"
 
-static mmt_tag_t new_tag(const char *name, mmt_tag_t parent)
-{
-    int tag = mmt_tag_new(name, parent);
-    assert_true(tag > 0);
-    return (mmt_tag_t)tag;
-}
-
 /* What the event function saw, in order. */
 typedef struct events {
     char seen[16][64];

@@ -12,14 +12,7 @@
 #include "testutil.h"
 
 /* Tags made here live as long as the process: each test makes its own under a root of its
- * own name, so that no test sees another's. */
-static mmt_tag_t new_tag(const char *name, mmt_tag_t parent)
-{
-    int id = mmt_tag_new(name, parent);
-    if (id <= 0) fail_msg("mmt_tag_new(\"%s\", %u): %d", name, parent, id);
-    return (mmt_tag_t)id;
-}
-
+ * own name, so that no test sees another's (new_tag: testutil.h). */
 static mmt_meminfo_t tag_info(mmt_tag_t tag)
 {
     mmt_meminfo_t m;

@@ -106,6 +106,39 @@ static inline _Noreturn void end_child(int code)
         if (MMT_TEST_SANITIZED) skip();                                                    \
     } while (0)
 
+/* A new tag (or the existing one of that name under parent); fails the test if it cannot
+ * be made. Tags live as long as the process: each test names its own. */
+static inline mmt_tag_t new_tag(const char *name, mmt_tag_t parent)
+{
+    int id = mmt_tag_new(name, parent);
+    if (id <= 0) fail_msg("mmt_tag_new(\"%s\", %u): %d", name, parent, id);
+    return (mmt_tag_t)id;
+}
+
+/* The in_use of tag's subtree. */
+static inline uint64_t tag_in_use(mmt_tag_t tag)
+{
+    mmt_meminfo_t m;
+    int rc = mmt_tag_meminfo(tag, &m);
+    if (rc != 0) fail_msg("mmt_tag_meminfo(%u): %d", tag, rc);
+    return m.in_use;
+}
+
+/* The path of `name` (a file of the source tree, "policies/demo.lua") from a test program
+ * built in <tree>/build/...; in a buffer the next call reuses. */
+static inline const char *tree_path(const char *name)
+{
+    static char path[4096 + 64];
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(n > 0);
+    exe[n] = '\0';
+    char *cut = strstr(exe, "/build/");
+    assert_non_null(cut);
+    snprintf(path, sizeof path, "%.*s/%s", (int)(cut - exe), exe, name);
+    return path;
+}
+
 /* Asserts that `text` holds `needle`, printing both if not. */
 /* Reads at most len - 1 bytes of the file at `path` into buf and ends them with a NUL;
  * returns how many bytes were read (0 if the file cannot be opened). The bytes may hold
