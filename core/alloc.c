@@ -194,26 +194,34 @@ static ALLOCATOR void *failed(const char *call, size_t size, const char *why, bo
 }
 
 /* Admission while limits are set (reclaim.h), past the allowance: a grant, the far test
- * of the request's own limits, or the exact one. False if refused (only with try_). */
+ * of the request's own limits, or the exact one. The request stays reserved until the
+ * caller has counted it (mmt__limit_release). False if refused (only with try_). */
 static __attribute__((noinline)) bool admitted(const char *call, uint64_t tag_bits, uint64_t size,
                                                bool try_)
 {
+    mmt__limit_release(); /* this thread's earlier requests are counted */
+    mmt__limit_reserve(size);
     if (mmt__limit_grant(size)) return true;
     unsigned tag = (unsigned)(tag_bits_of(tag_bits) >> MMT__TAG_SHIFT);
-    return mmt__tags_far_from_limits(tag, size) || mmt__limit_admit(call, tag, size, try_, true);
+    if (mmt__tags_far_from_limits(tag, size) || mmt__limit_admit(call, tag, size, try_, true))
+        return true;
+    mmt__limit_release();
+    return false;
 }
 
-/* Admission of `size` more bytes in the tag of `tag_bits` (or the current one): the path
- * without limits pays one test, the path within an allowance a few more, no call. */
-#define ADMITTED(call, tag_bits, size, try_)                                                \
-    (!mmt__limits_set() || mmt__allowed(size) || admitted((call), (tag_bits), (size), (try_)))
+/* True if `size` more bytes need admitted(): limits are set and the thread's allowance
+ * does not cover them. The path without limits pays one test, the path within an
+ * allowance a few more, no call. */
+#define PAST_ALLOWANCE(size) (mmt__limits_set() && !mmt__allowed(size))
 
 /* After the reclaimers ran for an allocator's failure: `size` more bytes in the tag of
  * `tag_bits` admitted again, with no reclaim (they may have allocated). */
 static bool admitted_again(const char *call, uint64_t tag_bits, uint64_t size, bool try_)
 {
+    if (!mmt__limits_set()) return true;
     unsigned tag = (unsigned)(tag_bits_of(tag_bits) >> MMT__TAG_SHIFT);
-    return !mmt__limits_set() || mmt__limit_admit(call, tag, size, try_, false);
+    mmt__limit_reserve(size); /* until this thread's next admission past its allowance */
+    return mmt__limit_admit(call, tag, size, try_, false);
 }
 
 /* The allocator failed `n` bytes (for `size` bytes in the tag of `tag_bits`): once the
@@ -225,16 +233,31 @@ static __attribute__((noinline)) void *malloc_again(const char *call, uint64_t t
     return zero ? mmt__backend.calloc(1, n) : mmt__backend.malloc(n);
 }
 
-/* malloc in the tag whose bits are `tag_bits`. */
-static ALLOCATOR void *malloc_tagged(const char *call, size_t size, uint64_t tag_bits, bool try_)
+/* malloc in the tag whose bits are `tag_bits`, once admitted. */
+static ALLOCATOR void *malloc_admitted(const char *call, size_t size, uint64_t tag_bits, bool try_)
 {
-    if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) return failed(call, size, "size too large", try_);
-    if (!ADMITTED(call, tag_bits, size, try_)) return NULL;
     header_t *h = mmt__backend.malloc(size + MMT_HEADER_SIZE);
     if (MMT__UNLIKELY(!h) &&
         !(h = malloc_again(call, tag_bits, size, size + MMT_HEADER_SIZE, false, try_)))
         return failed(call, size, "out of memory", try_);
     return count_new(h, size, tag_bits_of(tag_bits), tag_bits == CURRENT);
+}
+
+/* The same past the thread's allowance: admission, and the reservation ended once the
+ * block is counted. */
+static __attribute__((noinline)) void *malloc_limited(const char *call, size_t size,
+                                                      uint64_t tag_bits, bool try_)
+{
+    void *p = admitted(call, tag_bits, size, try_) ? malloc_admitted(call, size, tag_bits, try_) : NULL;
+    mmt__limit_release();
+    return p;
+}
+
+static ALLOCATOR void *malloc_tagged(const char *call, size_t size, uint64_t tag_bits, bool try_)
+{
+    if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) return failed(call, size, "size too large", try_);
+    if (PAST_ALLOWANCE(size)) return malloc_limited(call, size, tag_bits, try_);
+    return malloc_admitted(call, size, tag_bits, try_);
 }
 
 void *mmt_malloc(size_t size)
@@ -247,16 +270,9 @@ void *mmt_try_malloc(size_t size)
     return malloc_tagged("mmt_try_malloc", size, CURRENT, true);
 }
 
-static ALLOCATOR void *calloc_tagged(const char *call, size_t count, size_t size, uint64_t tag_bits,
-                                     bool try_)
+/* calloc of `total` bytes in the tag of `tag_bits`, once admitted. */
+static ALLOCATOR void *calloc_admitted(const char *call, size_t total, uint64_t tag_bits, bool try_)
 {
-    size_t total;
-    if (MMT__UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
-        if (try_) return NULL;
-        mmt__oom_overflow(call, count, size);
-    }
-    if (MMT__UNLIKELY(total > MMT_MAX_SIZE)) return failed(call, total, "size too large", try_);
-    if (!ADMITTED(call, tag_bits, total, try_)) return NULL;
     header_t *h;
     if (total <= mmt__backend.small_calloc) { /* see backend.h */
         h = mmt__backend.malloc(total + MMT_HEADER_SIZE);
@@ -271,6 +287,27 @@ static ALLOCATOR void *calloc_tagged(const char *call, size_t count, size_t size
             return failed(call, total, "out of memory", try_);
     }
     return count_new(h, total, tag_bits_of(tag_bits), tag_bits == CURRENT);
+}
+
+static __attribute__((noinline)) void *calloc_limited(const char *call, size_t total,
+                                                      uint64_t tag_bits, bool try_)
+{
+    void *p = admitted(call, tag_bits, total, try_) ? calloc_admitted(call, total, tag_bits, try_) : NULL;
+    mmt__limit_release();
+    return p;
+}
+
+static ALLOCATOR void *calloc_tagged(const char *call, size_t count, size_t size, uint64_t tag_bits,
+                                     bool try_)
+{
+    size_t total;
+    if (MMT__UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
+        if (try_) return NULL;
+        mmt__oom_overflow(call, count, size);
+    }
+    if (MMT__UNLIKELY(total > MMT_MAX_SIZE)) return failed(call, total, "size too large", try_);
+    if (PAST_ALLOWANCE(total)) return calloc_limited(call, total, tag_bits, try_);
+    return calloc_admitted(call, total, tag_bits, try_);
 }
 
 void *mmt_calloc(size_t count, size_t size)
@@ -320,13 +357,10 @@ static __attribute__((noinline)) bool realloc_again(const char *call, unsigned t
 /* The realloc of an aligned block (it moves to a plain one: realloc promises malloc's
  * alignment) or of a tagged one (counted in its tag too, which it keeps). Out of line, so
  * that the common path keeps its registers. */
-static __attribute__((noinline)) void *realloc_slow(const char *call, void *ptr, header_t *h,
-                                                    void *raw, size_t size, bool try_)
+static ALLOCATOR void *realloc_slow_admitted(const char *call, void *ptr, header_t *h, void *raw,
+                                             size_t size, bool try_, unsigned tag, uint64_t growth)
 {
     uint64_t word = h->word, old = word & MMT__SIZE_MASK;
-    unsigned tag = known_tag(call, ptr, word);
-    uint64_t growth = size > old ? size - old : 0;
-    if (growth && !ADMITTED(call, (uint64_t)tag << MMT__TAG_SHIFT, growth, try_)) return NULL;
     header_t *nh;
     if (raw != (void *)h) {
         nh = mmt__backend.malloc(size + MMT_HEADER_SIZE);
@@ -362,16 +396,25 @@ static __attribute__((noinline)) void *realloc_slow(const char *call, void *ptr,
     return p;
 }
 
-static ALLOCATOR void *realloc_any(const char *call, void *ptr, size_t size, bool try_)
+static __attribute__((noinline)) void *realloc_slow(const char *call, void *ptr, header_t *h,
+                                                    void *raw, size_t size, bool try_)
 {
-    if (!ptr) return malloc_tagged(call, size, CURRENT, try_);
-    void *raw;
-    header_t *h = checked_header(call, ptr, &raw);
-    if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) return failed(call, size, "size too large", try_);
-    uint64_t old = h->word;
-    if (MMT__UNLIKELY(raw != (void *)h || old > MMT__SIZE_MASK))
-        return realloc_slow(call, ptr, h, raw, size, try_);
-    if (size > old && !ADMITTED(call, 0, size - old, try_)) return NULL;
+    uint64_t old = h->word & MMT__SIZE_MASK;
+    unsigned tag = known_tag(call, ptr, h->word);
+    uint64_t growth = size > old ? size - old : 0;
+    if (!growth || !PAST_ALLOWANCE(growth))
+        return realloc_slow_admitted(call, ptr, h, raw, size, try_, tag, growth);
+    void *p = admitted(call, (uint64_t)tag << MMT__TAG_SHIFT, growth, try_)
+                  ? realloc_slow_admitted(call, ptr, h, raw, size, try_, tag, growth)
+                  : NULL;
+    mmt__limit_release();
+    return p;
+}
+
+/* A plain block's resize from `old` bytes, once admitted. */
+static ALLOCATOR void *realloc_admitted(const char *call, header_t *h, size_t size, uint64_t old,
+                                        bool try_)
+{
     mmt__slot_t *s = mmt__realloc_begin(size, old); /* for a fork meanwhile (counters.h) */
     header_t *nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
     if (MMT__UNLIKELY(!nh)) {
@@ -387,6 +430,27 @@ static ALLOCATOR void *realloc_any(const char *call, void *ptr, size_t size, boo
     void *p = finish(nh, size);
     mmt__count_realloc(s, size, old);
     return p;
+}
+
+static __attribute__((noinline)) void *realloc_limited(const char *call, header_t *h, size_t size,
+                                                       uint64_t old, bool try_)
+{
+    void *p = admitted(call, 0, size - old, try_) ? realloc_admitted(call, h, size, old, try_) : NULL;
+    mmt__limit_release();
+    return p;
+}
+
+static ALLOCATOR void *realloc_any(const char *call, void *ptr, size_t size, bool try_)
+{
+    if (!ptr) return malloc_tagged(call, size, CURRENT, try_);
+    void *raw;
+    header_t *h = checked_header(call, ptr, &raw);
+    if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) return failed(call, size, "size too large", try_);
+    uint64_t old = h->word;
+    if (MMT__UNLIKELY(raw != (void *)h || old > MMT__SIZE_MASK))
+        return realloc_slow(call, ptr, h, raw, size, try_);
+    if (size > old && PAST_ALLOWANCE(size - old)) return realloc_limited(call, h, size, old, try_);
+    return realloc_admitted(call, h, size, old, try_);
 }
 
 void *mmt_realloc(void *ptr, size_t size)
@@ -489,7 +553,8 @@ void *mmt_aligned_alloc(size_t alignment, size_t size)
         aligned_alloc_failed(alignment, size, "size too large");
     char call[64];
     snprintf(call, sizeof call, "mmt_aligned_alloc(%zu, %zu)", alignment, size);
-    (void)ADMITTED(call, CURRENT, size, false); /* or aborts */
+    bool limited = PAST_ALLOWANCE(size);
+    if (limited) (void)admitted(call, CURRENT, size, false); /* or aborts */
     char *raw = mmt__backend.malloc(size + ALIGNED_PREFIX + alignment);
     if (MMT__UNLIKELY(!raw) &&
         !(raw = malloc_again(call, CURRENT, size, size + ALIGNED_PREFIX + alignment, false, false)))
@@ -501,8 +566,10 @@ void *mmt_aligned_alloc(size_t alignment, size_t size)
     uint64_t tag_bits = mmt__tls.tag_bits, word = size | tag_bits;
     h->word = word;
     h->check = seal(h, word) ^ CHECK_ALIGNED;
-    if (tag_bits) return count_new_in_slow((unsigned)(tag_bits >> MMT__TAG_SHIFT), size, p);
-    return mmt__count_alloc(size, p);
+    void *q = tag_bits ? count_new_in_slow((unsigned)(tag_bits >> MMT__TAG_SHIFT), size, p)
+                       : mmt__count_alloc(size, p);
+    if (limited) mmt__limit_release();
+    return q;
 }
 
 char *mmt_strdup(const char *s)

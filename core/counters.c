@@ -12,6 +12,7 @@
 
 #include "fork.h"
 #include "listeners.h"
+#include "reclaim.h"
 #include "mmt/memory.h"
 #include "tags.h"
 
@@ -194,6 +195,7 @@ static void retire_slot(void *arg)
     s->retired = true;
     reset_marks(s);
     mmt__allowance.left = 0; /* only counted threads hold one (tags.h) */
+    mmt__limit_release();
 }
 
 static void make_key(void)

@@ -17,6 +17,9 @@
 #include "tags.h"
 
 _Atomic unsigned mmt__limits_on;
+
+/* This thread is inside a reclaim: it starts no other, and gets no allowance. */
+static _Thread_local unsigned tls_reclaiming;
 _Atomic uint64_t mmt__limits_gen = 1;
 _Thread_local mmt__allowance_t mmt__allowance __attribute__((tls_model("initial-exec")));
 
@@ -28,10 +31,34 @@ static void void_allowances(void)
     atomic_fetch_add_explicit(&mmt__limits_gen, 1, memory_order_seq_cst);
 }
 
+_Atomic int64_t mmt__limits_reserved;
+static _Thread_local uint64_t tls_reserved; /* this thread's share of it */
+
+/* A request admitted past an allowance is reserved until it is counted: a grant made
+ * while it is on its way sees it (reclaim.h). */
+void mmt__limit_reserve(uint64_t size)
+{
+    tls_reserved += size;
+    atomic_fetch_add(&mmt__limits_reserved, (int64_t)size);
+}
+
+static void unreserve(uint64_t size)
+{
+    tls_reserved -= size;
+    atomic_fetch_sub(&mmt__limits_reserved, (int64_t)size);
+}
+
+void mmt__limit_release(void)
+{
+    if (tls_reserved) unreserve(tls_reserved);
+}
+
 bool mmt__limit_grant(uint64_t size)
 {
+    /* Inside a reclaim, the request that started it is on its way: no grant. */
+    if (tls_reclaiming) return false;
     if (!mmt__tls.registered) return false; /* at most one allowance per counted thread */
-    uint64_t gen = atomic_load_explicit(&mmt__limits_gen, memory_order_acquire);
+    uint64_t gen = atomic_load(&mmt__limits_gen);
     if (!mmt__tags_all_far(size + (uint64_t)MMT__ALLOWANCE)) return false;
     mmt__allowance = (mmt__allowance_t){gen, (uint64_t)MMT__ALLOWANCE};
     return true;
@@ -130,14 +157,12 @@ static pthread_cond_t reclaim_idle = PTHREAD_COND_INITIALIZER;
 static reclaimer_t *reclaimers;
 static int last_id;
 
-/* The reclaimers running on this thread, innermost first, and whether it is inside a
- * reclaim (then it starts no other). */
+/* The reclaimers running on this thread, innermost first. */
 typedef struct frame {
     reclaimer_t *r;
     struct frame *outer;
 } frame_t;
 static _Thread_local frame_t *tls_frames;
-static _Thread_local unsigned tls_reclaiming;
 
 int mmt_reclaimer_add(mmt_tag_t tag, const char *name, int rank, mmt_reclaim_fn fn, void *arg)
 {
@@ -443,6 +468,7 @@ bool mmt__limit_admit(const char *call, unsigned tag, uint64_t size, bool try_, 
             run_chain(a, target, false, (uint64_t)(now - target), false,
                       tag_words(a, what, sizeof what), &q);
         }
+        void_allowances(); /* granted meanwhile, before the reservation, perhaps */
         over = first_over(tag, size);
         if (over < 0) return true;
     }
@@ -488,6 +514,7 @@ void mmt__limits_fork_parent(void)
 /* The child has only this thread: the calls under way are its own, and no one waits. */
 void mmt__limits_fork_child(void)
 {
+    atomic_store(&mmt__limits_reserved, (int64_t)tls_reserved); /* only this thread's live on */
     for (reclaimer_t *r = reclaimers; r; r = r->next) {
         r->running = 0;
         for (const frame_t *f = tls_frames; f; f = f->outer) r->running += f->r == r;

@@ -15,9 +15,13 @@
  *   3. Within reach of a limit: every allowance is voided (the generation moves on), and
  *      the subtree's in_use is summed exactly over every thread (mmt__tag_in_use); the
  *      request fits if that sum plus the request is at most the limit.
+ * A request admitted by step 2 or 3 is reserved (mmt__limits_reserved, which the tests of
+ * step 2 add in) from its admission until its block is counted, so that a grant made
+ * meanwhile sees it; the whole allocation past the allowance is out of line for that.
  * Invariant, for each limit: in_use plus every unspent allowance stays within it, since a
- * grant reserves a whole allowance for every thread and an exact admission first voids
- * them. Admission comes before counting, so with no other thread allocating the limit
+ * grant reserves a whole allowance for every thread and sees the exact admissions on their
+ * way, and an exact admission first voids the allowances (again after a reclaim, whose
+ * reclaimers may have been granted some). No grant is made inside a reclaim. Admission comes before counting, so with no other thread allocating the limit
  * holds to the byte; threads admitted at once (an allowance spent as it was voided
  * included) may each pass on a sum that lacks the others' requests, so the excess is at
  * most what they have in flight.
@@ -56,6 +60,12 @@ static inline bool mmt__limits_set(void)
 /* Grants this thread an allowance (tags.h) if `size` more bytes and a whole allowance keep
  * every limited subtree far from its limit; true: the request is admitted too. */
 bool mmt__limit_grant(uint64_t size);
+
+/* Reserves `size` bytes of a request admitted past the thread's allowance, while it is on
+ * its way to being counted (mmt__limits_reserved); and ends this thread's reservations,
+ * once what they were for is counted or refused. */
+void mmt__limit_reserve(uint64_t size);
+void mmt__limit_release(void);
 
 /* May `size` more bytes be counted in `tag`, by the exact sums? With `may_reclaim`,
  * reclaims first if need be (not inside a reclaim). True: go on. Refused: false if `try_`,

@@ -186,6 +186,10 @@ typedef struct mmt__allowance {
 extern _Thread_local mmt__allowance_t mmt__allowance __attribute__((tls_model("initial-exec")));
 extern _Atomic uint64_t mmt__limits_gen; /* from 1: a zeroed allowance is void */
 
+/* Bytes of requests admitted by the exact test (reclaim.h) that the estimates may not show
+ * yet: each stays reserved until its thread's next admission past its allowance. */
+extern _Atomic int64_t mmt__limits_reserved;
+
 /* Takes `size` bytes from this thread's allowance; false if it has not that many. */
 static inline bool mmt__allowed(uint64_t size)
 {
@@ -209,11 +213,11 @@ extern _Atomic int64_t mmt__tags_held_back;
  * and no call. False means: ask mmt__limit_admit. */
 /* What the threads may add to limited subtree a (a limit's id) without a sum: what they
  * hold back from its estimate (from the process, a window each; from a tag, what the
- * tables may), and their allowances (reclaim.h). */
+ * tables may), their allowances, and the requests the exact test admitted (reclaim.h). */
 static inline int64_t mmt__limit_slack(unsigned a)
 {
     int64_t threads = (int64_t)mmt__threads_counted();
-    return threads * MMT__ALLOWANCE +
+    return threads * MMT__ALLOWANCE + atomic_load(&mmt__limits_reserved) +
            (a == MMT_TAG_ROOT ? threads * MMT__WINDOW_MAX
                               : atomic_load_explicit(&mmt__tags_held_back, memory_order_relaxed));
 }

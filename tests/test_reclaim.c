@@ -3,6 +3,7 @@
  * measure of reclaimers, their back-off and removal, the mmt_try_ functions' NULLs (the
  * allocator's failures injected through the backend seam), the abort lines, mmt_trim.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -302,6 +303,153 @@ static void test_reclaim_four_threads_racing_at_a_limit_stay_within_the_bound(vo
         for (int k = 0; k < racers[i].n; k++) mmt_free(racers[i].blocks[k]);
     assert_int_equal(tag_in_use(t), 0);
     assert_int_equal(mmt_limit_set(t, 0), 0);
+}
+
+/* A reclaimer that allocates, while the request that started it is on its way: its
+ * allocation must get no allowance, or the allowance would be spent past the limit once
+ * the request has filled the tag to the byte. */
+static void *one_more_cache[16];
+static int one_more_n;
+static void *one_more_small;
+static size_t drops_then_allocates(size_t wanted, void *arg)
+{
+    (void)wanted;
+    (void)arg;
+    size_t freed = 0;
+    for (int i = 0; i < one_more_n; i++) {
+        freed += mmt_size(one_more_cache[i]);
+        mmt_free(one_more_cache[i]);
+    }
+    one_more_n = 0;
+    if (!one_more_small) one_more_small = mmt_malloc(100); /* once: later calls find no room */
+    return freed;
+}
+
+static void test_reclaim_no_allowance_outlives_a_request_filled_to_the_limit(void **state)
+{
+    (void)state;
+    enum { LIMIT = 1024 * 1024 };
+    mmt_tag_t t = new_tag("one-more", MMT_TAG_ROOT);
+    mmt_tag_t was = mmt_tag_switch(t);
+    mmt_free(mmt_malloc(10));
+    assert_int_equal(mmt_limit_set(t, LIMIT), 0);
+    for (one_more_n = 0; one_more_n < 14; one_more_n++)
+        one_more_cache[one_more_n] = mmt_malloc(64 * 1024);
+    int id = mmt_reclaimer_add(t, "drop", 0, drops_then_allocates, NULL);
+    void *big = mmt_malloc(LIMIT - 100); /* reclaims, then fits beside the 100 bytes */
+    assert_int_equal(tag_in_use(t), LIMIT);
+    assert_null(mmt_try_malloc(30000));
+    assert_null(mmt_try_malloc(1));
+    assert_int_equal(tag_in_use(t), LIMIT);
+    assert_int_equal(mmt_reclaimer_remove(id), 0);
+    mmt_free(big);
+    mmt_free(one_more_small);
+    mmt_tag_switch(was);
+    assert_int_equal(mmt_limit_set(t, 0), 0);
+}
+
+/* One thread fills a limited tag with one large request (the exact test) while three churn
+ * small blocks and take allowances. Requests admitted at once may pass the limit by what
+ * the others have in flight (the small ones admitted while the large one is on its way to
+ * being counted); what must never happen is an allowance that outlives it: with all of
+ * them stopped, in_use plus every allowance still valid is within the limit, unless no
+ * allowance is valid; and each spending what its allowance holds, alone, never takes
+ * in_use past the limit. */
+enum { FILLERS = 4, FILL_SMALL = 64, FILL_ROUNDS = 60 };
+static mmt_tag_t fill_tag;
+static pthread_barrier_t fill_bar;
+static atomic_int fill_done, fill_stop;
+static size_t fill_size;
+static uint64_t fill_left[FILLERS];
+
+static void *filler(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    mmt_tag_switch(fill_tag);
+    void *ring[256] = {0};
+    unsigned k = 0;
+    void *big = NULL;
+    for (;;) {
+        pthread_barrier_wait(&fill_bar);
+        if (atomic_load(&fill_stop)) break;
+        if (me == 0) {
+            big = mmt_try_malloc(fill_size);
+            atomic_store(&fill_done, 1);
+        } else {
+            while (!atomic_load(&fill_done)) {
+                unsigned j = k++ % 256;
+                mmt_free(ring[j]);
+                ring[j] = mmt_try_malloc(FILL_SMALL);
+            }
+        }
+        uint64_t gen = atomic_load(&mmt__limits_gen);
+        fill_left[me] = mmt__allowance.gen == gen ? mmt__allowance.left : 0;
+        pthread_barrier_wait(&fill_bar); /* stopped, allowances reported */
+        pthread_barrier_wait(&fill_bar); /* checked: now spend, one at a time */
+        void *spent = NULL;
+        for (int turn = 1; turn < FILLERS; turn++) {
+            if (me == turn && fill_left[me]) spent = mmt_try_malloc(fill_left[me]);
+            pthread_barrier_wait(&fill_bar);
+        }
+        mmt_free(spent);
+        mmt_free(big);
+        big = NULL;
+        pthread_barrier_wait(&fill_bar);
+    }
+    for (int j = 0; j < 256; j++) mmt_free(ring[j]);
+    return NULL;
+}
+
+static void test_reclaim_allowances_and_an_exact_request_keep_the_limit(void **state)
+{
+    (void)state;
+    enum { LIMIT = 8 * 1024 * 1024 };
+    fill_tag = new_tag("filled", MMT_TAG_ROOT);
+    assert_int_equal(mmt_limit_set(fill_tag, LIMIT), 0);
+    pthread_barrier_init(&fill_bar, NULL, FILLERS + 1);
+    pthread_t threads[FILLERS];
+    for (int i = 0; i < FILLERS; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, filler, (void *)(intptr_t)i), 0);
+    mmt_tag_t was = mmt_tag_switch(fill_tag);
+    unsigned seed = 1;
+    long worst = LONG_MIN, worst_spent = LONG_MIN;
+    for (int round = 0; round < FILL_ROUNDS; round++) {
+        seed = seed * 1103515245u + 12345u;
+        void *base = mmt_malloc(LIMIT / 2 - (seed >> 16) % 4096);
+        fill_size = LIMIT - tag_in_use(fill_tag) - (seed >> 8) % 64;
+        atomic_store(&fill_done, 0);
+        pthread_barrier_wait(&fill_bar);
+        pthread_barrier_wait(&fill_bar);
+        uint64_t left = 0;
+        for (int i = 0; i < FILLERS; i++) left += fill_left[i];
+        long stopped = (long)tag_in_use(fill_tag) - LIMIT;
+        if (left > 0 && stopped + (long)left > worst) worst = stopped + (long)left;
+        pthread_barrier_wait(&fill_bar);
+        for (int turn = 1; turn < FILLERS; turn++) {
+            pthread_barrier_wait(&fill_bar);
+            long over = (long)tag_in_use(fill_tag) - LIMIT - (stopped > 0 ? stopped : 0);
+            if (over > worst_spent) worst_spent = over;
+        }
+        pthread_barrier_wait(&fill_bar);
+        mmt_free(base);
+    }
+    atomic_store(&fill_stop, 1);
+    pthread_barrier_wait(&fill_bar);
+    for (int i = 0; i < FILLERS; i++) pthread_join(threads[i], NULL);
+    print_message("%d rounds: in_use + valid allowances at worst %ld bytes from the limit; "
+                  "spending them, at worst %ld past it\n", FILL_ROUNDS, worst, worst_spent);
+    assert_true(worst <= 0);
+    assert_true(worst_spent <= 0);
+    /* One thread fills to the byte, the others idle with what they were granted. */
+    uint64_t now = tag_in_use(fill_tag);
+    void *rest = mmt_try_malloc(LIMIT - now);
+    assert_non_null(rest);
+    assert_int_equal(tag_in_use(fill_tag), LIMIT);
+    assert_null(mmt_try_malloc(1));
+    mmt_free(rest);
+    mmt_tag_switch(was);
+    pthread_barrier_destroy(&fill_bar);
+    assert_int_equal(mmt_limit_set(fill_tag, 0), 0);
 }
 
 /* ---- Reclaimers ------------------------------------------------------------------------ */
@@ -921,6 +1069,8 @@ int main(void)
         cmocka_unit_test(test_reclaim_the_roots_limit_caps_the_process_and_realloc_growth),
         cmocka_unit_test(test_reclaim_a_limit_covers_its_subtree_and_runs_only_its_reclaimers),
         cmocka_unit_test(test_reclaim_four_threads_racing_at_a_limit_stay_within_the_bound),
+        cmocka_unit_test(test_reclaim_no_allowance_outlives_a_request_filled_to_the_limit),
+        cmocka_unit_test(test_reclaim_allowances_and_an_exact_request_keep_the_limit),
         cmocka_unit_test(test_reclaim_runs_in_rank_order_and_stops_at_enough),
         cmocka_unit_test(test_reclaim_a_reclaimers_word_is_measured_not_believed),
         cmocka_unit_test(test_reclaim_one_that_frees_nothing_backs_off_without_a_spiral),
