@@ -457,13 +457,152 @@ void mmt__policy_run_tasks(struct mmt_policy *p)
 /*
  * A policy's limits (mmt.limit) are its own. When the engine switches from one policy to
  * the next, the limits the new one sets are applied, and those the old one set and the new
- * one does not are given back: set to what they were before the engine's policies set them
- * (0, none, unless the program had set one). A limit the program changed after the policy
- * set it (mmt_limit_get no longer gives what the policy set) is the program's again: giving
- * it back leaves it as it is, and a policy that sets it anew will restore the program's
- * value. Freeing the engine gives back every limit of its policy. A failed load switches
- * nothing: its limits were never applied.
+ * one does not are given back. Freeing the engine gives back every limit of its policy. A
+ * failed load switches nothing: its limits were never applied.
+ *
+ * Engines may limit the same tag, so who owns a limit is recorded for the process, a
+ * record a tag (`owned`): at the bottom the program's value (what the limit was before any
+ * engine set it), above it each engine's value, the most recent on top, which is the one
+ * in force. Giving a limit back removes the engine's value: the tag then takes the value
+ * on top of those left, or the program's once none is left. Whichever order engines give
+ * their limits back in, none is left behind.
+ *
+ * The program may set the limit itself meanwhile (mmt_limit_set). Its current value then
+ * matches neither the value last set through the record nor any engine's: the limit is
+ * the program's again. The engines' values are dropped from the record and the program's
+ * value becomes the new bottom: giving the limit back then leaves it as the program set
+ * it, and a policy that sets it anew will give back the program's value later.
  */
+
+/* One engine's value of a limit. */
+typedef struct limit_owner {
+    const struct mmt_policy *engine;
+    uint64_t bytes; /* as set: past 2^63 - 1, that */
+} limit_owner_t;
+
+/* Who owns the limit of one tag. */
+typedef struct owned_limit {
+    unsigned tag;
+    uint64_t program;       /* the program's value, under the engines' */
+    uint64_t top;           /* the value last set through this record */
+    limit_owner_t *owners;  /* the engines' values, the most recent last */
+    size_t nowners, owners_cap;
+} owned_limit_t;
+
+/* owned_lock protects owned, nowned and owned_cap: a record for each tag that an engine
+ * limits, and only those. Taken after the engines' locks; it is never held while the log or
+ * any other code of the program runs. */
+static pthread_mutex_t owned_lock = PTHREAD_MUTEX_INITIALIZER;
+static owned_limit_t *owned;
+static size_t nowned, owned_cap;
+
+/* Caller holds owned_lock. */
+static owned_limit_t *owned_find(unsigned tag)
+{
+    for (size_t i = 0; i < nowned; i++)
+        if (owned[i].tag == tag) return &owned[i];
+    return NULL;
+}
+
+/* Caller holds owned_lock. Drops the record of a tag that no engine limits any more. */
+static void owned_drop_if_unowned(owned_limit_t *o)
+{
+    if (o->nowners) return;
+    mmt__backend.free(o->owners);
+    *o = owned[--nowned];
+    if (nowned) return;
+    mmt__backend.free(owned);
+    owned = NULL;
+    owned_cap = 0;
+}
+
+/* Caller holds owned_lock. True if the program set the limit since it was last set
+ * through the record: `now` is neither that value nor any engine's. The engines' values
+ * are then dropped, and `now` is the program's. */
+static bool owned_taken_by_program(owned_limit_t *o, uint64_t now)
+{
+    if (now == o->top) return false;
+    for (size_t i = 0; i < o->nowners; i++)
+        if (o->owners[i].bytes == now) return false;
+    o->nowners = 0;
+    o->program = o->top = now;
+    return true;
+}
+
+/* Caller holds owned_lock. The index of p's value in o, or o->nowners if it has none. */
+static size_t owner_index(const owned_limit_t *o, const struct mmt_policy *p)
+{
+    size_t i = 0;
+    while (i < o->nowners && o->owners[i].engine != p) i++;
+    return i;
+}
+
+/* Sets the limit on `tag` to `bytes` as engine p's, on top of any other engine's. Returns
+ * false, with nothing changed, if no memory was left to record it; else *was is the limit
+ * before, and *set the limit as set. */
+static bool take_limit(struct mmt_policy *p, unsigned tag, uint64_t bytes, uint64_t *was,
+                       uint64_t *set)
+{
+    pthread_mutex_lock(&owned_lock);
+    uint64_t now = mmt_limit_get((mmt_tag_t)tag);
+    owned_limit_t *o = owned_find(tag);
+    if (!o) {
+        owned_limit_t *grown = mmt__backend_grow(owned, &owned_cap, nowned, sizeof *grown, 8);
+        if (!grown) {
+            pthread_mutex_unlock(&owned_lock);
+            return false;
+        }
+        owned = grown;
+        o = &owned[nowned++];
+        *o = (owned_limit_t){.tag = tag, .program = now, .top = now};
+    }
+    owned_taken_by_program(o, now);
+    size_t at = owner_index(o, p);
+    if (at < o->nowners) {
+        /* Its value moves to the top. */
+        memmove(&o->owners[at], &o->owners[at + 1], (o->nowners - at - 1) * sizeof *o->owners);
+        o->nowners--;
+    } else {
+        limit_owner_t *grown = mmt__backend_grow(o->owners, &o->owners_cap, o->nowners,
+                                                 sizeof *grown, 2);
+        if (!grown) {
+            owned_drop_if_unowned(o);
+            pthread_mutex_unlock(&owned_lock);
+            return false;
+        }
+        o->owners = grown;
+    }
+    mmt_limit_set((mmt_tag_t)tag, bytes);
+    o->top = mmt_limit_get((mmt_tag_t)tag);
+    o->owners[o->nowners++] = (limit_owner_t){p, o->top};
+    pthread_mutex_unlock(&owned_lock);
+    *was = now;
+    *set = o->top;
+    return true;
+}
+
+/* Gives back engine p's limit on `tag`. Returns false if the limit was the program's
+ * again (left as it is); else *was is the limit before, and *to the limit now: the value of
+ * the engine on top of those left, or the program's. */
+static bool give_limit(struct mmt_policy *p, unsigned tag, uint64_t *was, uint64_t *to)
+{
+    pthread_mutex_lock(&owned_lock);
+    uint64_t now = mmt_limit_get((mmt_tag_t)tag);
+    *was = *to = now;
+    owned_limit_t *o = owned_find(tag);
+    size_t at = o && !owned_taken_by_program(o, now) ? owner_index(o, p) : 0;
+    bool given = o && at < o->nowners;
+    if (given) {
+        memmove(&o->owners[at], &o->owners[at + 1], (o->nowners - at - 1) * sizeof *o->owners);
+        o->nowners--;
+        *to = o->nowners ? o->owners[o->nowners - 1].bytes : o->program;
+        if (*to != now) mmt_limit_set((mmt_tag_t)tag, *to);
+        o->top = *to;
+    }
+    if (o) owned_drop_if_unowned(o);
+    pthread_mutex_unlock(&owned_lock);
+    return given;
+}
 
 /* `tag "cache/pages"`, or `the process` for the root. */
 static const char *tag_words(unsigned tag, char *buf, size_t len)
@@ -500,32 +639,31 @@ static void switch_limits(struct mmt_policy *p, pstate_t *to, const pstate_t *fr
     char what[300], a[32], b[32];
     for (size_t i = 0; from && i < from->nlimits; i++) {
         const policy_limit_t *l = &from->limits[i];
-        if (limit_of(to, l->tag)) continue;
-        uint64_t now = mmt_limit_get((mmt_tag_t)l->tag);
-        if (now != l->bytes) {
+        if (!l->applied || limit_of(to, l->tag)) continue;
+        uint64_t was, now;
+        if (!give_limit(p, l->tag, &was, &now))
             mmt__policy_log(p, MMT_LOG_INFO, "limit on %s left at %s: the program changed it "
                             "after the policy set it", tag_words(l->tag, what, sizeof what),
-                            limit_words(now, a, sizeof a));
-            continue;
-        }
-        mmt_limit_set((mmt_tag_t)l->tag, l->prior);
-        if (l->prior != now)
+                            limit_words(was, a, sizeof a));
+        else if (now != was)
             mmt__policy_log(p, MMT_LOG_INFO, "limit on %s back to %s (was %s): %s",
-                            tag_words(l->tag, what, sizeof what),
-                            limit_words(l->prior, a, sizeof a), limit_words(now, b, sizeof b),
-                            why);
+                            tag_words(l->tag, what, sizeof what), limit_words(now, a, sizeof a),
+                            limit_words(was, b, sizeof b), why);
     }
     for (size_t i = 0; to && i < to->nlimits; i++) {
         policy_limit_t *l = &to->limits[i];
-        const policy_limit_t *had = limit_of(from, l->tag);
-        uint64_t now = mmt_limit_get((mmt_tag_t)l->tag);
-        l->prior = had && now == had->bytes ? had->prior : now;
-        mmt_limit_set((mmt_tag_t)l->tag, l->bytes);
-        l->bytes = mmt_limit_get((mmt_tag_t)l->tag); /* as set: past 2^63 - 1, that */
-        if (now != l->bytes)
+        uint64_t was, set;
+        l->applied = take_limit(p, l->tag, l->bytes, &was, &set);
+        if (!l->applied) {
+            mmt__policy_log(p, MMT_LOG_ERROR, "%s: limit on %s not set: out of memory", l->where,
+                            tag_words(l->tag, what, sizeof what));
+            continue;
+        }
+        l->bytes = set;
+        if (was != set)
             mmt__policy_log(p, MMT_LOG_INFO, "%s: limit on %s set to %s (was %s)", l->where,
-                            tag_words(l->tag, what, sizeof what),
-                            limit_words(l->bytes, a, sizeof a), limit_words(now, b, sizeof b));
+                            tag_words(l->tag, what, sizeof what), limit_words(set, a, sizeof a),
+                            limit_words(was, b, sizeof b));
     }
 }
 
@@ -656,7 +794,8 @@ const char *mmt_policy_error(const mmt_policy_t *p)
 
 /* Every live engine, for the fork handlers. Their prepare handler runs before the core's
  * (registered after it), so the lock order is: engine list, each engine's load_lock, lock
- * and conf_lock, then the core's locks. A running load or evaluation is waited out. */
+ * and conf_lock, then the owners of limits (owned_lock), then the core's locks. A running
+ * load or evaluation is waited out. */
 static pthread_mutex_t engines_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mmt_policy *engines;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -673,10 +812,13 @@ static void fork_prepare(void)
         lock_engine(p);
         pthread_mutex_lock(&p->conf_lock);
     }
+    /* Even from inside an engine's code: no thread holds it while it runs other code. */
+    pthread_mutex_lock(&owned_lock);
 }
 
 static void unlock_engines(void)
 {
+    pthread_mutex_unlock(&owned_lock);
     for (struct mmt_policy *p = engines; p; p = p->next_engine) {
         if (p->fork_skipped) continue;
         pthread_mutex_unlock(&p->conf_lock);

@@ -98,12 +98,12 @@ typedef struct task {
 
 /* A hard limit a policy sets (mmt.limit, module.c): declared as its file runs, applied
  * when the engine switches to it, and given back when a later policy of the engine no
- * longer sets it, or the engine is freed (engine.c). */
+ * longer sets it, or the engine is freed (engine.c, which records who owns each limit). */
 typedef struct policy_limit {
     unsigned tag;
     uint64_t bytes; /* 0: the policy removes the tag's limit */
-    uint64_t prior; /* the limit before the engine's policies set it: what giving it back
-                     * restores (set when the policy is switched to) */
+    bool applied;   /* set by the switch to the policy (not when no memory was left to
+                     * record it): only an applied limit is given back */
     char *where;    /* "file:line" of the mmt.limit call */
 } policy_limit_t;
 

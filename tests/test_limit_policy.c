@@ -284,6 +284,101 @@ static void test_limit_policy_a_limit_the_program_changed_since_stays_the_progra
     free_log(log);
 }
 
+/* An engine whose policy, in the file `name`, limits the tag at `path` to `mib` MiB. */
+static mmt_policy_t *engine_limiting(captured_log_t *log, const char *name, const char *path,
+                                     int mib)
+{
+    mmt_policy_t *p = new_engine(NULL, log);
+    char text[256];
+    snprintf(text, sizeof text, "local mmt = require 'mmt'\nmmt.limit('%s', %d * mmt.MiB)\n",
+             path, mib);
+    load_text(p, name, text);
+    return p;
+}
+
+static void test_limit_policy_engines_sharing_a_tag_leave_no_limit_behind_in_either_order(void **state)
+{
+    (void)state;
+    mmt_tag_t t = new_tag("lp-shared", MMT_TAG_ROOT);
+    captured_log_t *log = new_log();
+
+    /* The first set frees first: the other's limit stays, then the program's (none). */
+    mmt_policy_t *a = engine_limiting(log, "shared_a.lua", "lp-shared", 10);
+    assert_int_equal(mmt_limit_get(t), 10 << 20);
+    mmt_policy_t *b = engine_limiting(log, "shared_b.lua", "lp-shared", 20);
+    assert_int_equal(mmt_limit_get(t), 20 << 20); /* the most recent wins */
+    mmt_policy_free(a);
+    assert_int_equal(mmt_limit_get(t), 20 << 20);
+    mmt_policy_free(b);
+    assert_int_equal(mmt_limit_get(t), 0);
+    assert_int_equal(log_count(log, "left at"), 0); /* neither took it for the program's */
+
+    /* The last set frees first: back to the first's, then to none. */
+    a = engine_limiting(log, "shared_a.lua", "lp-shared", 10);
+    b = engine_limiting(log, "shared_b.lua", "lp-shared", 20);
+    mmt_policy_free(b);
+    assert_int_equal(mmt_limit_get(t), 10 << 20);
+    assert_logged(log, "limit on tag \"lp-shared\" back to 10 MiB (was 20 MiB): the engine is freed");
+    mmt_policy_free(a);
+    assert_int_equal(mmt_limit_get(t), 0);
+
+    /* Over a limit of the program's: that is what is left once both are freed. */
+    assert_int_equal(mmt_limit_set(t, 5 << 20), 0);
+    a = engine_limiting(log, "shared_a.lua", "lp-shared", 10);
+    b = engine_limiting(log, "shared_b.lua", "lp-shared", 20);
+    mmt_policy_free(a);
+    assert_int_equal(mmt_limit_get(t), 20 << 20);
+    mmt_policy_free(b);
+    assert_int_equal(mmt_limit_get(t), 5 << 20);
+    assert_int_equal(log_count(log, "left at"), 0);
+    mmt_limit_set(t, 0);
+    free_log(log);
+}
+
+static void test_limit_policy_a_reload_while_another_engine_limits_the_tag_leaves_nothing_behind(void **state)
+{
+    (void)state;
+    mmt_tag_t t = new_tag("lp-shared-reload", MMT_TAG_ROOT);
+    captured_log_t *log = new_log();
+    mmt_policy_t *a = engine_limiting(log, "shared_reload_a.lua", "lp-shared-reload", 10);
+    mmt_policy_t *b = engine_limiting(log, "shared_reload_b.lua", "lp-shared-reload", 20);
+
+    /* A's next policy no longer limits the tag: B's limit stays. */
+    const char *path = policy_path("shared_reload_a.lua");
+    write_in_place(path, "local mmt = require 'mmt'\n");
+    assert_int_equal(mmt_policy_reload(a), 0);
+    assert_int_equal(mmt_limit_get(t), 20 << 20);
+
+    /* A's next sets it again, above B's: A's is the most recent; freed, B's is back. */
+    write_in_place(path, "local mmt = require 'mmt'\nmmt.limit('lp-shared-reload', 15 * mmt.MiB)\n");
+    assert_int_equal(mmt_policy_reload(a), 0);
+    assert_int_equal(mmt_limit_get(t), 15 << 20);
+    mmt_policy_free(a);
+    assert_int_equal(mmt_limit_get(t), 20 << 20);
+    mmt_policy_free(b);
+    assert_int_equal(mmt_limit_get(t), 0);
+    assert_int_equal(log_count(log, "left at"), 0);
+    free_log(log);
+}
+
+static void test_limit_policy_a_limit_the_program_changed_under_two_engines_stays_the_programs(void **state)
+{
+    (void)state;
+    mmt_tag_t t = new_tag("lp-shared-changed", MMT_TAG_ROOT);
+    captured_log_t *log = new_log();
+    mmt_policy_t *a = engine_limiting(log, "shared_changed_a.lua", "lp-shared-changed", 10);
+    mmt_policy_t *b = engine_limiting(log, "shared_changed_b.lua", "lp-shared-changed", 20);
+    assert_int_equal(mmt_limit_set(t, 7 << 20), 0); /* the program, after both */
+    mmt_policy_free(a);
+    assert_int_equal(mmt_limit_get(t), 7 << 20);
+    mmt_policy_free(b);
+    assert_int_equal(mmt_limit_get(t), 7 << 20);
+    assert_int_equal(log_count(log, "limit on tag \"lp-shared-changed\" left at 7 MiB: the "
+                                    "program changed it after the policy set it"), 2);
+    mmt_limit_set(t, 0);
+    free_log(log);
+}
+
 static void test_limit_policy_bad_arguments_are_errors_naming_them(void **state)
 {
     (void)state;
@@ -644,6 +739,9 @@ int main(void)
         cmocka_unit_test(test_limit_policy_failed_reload_keeps_the_running_limits),
         cmocka_unit_test(test_limit_policy_freeing_the_engine_gives_its_limits_back),
         cmocka_unit_test(test_limit_policy_a_limit_the_program_changed_since_stays_the_programs),
+        cmocka_unit_test(test_limit_policy_engines_sharing_a_tag_leave_no_limit_behind_in_either_order),
+        cmocka_unit_test(test_limit_policy_a_reload_while_another_engine_limits_the_tag_leaves_nothing_behind),
+        cmocka_unit_test(test_limit_policy_a_limit_the_program_changed_under_two_engines_stays_the_programs),
         cmocka_unit_test(test_limit_policy_bad_arguments_are_errors_naming_them),
         cmocka_unit_test(test_limit_policy_m_tags_limit_reads_each_tags_limit_and_nil_for_none),
         cmocka_unit_test(test_limit_policy_reclaim_runs_the_reclaimers_and_returns_what_was_freed),

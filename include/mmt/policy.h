@@ -67,8 +67,11 @@
  *   limit the program changed after the policy set it (mmt_limit_get no longer gives the
  *   policy's value) is left as the program set it, and a policy that sets it again will
  *   give back the program's value. Each change is logged at level info. Engines that limit
- *   one tag share it: the last one set wins. A limit set by a policy binds the program as
- *   one it sets itself: mmt_malloc aborts when the reclaimers cannot make room under it.
+ *   one tag share it: the one that set it last wins, and when it gives the limit back the
+ *   tag takes the value of the engine that set it before (of those still setting it), or
+ *   once none is left the program's, whatever order the engines give it back in. A limit
+ *   set by a policy binds the program as one it sets itself: mmt_malloc aborts when the
+ *   reclaimers cannot make room under it.
  * - mmt.reclaim(path, bytes) runs the reclaimers of the tag's subtree (mmt_reclaim) and
  *   returns the bytes its in_use fell by; 0 or less asks for nothing. The reclaimers run
  *   on the evaluating thread, and their time counts against the calling rule or task.
