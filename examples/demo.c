@@ -39,13 +39,14 @@ typedef struct flow {
 
 enum { BUCKETS = 1 << 15, HISTORY = 512, PEAK_FLOWS = 80000 };
 
-/* The table. table_lock is recursive: an allocation or free of the table's own can run
- * the reclaimer on the same thread (a checkpoint runs the policy, whose mmt.reclaim runs
- * it; a limit on the flows runs it inside the allocation it would refuse). So table_add
- * links a flow only once all its memory is allocated, and a flow leaves the table before
- * its memory is freed: a reclaim in between sees a consistent table. The reclaims the
- * policy makes on the engine's thread take the same lock. */
-static pthread_mutex_t table_lock;
+/* The table, under table_lock, which the reclaimer takes too. A limit on the flows runs
+ * the reclaimer inside the allocation it would refuse, on the allocating thread: so
+ * table_add allocates a flow's memory before it takes the lock, and links the flow only
+ * once all of it is allocated. Frees happen under the lock (table_trim): a checkpoint
+ * reached by one runs the policy there, and the reclaims the policy asks for at a
+ * checkpoint run on the engine's thread, never inside the free, so they wait for the lock
+ * rather than take it again. */
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static flow_t *buckets[BUCKETS];
 static flow_t *oldest, *newest;
 static size_t flow_count;
@@ -185,10 +186,6 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&table_lock, &attr);
     signal(SIGINT, on_interrupt);
     start_time = seconds_now();
     mmt_tag_t flows = make_tag("flows", MMT_TAG_ROOT);

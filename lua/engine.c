@@ -28,14 +28,15 @@
  * or free what it is using. This thread only. */
 typedef struct active {
     struct mmt_policy *p;
-    bool callback; /* in its log or event function; else running its policy code */
+    bool callback;   /* in its log or event function; else running its policy code */
+    bool checkpoint; /* its policy code, evaluated at an allocation checkpoint */
     struct active *outer;
 } active_t;
 static _Thread_local active_t *tls_active;
 
-static void enter(active_t *frame, struct mmt_policy *p, bool callback)
+static void enter(active_t *frame, struct mmt_policy *p, bool callback, bool checkpoint)
 {
-    *frame = (active_t){p, callback, tls_active};
+    *frame = (active_t){p, callback, checkpoint, tls_active};
     tls_active = frame;
 }
 
@@ -55,6 +56,13 @@ static bool callback_here(struct mmt_policy *p)
 {
     for (active_t *a = tls_active; a; a = a->outer)
         if (a->p == p && a->callback) return true;
+    return false;
+}
+
+bool mmt__inside_checkpoint(void)
+{
+    for (active_t *a = tls_active; a; a = a->outer)
+        if (a->checkpoint) return true;
     return false;
 }
 
@@ -169,7 +177,7 @@ void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list 
     void *ud = p->log_ud;
     pthread_mutex_unlock(&p->conf_lock);
     active_t frame;
-    enter(&frame, p, true);
+    enter(&frame, p, true, false);
     fn(level, message, ud);
     leave(&frame);
 }
@@ -191,7 +199,7 @@ void mmt__policy_event(struct mmt_policy *p, const char *rule, bool fired, const
     pthread_mutex_unlock(&p->conf_lock);
     if (!fn) return;
     active_t frame;
-    enter(&frame, p, true);
+    enter(&frame, p, true, false);
     fn(rule, fired, &s->info, ud);
     leave(&frame);
 }
@@ -379,9 +387,10 @@ bool mmt__snapshot_tags(struct mmt_policy *p, snapshot_t *snap)
  * engine's thread when a task is next due. A task that was due at this evaluation and is
  * still due (the evaluation was cut before it, or could not run) is left to the next
  * tick, which runs every task due: waking for it at once could loop without end. One
- * that came due during the evaluation has the thread wake at once. */
+ * that came due during the evaluation has the thread wake at once. `checkpoint`: inside
+ * the allocation or free that reached a checkpoint (mmt__inside_checkpoint). */
 static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, bool rules,
-                            bool tasks)
+                            bool tasks, bool checkpoint)
 {
     pstate_t *s = p->cur;
     double now = mmt__now();
@@ -392,7 +401,7 @@ static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, boo
         snapshot_t snap = {.info = *info, .rate = rate, .lua = (double)s->lua_bytes,
                            .time = now, .rss = -1};
         active_t frame;
-        enter(&frame, p, false);
+        enter(&frame, p, false, checkpoint);
         mmt__evaluate(s, &snap, rules, tasks);
         leave(&frame);
         mmt__backend.free(snap.tags);
@@ -414,15 +423,18 @@ static void lock_engine(struct mmt_policy *p)
 
 /* The engine's checkpoint hook (mmt__on_checkpoint): the policy is evaluated inside the
  * allocation that crossed the distance. A busy engine is never waited for: the checkpoint
- * stays due, and this thread's next allocation or free tries again. */
+ * stays due, and this thread's next allocation or free tries again. Busy includes a
+ * reclaim or trim asked of the engine's thread that it has not finished: the evaluation
+ * after one sees what it did. */
 static bool checkpoint_hook(const mmt_meminfo_t *info, void *arg)
 {
     struct mmt_policy *p = arg;
+    if (atomic_load_explicit(&p->deferred_busy, memory_order_acquire)) return false;
     int cancel = no_cancel();
     bool ran = !atomic_load_explicit(&p->lock_wanted, memory_order_relaxed) &&
                pthread_mutex_trylock(&p->lock) == 0;
     if (ran) {
-        evaluate_locked(p, info, true, false);
+        evaluate_locked(p, info, true, false, true);
         pthread_mutex_unlock(&p->lock);
     }
     restore_cancel(cancel);
@@ -437,7 +449,7 @@ static void timer_evaluation(struct mmt_policy *p, bool rules)
     lock_engine(p);
     mmt_meminfo_t info;
     mmt_meminfo(&info);
-    evaluate_locked(p, &info, rules, true);
+    evaluate_locked(p, &info, rules, true, false);
     pthread_mutex_unlock(&p->lock);
     restore_cancel(cancel);
 }
@@ -667,6 +679,85 @@ static void switch_limits(struct mmt_policy *p, pstate_t *to, const pstate_t *fr
     }
 }
 
+/* ---- Reclaims and trims asked at checkpoints ------------------------------------------------ */
+
+/*
+ * Policy code evaluated at a checkpoint runs inside the allocation or free that reached
+ * it, on whichever thread made it, and that thread may hold a lock the program's
+ * reclaimers take: a reclaimer run there could wait for it forever. So mmt.reclaim and
+ * mmt.trim called there (module.c) only ask the engine's thread, which is woken and runs
+ * them soon after, in the order asked, outside the engine's locks; each reclaim is
+ * reported as any other (the report reaches the log from that thread), and each trim is
+ * logged. Until they are done, checkpoints do not evaluate the engine: the evaluation
+ * after them sees what they did. Policy code on the engine's own thread (a tick, a task)
+ * or running its file at a load runs them at once.
+ */
+
+int mmt__policy_defer(struct mmt_policy *p, bool trim, unsigned tag, size_t bytes)
+{
+    /* Fixed while policy code runs: mmt_policy_free stops the thread only once no
+     * checkpoint can evaluate. */
+    if (!p->thread_started) return MMT__DEFER_NO_THREAD;
+    int rc = MMT__DEFER_FULL;
+    pthread_mutex_lock(&p->deferred_lock);
+    for (size_t i = 0; i < p->ndeferred && rc; i++) {
+        deferred_t *d = &p->deferred[i];
+        if (d->trim == trim && (trim || d->tag == tag)) {
+            if (bytes > d->bytes) d->bytes = bytes;
+            rc = 0;
+        }
+    }
+    if (rc && p->ndeferred < MMT__DEFERRED_MAX) {
+        p->deferred[p->ndeferred++] = (deferred_t){.trim = trim, .tag = tag, .bytes = bytes};
+        atomic_fetch_add(&p->deferred_busy, 1);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&p->deferred_lock);
+    if (rc == 0) mmt__thread_wake(p);
+    return rc;
+}
+
+void mmt__policy_run_deferred(struct mmt_policy *p)
+{
+    /* Those waiting now, no more: one whose reclaimer frees enough to reach a checkpoint
+     * may ask again, and the thread, woken for it, comes back (and sees a stop first). */
+    pthread_mutex_lock(&p->deferred_lock);
+    size_t n = p->ndeferred;
+    pthread_mutex_unlock(&p->deferred_lock);
+    for (; n > 0 && !atomic_load(&p->stopping); n--) {
+        pthread_mutex_lock(&p->deferred_lock);
+        deferred_t d = p->deferred[0];
+        p->ndeferred--;
+        memmove(&p->deferred[0], &p->deferred[1], p->ndeferred * sizeof d);
+        pthread_mutex_unlock(&p->deferred_lock);
+        size_t gave = d.trim ? mmt_trim() : mmt_reclaim((mmt_tag_t)d.tag, d.bytes);
+        atomic_fetch_sub(&p->deferred_busy, 1); /* done: the next evaluation sees it */
+        if (d.trim) {
+            char bytes[32];
+            mmt__policy_log(p, MMT_LOG_INFO, "trim asked at a checkpoint: %s given back to the "
+                            "system", mmt__human_bytes(gave, bytes, sizeof bytes));
+        }
+    }
+}
+
+/* mmt_policy_free, once the thread has ended: says what was asked of it and not run. */
+static void drop_deferred(struct mmt_policy *p)
+{
+    char what[300], bytes[32];
+    for (size_t i = 0; i < p->ndeferred; i++) {
+        const deferred_t *d = &p->deferred[i];
+        if (d->trim)
+            mmt__policy_log(p, MMT_LOG_INFO, "trim asked at a checkpoint not run: the engine is "
+                            "freed");
+        else
+            mmt__policy_log(p, MMT_LOG_INFO, "reclaim of %s in %s asked at a checkpoint not run: "
+                            "the engine is freed", mmt__human_bytes(d->bytes, bytes, sizeof bytes),
+                            tag_words(d->tag, what, sizeof what));
+    }
+    p->ndeferred = 0;
+    atomic_store(&p->deferred_busy, 0);
+}
+
 /* ---- Loading ------------------------------------------------------------------------------------ */
 
 static int load_locked(struct mmt_policy *p, const char *path)
@@ -675,7 +766,7 @@ static int load_locked(struct mmt_policy *p, const char *path)
     p->loaded_ok = stat(path, &p->loaded) == 0;
     char err[sizeof p->error];
     active_t frame;
-    enter(&frame, p, false);
+    enter(&frame, p, false, false);
     pstate_t *s = mmt__pstate_load(p, path, err, sizeof err);
     leave(&frame);
     if (!s) {
@@ -793,9 +884,9 @@ const char *mmt_policy_error(const mmt_policy_t *p)
 /* ---- fork --------------------------------------------------------------------------------- */
 
 /* Every live engine, for the fork handlers. Their prepare handler runs before the core's
- * (registered after it), so the lock order is: engine list, each engine's load_lock, lock
- * and conf_lock, then the owners of limits (owned_lock), then the core's locks. A running
- * load or evaluation is waited out. */
+ * (registered after it), so the lock order is: engine list, each engine's load_lock, lock,
+ * conf_lock and deferred_lock, then the owners of limits (owned_lock), then the core's
+ * locks. A running load or evaluation is waited out. */
 static pthread_mutex_t engines_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mmt_policy *engines;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -807,19 +898,22 @@ static void fork_prepare(void)
         /* Forked from inside this engine's policy code (a host action) or its log or event
          * function: this thread holds some of its locks already. The child's copy is left as it is, timer thread and all. */
         p->fork_skipped = running_here(p) || callback_here(p);
-        if (p->fork_skipped) continue;
-        pthread_mutex_lock(&p->load_lock);
-        lock_engine(p);
-        pthread_mutex_lock(&p->conf_lock);
+        if (!p->fork_skipped) {
+            pthread_mutex_lock(&p->load_lock);
+            lock_engine(p);
+            pthread_mutex_lock(&p->conf_lock);
+        }
+        /* Even from inside its code: no thread holds it while it runs other code. */
+        pthread_mutex_lock(&p->deferred_lock);
     }
-    /* Even from inside an engine's code: no thread holds it while it runs other code. */
-    pthread_mutex_lock(&owned_lock);
+    pthread_mutex_lock(&owned_lock); /* likewise */
 }
 
 static void unlock_engines(void)
 {
     pthread_mutex_unlock(&owned_lock);
     for (struct mmt_policy *p = engines; p; p = p->next_engine) {
+        pthread_mutex_unlock(&p->deferred_lock);
         if (p->fork_skipped) continue;
         pthread_mutex_unlock(&p->conf_lock);
         pthread_mutex_unlock(&p->lock);
@@ -835,9 +929,14 @@ static void fork_parent(void)
 
 /* The child has no timer thread: each engine gets a new one. Nor has it the threads that
  * were waiting for an engine's lock: left counted in lock_wanted, they would keep the
- * child's checkpoints from ever evaluating. */
+ * child's checkpoints from ever evaluating. The reclaims and trims the parent's policy
+ * asked of the parent's thread are the parent's: the child drops them. */
 static void fork_child(void)
 {
+    for (struct mmt_policy *p = engines; p; p = p->next_engine) {
+        p->ndeferred = 0;
+        atomic_store(&p->deferred_busy, 0);
+    }
     unlock_engines();
     for (struct mmt_policy *p = engines; p; p = p->next_engine) {
         atomic_store_explicit(&p->lock_wanted, 0, memory_order_relaxed);
@@ -888,6 +987,7 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->load_lock, NULL);
     pthread_mutex_init(&p->conf_lock, NULL);
+    pthread_mutex_init(&p->deferred_lock, NULL);
     p->log_fn = stderr_log;
     p->reports_cursor = mmt__reclaim_reports_next(); /* only the reclaims from now on */
     p->wake[0].fd = p->wake[1].fd = -1;
@@ -916,6 +1016,7 @@ fail:
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->load_lock);
     pthread_mutex_destroy(&p->conf_lock);
+    pthread_mutex_destroy(&p->deferred_lock);
     mmt__backend.free(p);
     return NULL;
 }
@@ -925,8 +1026,8 @@ void mmt__policy_stop_for_exit(struct mmt_policy *p)
     pthread_mutex_lock(&engines_lock);
     unlink_engine(p);
     pthread_mutex_unlock(&engines_lock);
+    mmt_mem_unlisten(p->listener); /* first, as in mmt_policy_free */
     mmt__thread_stop(p, false);
-    mmt_mem_unlisten(p->listener);
 }
 
 int mmt_policy_free(mmt_policy_t *p)
@@ -939,10 +1040,14 @@ int mmt_policy_free(mmt_policy_t *p)
     pthread_mutex_lock(&engines_lock);
     unlink_engine(p);
     pthread_mutex_unlock(&engines_lock);
+    /* The checkpoint hook first, waiting out an evaluation in progress on another thread:
+     * from then on no policy code outside the engine's thread can wake the thread or ask it
+     * for a reclaim, so none does as it stops and its descriptors are closed. */
+    mmt_mem_unlisten(p->listener);
     bool had_thread = p->thread_started;
     mmt__thread_stop(p, true);
     if (had_thread) mmt__policy_reclaim_reports(p); /* those made since its last look */
-    mmt_mem_unlisten(p->listener); /* waits out an evaluation in progress */
+    drop_deferred(p);
     lock_engine(p);
     switch_limits(p, NULL, p->cur, "the engine is freed");
     mmt__pstate_free(p->cur);
@@ -955,6 +1060,7 @@ int mmt_policy_free(mmt_policy_t *p)
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->load_lock);
     pthread_mutex_destroy(&p->conf_lock);
+    pthread_mutex_destroy(&p->deferred_lock);
     mmt__backend.free(p);
     restore_cancel(cancel);
     return 0;

@@ -136,6 +136,8 @@ typedef struct pstate {
     size_t ntasks, tasks_cap;
     policy_limit_t *limits;      /* what its file set with mmt.limit, one per tag */
     size_t nlimits, limits_cap;
+    bool said_no_thread;         /* a reclaim or trim at a checkpoint was refused for want of
+                                  * the engine's thread: logged once (module.c) */
     struct snapshot *evaluating; /* the evaluation's snapshot while one runs (rules.c) */
     mmt__tag_paths_t paths;      /* the tags' paths, for m.tags and mmt.tags(), made again
                                   * when there are more tags (module.c) */
@@ -183,6 +185,18 @@ typedef struct folder_watch {
     char *name; /* the entry in it that leads to the file; NULL: `dir` is only the nearest
                  * existing ancestor of a missing folder, watched until that comes back */
 } folder_watch_t;
+
+/* A reclaim or a trim that policy code asked for at an allocation checkpoint, for the
+ * engine's thread to run (mmt.reclaim, mmt.trim). */
+typedef struct deferred {
+    bool trim;     /* mmt.trim; else mmt.reclaim of `bytes` in `tag`'s subtree */
+    unsigned tag;
+    size_t bytes;
+} deferred_t;
+
+/* How many may wait at once: a request for a tag that waits already joins it, so this
+ * many tags at least. */
+enum { MMT__DEFERRED_MAX = 64 };
 
 /* The file watcher's state (thread.c): the engine thread's own while it runs. */
 typedef struct watcher {
@@ -251,7 +265,10 @@ struct mmt_policy {
 
     int listener; /* its checkpoint hook (mmt__on_checkpoint), > 0 */
 
-    /* The timer and watcher thread (thread.c). */
+    /* The timer and watcher thread (thread.c). thread_started, like the wake-up pair
+     * below, is fixed while policy code can run on other threads: set when the engine is
+     * made (before any policy loads) or in a child after fork, and cleared by
+     * mmt_policy_free only once its checkpoint hook is gone. */
     bool thread_started;
     pthread_t thread;
     /* A socket pair that wakes the thread (mmt__thread_wake): it polls wake[0], others
@@ -274,6 +291,16 @@ struct mmt_policy {
     /* The next reclaim report to log (core/reclaim.h): the engine's thread's own while it
      * runs, then mmt_policy_free's. */
     uint64_t reports_cursor;
+
+    /* deferred_lock protects: deferred, ndeferred, the reclaims and trims asked at
+     * checkpoints, oldest first, which the engine's thread runs (mmt__policy_defer). Taken
+     * after `lock`; nothing is called while it is held. */
+    pthread_mutex_t deferred_lock;
+    deferred_t deferred[MMT__DEFERRED_MAX];
+    size_t ndeferred;
+    /* How many of them wait or run, at any time: while any does, checkpoints do not
+     * evaluate, so that the next evaluation sees what they did. */
+    _Atomic unsigned deferred_busy;
 
     /* All engines, for the fork handlers (engine.c); under the engine list's lock. */
     struct mmt_policy *next_engine;
@@ -302,6 +329,20 @@ double mmt__tag_rate(struct mmt_policy *p, unsigned tag, double time, double in_
  * allocation, where this thread may hold the engine's locks): logs, at level info, the
  * reclaim reports made since it last looked, and how many it missed. */
 void mmt__policy_reclaim_reports(struct mmt_policy *p);
+/* True if this thread is inside an engine's checkpoint evaluation (any engine's): inside
+ * the allocation or free that reached the checkpoint, on any thread, where the program's
+ * reclaimers must not run (the thread may hold what they need). */
+bool mmt__inside_checkpoint(void);
+/* Any thread, inside policy code: asks the engine's thread to run a reclaim of `bytes` in
+ * `tag`'s subtree (`trim` false) or a trim, after those asked before, and wakes it. A
+ * reclaim of a tag that waits already asks for the larger of the two. Returns 0, or
+ * MMT__DEFER_NO_THREAD (the engine has no thread) or MMT__DEFER_FULL (MMT__DEFERRED_MAX
+ * wait already); then nothing is asked. */
+enum { MMT__DEFER_NO_THREAD = 1, MMT__DEFER_FULL = 2 };
+int mmt__policy_defer(struct mmt_policy *p, bool trim, unsigned tag, size_t bytes);
+/* The engine's thread: runs the reclaims and trims asked of it that wait when it is
+ * called, oldest first; each reclaim is reported (core/reclaim.h) and each trim logged. */
+void mmt__policy_run_deferred(struct mmt_policy *p);
 void mmt__policy_tick(struct mmt_policy *p);  /* timer: the rules and the tasks due */
 void mmt__policy_run_tasks(struct mmt_policy *p); /* timer: the tasks due, not the rules */
 /* A backend copy of the path, or NULL; with the file's identity when it was last read. */

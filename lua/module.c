@@ -553,11 +553,42 @@ static int l_limit(lua_State *L)
     return 0;
 }
 
+/* At an allocation checkpoint (mmt__inside_checkpoint), where the program's reclaimers
+ * must not run, asks the engine's thread to run the reclaim or trim: returns nil and
+ * "deferred", or nil and why it could not (a once-said line in the log as well when the
+ * engine has no thread). `fn` names the function in messages. */
+static int defer(lua_State *L, pstate_t *s, bool trim, unsigned tag, size_t bytes, const char *fn)
+{
+    int rc = mmt__policy_defer(s->engine, trim, tag, bytes);
+    lua_pushnil(L);
+    if (rc == 0) {
+        lua_pushstring(L, "deferred");
+    } else if (rc == MMT__DEFER_FULL) {
+        lua_pushfstring(L, "%s: not run: %d reclaims and trims already wait for the engine's "
+                           "thread", fn, (int)MMT__DEFERRED_MAX);
+    } else {
+        lua_pushfstring(L, "%s: not run: called at an allocation checkpoint, where the "
+                           "program's reclaimers must not run, and the engine has no thread to "
+                           "run it on (interval_ms or watch gives it one)", fn);
+        if (!s->said_no_thread) {
+            s->said_no_thread = true;
+            luaL_where(L, 1);
+            lua_pushvalue(L, -2);
+            lua_concat(L, 2);
+            mmt__pstate_log(s, MMT_LOG_WARN, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    return 2;
+}
+
 /* mmt.reclaim(path, bytes): runs the reclaimers of the tag's subtree until its in_use has
  * fallen by `bytes` (memory.h, mmt_reclaim); returns what it fell by. Nothing is asked
- * for 0 or less; math.huge asks for all they can give. The reclaimers are the host's code,
- * run on this thread: their time counts against the policy code that called them, as a
- * host action's does. Their report reaches the log from the engine's thread, woken for it. */
+ * for 0 or less; math.huge asks for all they can give. The reclaimers are the host's code:
+ * on the engine's thread (a tick, a task) and while the file loads they run at once, and
+ * their time counts against the policy code that called them, as a host action's does; at
+ * an allocation checkpoint they run on the engine's thread soon after (defer). Their
+ * report reaches the log from the engine's thread, woken for it. */
 static int l_reclaim(lua_State *L)
 {
     pstate_t *s = mmt__pstate_of(L);
@@ -568,6 +599,7 @@ static int l_reclaim(lua_State *L)
     double v = lua_tonumber(L, 2);
     if (isnan(v)) return luaL_error(L, "mmt.reclaim: the bytes wanted must be a number, not nan");
     size_t wanted = v <= 0 ? 0 : v >= 18446744073709551616.0 ? SIZE_MAX : (size_t)v;
+    if (wanted && mmt__inside_checkpoint()) return defer(L, s, false, tag, wanted, "mmt.reclaim");
     size_t freed = wanted ? mmt_reclaim((mmt_tag_t)tag, wanted) : 0;
     if (wanted) mmt__thread_wake(s->engine);
     lua_pushnumber(L, (lua_Number)freed);
@@ -575,9 +607,11 @@ static int l_reclaim(lua_State *L)
 }
 
 /* mmt.trim(): gives the allocator's free memory back to the system (mmt_trim); returns the
- * drop in resident bytes it measured. */
+ * drop in resident bytes it measured. At an allocation checkpoint the engine's thread
+ * trims instead, soon after (defer), and logs what it gave back. */
 static int l_trim(lua_State *L)
 {
+    if (mmt__inside_checkpoint()) return defer(L, mmt__pstate_of(L), true, 0, 0, "mmt.trim");
     lua_pushnumber(L, (lua_Number)mmt_trim());
     return 1;
 }

@@ -2,8 +2,9 @@
  * The engine's own thread: it ticks the timer every interval_ms (the rules, and the
  * mmt.every tasks that are due), wakes between ticks when a task is due sooner (the tasks
  * alone run then), and with `watch` it reloads the policy when its file changes. Each
- * time it wakes, it logs the reclaim reports made since (core/reclaim.h): they are made
- * inside allocations, which must not call the log.
+ * time it wakes, it runs the reclaims and trims that policy code asked of it at
+ * checkpoints (engine.c: not inside an allocation), then logs the reclaim reports made
+ * since (core/reclaim.h): they are made inside allocations, which must not call the log.
  *
  * Following the file. inotify watches the folders on the way to it: the folder of the
  * path as given and, when the path is a symlink, the folder of each link's target (a
@@ -430,6 +431,9 @@ static void *engine_thread(void *arg)
             changed = difference(w) != SAME || changed;
             next_check = now + atomic_load(&mmt__watch_check_ms) / 1000.0;
         }
+        /* What policy code asked of it at checkpoints, first: checkpoints wait for it, and
+         * the tick below should see what it did. */
+        mmt__policy_run_deferred(p);
         if (changed) {
             /* Before the load reads it: an edit from now on differs from this. */
             mark_seen(w);
@@ -447,8 +451,11 @@ static void *engine_thread(void *arg)
         } else if (interval > 0 && now >= atomic_load(&p->tasks_due)) {
             mmt__policy_run_tasks(p);
         }
-        /* After every tick, task run, load and wake-up (mmt.reclaim wakes it), outside the
-         * engine's locks: the reclaims made since, by policy code or by allocations. */
+        /* After every tick, task run, load and wake-up (mmt.reclaim and mmt.trim wake it),
+         * outside the engine's locks: what policy code asked of it at checkpoints since the
+         * call above (one inside the tick's allocations), then the reports of the reclaims
+         * made since, by policy code or by allocations. */
+        mmt__policy_run_deferred(p);
         mmt__policy_reclaim_reports(p);
     }
     return NULL;

@@ -8,8 +8,10 @@
 --   high / low      warn above `high` MiB in use, clear the warning under `low`
 --   shed_above      when the flows (the tag "flows" and its subtree) hold more than this,
 --                   reclaim them down to `shed_to`: mmt.reclaim runs the demo's reclaimer,
---                   which drops the oldest flows; the engine logs what it freed. The rule
---                   is ready again once the flows are under `shed_resume`
+--                   which drops the oldest flows; the engine logs what it freed. Fired at
+--                   an allocation checkpoint, the reclaim is the engine thread's to run,
+--                   soon after (mmt.reclaim returns nil, "deferred"). The rule is ready
+--                   again once the flows are under `shed_resume`
 --   fast_growth     warn when usage grows faster than this many MiB per second (and say
 --                   it slowed down under half of it)
 --   histories       warn when the flows' packet histories alone (the tag the demo
@@ -40,9 +42,18 @@ mmt.rule {
    metric = "in_use", tag = "flows", above = shed_above, below = shed_resume,
    fire = function(m)
       local flows = m.tags["flows"].in_use
-      local freed = mmt.reclaim("flows", flows - shed_to)
-      mmt.log("warn", "shed: the flows hold %s, over %s; reclaiming freed %s",
-              mmt.bytes(flows), mmt.bytes(shed_above), mmt.bytes(freed))
+      local freed, err = mmt.reclaim("flows", flows - shed_to)
+      if freed then
+         mmt.log("warn", "shed: the flows hold %s, over %s; reclaiming freed %s",
+                 mmt.bytes(flows), mmt.bytes(shed_above), mmt.bytes(freed))
+      elseif err == "deferred" then
+         -- Fired at an allocation checkpoint: the engine's thread reclaims, and logs it.
+         mmt.log("warn", "shed: the flows hold %s, over %s; reclaiming %s",
+                 mmt.bytes(flows), mmt.bytes(shed_above), mmt.bytes(flows - shed_to))
+      else
+         mmt.log("warn", "shed: the flows hold %s, over %s; %s", mmt.bytes(flows),
+                 mmt.bytes(shed_above), err)
+      end
    end,
 }
 

@@ -1,9 +1,11 @@
 /*
  * Limits and reclaim in policies: mmt.limit (limits a policy owns, applied when the engine
- * switches to it and given back when a later policy or the engine's end drops them),
- * m.tags[path].limit and m.limit, mmt.reclaim running the program's reclaimers, mmt.trim,
- * the reclaim reports in the engines' logs, and policies/budget.lua. Real LuaJIT, real
- * files; tags live as long as the process, so each test makes tags of its own names.
+ * switches to it and given back when a later policy or the engine's end drops them, with
+ * engines sharing a tag), m.tags[path].limit and m.limit, mmt.reclaim running the
+ * program's reclaimers (at once on the engine's thread; asked of that thread at an
+ * allocation checkpoint), mmt.trim, the reclaim reports in the engines' logs, and
+ * policies/budget.lua. Real LuaJIT, real files; tags live as long as the process, so each
+ * test makes tags of its own names.
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -35,9 +37,11 @@ static double logged_number(captured_log_t *c, const char *prefix)
 
 /* ---- A part of the program that can give memory back ------------------------------------ */
 
-enum { POOL_MAX = 1024 };
+enum { POOL_MAX = 1024, POOL_ASKS = 8 };
 
-/* Blocks of one size in one tag, and a reclaimer that frees them, newest first. */
+/* Blocks of one size in one tag, and a reclaimer that frees them, newest first. Its
+ * fields are the reclaimer's to write; a test reads them after something the reclaimer's
+ * thread did later and that the test waited for (a log line), or on the same thread. */
 typedef struct pool {
     mmt_tag_t tag;
     size_t block;
@@ -46,15 +50,25 @@ typedef struct pool {
     size_t give_at_most; /* the reclaimer frees no more than this a call; 0: no cap */
     bool lie;            /* the reclaimer says it freed nothing, whatever it freed */
     int calls;
-    size_t last_wanted;
-    int id; /* mmt_reclaimer_add's */
+    size_t asked[POOL_ASKS]; /* what each of the first calls wanted */
+    pthread_t thread;        /* the thread of the last call */
+    atomic_bool hold;        /* while set, a call waits at its start (10 s at most) */
+    atomic_bool holding;     /* a call is waiting so */
+    int id;                  /* mmt_reclaimer_add's */
 } pool_t;
 
 static size_t pool_reclaim(size_t wanted, void *arg)
 {
     pool_t *p = arg;
+    if (atomic_load(&p->hold)) {
+        atomic_store(&p->holding, true);
+        double end = now_seconds() + 10;
+        while (atomic_load(&p->hold) && now_seconds() < end) sleep_ms(1);
+        atomic_store(&p->holding, false);
+    }
+    if (p->calls < POOL_ASKS) p->asked[p->calls] = wanted;
     p->calls++;
-    p->last_wanted = wanted;
+    p->thread = pthread_self();
     size_t freed = 0;
     while (p->n > 0 && freed < wanted && (!p->give_at_most || freed < p->give_at_most)) {
         mmt_free(p->blocks[--p->n]);
@@ -65,9 +79,21 @@ static size_t pool_reclaim(size_t wanted, void *arg)
 
 static void pool_open(pool_t *p, mmt_tag_t tag, size_t block, const char *name)
 {
-    *p = (pool_t){.tag = tag, .block = block};
+    memset(p, 0, sizeof *p);
+    p->tag = tag;
+    p->block = block;
+    atomic_init(&p->hold, false);
+    atomic_init(&p->holding, false);
     p->id = mmt_reclaimer_add(tag, name, 0, pool_reclaim, p);
     assert_true(p->id > 0);
+}
+
+/* Waits (10 s at most) until a call of the pool's reclaimer is held at its start. */
+static bool pool_wait_held(pool_t *p)
+{
+    double end = now_seconds() + 10;
+    while (!atomic_load(&p->holding) && now_seconds() < end) sleep_ms(1);
+    return atomic_load(&p->holding);
 }
 
 /* Fills the pool until its tag's subtree holds at least `bytes` (read once: a reading
@@ -459,7 +485,14 @@ static void test_limit_policy_m_tags_limit_reads_each_tags_limit_and_nil_for_non
 
 /* ---- mmt.reclaim and mmt.trim ------------------------------------------------------------- */
 
-static void test_limit_policy_reclaim_runs_the_reclaimers_and_returns_what_was_freed(void **state)
+/* A host action that sets the pool's `lie` (on the engine's thread, as its reclaimer runs). */
+static int64_t pool_lie(int64_t on, void *ud)
+{
+    ((pool_t *)ud)->lie = on != 0;
+    return 0;
+}
+
+static void test_limit_policy_reclaim_on_the_engines_thread_returns_what_was_freed(void **state)
 {
     (void)state;
     mmt_tag_t tag = new_tag("lp-reclaim", MMT_TAG_ROOT);
@@ -468,47 +501,40 @@ static void test_limit_policy_reclaim_runs_the_reclaimers_and_returns_what_was_f
     pool_open(&pool, part, 4096, "lp-pool");
     pool_fill_to(&pool, 40 * 4096);
     captured_log_t *log = new_log();
-    mmt_policy_t *p = new_engine(NULL, log);
-    /* Each evaluation asks for what the next line of `asks` says (a reclaimer in the
-     * subtree of the tag named runs), and logs what came back. */
+    mmt_policy_options_t o = {.interval_ms = 10};
+    mmt_policy_t *p = new_engine(&o, log);
+    assert_int_equal(mmt_policy_action(p, "lie", pool_lie, &pool), 0);
+    /* A task, on the engine's thread, asks for each of `asks` in turn (a reclaimer in the
+     * subtree of the tag named runs at once), and logs what came back. */
     load_text(p, "limit_reclaim.lua",
               "local mmt = require 'mmt'\n"
               "local asks = { 10000, 0, -5, 4096, math.huge }\n"
-              "local step = 0\n"
-              "mmt.rule { name = 'reclaim', when = function(m)\n"
-              "    step = step + 1\n"
-              "    local freed = mmt.reclaim('lp-reclaim', asks[step])\n"
+              "local done = false\n"
+              "mmt.every(0.01, function(m)\n"
+              "  if done then return end\n"
+              "  done = true\n"
+              "  for step, ask in ipairs(asks) do\n"
+              "    mmt.call('lie', step == 4 and 1 or 0)\n"
+              "    local freed = mmt.reclaim('lp-reclaim', ask)\n"
               "    mmt.log('info', 'FREED%d %s %s', step, type(freed), tostring(freed))\n"
-              "    return false end, fire = function() end }\n");
-
-    uint64_t before = tag_in_use(tag);
-    mmt_mem_checkpoint();
-    assert_int_equal(pool.calls, 1);
-    assert_int_equal(pool.last_wanted, 10000);
-    assert_int_equal(before - tag_in_use(tag), 3 * 4096); /* whole blocks: just over */
-    assert_logged(log, "FREED1 number 12288");
-
-    mmt_mem_checkpoint(); /* 0 and less: nothing asked, no reclaimer runs */
-    mmt_mem_checkpoint();
-    assert_int_equal(pool.calls, 1);
-    assert_logged(log, "FREED2 number 0");
+              "  end\n"
+              "end)\n");
+    if (!wait_for_log(log, "FREED5 ", 5000)) {
+        log_dump(log);
+        fail_msg("the task did not run");
+    }
+    assert_logged(log, "FREED1 number 12288"); /* whole blocks: just over 10000 */
+    assert_logged(log, "FREED2 number 0");     /* 0 and less: nothing asked */
     assert_logged(log, "FREED3 number 0");
-
-    /* What it returns is the measure, not the reclaimer's word. */
-    pool.lie = true;
-    before = tag_in_use(tag);
-    mmt_mem_checkpoint();
-    assert_int_equal(pool.calls, 2);
-    assert_int_equal(before - tag_in_use(tag), 4096);
-    assert_logged(log, "FREED4 number 4096");
-    pool.lie = false;
-
-    /* math.huge: everything the reclaimers can give. */
-    size_t left = pool.n;
-    mmt_mem_checkpoint();
+    assert_logged(log, "FREED4 number 4096");  /* the measure, not the reclaimer's word */
+    assert_logged(log, "FREED5 number 147456"); /* math.huge: all the 36 blocks left */
+    assert_int_equal(pool.calls, 3);
+    assert_int_equal(pool.asked[0], 10000);
+    assert_int_equal(pool.asked[1], 4096);
+    assert_int_equal(pool.asked[2], SIZE_MAX);
+    assert_false(pthread_equal(pool.thread, pthread_self()));
     assert_int_equal(pool.n, 0);
     assert_int_equal(tag_in_use(tag), 0);
-    assert_int_equal(logged_number(log, "FREED5 number "), (double)(left * 4096));
     assert_int_equal(log_level_count(log, MMT_LOG_ERROR), 0);
 
     mmt_policy_free(p);
@@ -516,29 +542,242 @@ static void test_limit_policy_reclaim_runs_the_reclaimers_and_returns_what_was_f
     free_log(log);
 }
 
-static void test_limit_policy_trim_returns_the_bytes_given_back(void **state)
+static void test_limit_policy_trim_on_the_engines_thread_returns_the_bytes_given_back(void **state)
 {
     (void)state;
     captured_log_t *log = new_log();
-    mmt_policy_t *p = new_engine(NULL, log);
-    load_text(p, "limit_trim.lua",
-              "local mmt = require 'mmt'\n"
-              "mmt.rule { name = 'trim', when = function(m)\n"
-              "    local t = mmt.trim()\n"
-              "    mmt.log('info', 'TRIM %s %s', type(t), tostring(t))\n"
-              "    return false end, fire = function() end }\n");
     /* Memory freed in a heap, to give back (with glibc, a heap's top above the trim
      * threshold goes back by itself; these are freed under a live block). */
     void *blocks[64];
     for (int i = 0; i < 64; i++) blocks[i] = mmt_malloc(64 * 1024);
     for (int i = 0; i < 63; i++) mmt_free(blocks[i]);
-    mmt_mem_checkpoint();
+    mmt_policy_options_t o = {.interval_ms = 10};
+    mmt_policy_t *p = new_engine(&o, log);
+    load_text(p, "limit_trim.lua",
+              "local mmt = require 'mmt'\n"
+              "local done = false\n"
+              "mmt.every(0.01, function(m)\n"
+              "  if done then return end\n"
+              "  done = true\n"
+              "  local t = mmt.trim()\n"
+              "  mmt.log('info', 'TRIM %s %s', type(t), tostring(t))\n"
+              "end)\n");
+    if (!wait_for_log(log, "TRIM ", 5000)) {
+        log_dump(log);
+        fail_msg("the task did not run");
+    }
     mmt_free(blocks[63]);
     assert_logged(log, "TRIM number ");
     double trimmed = logged_number(log, "TRIM number ");
     assert_true(trimmed >= 0 && trimmed == floor(trimmed));
     assert_int_equal(log_level_count(log, MMT_LOG_ERROR), 0);
     mmt_policy_free(p);
+    free_log(log);
+}
+
+/* The thread that logged the first reclaim report (the engine's), for the tests below. */
+static pthread_t report_thread;
+static atomic_bool report_thread_seen;
+
+static void capture_noting_report_thread(int level, const char *message, void *ud)
+{
+    if (strstr(message, "reclaim for ") && !atomic_load(&report_thread_seen)) {
+        report_thread = pthread_self();
+        atomic_store(&report_thread_seen, true);
+    }
+    capture(level, message, ud);
+}
+
+static void test_limit_policy_reclaim_at_a_checkpoint_runs_on_the_engines_thread_not_in_the_allocation(void **state)
+{
+    (void)state;
+    mmt_tag_t tag = new_tag("lp-defer", MMT_TAG_ROOT);
+    pool_t pool;
+    pool_open(&pool, tag, 4096, "lp-defer-pool");
+    pool_fill_to(&pool, 16 * 4096);
+    captured_log_t *log = new_log();
+    mmt_policy_options_t o = {.interval_ms = 60000}; /* a thread, and no tick meanwhile */
+    mmt_policy_t *p = new_engine(&o, log);
+    atomic_store(&report_thread_seen, false);
+    mmt_policy_set_log(p, capture_noting_report_thread, log);
+    load_text(p, "limit_defer.lua",
+              "local mmt = require 'mmt'\n"
+              "local asked = false\n"
+              "mmt.rule { name = 'defer', when = function(m)\n"
+              "    if asked then return false end\n"
+              "    asked = true\n"
+              "    local freed, why = mmt.reclaim('lp-defer', 8192)\n"
+              "    local trimmed, trim_why = mmt.trim()\n"
+              "    mmt.log('info', 'ASKED %s %s %s %s', tostring(freed), tostring(why),\n"
+              "            tostring(trimmed), tostring(trim_why))\n"
+              "    return false end, fire = function() end }\n");
+
+    /* Evaluated here, as inside an allocation: the reclaimer must not run on this thread. */
+    mmt_mem_checkpoint();
+    assert_logged(log, "ASKED nil deferred nil deferred");
+    if (!wait_for_log(log, "reclaim for tag \"lp-defer\": wanted 8 KiB, freed 8 KiB: "
+                           "lp-defer-pool 8 KiB, ", 5000)) {
+        log_dump(log);
+        fail_msg("the engine's thread did not run the reclaim");
+    }
+    assert_true(wait_for_log(log, "trim asked at a checkpoint: ", 5000));
+    assert_int_equal(log_level_of(log, "trim asked at a checkpoint: "), MMT_LOG_INFO);
+    assert_int_equal(pool.calls, 1);
+    assert_false(pthread_equal(pool.thread, pthread_self()));
+    assert_true(pthread_equal(pool.thread, report_thread));
+    assert_int_equal(tag_in_use(tag), 14 * 4096);
+    assert_int_equal(log_level_count(log, MMT_LOG_ERROR), 0);
+
+    mmt_policy_free(p);
+    pool_close(&pool);
+    free_log(log);
+}
+
+static void test_limit_policy_checkpoints_wait_for_a_deferred_reclaim_before_evaluating_again(void **state)
+{
+    (void)state;
+    mmt_tag_t tag = new_tag("lp-wait", MMT_TAG_ROOT);
+    pool_t pool;
+    pool_open(&pool, tag, 4096, "lp-wait-pool");
+    pool_fill_to(&pool, 16 * 4096);
+    atomic_store(&pool.hold, true);
+    captured_log_t *log = new_log();
+    mmt_policy_options_t o = {.interval_ms = 60000};
+    mmt_policy_t *p = new_engine(&o, log);
+    load_text(p, "limit_wait.lua",
+              "local mmt = require 'mmt'\n"
+              "local asked = false\n"
+              "mmt.rule { name = 'wait', when = function(m)\n"
+              "    mmt.log('info', 'SEEN %d', m.tags['lp-wait'].in_use)\n"
+              "    if not asked then asked = true mmt.reclaim('lp-wait', 8192) end\n"
+              "    return false end, fire = function() end }\n");
+    mmt_mem_checkpoint();
+    assert_logged(log, "SEEN 65536");
+    assert_true(pool_wait_held(&pool)); /* on the engine's thread, held there */
+
+    /* While the reclaim runs, a checkpoint does not evaluate the engine. */
+    mmt_mem_checkpoint();
+    assert_int_equal(log_count(log, "SEEN "), 1);
+
+    /* Once it is done, the next evaluation sees what it freed. */
+    atomic_store(&pool.hold, false);
+    assert_true(wait_for_log(log, "reclaim for tag \"lp-wait\": wanted 8 KiB", 5000));
+    mmt_mem_checkpoint();
+    assert_int_equal(log_count(log, "SEEN "), 2);
+    assert_logged(log, "SEEN 57344");
+
+    mmt_policy_free(p);
+    pool_close(&pool);
+    free_log(log);
+}
+
+/* Host actions of the queue test: wait until the pool's reclaimer is held on the engine's
+ * thread, and let it go. */
+static int64_t pool_held(int64_t arg, void *ud)
+{
+    (void)arg;
+    return pool_wait_held(ud);
+}
+
+static int64_t pool_release(int64_t arg, void *ud)
+{
+    (void)arg;
+    atomic_store(&((pool_t *)ud)->hold, false);
+    return 0;
+}
+
+static void test_limit_policy_reclaims_asked_at_checkpoints_join_per_tag_and_64_wait_at_most(void **state)
+{
+    (void)state;
+    mmt_tag_t tag = new_tag("lp-queue", MMT_TAG_ROOT);
+    mmt_tag_t many = new_tag("lp-queue-many", MMT_TAG_ROOT);
+    for (int i = 0; i < 64; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "q%d", i);
+        new_tag(name, many);
+    }
+    pool_t pool;
+    pool_open(&pool, tag, 4096, "lp-queue-pool");
+    pool_fill_to(&pool, 16 * 4096);
+    atomic_store(&pool.hold, true);
+    captured_log_t *log = new_log();
+    mmt_policy_options_t o = {.interval_ms = 60000, .budget_ms = 10000};
+    mmt_policy_t *p = new_engine(&o, log);
+    assert_int_equal(mmt_policy_action(p, "held", pool_held, &pool), 0);
+    assert_int_equal(mmt_policy_action(p, "release", pool_release, &pool), 0);
+    /* The first reclaim holds the engine's thread; then 64 wait: lp-queue's (asked twice,
+     * which is one request for the larger), and 63 of the q tags'. The 64th q tag's and a
+     * trim find no room. */
+    load_text(p, "limit_queue.lua",
+              "local mmt = require 'mmt'\n"
+              "local asked = false\n"
+              "local function say(what, ...) mmt.log('info', what .. ' %s %s', ...) end\n"
+              "mmt.rule { name = 'queue', when = function(m)\n"
+              "    if asked then return false end\n"
+              "    asked = true\n"
+              "    say('FIRST', mmt.reclaim('lp-queue', 4096))\n"
+              "    assert(mmt.call('held') == 1, 'the reclaimer is not held')\n"
+              "    say('AGAIN', mmt.reclaim('lp-queue', 8192))\n"
+              "    say('JOINED', mmt.reclaim('lp-queue', 4096))\n"
+              "    for i = 0, 62 do say('Q' .. i, mmt.reclaim('lp-queue-many/q' .. i, 1)) end\n"
+              "    say('FULL', mmt.reclaim('lp-queue-many/q63', 1))\n"
+              "    say('TRIM', mmt.trim())\n"
+              "    mmt.call('release')\n"
+              "    return false end, fire = function() end }\n");
+    mmt_mem_checkpoint();
+    assert_logged(log, "FIRST nil deferred");
+    assert_logged(log, "AGAIN nil deferred");
+    assert_logged(log, "JOINED nil deferred");
+    assert_logged(log, "Q62 nil deferred");
+    assert_logged(log, "FULL nil mmt.reclaim: not run: 64 reclaims and trims already wait for "
+                       "the engine's thread");
+    assert_logged(log, "TRIM nil mmt.trim: not run: 64 reclaims and trims already wait for the "
+                       "engine's thread");
+    if (!wait_for_log(log, "reclaim for tag \"lp-queue\": wanted 8 KiB", 5000)) {
+        log_dump(log);
+        fail_msg("the engine's thread did not run the second reclaim");
+    }
+    assert_int_equal(pool.calls, 2);
+    assert_int_equal(pool.asked[0], 4096);
+    assert_int_equal(pool.asked[1], 8192); /* the larger of the two asks that waited */
+    assert_int_equal(log_level_count(log, MMT_LOG_ERROR), 0);
+
+    mmt_policy_free(p);
+    pool_close(&pool);
+    free_log(log);
+}
+
+static void test_limit_policy_reclaim_at_a_checkpoint_of_an_engine_without_a_thread_is_refused(void **state)
+{
+    (void)state;
+    mmt_tag_t tag = new_tag("lp-no-thread", MMT_TAG_ROOT);
+    pool_t pool;
+    pool_open(&pool, tag, 4096, "lp-no-thread-pool");
+    pool_fill_to(&pool, 4 * 4096);
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = new_engine(NULL, log); /* no timer, no watch: no thread */
+    load_text(p, "limit_no_thread.lua",
+              "local mmt = require 'mmt'\n"
+              "mmt.rule { name = 'refused', when = function(m)\n"
+              "    local freed, why = mmt.reclaim('lp-no-thread', 4096)\n"
+              "    local trimmed, trim_why = mmt.trim()\n"
+              "    mmt.log('info', 'REFUSED %s %s / %s %s', tostring(freed), why, tostring(trimmed),\n"
+              "            trim_why)\n"
+              "    return false end, fire = function() end }\n");
+    mmt_mem_checkpoint();
+    mmt_mem_checkpoint();
+    assert_int_equal(log_count(log, "REFUSED nil mmt.reclaim: not run: called at an allocation "
+                                    "checkpoint, where the program's reclaimers must not run, and "
+                                    "the engine has no thread to run it on (interval_ms or watch "
+                                    "gives it one) / nil mmt.trim: not run: "), 2);
+    assert_int_equal(pool.calls, 0);
+    /* Said in the log once, as a warning naming the line. */
+    assert_int_equal(log_count(log, "limit_no_thread.lua:3: mmt.reclaim: not run: called at an "
+                                    "allocation checkpoint"), 1);
+    assert_int_equal(log_count(log, "mmt.trim: not run: called"), 2); /* the REFUSED lines */
+    assert_int_equal(log_level_of(log, "limit_no_thread.lua:3: mmt.reclaim: not run"), MMT_LOG_WARN);
+    mmt_policy_free(p);
+    pool_close(&pool);
     free_log(log);
 }
 
@@ -649,6 +888,77 @@ static void test_limit_policy_reports_made_faster_than_the_log_are_counted_as_lo
     free_log(log);
 }
 
+/* The free race test: a host action that holds a checkpoint evaluation until the test
+ * is about to free the engine, and 300 ms more, so that the free begins meanwhile. */
+static atomic_bool stall_entered, freeing;
+
+static int64_t stall(int64_t arg, void *ud)
+{
+    (void)arg;
+    (void)ud;
+    atomic_store(&stall_entered, true);
+    double end = now_seconds() + 10;
+    while (!atomic_load(&freeing) && now_seconds() < end) sleep_ms(1);
+    sleep_ms(300);
+    return 0;
+}
+
+static void *checkpoint_thread(void *arg)
+{
+    (void)arg;
+    mmt_mem_checkpoint();
+    return NULL;
+}
+
+static void test_limit_policy_a_reclaim_asked_while_the_engine_is_freed_is_run_or_said_not_run(void **state)
+{
+    (void)state;
+    mmt_tag_t tag = new_tag("lp-free-race", MMT_TAG_ROOT);
+    pool_t pool;
+    pool_open(&pool, tag, 4096, "lp-free-race-pool");
+    pool_fill_to(&pool, 16 * 4096);
+    captured_log_t *log = new_log();
+    mmt_policy_options_t o = {.interval_ms = 60000, .budget_ms = 10000};
+    mmt_policy_t *p = new_engine(&o, log);
+    assert_int_equal(mmt_policy_action(p, "stall", stall, NULL), 0);
+    load_text(p, "limit_free_race.lua",
+              "local mmt = require 'mmt'\n"
+              "local asked = false\n"
+              "mmt.rule { name = 'race', when = function(m)\n"
+              "    if asked then return false end\n"
+              "    asked = true\n"
+              "    mmt.call('stall')\n"
+              "    local freed, why = mmt.reclaim('lp-free-race', 8192)\n"
+              "    mmt.log('info', 'RACE %s %s', tostring(freed), tostring(why))\n"
+              "    return false end, fire = function() end }\n");
+    atomic_store(&stall_entered, false);
+    atomic_store(&freeing, false);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, checkpoint_thread, NULL), 0);
+    double end = now_seconds() + 10;
+    while (!atomic_load(&stall_entered) && now_seconds() < end) sleep_ms(1);
+    assert_true(atomic_load(&stall_entered));
+    /* The evaluation asks for its reclaim while the engine is being freed. */
+    atomic_store(&freeing, true);
+    assert_int_equal(mmt_policy_free(p), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+
+    /* Asked of the engine's thread, which ran it (its report is logged) or had stopped
+     * before it could (that is logged): never run on the evaluating thread, never lost. */
+    assert_logged(log, "RACE nil deferred");
+    int reported = log_count(log, "reclaim for tag \"lp-free-race\": wanted 8 KiB, freed 8 KiB");
+    int dropped = log_count(log, "reclaim of 8 KiB in tag \"lp-free-race\" asked at a "
+                                 "checkpoint not run: the engine is freed");
+    if (reported + dropped != 1) {
+        log_dump(log);
+        fail_msg("the reclaim was neither reported nor said not run (or both)");
+    }
+    assert_int_equal(pool.calls, reported);
+    if (pool.calls) assert_false(pthread_equal(pool.thread, t));
+    pool_close(&pool);
+    free_log(log);
+}
+
 /* ---- policies/budget.lua ------------------------------------------------------------------ */
 
 /* The tag budget.lua limits in mmt-demo, made once in this process. */
@@ -667,7 +977,7 @@ static void test_limit_policy_budget_reclaims_a_tag_filled_past_80_percent(void 
     pool_t pool;
     pool_open(&pool, entries, 64 * 1024, "lp-budget-pool");
     captured_log_t *log = new_log();
-    /* A thread to log the reports, and no timer: the rules run at the checkpoint below. */
+    /* A thread, and no timer: the rules run at the checkpoints below. */
     mmt_policy_options_t o = {.watch = 1};
     mmt_policy_t *p = new_engine(&o, log);
     if (mmt_policy_load(p, tree_path("policies/budget.lua")) != 0)
@@ -678,12 +988,16 @@ static void test_limit_policy_budget_reclaims_a_tag_filled_past_80_percent(void 
     uint64_t limit = mmt_limit_get(flows);
     assert_true(limit >= (uint64_t)1 << 20 && limit <= (uint64_t)60 << 20); /* fills in a test */
 
+    /* At a checkpoint the reclaim is the engine thread's; the next evaluation says what it
+     * did. */
     pool_fill_to(&pool, limit * 85 / 100);
     mmt_mem_checkpoint();
     if (!wait_for_log(log, "reclaim for tag \"flows\": wanted ", 5000)) {
         log_dump(log);
         fail_msg("budget.lua did not reclaim");
     }
+    assert_int_equal(log_count(log, "budget flows: "), 0);
+    mmt_mem_checkpoint();
     assert_logged(log, "budget flows: ");
     assert_logged(log, "% of its limit ");
     assert_logged(log, "; reclaimed ");
@@ -692,6 +1006,7 @@ static void test_limit_policy_budget_reclaims_a_tag_filled_past_80_percent(void 
     assert_true(now <= limit * 60 / 100);
     assert_true(now + pool.block > limit * 60 / 100);
     assert_int_equal(pool.calls, 1);
+    assert_false(pthread_equal(pool.thread, pthread_self()));
     assert_int_equal(log_count(log, "still "), 0);
     assert_int_equal(log_level_count(log, MMT_LOG_ERROR), 0);
 
@@ -710,21 +1025,59 @@ static void test_limit_policy_budget_trims_and_warns_when_reclaiming_is_not_enou
     pool_open(&pool, labels, 64 * 1024, "lp-stingy-pool");
     pool.give_at_most = 64 * 1024; /* one block a call */
     captured_log_t *log = new_log();
-    mmt_policy_t *p = new_engine(NULL, log);
+    mmt_policy_options_t o = {.watch = 1};
+    mmt_policy_t *p = new_engine(&o, log);
     if (mmt_policy_load(p, tree_path("policies/budget.lua")) != 0)
         fail_msg("budget.lua: %s", mmt_policy_error(p));
     uint64_t limit = mmt_limit_get(flows);
     assert_true(limit > 0);
     pool_fill_to(&pool, limit * 90 / 100);
+
+    /* One step a checkpoint, each run by the engine's thread before the next evaluation. */
+    mmt_mem_checkpoint();
+    assert_true(wait_for_log(log, "reclaim for tag \"flows\": wanted ", 5000));
+    mmt_mem_checkpoint();
+    assert_true(wait_for_log(log, "trim asked at a checkpoint: ", 5000));
+    assert_int_equal(log_count(log, "budget flows: still "), 0);
     mmt_mem_checkpoint();
     assert_int_equal(pool.calls, 1);
     assert_logged(log, "budget flows: still ");
-    assert_logged(log, "reclaiming freed only 64 KiB (trimming gave ");
+    assert_logged(log, "reclaiming freed only 64 KiB (the engine logged what trimming gave back)");
     assert_int_equal(log_level_of(log, "budget flows: still "), MMT_LOG_WARN);
-    /* Said once: the rule fires again only after the tag has been under 70%. */
+    /* Said once: the rule climbs again only after the tag has been under 70%. */
     mmt_mem_checkpoint();
     assert_int_equal(pool.calls, 1);
     assert_int_equal(log_count(log, "budget flows: still "), 1);
+    assert_int_equal(log_count(log, "trim asked at a checkpoint: "), 1);
+    mmt_policy_free(p);
+    pool_close(&pool);
+    free_log(log);
+}
+
+static void test_limit_policy_budget_climbs_its_whole_ladder_at_once_on_a_tick(void **state)
+{
+    (void)state;
+    mmt_tag_t flows = flows_tag();
+    mmt_tag_t tick = new_tag("tick", flows);
+    pool_t pool;
+    pool_open(&pool, tick, 64 * 1024, "lp-tick-pool");
+    pool.give_at_most = 64 * 1024;
+    captured_log_t *log = new_log();
+    mmt_policy_options_t o = {.interval_ms = 20};
+    mmt_policy_t *p = new_engine(&o, log);
+    if (mmt_policy_load(p, tree_path("policies/budget.lua")) != 0)
+        fail_msg("budget.lua: %s", mmt_policy_error(p));
+    uint64_t limit = mmt_limit_get(flows);
+    assert_true(limit > 0);
+    pool_fill_to(&pool, limit * 90 / 100);
+    if (!wait_for_log(log, "budget flows: still ", 5000)) {
+        log_dump(log);
+        fail_msg("budget.lua did not act at a tick");
+    }
+    assert_logged(log, "reclaiming freed only 64 KiB (trimming gave ");
+    assert_int_equal(log_count(log, "trim asked at a checkpoint"), 0);
+    assert_int_equal(pool.calls, 1);
+    assert_false(pthread_equal(pool.thread, pthread_self()));
     mmt_policy_free(p);
     pool_close(&pool);
     free_log(log);
@@ -744,12 +1097,18 @@ int main(void)
         cmocka_unit_test(test_limit_policy_a_limit_the_program_changed_under_two_engines_stays_the_programs),
         cmocka_unit_test(test_limit_policy_bad_arguments_are_errors_naming_them),
         cmocka_unit_test(test_limit_policy_m_tags_limit_reads_each_tags_limit_and_nil_for_none),
-        cmocka_unit_test(test_limit_policy_reclaim_runs_the_reclaimers_and_returns_what_was_freed),
-        cmocka_unit_test(test_limit_policy_trim_returns_the_bytes_given_back),
+        cmocka_unit_test(test_limit_policy_reclaim_on_the_engines_thread_returns_what_was_freed),
+        cmocka_unit_test(test_limit_policy_trim_on_the_engines_thread_returns_the_bytes_given_back),
+        cmocka_unit_test(test_limit_policy_reclaim_at_a_checkpoint_runs_on_the_engines_thread_not_in_the_allocation),
+        cmocka_unit_test(test_limit_policy_checkpoints_wait_for_a_deferred_reclaim_before_evaluating_again),
+        cmocka_unit_test(test_limit_policy_reclaims_asked_at_checkpoints_join_per_tag_and_64_wait_at_most),
+        cmocka_unit_test(test_limit_policy_reclaim_at_a_checkpoint_of_an_engine_without_a_thread_is_refused),
         cmocka_unit_test(test_limit_policy_reclaim_reports_reach_the_engines_log),
         cmocka_unit_test(test_limit_policy_reports_made_faster_than_the_log_are_counted_as_lost),
+        cmocka_unit_test(test_limit_policy_a_reclaim_asked_while_the_engine_is_freed_is_run_or_said_not_run),
         cmocka_unit_test(test_limit_policy_budget_reclaims_a_tag_filled_past_80_percent),
         cmocka_unit_test(test_limit_policy_budget_trims_and_warns_when_reclaiming_is_not_enough),
+        cmocka_unit_test(test_limit_policy_budget_climbs_its_whole_ladder_at_once_on_a_tick),
     };
     return cmocka_run_group_tests_name("limit_policy", tests, make_test_dir, remove_test_dir);
 }

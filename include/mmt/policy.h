@@ -73,9 +73,20 @@
  *   set by a policy binds the program as one it sets itself: mmt_malloc aborts when the
  *   reclaimers cannot make room under it.
  * - mmt.reclaim(path, bytes) runs the reclaimers of the tag's subtree (mmt_reclaim) and
- *   returns the bytes its in_use fell by; 0 or less asks for nothing. The reclaimers run
- *   on the evaluating thread, and their time counts against the calling rule or task.
+ *   returns the bytes its in_use fell by; 0 or less asks for nothing. On the engine's
+ *   thread (a tick, a task) and while the file loads the reclaimers run at once, and their
+ *   time counts against the calling rule or task.
  * - mmt.trim() returns the drop in resident bytes of mmt_trim.
+ * - At an allocation checkpoint, policy code runs inside the allocation or free that
+ *   reached it, on whichever thread made it: a reclaimer that takes a lock that thread
+ *   holds would wait forever. There mmt.reclaim and mmt.trim run nothing: they return nil,
+ *   "deferred", and the engine's thread, woken for it, runs them soon after, in the order
+ *   asked (a reclaim of a tag asked again before it ran is one, of the larger amount); a
+ *   reclaim is reported as any other, a trim logged at level info. Until the thread has
+ *   run them, checkpoints do not evaluate the engine: the next evaluation sees what they
+ *   did. They return nil and a message saying why, and nothing is asked, when 64 already
+ *   wait, and in an engine without a thread (no interval_ms, no watch; said once in the
+ *   log, as a warning).
  * Every reclaim in the process is reported to each engine's log at level info
  * ("reclaim for tag "flows": wanted 8 MiB, freed 8.003 MiB: oldest-flows 8.003 MiB,
  * 11.8 ms"), by the engine's thread, each time it wakes (a tick, a task, a reload, or a
@@ -87,7 +98,8 @@
  * Checkpoints: rules are evaluated inside the allocation or free that moves in_use by
  * checkpoint_bytes since the previous evaluation, exactly in a single thread and within
  * the bound mmt_mem_set_checkpoint (memory.h) states with several. A checkpoint that finds
- * the engine busy (its timer, a task, a load or another thread evaluating) does not wait:
+ * the engine busy (its timer, a task, a load, another thread evaluating, or a reclaim or
+ * trim asked of its thread at a checkpoint and not done yet) does not wait:
  * the engine's evaluation is tried again, at most once a millisecond, by an allocation or
  * free that has moved its thread's in_use by 4 KiB since. With several threads a checkpoint judges on a reading
  * taken while others allocate: its in_use is at most 64 KiB above the truth (mmt_meminfo).
@@ -208,12 +220,16 @@ MMT_API int mmt_policy_reload(mmt_policy_t *p);
  * change it under the caller). */
 MMT_API const char *mmt_policy_error(const mmt_policy_t *p);
 
-/* Stops the timer and watcher, waits for a running evaluation, gives back the limits its
- * policy set (mmt.limit), frees everything; returns 0 (NULL does nothing). Called from
- * the engine's own code (a host action, the log or event function, the engine's thread),
- * which it would wait for, it frees nothing, logs why and returns MMT_EBUSY: free it after
- * that code has returned. With `watch`, it can
- * take 5 to 20 ms: closing the file watch (inotify) waits for the kernel. */
+/* Stops evaluating at checkpoints (waiting for an evaluation running on another thread),
+ * stops the timer and watcher, gives back the limits its policy set (mmt.limit), frees
+ * everything; returns 0 (NULL does nothing). The engine's thread runs the program's
+ * reclaimers for policies (mmt.reclaim at a checkpoint), and this waits for one it is
+ * running: a reclaimer must not wait for anything the thread calling mmt_policy_free
+ * holds. A reclaim or trim asked of the thread that it had not started is not run, and
+ * the log says so. Called from the engine's own code (a host action, the log or event
+ * function, the engine's thread), which it would wait for, it frees nothing, logs why and
+ * returns MMT_EBUSY: free it after that code has returned. With `watch`, it can take 5 to
+ * 20 ms: closing the file watch (inotify) waits for the kernel. */
 MMT_API int mmt_policy_free(mmt_policy_t *p);
 
 #ifdef __cplusplus
