@@ -344,7 +344,8 @@ static void test_limit_policy_engines_sharing_a_tag_leave_no_limit_behind_in_eit
     b = engine_limiting(log, "shared_b.lua", "lp-shared", 20);
     mmt_policy_free(b);
     assert_int_equal(mmt_limit_get(t), 10 << 20);
-    assert_logged(log, "limit on tag \"lp-shared\" back to 10 MiB (was 20 MiB): the engine is freed");
+    assert_logged(log, "limit on tag \"lp-shared\" back to 10 MiB (was 20 MiB): the engine is "
+                       "freed");
     mmt_policy_free(a);
     assert_int_equal(mmt_limit_get(t), 0);
 
@@ -376,7 +377,8 @@ static void test_limit_policy_a_reload_while_another_engine_limits_the_tag_leave
     assert_int_equal(mmt_limit_get(t), 20 << 20);
 
     /* A's next sets it again, above B's: A's is the most recent; freed, B's is back. */
-    write_in_place(path, "local mmt = require 'mmt'\nmmt.limit('lp-shared-reload', 15 * mmt.MiB)\n");
+    write_in_place(path, "local mmt = require 'mmt'\n"
+                         "mmt.limit('lp-shared-reload', 15 * mmt.MiB)\n");
     assert_int_equal(mmt_policy_reload(a), 0);
     assert_int_equal(mmt_limit_get(t), 15 << 20);
     mmt_policy_free(a);
@@ -761,8 +763,8 @@ static void test_limit_policy_reclaim_at_a_checkpoint_of_an_engine_without_a_thr
               "mmt.rule { name = 'refused', when = function(m)\n"
               "    local freed, why = mmt.reclaim('lp-no-thread', 4096)\n"
               "    local trimmed, trim_why = mmt.trim()\n"
-              "    mmt.log('info', 'REFUSED %s %s / %s %s', tostring(freed), why, tostring(trimmed),\n"
-              "            trim_why)\n"
+              "    mmt.log('info', 'REFUSED %s %s / %s %s', tostring(freed), why,\n"
+              "            tostring(trimmed), trim_why)\n"
               "    return false end, fire = function() end }\n");
     mmt_mem_checkpoint();
     mmt_mem_checkpoint();
@@ -775,7 +777,8 @@ static void test_limit_policy_reclaim_at_a_checkpoint_of_an_engine_without_a_thr
     assert_int_equal(log_count(log, "limit_no_thread.lua:3: mmt.reclaim: not run: called at an "
                                     "allocation checkpoint"), 1);
     assert_int_equal(log_count(log, "mmt.trim: not run: called"), 2); /* the REFUSED lines */
-    assert_int_equal(log_level_of(log, "limit_no_thread.lua:3: mmt.reclaim: not run"), MMT_LOG_WARN);
+    assert_int_equal(log_level_of(log, "limit_no_thread.lua:3: mmt.reclaim: not run"),
+                     MMT_LOG_WARN);
     mmt_policy_free(p);
     pool_close(&pool);
     free_log(log);
