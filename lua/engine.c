@@ -698,16 +698,16 @@ int mmt__policy_defer(struct mmt_policy *p, bool trim, unsigned tag, size_t byte
     /* Fixed while policy code runs: mmt_policy_free stops the thread only once no
      * checkpoint can evaluate. */
     if (!p->thread_started) return MMT__DEFER_NO_THREAD;
-    int rc = MMT__DEFER_FULL;
     pthread_mutex_lock(&p->deferred_lock);
-    for (size_t i = 0; i < p->ndeferred && rc; i++) {
+    int rc = p->thread_ended ? MMT__DEFER_NO_THREAD : MMT__DEFER_FULL;
+    for (size_t i = 0; i < p->ndeferred && rc == MMT__DEFER_FULL; i++) {
         deferred_t *d = &p->deferred[i];
         if (d->trim == trim && (trim || d->tag == tag)) {
             if (bytes > d->bytes) d->bytes = bytes;
             rc = 0;
         }
     }
-    if (rc && p->ndeferred < MMT__DEFERRED_MAX) {
+    if (rc == MMT__DEFER_FULL && p->ndeferred < MMT__DEFERRED_MAX) {
         p->deferred[p->ndeferred++] = (deferred_t){.trim = trim, .tag = tag, .bytes = bytes};
         atomic_fetch_add(&p->deferred_busy, 1);
         rc = 0;
@@ -740,22 +740,27 @@ void mmt__policy_run_deferred(struct mmt_policy *p)
     }
 }
 
-/* mmt_policy_free, once the thread has ended: says what was asked of it and not run. */
-static void drop_deferred(struct mmt_policy *p)
+void mmt__policy_end_deferred(struct mmt_policy *p)
 {
+    deferred_t left[MMT__DEFERRED_MAX];
+    pthread_mutex_lock(&p->deferred_lock);
+    p->thread_ended = true;
+    size_t n = p->ndeferred;
+    memcpy(left, p->deferred, n * sizeof left[0]);
+    p->ndeferred = 0;
+    atomic_store(&p->deferred_busy, 0); /* else checkpoints would wait for them forever */
+    pthread_mutex_unlock(&p->deferred_lock);
     char what[300], bytes[32];
-    for (size_t i = 0; i < p->ndeferred; i++) {
-        const deferred_t *d = &p->deferred[i];
-        if (d->trim)
-            mmt__policy_log(p, MMT_LOG_INFO, "trim asked at a checkpoint not run: the engine is "
-                            "freed");
+    for (size_t i = 0; i < n; i++) {
+        if (left[i].trim)
+            mmt__policy_log(p, MMT_LOG_INFO, "trim asked at a checkpoint not run: the engine's "
+                            "thread stopped");
         else
             mmt__policy_log(p, MMT_LOG_INFO, "reclaim of %s in %s asked at a checkpoint not run: "
-                            "the engine is freed", mmt__human_bytes(d->bytes, bytes, sizeof bytes),
-                            tag_words(d->tag, what, sizeof what));
+                            "the engine's thread stopped",
+                            mmt__human_bytes(left[i].bytes, bytes, sizeof bytes),
+                            tag_words(left[i].tag, what, sizeof what));
     }
-    p->ndeferred = 0;
-    atomic_store(&p->deferred_busy, 0);
 }
 
 /* ---- Loading ------------------------------------------------------------------------------------ */
@@ -930,12 +935,14 @@ static void fork_parent(void)
 /* The child has no timer thread: each engine gets a new one. Nor has it the threads that
  * were waiting for an engine's lock: left counted in lock_wanted, they would keep the
  * child's checkpoints from ever evaluating. The reclaims and trims the parent's policy
- * asked of the parent's thread are the parent's: the child drops them. */
+ * asked of the parent's thread are the parent's: the child drops them. An engine whose
+ * thread is not restarted has none to ask. */
 static void fork_child(void)
 {
     for (struct mmt_policy *p = engines; p; p = p->next_engine) {
         p->ndeferred = 0;
         atomic_store(&p->deferred_busy, 0);
+        p->thread_ended = p->fork_skipped;
     }
     unlock_engines();
     for (struct mmt_policy *p = engines; p; p = p->next_engine) {
@@ -1047,7 +1054,6 @@ int mmt_policy_free(mmt_policy_t *p)
     bool had_thread = p->thread_started;
     mmt__thread_stop(p, true);
     if (had_thread) mmt__policy_reclaim_reports(p); /* those made since its last look */
-    drop_deferred(p);
     lock_engine(p);
     switch_limits(p, NULL, p->cur, "the engine is freed");
     mmt__pstate_free(p->cur);

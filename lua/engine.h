@@ -301,6 +301,7 @@ struct mmt_policy {
     /* How many of them wait or run, at any time: while any does, checkpoints do not
      * evaluate, so that the next evaluation sees what they did. */
     _Atomic unsigned deferred_busy;
+    bool thread_ended; /* under deferred_lock: no more is asked of the thread */
 
     /* All engines, for the fork handlers (engine.c); under the engine list's lock. */
     struct mmt_policy *next_engine;
@@ -343,6 +344,10 @@ int mmt__policy_defer(struct mmt_policy *p, bool trim, unsigned tag, size_t byte
 /* The engine's thread: runs the reclaims and trims asked of it that wait when it is
  * called, oldest first; each reclaim is reported (core/reclaim.h) and each trim logged. */
 void mmt__policy_run_deferred(struct mmt_policy *p);
+/* The engine's thread, as it ends (stopped, or failing): from now on nothing is asked of
+ * it (mmt__policy_defer says there is no thread), and what waits is not run, which the
+ * log says. */
+void mmt__policy_end_deferred(struct mmt_policy *p);
 void mmt__policy_tick(struct mmt_policy *p);  /* timer: the rules and the tasks due */
 void mmt__policy_run_tasks(struct mmt_policy *p); /* timer: the tasks due, not the rules */
 /* A backend copy of the path, or NULL; with the file's identity when it was last read. */

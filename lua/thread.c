@@ -458,6 +458,7 @@ static void *engine_thread(void *arg)
         mmt__policy_run_deferred(p);
         mmt__policy_reclaim_reports(p);
     }
+    mmt__policy_end_deferred(p);
     return NULL;
 }
 
@@ -474,6 +475,7 @@ int mmt__thread_start(struct mmt_policy *p)
 {
     p->watcher = (watcher_t){.in = {.fd = -1}}; /* inotify: on the thread */
     atomic_store(&p->stopping, false);
+    p->thread_ended = false; /* no thread runs yet, and none asks of it before this returns */
     /* Without the pair (no descriptor left) the engine still runs: it wakes by itself. */
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) == 0) {
