@@ -223,9 +223,9 @@ MMT_API const char *mmt_policy_error(const mmt_policy_t *p);
 /* Stops evaluating at checkpoints (waiting for an evaluation running on another thread),
  * stops the timer and watcher, gives back the limits its policy set (mmt.limit), frees
  * everything; returns 0 (NULL does nothing). The engine's thread runs the program's
- * reclaimers for policies (mmt.reclaim at a checkpoint), and this waits for one it is
- * running: a reclaimer must not wait for anything the thread calling mmt_policy_free
- * holds. A reclaim or trim asked of the thread that it had not started is not run, and
+ * reclaimers for its policy (mmt.reclaim at a tick, in a task, or asked at a checkpoint),
+ * and this waits for one it is running: a reclaimer must not wait for anything the thread
+ * calling mmt_policy_free holds. A reclaim or trim asked of the thread that it had not started is not run, and
  * the log says so. Called from the engine's own code (a host action, the log or event
  * function, the engine's thread), which it would wait for, it frees nothing, logs why and
  * returns MMT_EBUSY: free it after that code has returned. With `watch`, it can take 5 to
