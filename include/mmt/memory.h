@@ -252,7 +252,8 @@ MMT_API int mmt_tag_report(FILE *out);
 
 /* A reclaimer frees memory its part of the program can spare (drops cache entries, closes
  * idle connections...) when asked for `wanted` bytes, and returns what it believes it
- * freed. It runs on the thread that needs the memory, outside mmt's locks (but inside a
+ * freed. It runs on the thread that needs the memory (for mmt_reclaim, the caller's; for a
+ * policy's mmt.reclaim, the engine's own thread), outside mmt's locks (but inside a
  * listener's evaluation when that is where the allocation was made), with cancellation
  * off; it may free and allocate (its own allocations never start another reclaim). It
  * must return: no longjmp or exception out of it. Several threads may run one reclaimer
