@@ -200,8 +200,8 @@ static __attribute__((noinline)) bool admitted(const char *call, uint64_t tag_bi
                                                bool try_)
 {
     mmt__limit_release(); /* this thread's earlier requests are counted */
-    mmt__limit_reserve(size);
     if (mmt__limit_grant(size)) return true;
+    mmt__limit_reserve(size);
     unsigned tag = (unsigned)(tag_bits_of(tag_bits) >> MMT__TAG_SHIFT);
     if (mmt__tags_far_from_limits(tag, size) || mmt__limit_admit(call, tag, size, try_, true))
         return true;

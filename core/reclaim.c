@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,7 +32,8 @@ static void void_allowances(void)
     atomic_fetch_add_explicit(&mmt__limits_gen, 1, memory_order_seq_cst);
 }
 
-_Atomic int64_t mmt__limits_reserved;
+alignas(64) _Atomic int64_t mmt__limits_reserved; /* a line of its own: written at every
+                                                 * admission past an allowance */
 static _Thread_local uint64_t tls_reserved; /* this thread's share of it */
 
 /* A request admitted past an allowance is reserved until it is counted: a grant made
@@ -56,11 +58,13 @@ void mmt__limit_release(void)
 bool mmt__limit_grant(uint64_t size)
 {
     /* Inside a reclaim, the request that started it is on its way: no grant. */
-    if (tls_reclaiming) return false;
+    if (tls_reclaiming || size > (uint64_t)MMT__ALLOWANCE) return false;
     if (!mmt__tls.registered) return false; /* at most one allowance per counted thread */
     uint64_t gen = atomic_load(&mmt__limits_gen);
-    if (!mmt__tags_all_far(size + (uint64_t)MMT__ALLOWANCE)) return false;
-    mmt__allowance = (mmt__allowance_t){gen, (uint64_t)MMT__ALLOWANCE};
+    if (!mmt__tags_all_far((uint64_t)MMT__ALLOWANCE)) return false;
+    /* The request is paid from the new allowance: on its way, it is part of what the
+     * allowances may add (mmt__limit_slack), and needs no reservation. */
+    mmt__allowance = (mmt__allowance_t){gen, (uint64_t)MMT__ALLOWANCE - size};
     return true;
 }
 

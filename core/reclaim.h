@@ -15,9 +15,10 @@
  *   3. Within reach of a limit: every allowance is voided (the generation moves on), and
  *      the subtree's in_use is summed exactly over every thread (mmt__tag_in_use); the
  *      request fits if that sum plus the request is at most the limit.
- * A request admitted by step 2 or 3 is reserved (mmt__limits_reserved, which the tests of
- * step 2 add in) from its admission until its block is counted, so that a grant made
- * meanwhile sees it; the whole allocation past the allowance is out of line for that.
+ * A grant pays its request from the new allowance. Any other request admitted by step 2 or
+ * 3 is reserved (mmt__limits_reserved, which the tests of step 2 add in) from its
+ * admission until its block is counted, so that a grant made meanwhile sees it; the whole
+ * allocation past the allowance is out of line for that.
  * Invariant, for each limit: in_use plus every unspent allowance stays within it, since a
  * grant reserves a whole allowance for every thread and sees the exact admissions on their
  * way, and an exact admission first voids the allowances (again after a reclaim, whose
@@ -57,8 +58,9 @@ static inline bool mmt__limits_set(void)
     return MMT__UNLIKELY(atomic_load_explicit(&mmt__limits_on, memory_order_relaxed) != 0);
 }
 
-/* Grants this thread an allowance (tags.h) if `size` more bytes and a whole allowance keep
- * every limited subtree far from its limit; true: the request is admitted too. */
+/* Grants this thread an allowance (tags.h) if a whole allowance more keeps every limited
+ * subtree far from its limit, and pays a request of `size` bytes (at most an allowance)
+ * from it; true: the request is admitted. */
 bool mmt__limit_grant(uint64_t size);
 
 /* Reserves `size` bytes of a request admitted past the thread's allowance, while it is on
