@@ -195,18 +195,15 @@ static ALLOCATOR void *failed(const char *call, size_t size, const char *why, bo
 
 /* Admission while limits are set (reclaim.h), past the allowance: a grant, the far test
  * of the request's own limits, or the exact one. The request stays reserved until the
- * caller has counted it (mmt__limit_release). False if refused (only with try_). */
+ * caller has counted it and released back to the mark it took before (mmt__limit_settle,
+ * mmt__limit_release_to). False if refused (only with try_). */
 static __attribute__((noinline)) bool admitted(const char *call, uint64_t tag_bits, uint64_t size,
                                                bool try_)
 {
-    mmt__limit_release(); /* this thread's earlier requests are counted */
     if (mmt__limit_grant(size)) return true;
     mmt__limit_reserve(size);
     unsigned tag = (unsigned)(tag_bits_of(tag_bits) >> MMT__TAG_SHIFT);
-    if (mmt__tags_far_from_limits(tag, size) || mmt__limit_admit(call, tag, size, try_, true))
-        return true;
-    mmt__limit_release();
-    return false;
+    return mmt__tags_far_from_limits(tag, size) || mmt__limit_admit(call, tag, size, try_, true);
 }
 
 /* True if `size` more bytes need admitted(): limits are set and the thread's allowance
@@ -248,8 +245,9 @@ static ALLOCATOR void *malloc_admitted(const char *call, size_t size, uint64_t t
 static __attribute__((noinline)) void *malloc_limited(const char *call, size_t size,
                                                       uint64_t tag_bits, bool try_)
 {
+    uint64_t mark = mmt__limit_settle();
     void *p = admitted(call, tag_bits, size, try_) ? malloc_admitted(call, size, tag_bits, try_) : NULL;
-    mmt__limit_release();
+    mmt__limit_release_to(mark);
     return p;
 }
 
@@ -292,8 +290,9 @@ static ALLOCATOR void *calloc_admitted(const char *call, size_t total, uint64_t 
 static __attribute__((noinline)) void *calloc_limited(const char *call, size_t total,
                                                       uint64_t tag_bits, bool try_)
 {
+    uint64_t mark = mmt__limit_settle();
     void *p = admitted(call, tag_bits, total, try_) ? calloc_admitted(call, total, tag_bits, try_) : NULL;
-    mmt__limit_release();
+    mmt__limit_release_to(mark);
     return p;
 }
 
@@ -404,10 +403,11 @@ static __attribute__((noinline)) void *realloc_slow(const char *call, void *ptr,
     uint64_t growth = size > old ? size - old : 0;
     if (!growth || !PAST_ALLOWANCE(growth))
         return realloc_slow_admitted(call, ptr, h, raw, size, try_, tag, growth);
+    uint64_t mark = mmt__limit_settle();
     void *p = admitted(call, (uint64_t)tag << MMT__TAG_SHIFT, growth, try_)
                   ? realloc_slow_admitted(call, ptr, h, raw, size, try_, tag, growth)
                   : NULL;
-    mmt__limit_release();
+    mmt__limit_release_to(mark);
     return p;
 }
 
@@ -435,8 +435,9 @@ static ALLOCATOR void *realloc_admitted(const char *call, header_t *h, size_t si
 static __attribute__((noinline)) void *realloc_limited(const char *call, header_t *h, size_t size,
                                                        uint64_t old, bool try_)
 {
+    uint64_t mark = mmt__limit_settle();
     void *p = admitted(call, 0, size - old, try_) ? realloc_admitted(call, h, size, old, try_) : NULL;
-    mmt__limit_release();
+    mmt__limit_release_to(mark);
     return p;
 }
 
@@ -554,6 +555,7 @@ void *mmt_aligned_alloc(size_t alignment, size_t size)
     char call[64];
     snprintf(call, sizeof call, "mmt_aligned_alloc(%zu, %zu)", alignment, size);
     bool limited = PAST_ALLOWANCE(size);
+    uint64_t mark = limited ? mmt__limit_settle() : 0;
     if (limited) (void)admitted(call, CURRENT, size, false); /* or aborts */
     char *raw = mmt__backend.malloc(size + ALIGNED_PREFIX + alignment);
     if (MMT__UNLIKELY(!raw) &&
@@ -568,7 +570,7 @@ void *mmt_aligned_alloc(size_t alignment, size_t size)
     h->check = seal(h, word) ^ CHECK_ALIGNED;
     void *q = tag_bits ? count_new_in_slow((unsigned)(tag_bits >> MMT__TAG_SHIFT), size, p)
                        : mmt__count_alloc(size, p);
-    if (limited) mmt__limit_release();
+    if (limited) mmt__limit_release_to(mark);
     return q;
 }
 

@@ -55,6 +55,20 @@ void mmt__limit_release(void)
     if (tls_reserved) unreserve(tls_reserved);
 }
 
+uint64_t mmt__limit_settle(void)
+{
+    /* Outside a reclaim, what this thread reserved before is counted by now (a request
+     * admitted again after the allocator failed, or one whose counting ran a listener that
+     * allocates). Inside one, the request that started it is still on its way. */
+    if (!tls_reclaiming) mmt__limit_release();
+    return tls_reserved;
+}
+
+void mmt__limit_release_to(uint64_t mark)
+{
+    if (tls_reserved > mark) unreserve(tls_reserved - mark);
+}
+
 bool mmt__limit_grant(uint64_t size)
 {
     /* Inside a reclaim, the request that started it is on its way: no grant. */

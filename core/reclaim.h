@@ -69,6 +69,13 @@ bool mmt__limit_grant(uint64_t size);
 void mmt__limit_reserve(uint64_t size);
 void mmt__limit_release(void);
 
+/* Before an admission past the allowance: drops this thread's reservations that are
+ * counted by now (all of them, outside a reclaim) and returns the mark to release back to
+ * once the new request is counted or refused (mmt__limit_release_to): a reclaimer's
+ * allocations release their own reservations, not the request that started the reclaim. */
+uint64_t mmt__limit_settle(void);
+void mmt__limit_release_to(uint64_t mark);
+
 /* May `size` more bytes be counted in `tag`, by the exact sums? With `may_reclaim`,
  * reclaims first if need be (not inside a reclaim). True: go on. Refused: false if `try_`,
  * else the abort of a failed allocation naming `call` (a function's name, or the whole
