@@ -221,40 +221,44 @@ static bool admitted_again(const char *call, uint64_t tag_bits, uint64_t size, b
     return mmt__limit_admit(call, tag, size, try_, false);
 }
 
-/* The allocator failed `n` bytes (for `size` bytes in the tag of `tag_bits`): once the
- * reclaimers and a trim have run, and the request is admitted again, once more. */
+/* The allocator failed `request` + `extra` bytes, for `admit` more bytes in the tag of
+ * `tag_bits`: once the reclaimers and a trim have run, and the request is admitted again,
+ * once more. The sum is made here, so that the callers keep no more than the request's size
+ * across their first try. */
 static __attribute__((noinline)) void *malloc_again(const char *call, uint64_t tag_bits,
-                                                    uint64_t size, size_t n, bool zero, bool try_)
+                                                    uint64_t admit, size_t request, size_t extra,
+                                                    bool zero, bool try_)
 {
-    if (!mmt__reclaim_for_allocator(n) || !admitted_again(call, tag_bits, size, try_)) return NULL;
+    size_t n = request + extra;
+    if (!mmt__reclaim_for_allocator(n) || !admitted_again(call, tag_bits, admit, try_)) return NULL;
     return zero ? mmt__backend.calloc(1, n) : mmt__backend.malloc(n);
+}
+
+/* The allocator failed a malloc (or, `zero`, a calloc) of `size` bytes: tried once more
+ * after reclaiming, and counted here. Out of line and reached in tail position, so that
+ * the first try keeps nothing but the size across its call. */
+static __attribute__((noinline)) void *alloc_retry(const char *call, size_t size,
+                                                   uint64_t tag_bits, bool try_, bool zero)
+{
+    header_t *h = malloc_again(call, tag_bits, size, size, MMT_HEADER_SIZE, zero, try_);
+    if (!h) return failed(call, size, "out of memory", try_);
+    return count_new(h, size, tag_bits_of(tag_bits), tag_bits == CURRENT);
 }
 
 /* malloc in the tag whose bits are `tag_bits`, once admitted. */
 static ALLOCATOR void *malloc_admitted(const char *call, size_t size, uint64_t tag_bits, bool try_)
 {
     header_t *h = mmt__backend.malloc(size + MMT_HEADER_SIZE);
-    if (MMT__UNLIKELY(!h) &&
-        !(h = malloc_again(call, tag_bits, size, size + MMT_HEADER_SIZE, false, try_)))
-        return failed(call, size, "out of memory", try_);
+    if (MMT__UNLIKELY(!h)) return alloc_retry(call, size, tag_bits, try_, false);
     return count_new(h, size, tag_bits_of(tag_bits), tag_bits == CURRENT);
 }
 
-/* The same past the thread's allowance: admission, and the reservation ended once the
- * block is counted. */
-static __attribute__((noinline)) void *malloc_limited(const char *call, size_t size,
-                                                      uint64_t tag_bits, bool try_)
-{
-    uint64_t mark = mmt__limit_settle();
-    void *p = admitted(call, tag_bits, size, try_) ? malloc_admitted(call, size, tag_bits, try_) : NULL;
-    mmt__limit_release_to(mark);
-    return p;
-}
+static void *alloc_limited(const char *call, size_t size, uint64_t tag_bits, bool try_, bool zero);
 
 static ALLOCATOR void *malloc_tagged(const char *call, size_t size, uint64_t tag_bits, bool try_)
 {
     if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) return failed(call, size, "size too large", try_);
-    if (PAST_ALLOWANCE(size)) return malloc_limited(call, size, tag_bits, try_);
+    if (PAST_ALLOWANCE(size)) return alloc_limited(call, size, tag_bits, try_, false);
     return malloc_admitted(call, size, tag_bits, try_);
 }
 
@@ -274,24 +278,25 @@ static ALLOCATOR void *calloc_admitted(const char *call, size_t total, uint64_t 
     header_t *h;
     if (total <= mmt__backend.small_calloc) { /* see backend.h */
         h = mmt__backend.malloc(total + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!h) &&
-            !(h = malloc_again(call, tag_bits, total, total + MMT_HEADER_SIZE, false, try_)))
-            return failed(call, total, "out of memory", try_);
+        if (MMT__UNLIKELY(!h)) return alloc_retry(call, total, tag_bits, try_, true);
         memset(h + 1, 0, total);
     } else {
         h = mmt__backend.calloc(1, total + MMT_HEADER_SIZE);
-        if (MMT__UNLIKELY(!h) &&
-            !(h = malloc_again(call, tag_bits, total, total + MMT_HEADER_SIZE, true, try_)))
-            return failed(call, total, "out of memory", try_);
+        if (MMT__UNLIKELY(!h)) return alloc_retry(call, total, tag_bits, try_, true);
     }
     return count_new(h, total, tag_bits_of(tag_bits), tag_bits == CURRENT);
 }
 
-static __attribute__((noinline)) void *calloc_limited(const char *call, size_t total,
-                                                      uint64_t tag_bits, bool try_)
+/* malloc (or calloc, `zero`) past the thread's allowance: admission, and the reservation
+ * ended once the block is counted. */
+static __attribute__((noinline)) void *alloc_limited(const char *call, size_t size,
+                                                     uint64_t tag_bits, bool try_, bool zero)
 {
     uint64_t mark = mmt__limit_settle();
-    void *p = admitted(call, tag_bits, total, try_) ? calloc_admitted(call, total, tag_bits, try_) : NULL;
+    void *p = NULL;
+    if (admitted(call, tag_bits, size, try_))
+        p = zero ? calloc_admitted(call, size, tag_bits, try_)
+                 : malloc_admitted(call, size, tag_bits, try_);
     mmt__limit_release_to(mark);
     return p;
 }
@@ -305,7 +310,7 @@ static ALLOCATOR void *calloc_tagged(const char *call, size_t count, size_t size
         mmt__oom_overflow(call, count, size);
     }
     if (MMT__UNLIKELY(total > MMT_MAX_SIZE)) return failed(call, total, "size too large", try_);
-    if (PAST_ALLOWANCE(total)) return calloc_limited(call, total, tag_bits, try_);
+    if (PAST_ALLOWANCE(total)) return alloc_limited(call, total, tag_bits, try_, true);
     return calloc_admitted(call, total, tag_bits, try_);
 }
 
@@ -364,8 +369,8 @@ static ALLOCATOR void *realloc_slow_admitted(const char *call, void *ptr, header
     if (raw != (void *)h) {
         nh = mmt__backend.malloc(size + MMT_HEADER_SIZE);
         if (MMT__UNLIKELY(!nh) &&
-            !(nh = malloc_again(call, (uint64_t)tag << MMT__TAG_SHIFT, growth,
-                                size + MMT_HEADER_SIZE, false, try_)))
+            !(nh = malloc_again(call, (uint64_t)tag << MMT__TAG_SHIFT, growth, size,
+                                MMT_HEADER_SIZE, false, try_)))
             return failed(call, size, "out of memory", try_);
     } else {
         nh = NULL;
@@ -411,22 +416,33 @@ static __attribute__((noinline)) void *realloc_slow(const char *call, void *ptr,
     return p;
 }
 
+/* The allocator failed a plain block's resize: tried once more after reclaiming, and
+ * counted here. Out of line, in tail position, so that the first try keeps its registers. */
+static __attribute__((noinline)) void *realloc_retry(const char *call, header_t *h, size_t size,
+                                                     uint64_t old, bool try_)
+{
+    header_t *nh = NULL;
+    mmt__slot_t *s = NULL;
+    if (realloc_again(call, 0, size > old ? size - old : 0, size + MMT_HEADER_SIZE, try_)) {
+        s = mmt__realloc_begin(size, old);
+        nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
+    }
+    if (!nh) {
+        realloc_void();
+        return failed(call, size, "out of memory", try_);
+    }
+    void *p = finish(nh, size);
+    mmt__count_realloc(s, size, old);
+    return p;
+}
+
 /* A plain block's resize from `old` bytes, once admitted. */
 static ALLOCATOR void *realloc_admitted(const char *call, header_t *h, size_t size, uint64_t old,
                                         bool try_)
 {
     mmt__slot_t *s = mmt__realloc_begin(size, old); /* for a fork meanwhile (counters.h) */
     header_t *nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
-    if (MMT__UNLIKELY(!nh)) {
-        if (realloc_again(call, 0, size > old ? size - old : 0, size + MMT_HEADER_SIZE, try_)) {
-            s = mmt__realloc_begin(size, old);
-            nh = mmt__backend.realloc(h, size + MMT_HEADER_SIZE);
-        }
-        if (!nh) {
-            realloc_void();
-            return failed(call, size, "out of memory", try_);
-        }
-    }
+    if (MMT__UNLIKELY(!nh)) return realloc_retry(call, h, size, old, try_);
     void *p = finish(nh, size);
     mmt__count_realloc(s, size, old);
     return p;
@@ -441,9 +457,15 @@ static __attribute__((noinline)) void *realloc_limited(const char *call, header_
     return p;
 }
 
+/* mmt_realloc(NULL, size): a malloc, named as the realloc it was. Out of line. */
+static __attribute__((noinline)) void *realloc_of_null(const char *call, size_t size, bool try_)
+{
+    return malloc_tagged(call, size, CURRENT, try_);
+}
+
 static ALLOCATOR void *realloc_any(const char *call, void *ptr, size_t size, bool try_)
 {
-    if (!ptr) return malloc_tagged(call, size, CURRENT, try_);
+    if (!ptr) return realloc_of_null(call, size, try_);
     void *raw;
     header_t *h = checked_header(call, ptr, &raw);
     if (MMT__UNLIKELY(size > MMT_MAX_SIZE)) return failed(call, size, "size too large", try_);
@@ -559,7 +581,7 @@ void *mmt_aligned_alloc(size_t alignment, size_t size)
     if (limited) (void)admitted(call, CURRENT, size, false); /* or aborts */
     char *raw = mmt__backend.malloc(size + ALIGNED_PREFIX + alignment);
     if (MMT__UNLIKELY(!raw) &&
-        !(raw = malloc_again(call, CURRENT, size, size + ALIGNED_PREFIX + alignment, false, false)))
+        !(raw = malloc_again(call, CURRENT, size, size, ALIGNED_PREFIX + alignment, false, false)))
         aligned_alloc_failed(alignment, size, "out of memory");
     uintptr_t at = ((uintptr_t)raw + ALIGNED_PREFIX + alignment - 1) & ~(uintptr_t)(alignment - 1);
     char *p = (char *)at;

@@ -618,16 +618,6 @@ unsigned mmt__tag_limited_above(unsigned tag)
     return atomic_load_explicit(&mmt__limited_above[tag], memory_order_relaxed);
 }
 
-int64_t mmt__tag_estimate(unsigned tag, int64_t *slack)
-{
-    if (tag == MMT_TAG_ROOT) {
-        *slack = (int64_t)mmt__threads_counted() * MMT__WINDOW_MAX;
-        return mmt__published();
-    }
-    *slack = atomic_load_explicit(&mmt__tags_held_back, memory_order_relaxed);
-    return atomic_load_explicit(&mmt__estimates[tag], memory_order_relaxed);
-}
-
 bool mmt__tags_all_far(uint64_t size)
 {
     unsigned n = atomic_load_explicit(&limited_n, memory_order_relaxed);

@@ -170,10 +170,6 @@ uint64_t mmt__tag_limit(unsigned tag);
 unsigned mmt__tag_limited_at(unsigned tag);
 unsigned mmt__tag_limited_above(unsigned tag);
 
-/* The subtree's in_use as of the folds (the root's: the process's), which the true figure
- * differs from by at most *slack: what the threads hold back. No shared write. */
-int64_t mmt__tag_estimate(unsigned tag, int64_t *slack);
-
 /* A thread's allowance (reclaim.h): bytes it may allocate while limits are set with no test
  * but this one, granted MMT__ALLOWANCE at a time by a test of every limit and void once
  * mmt__limits_gen moves on (a limit changed, or a request came near one). Only a thread
