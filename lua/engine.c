@@ -373,6 +373,21 @@ double mmt__tag_rate(struct mmt_policy *p, unsigned tag, double time, double in_
     return t->rate;
 }
 
+unsigned mmt__snapshot_machine(snapshot_t *snap, unsigned parts)
+{
+    unsigned missing = parts & ~snap->machine_read & MMT_MACHINE_ALL;
+    if (missing) {
+        mmt_machine_t now;
+        unsigned found = (unsigned)mmt_machine_read(&now, missing);
+        if (missing & MMT_MACHINE_CGROUP) snap->machine.cgroup = now.cgroup;
+        if (missing & MMT_MACHINE_PSI) snap->machine.psi = now.psi;
+        if (missing & MMT_MACHINE_SYSTEM) snap->machine.system = now.system;
+        snap->machine_read |= missing;
+        snap->machine_found |= found;
+    }
+    return snap->machine_found & parts;
+}
+
 bool mmt__snapshot_tags(struct mmt_policy *p, snapshot_t *snap)
 {
     if (snap->tags) return true;

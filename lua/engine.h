@@ -53,13 +53,17 @@ enum { MMT__STOP_NONE, MMT__STOP_BUDGET, MMT__STOP_EVALUATION, MMT__STOP_STACK }
 /* What a declarative rule compares: a field of mmt_meminfo_t (fields.h, same index), or
  * one of the figures the engine adds. */
 typedef enum metric {
-    METRIC_RATE = MMT__NFIELDS, METRIC_RSS, METRIC_LUA, METRIC_COUNT
+    METRIC_RATE = MMT__NFIELDS, METRIC_RSS, METRIC_LUA,
+    /* The machine's (memory.h, mmt_machine_read): a rule on one does not hold where the
+     * machine has no such figure (no cgroup, no PSI, a cgroup with no limit for the ratio). */
+    METRIC_CGROUP_CURRENT, METRIC_CGROUP_RATIO, METRIC_PSI_SOME10, METRIC_PSI_FULL10,
+    METRIC_AVAILABLE, METRIC_COUNT
 } metric_t;
 
 /* What policies can reach outside unsafe mode (state.c), NULL-terminated. */
 extern const char *const mmt__sandbox[];
 
-/* The metrics' names: the fields', then rate, rss and lua. */
+/* The metrics' names: the fields', then rate, rss, lua and the machine's. */
 const char *mmt__metric_name(metric_t m);
 
 typedef struct rule {
@@ -162,6 +166,11 @@ typedef struct snapshot {
     mmt__tag_reading_t *tags; /* NULL until read */
     unsigned ntags;
     double tags_time;         /* when they were read */
+    /* The machine's figures (cgroup, PSI, /proc/meminfo), each part read on first need
+     * like the tags (mmt__snapshot_machine). */
+    mmt_machine_t machine;
+    unsigned machine_read;    /* MMT_MACHINE_* parts read so far */
+    unsigned machine_found;   /* of those, the parts the machine has */
     const void *table;        /* the Lua table made of it (mmt__push_snapshot), if any */
 } snapshot_t;
 
@@ -317,6 +326,10 @@ bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *o
 /* Caller holds p->lock. Reads every tag into snap unless it has been already, and samples
  * the followed tags' in_use (mmt__tag_rates_sample). False if no memory was left for it. */
 bool mmt__snapshot_tags(struct mmt_policy *p, snapshot_t *snap);
+/* The snapshot's reading of the machine with at least `parts` (MMT_MACHINE_*) read: the
+ * parts not read yet are read now and kept for the rest of the evaluation. Returns the
+ * parts of `parts` the machine has. */
+unsigned mmt__snapshot_machine(snapshot_t *snap, unsigned parts);
 /* Caller holds p->lock. Adds a sample, at `time`, of each followed tag of the reading r
  * (n tags), and computes its rate. */
 void mmt__tag_rates_sample(struct mmt_policy *p, double time, const mmt__tag_reading_t *r,

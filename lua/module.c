@@ -6,6 +6,7 @@
  * Bad arguments raise errors naming the function and the field, positioned at the line of
  * the policy that made the call ("policies/x.lua:12: rule \"high-water\": ...").
  */
+#include <assert.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,8 +22,13 @@
 
 const char *mmt__metric_name(metric_t m)
 {
-    static const char *const extras[] = {"rate", "rss", "lua"};
-    return (int)m < MMT__NFIELDS ? mmt__fields[m].name : extras[m - MMT__NFIELDS];
+    static const char *const extras[] = {"rate",       "rss",          "lua",
+                                         "cgroup_current", "cgroup_ratio", "psi_some10",
+                                         "psi_full10", "available"};
+    static_assert(sizeof extras / sizeof *extras == METRIC_COUNT - MMT__NFIELDS,
+                  "a name for every metric");
+    if ((unsigned)m < MMT__NFIELDS) return mmt__fields[m].name;
+    return (unsigned)m < METRIC_COUNT ? extras[m - MMT__NFIELDS] : "?";
 }
 
 /* "file:line" of the policy line that called the running C function, as a backend copy
@@ -151,6 +157,69 @@ static void push_tags(lua_State *L)
     lua_pushvalue(L, 4);
 }
 
+/* t[key] = a byte count, math.huge for MMT_UNLIMITED; t at the top of the stack. */
+static void set_bytes(lua_State *L, const char *key, uint64_t v)
+{
+    lua_pushnumber(L, v == MMT_UNLIMITED ? HUGE_VAL : (lua_Number)v);
+    lua_setfield(L, -2, key);
+}
+
+static void set_number(lua_State *L, const char *key, double v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, key);
+}
+
+/* Pushes m.cgroup, m.psi or m.system (`part`, MMT_MACHINE_*) for the snapshot table at
+ * index 1, or nil where the machine has none. The evaluation's snapshot shares the
+ * evaluation's reading (the rules' too); another (mmt.meminfo()) reads it now. */
+static void push_machine(lua_State *L, unsigned part)
+{
+    pstate_t *s = mmt__pstate_of(L);
+    snapshot_t *snap = s->evaluating, fresh;
+    if (!snap || snap->table != lua_topointer(L, 1)) {
+        fresh = (snapshot_t){.machine_read = 0};
+        snap = &fresh;
+    }
+    if (!mmt__snapshot_machine(snap, part)) {
+        lua_pushnil(L);
+        return;
+    }
+    const mmt_machine_t *m = &snap->machine;
+    if (part == MMT_MACHINE_CGROUP) {
+        lua_createtable(L, 0, 8);
+        set_number(L, "version", m->cgroup.version);
+        set_bytes(L, "current", m->cgroup.current);
+        set_bytes(L, "max", m->cgroup.max);
+        set_bytes(L, "high", m->cgroup.high);
+        set_bytes(L, "limit", m->cgroup.limit);
+        lua_pushstring(L, m->cgroup.path);
+        lua_setfield(L, -2, "path");
+        lua_createtable(L, 0, 4);
+        set_number(L, "high", (double)m->cgroup.events_high);
+        set_number(L, "max", (double)m->cgroup.events_max);
+        set_number(L, "oom", (double)m->cgroup.events_oom);
+        set_number(L, "oom_kill", (double)m->cgroup.events_oom_kill);
+        lua_setfield(L, -2, "events");
+    } else if (part == MMT_MACHINE_PSI) {
+        lua_createtable(L, 0, 9);
+        set_number(L, "some10", m->psi.some10);
+        set_number(L, "some60", m->psi.some60);
+        set_number(L, "some300", m->psi.some300);
+        set_number(L, "full10", m->psi.full10);
+        set_number(L, "full60", m->psi.full60);
+        set_number(L, "full300", m->psi.full300);
+        set_number(L, "some_total", (double)m->psi.some_total);
+        set_number(L, "full_total", (double)m->psi.full_total);
+        lua_pushstring(L, m->psi.source);
+        lua_setfield(L, -2, "source");
+    } else {
+        lua_createtable(L, 0, 2);
+        set_bytes(L, "total", m->system.total);
+        if (m->system.available) set_bytes(L, "available", m->system.available);
+    }
+}
+
 /* Snapshots compute `rss` and `tags` on first use: reading rss is a system call, and the
  * tags a walk of every thread's counts, which most rules never need. Each is then kept in
  * the table, for the rest of the evaluation. `limit`, the process's (the root's) as m.tags
@@ -174,6 +243,20 @@ static int l_snapshot_index(lua_State *L)
         push_tags(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, 1, "tags");
+        return 1;
+    }
+    static const struct { const char *key; unsigned part; } machine[] = {
+        {"cgroup", MMT_MACHINE_CGROUP}, {"psi", MMT_MACHINE_PSI}, {"system", MMT_MACHINE_SYSTEM}};
+    for (size_t i = 0; key && i < sizeof machine / sizeof *machine; i++) {
+        if (strcmp(key, machine[i].key) != 0) continue;
+        lua_settop(L, 2);
+        push_machine(L, machine[i].part);
+        /* Kept in the table; a nil is not, but the evaluation's snapshot remembers that
+         * the part was read, and does not read the files again. */
+        if (!lua_isnil(L, -1)) {
+            lua_pushvalue(L, -1);
+            lua_setfield(L, 1, machine[i].key);
+        }
         return 1;
     }
     return 0;
@@ -327,6 +410,9 @@ static const char *rule_tag(lua_State *L, const char *name, bool has_metric, rul
                       "'tag' judges the whole process)", name);
     if (r->metric == METRIC_RSS || r->metric == METRIC_LUA)
         luaL_error(L, "rule \"%s\": metric '%s' is the process's, not a tag's: with 'tag', the "
+                      "metric is a counter or rate", name, mmt__metric_name(r->metric));
+    if (r->metric > METRIC_LUA)
+        luaL_error(L, "rule \"%s\": metric '%s' is the machine's, not a tag's: with 'tag', the "
                       "metric is a counter or rate", name, mmt__metric_name(r->metric));
     /* A path with a NUL byte names no tag: mmt_tag_lookup would read only its start. */
     int tag = strlen(path) == len ? mmt_tag_lookup(path) : MMT_ENOENT;

@@ -14,7 +14,7 @@
 #include "lj.h"
 
 /* The figure a declarative rule compares, into *v: returns 1; or 0 when the rule cannot
- * hold (its optional tag does not exist yet), or -1 when it cannot be judged now (no
+ * hold (its optional tag does not exist yet, or the machine has no such figure), or -1 when it cannot be judged now (no
  * memory was left to read the tags: the rule keeps its state until it can). */
 static int metric_value(pstate_t *s, snapshot_t *snap, rule_t *r, double *v)
 {
@@ -47,6 +47,25 @@ static int metric_value(pstate_t *s, snapshot_t *snap, rule_t *r, double *v)
         *v = snap->rss;
         break;
     case METRIC_LUA: *v = snap->lua; break;
+    case METRIC_CGROUP_CURRENT:
+    case METRIC_CGROUP_RATIO: {
+        if (!mmt__snapshot_machine(snap, MMT_MACHINE_CGROUP)) return 0;
+        const struct mmt_cgroup *cg = &snap->machine.cgroup;
+        if (m == METRIC_CGROUP_RATIO && (cg->limit == MMT_UNLIMITED || cg->limit == 0)) return 0;
+        *v = m == METRIC_CGROUP_CURRENT ? (double)cg->current
+                                        : (double)cg->current / (double)cg->limit;
+        break;
+    }
+    case METRIC_PSI_SOME10:
+    case METRIC_PSI_FULL10:
+        if (!mmt__snapshot_machine(snap, MMT_MACHINE_PSI)) return 0;
+        *v = m == METRIC_PSI_SOME10 ? snap->machine.psi.some10 : snap->machine.psi.full10;
+        break;
+    case METRIC_AVAILABLE:
+        if (!mmt__snapshot_machine(snap, MMT_MACHINE_SYSTEM) || !snap->machine.system.available)
+            return 0;
+        *v = (double)snap->machine.system.available;
+        break;
     default: *v = 0; break;
     }
     return 1;

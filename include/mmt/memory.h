@@ -343,6 +343,62 @@ MMT_API size_t mmt_mem_get_checkpoint(void);
  * action it does nothing (no recursion). */
 MMT_API void mmt_mem_checkpoint(void);
 
+/* ---- The machine around the program ------------------------------------------------
+ *
+ * What the kernel says of the memory around the program: the memory cgroup it runs in
+ * (whose limit is the one that kills it in a container), the pressure stall information
+ * (PSI: the share of time tasks waited for memory), and the machine's total and available
+ * memory. Linux only; read from /proc and the cgroup file systems at each call (a few
+ * small files, no allocation), so any thread may call it, inside a listener too.
+ *
+ * The cgroup is the process's own, found from /proc/self/cgroup and the mount table: on
+ * cgroup v2 where the memory controller is on for it (its folder has memory.current),
+ * else on cgroup v1's memory hierarchy. v1 numbers are read as v2's: current from
+ * memory.usage_in_bytes, max from memory.limit_in_bytes, high from the soft limit; v1
+ * counts no "high" events, its "max" events are memory.failcnt, and its "oom" and
+ * "oom_kill" both are memory.oom_control's oom_kill (each v1 OOM that is not disabled
+ * kills). A v1 limit of 2^62 or more is v1's way of saying none. `limit` is what binds:
+ * the lowest max of the cgroup and its ancestors (v1: memory.stat's
+ * hierarchical_memory_limit).
+ *
+ * PSI comes from the cgroup's memory.pressure on cgroup v2, else from
+ * /proc/pressure/memory (the whole machine's).
+ */
+
+#define MMT_UNLIMITED UINT64_MAX /* a cgroup limit that is not set */
+
+typedef struct mmt_machine {
+    struct mmt_cgroup {
+        int version;       /* 1 or 2; 0: no memory cgroup found (the fields below are 0) */
+        uint64_t current;  /* bytes charged to it now */
+        uint64_t max;      /* its hard limit, MMT_UNLIMITED for none */
+        uint64_t high;     /* where it is throttled (v1: the soft limit), MMT_UNLIMITED for none */
+        uint64_t limit;    /* the lowest max of it and its ancestors, MMT_UNLIMITED for none */
+        uint64_t events_high, events_max, events_oom, events_oom_kill; /* since it was made */
+        char path[256];    /* its folder ("/sys/fs/cgroup/memory/..."), cut to fit */
+    } cgroup;
+    struct mmt_psi {
+        int valid;         /* 0: no PSI here (the fields below are 0) */
+        double some10, some60, some300; /* % of time some task waited for memory, averaged
+                                         * over 10 s, 60 s and 300 s */
+        double full10, full60, full300; /* % of time every task did */
+        uint64_t some_total, full_total; /* microseconds waited, ever */
+        char source[256];  /* the file read */
+    } psi;
+    struct mmt_system {
+        uint64_t total;     /* bytes of RAM (/proc/meminfo's MemTotal); 0 if unknown */
+        uint64_t available; /* bytes available without swapping (MemAvailable); 0 if unknown */
+    } system;
+} mmt_machine_t;
+
+/* The parts mmt_machine_read reads. */
+enum { MMT_MACHINE_CGROUP = 1, MMT_MACHINE_PSI = 2, MMT_MACHINE_SYSTEM = 4, MMT_MACHINE_ALL = 7 };
+
+/* Fills the parts of *out asked for in `parts` (the others are zeroed): returns the parts
+ * found (cgroup.version != 0, psi.valid, system.total != 0), 0 if none, MMT_EINVAL for a
+ * NULL out. */
+MMT_API int mmt_machine_read(mmt_machine_t *out, unsigned parts);
+
 /* ---- Failure and misc ---------------------------------------------------------------- */
 
 /* Runs when an allocation fails, before the report line and abort(), which it cannot
