@@ -201,7 +201,8 @@ for _, source in ipairs(os.matchfiles("tests/test_*.c")) do
    if unit ~= "test_shared" then
       project(unit)
          kind "ConsoleApp"
-         files { source, "tests/testutil.h", "tests/policyutil.h", "tests/procutil.h" }
+         files { source, "tests/testutil.h", "tests/policyutil.h", "tests/procutil.h",
+                 "tests/cgrouputil.h" }
          includedirs(private) -- the tests reach the library's seams
          links { "mmtmem-static", "cmocka" }
          links(system_libs)

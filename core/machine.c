@@ -290,10 +290,13 @@ static void consider(mount_pick_t *m, const char *root, const char *mroot, const
     m->root_len = strlen(mroot);
 }
 
-static bool exists(const char *dir, const char *file)
+
+/* A number from file `name` in `dir`; false if it cannot be read. */
+static bool read_number(const char *dir, const char *name, uint64_t *out)
 {
-    char path[PATH_LEN];
-    return join(path, "", dir, file) && access(path, F_OK) == 0;
+    char path[PATH_LEN], text[64];
+    return join(path, "", dir, name) && mmt__read_small(path, text, sizeof text) >= 0 &&
+           mmt__parse_u64(text, out);
 }
 
 static void find_cgroup(const char *root, where_t *w)
@@ -349,24 +352,18 @@ static void find_cgroup(const char *root, where_t *w)
     lines_close(&l);
 
     /* v2 where its memory controller is on for the process's cgroup (the root cgroup has
-     * no memory.current: there, the controller may serve others but not this one). */
-    if (m2.found && exists(m2.dir, "/memory.current")) {
+     * no memory.current: there, the controller may serve others but not this one). A
+     * cgroup whose current cannot be read is not one. */
+    uint64_t current;
+    if (m2.found && read_number(m2.dir, "/memory.current", &current)) {
         w->version = 2;
         memcpy(w->dir, m2.dir, sizeof w->dir);
         memcpy(w->top, m2.top, sizeof w->top);
-    } else if (m1.found && exists(m1.dir, "/memory.usage_in_bytes")) {
+    } else if (m1.found && read_number(m1.dir, "/memory.usage_in_bytes", &current)) {
         w->version = 1;
         memcpy(w->dir, m1.dir, sizeof w->dir);
         memcpy(w->top, m1.top, sizeof w->top);
     }
-}
-
-/* A number from file `name` in `dir`; false if it cannot be read. */
-static bool read_number(const char *dir, const char *name, uint64_t *out)
-{
-    char path[PATH_LEN], text[64];
-    return join(path, "", dir, name) && mmt__read_small(path, text, sizeof text) >= 0 &&
-           mmt__parse_u64(text, out);
 }
 
 /* The value of key `key` in a file of "key value" lines (memory.events, memory.stat,
