@@ -199,14 +199,195 @@ static void put_prometheus_tags(out_t *o, const mmt__tag_figures_t *tags, size_t
     }
 }
 
+/* ---- The machine's figures (memory.h, mmt_machine_read) ------------------------------- */
+
+/* A byte count that may be MMT_UNLIMITED: "none" in text, null in JSON, +Inf in
+ * Prometheus. */
+static void put_limit(out_t *o, uint64_t v, int format)
+{
+    if (v != MMT_UNLIMITED) put(o, "%" PRIu64, v);
+    else put(o, "%s", format == MMT_FORMAT_JSON ? "null" : format == MMT_FORMAT_TEXT ? "none" : "+Inf");
+}
+
+/* A PSI average: two decimals, as the kernel writes it, with no locale. */
+static void put_percent(out_t *o, double v)
+{
+    uint64_t hundredths = (uint64_t)(v * 100 + 0.5);
+    put(o, "%" PRIu64 ".%02u", hundredths / 100, (unsigned)(hundredths % 100));
+}
+
+static const char *const event_names[] = {"high", "max", "oom", "oom_kill"};
+
+static uint64_t event_count(const struct mmt_cgroup *cg, int i)
+{
+    const uint64_t v[] = {cg->events_high, cg->events_max, cg->events_oom, cg->events_oom_kill};
+    return v[i];
+}
+
+/* The cgroup's hard limits and PSI's averages, in the order the JSON and Prometheus
+ * formats give them. */
+static const char *const limit_names[] = {"max", "high", "limit"};
+static const char *const psi_names[] = {"some10", "some60", "some300", "full10", "full60", "full300"};
+
+static uint64_t limit_value(const struct mmt_cgroup *cg, int i)
+{
+    return i == 0 ? cg->max : i == 1 ? cg->high : cg->limit;
+}
+
+static double psi_value(const struct mmt_psi *p, int i)
+{
+    const double v[] = {p->some10, p->some60, p->some300, p->full10, p->full60, p->full300};
+    return v[i];
+}
+
+static void put_text_machine(out_t *o, const mmt_machine_t *mm)
+{
+    const struct mmt_cgroup *cg = &mm->cgroup;
+    if (cg->version) {
+        put(o, "cgroup v%d ", cg->version);
+        put_name(o, cg->path, strlen(cg->path), MMT_FORMAT_TEXT);
+        put(o, ": current %" PRIu64 " B", cg->current);
+        for (int i = 0; i < 3; i++) {
+            put(o, ", %s ", limit_names[i]);
+            put_limit(o, limit_value(cg, i), MMT_FORMAT_TEXT);
+            put(o, "%s", limit_value(cg, i) == MMT_UNLIMITED ? "" : " B");
+        }
+        put(o, ", events");
+        for (int i = 0; i < 4; i++)
+            put(o, "%s %s %" PRIu64, i ? "," : "", event_names[i], event_count(cg, i));
+        put(o, "\n");
+    }
+    const struct mmt_psi *p = &mm->psi;
+    if (p->valid) {
+        put(o, "psi ");
+        put_name(o, p->source, strlen(p->source), MMT_FORMAT_TEXT);
+        for (int k = 0; k < 2; k++) {
+            put(o, k ? "; full" : ": some");
+            for (int i = 0; i < 3; i++) {
+                put(o, "%s avg%s ", i ? "," : "", psi_names[3 * k + i] + 4);
+                put_percent(o, psi_value(p, 3 * k + i));
+                put(o, "%%");
+            }
+            put(o, ", total %" PRIu64 " us", k ? p->full_total : p->some_total);
+        }
+        put(o, "\n");
+    }
+    if (mm->system.total) {
+        put(o, "system: total %" PRIu64 " B", mm->system.total);
+        if (mm->system.available) put(o, ", available %" PRIu64 " B", mm->system.available);
+        put(o, "\n");
+    }
+}
+
+static void put_json_machine(out_t *o, const mmt_machine_t *mm)
+{
+    const struct mmt_cgroup *cg = &mm->cgroup;
+    const struct mmt_psi *p = &mm->psi;
+    if (!cg->version && !p->valid && !mm->system.total) return;
+    put(o, ",\"machine\":{");
+    const char *sep = "";
+    if (cg->version) {
+        put(o, "\"cgroup\":{\"version\":%d,\"path\":\"", cg->version);
+        put_name(o, cg->path, strlen(cg->path), MMT_FORMAT_JSON);
+        put(o, "\",\"current\":%" PRIu64, cg->current);
+        for (int i = 0; i < 3; i++) {
+            put(o, ",\"%s\":", limit_names[i]);
+            put_limit(o, limit_value(cg, i), MMT_FORMAT_JSON);
+        }
+        put(o, ",\"events\":{");
+        for (int i = 0; i < 4; i++)
+            put(o, "%s\"%s\":%" PRIu64, i ? "," : "", event_names[i], event_count(cg, i));
+        put(o, "}}");
+        sep = ",";
+    }
+    if (p->valid) {
+        put(o, "%s\"psi\":{\"source\":\"", sep);
+        put_name(o, p->source, strlen(p->source), MMT_FORMAT_JSON);
+        put(o, "\"");
+        for (int i = 0; i < 6; i++) {
+            put(o, ",\"%s\":", psi_names[i]);
+            put_percent(o, psi_value(p, i));
+        }
+        put(o, ",\"some_total\":%" PRIu64 ",\"full_total\":%" PRIu64 "}", p->some_total,
+            p->full_total);
+        sep = ",";
+    }
+    if (mm->system.total) {
+        put(o, "%s\"system\":{\"total\":%" PRIu64, sep, mm->system.total);
+        if (mm->system.available) put(o, ",\"available\":%" PRIu64, mm->system.available);
+        put(o, "}");
+    }
+    put(o, "}");
+}
+
+/* One gauge or counter with no labels. */
+static void put_family(out_t *o, const char *name, const char *type, const char *help)
+{
+    put(o, "# HELP %s %s\n# TYPE %s %s\n%s ", name, help, name, type, name);
+}
+
+static void put_prometheus_machine(out_t *o, const mmt_machine_t *mm)
+{
+    const struct mmt_cgroup *cg = &mm->cgroup;
+    if (cg->version) {
+        put_family(o, "mmt_cgroup_current_bytes", "gauge",
+                   "Bytes charged to the memory cgroup the process is in.");
+        put(o, "%" PRIu64 "\n", cg->current);
+        static const char *const limits[][2] = {
+            {"mmt_cgroup_max_bytes", "The cgroup's hard limit (memory.max; v1 limit_in_bytes)."},
+            {"mmt_cgroup_high_bytes", "Where the cgroup is throttled (memory.high; v1 soft limit)."},
+            {"mmt_cgroup_limit_bytes", "The lowest hard limit of the cgroup and its ancestors."},
+        };
+        for (int i = 0; i < 3; i++) {
+            put_family(o, limits[i][0], "gauge", limits[i][1]);
+            put_limit(o, limit_value(cg, i), MMT_FORMAT_PROMETHEUS);
+            put(o, "\n");
+        }
+        put(o, "# HELP mmt_cgroup_events_total The cgroup's memory events (v1: max is failcnt, "
+               "oom and oom_kill are OOM kills).\n# TYPE mmt_cgroup_events_total counter\n");
+        for (int i = 0; i < 4; i++)
+            put(o, "mmt_cgroup_events_total{event=\"%s\"} %" PRIu64 "\n", event_names[i],
+                event_count(cg, i));
+    }
+    const struct mmt_psi *p = &mm->psi;
+    if (p->valid) {
+        for (int i = 0; i < 6; i++) {
+            char name[40], help[128];
+            snprintf(name, sizeof name, "mmt_psi_%.4s_avg%s", psi_names[i], psi_names[i] + 4);
+            snprintf(help, sizeof help, "Percent of time %s waited for memory, over %s s (PSI).",
+                     i < 3 ? "some task" : "every task", psi_names[i] + 4);
+            put_family(o, name, "gauge", help);
+            put_percent(o, psi_value(p, i));
+            put(o, "\n");
+        }
+        for (int k = 0; k < 2; k++) {
+            uint64_t us = k ? p->full_total : p->some_total;
+            put_family(o, k ? "mmt_psi_full_stall_seconds_total" : "mmt_psi_some_stall_seconds_total",
+                       "counter", k ? "Time every task waited for memory (PSI)."
+                                    : "Time some task waited for memory (PSI).");
+            put(o, "%" PRIu64 ".%06u\n", us / 1000000, (unsigned)(us % 1000000));
+        }
+    }
+    if (mm->system.total) {
+        put_family(o, "mmt_system_memory_total_bytes", "gauge", "The machine's memory (MemTotal).");
+        put(o, "%" PRIu64 "\n", mm->system.total);
+        if (mm->system.available) {
+            put_family(o, "mmt_system_memory_available_bytes", "gauge",
+                       "Memory available without swapping (MemAvailable).");
+            put(o, "%" PRIu64 "\n", mm->system.available);
+        }
+    }
+}
+
 int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_t *extra,
                 int format)
 {
-    return mmt__format_tags(buf, len, m, extra, NULL, 0, format);
+    return mmt__format_tags(buf, len, m, extra, NULL, 0, NULL, format);
 }
 
 int mmt__format_tags(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_t *extra,
-                     const mmt__tag_figures_t *tags, size_t ntags, int format)
+                     const mmt__tag_figures_t *tags, size_t ntags, const mmt_machine_t *machine,
+                     int format)
 {
     const double extras[] = {extra ? extra->rate : 0, extra ? extra->rss : 0,
                              extra ? extra->lua : 0};
@@ -229,6 +410,7 @@ int mmt__format_tags(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__e
         }
         put(&o, "\n");
         put_text_tags(&o, tags, ntags);
+        if (machine) put_text_machine(&o, machine);
         break;
     case MMT_FORMAT_JSON:
         put(&o, "{");
@@ -243,6 +425,7 @@ int mmt__format_tags(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__e
             put_double(&o, extra->time, format);
         }
         if (ntags) put_json_tags(&o, tags, ntags);
+        if (machine) put_json_machine(&o, machine);
         put(&o, "}\n");
         break;
     case MMT_FORMAT_PROMETHEUS:
@@ -259,6 +442,7 @@ int mmt__format_tags(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__e
             put(&o, "\n");
         }
         put_prometheus_tags(&o, tags, ntags);
+        if (machine) put_prometheus_machine(&o, machine);
         break;
     default:
         return MMT_EINVAL;
@@ -308,8 +492,10 @@ int mmt_meminfo_write(FILE *out, int format)
         mmt_meminfo(&m);
     }
     size_t ntags = tags ? n - 1 : 0;
-    char buf[2048], *text = buf;
-    int len = mmt__format_tags(buf, sizeof buf, &m, NULL, tags, ntags, format);
+    mmt_machine_t machine;
+    mmt_machine_read(&machine, MMT_MACHINE_ALL);
+    char buf[4096], *text = buf;
+    int len = mmt__format_tags(buf, sizeof buf, &m, NULL, tags, ntags, &machine, format);
     if (len < 0) {
         rc = len;
         goto done;
@@ -320,7 +506,7 @@ int mmt_meminfo_write(FILE *out, int format)
             rc = MMT_ENOMEM;
             goto done;
         }
-        mmt__format_tags(text, (size_t)len + 1, &m, NULL, tags, ntags, format);
+        mmt__format_tags(text, (size_t)len + 1, &m, NULL, tags, ntags, &machine, format);
     }
     rc = fwrite(text, 1, (size_t)len, out) == (size_t)len ? 0 : MMT_EIO;
     if (text != buf) mmt__backend.free(text);

@@ -29,8 +29,12 @@ int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_
 /* mmt__format, followed by ntags tags in the order given (path order, as
  * mmt__tag_path_compare sorts, keeps the text a tree): text, a line each under the
  * process's line; JSON, a "tags" object keyed by path; Prometheus, the mmt_tag_* families.
- * With no tags, exactly mmt__format's text. */
+ * Then, with a machine reading (not NULL), the parts it has (cgroup.version != 0,
+ * psi.valid, system.total != 0): text, a line each ("cgroup v1 PATH: current ..."); JSON,
+ * a "machine" object; Prometheus, the mmt_cgroup_*, mmt_psi_* and mmt_system_* families.
+ * With no tags and no machine, exactly mmt__format's text. */
 int mmt__format_tags(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_t *extra,
-                     const mmt__tag_figures_t *tags, size_t ntags, int format);
+                     const mmt__tag_figures_t *tags, size_t ntags, const mmt_machine_t *machine,
+                     int format);
 
 #endif

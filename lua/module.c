@@ -844,7 +844,103 @@ static mmt__tag_figures_t *snapshot_tags(lua_State *L, size_t *n)
     return f;
 }
 
-/* mmt.format(m, "text" | "json" | "prometheus"): a snapshot as text, its tags included. */
+/* A number field of the table at the top of the stack, for mmt.format: a byte count from
+ * 0 to 2^64 (math.huge allowed where `unlimited`, as MMT_UNLIMITED) or, with `any`, any
+ * finite number. */
+static double machine_number(lua_State *L, const char *part, const char *name, bool unlimited,
+                             bool any)
+{
+    lua_getfield(L, -1, name);
+    double v = lua_tonumber(L, -1);
+    bool ok = lua_type(L, -1) == LUA_TNUMBER &&
+              (unlimited && v == HUGE_VAL ? true
+               : any                      ? isfinite(v)
+                                          : v >= 0 && v < 18446744073709551616.0);
+    if (!ok)
+        luaL_error(L, "mmt.format: field '%s.%s' of the snapshot must be %s, not %s", part, name,
+                   unlimited ? "a byte count or math.huge" : any ? "a number" : "a count",
+                   lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+static uint64_t machine_count(lua_State *L, const char *part, const char *name, bool unlimited)
+{
+    double v = machine_number(L, part, name, unlimited, false);
+    return v == HUGE_VAL ? MMT_UNLIMITED : (uint64_t)v;
+}
+
+/* A string field of the table at the top of the stack into out (cut to fit); "" if nil. */
+static void machine_string(lua_State *L, const char *name, char *out, size_t len)
+{
+    lua_getfield(L, -1, name);
+    size_t n = 0;
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : "";
+    if (n >= len) n = len - 1;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    lua_pop(L, 1);
+}
+
+/* The machine's figures of the snapshot at index 1 (m.cgroup, m.psi, m.system, read
+ * through its metatable: a snapshot that has not read them reads them now); a part that
+ * is nil is not written. Returns the parts found. */
+static unsigned snapshot_machine(lua_State *L, mmt_machine_t *mm)
+{
+    *mm = (mmt_machine_t){0};
+    unsigned found = 0;
+    lua_getfield(L, 1, "cgroup");
+    if (lua_istable(L, -1)) {
+        struct mmt_cgroup *cg = &mm->cgroup;
+        double version = machine_number(L, "cgroup", "version", false, false);
+        cg->version = version == 2 ? 2 : 1;
+        machine_string(L, "path", cg->path, sizeof cg->path);
+        cg->current = machine_count(L, "cgroup", "current", false);
+        cg->max = machine_count(L, "cgroup", "max", true);
+        cg->high = machine_count(L, "cgroup", "high", true);
+        cg->limit = machine_count(L, "cgroup", "limit", true);
+        lua_getfield(L, -1, "events");
+        if (lua_istable(L, -1)) {
+            cg->events_high = machine_count(L, "cgroup.events", "high", false);
+            cg->events_max = machine_count(L, "cgroup.events", "max", false);
+            cg->events_oom = machine_count(L, "cgroup.events", "oom", false);
+            cg->events_oom_kill = machine_count(L, "cgroup.events", "oom_kill", false);
+        }
+        lua_pop(L, 1);
+        found |= MMT_MACHINE_CGROUP;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "psi");
+    if (lua_istable(L, -1)) {
+        struct mmt_psi *p = &mm->psi;
+        p->valid = 1;
+        p->some10 = machine_number(L, "psi", "some10", false, true);
+        p->some60 = machine_number(L, "psi", "some60", false, true);
+        p->some300 = machine_number(L, "psi", "some300", false, true);
+        p->full10 = machine_number(L, "psi", "full10", false, true);
+        p->full60 = machine_number(L, "psi", "full60", false, true);
+        p->full300 = machine_number(L, "psi", "full300", false, true);
+        p->some_total = machine_count(L, "psi", "some_total", false);
+        p->full_total = machine_count(L, "psi", "full_total", false);
+        machine_string(L, "source", p->source, sizeof p->source);
+        found |= MMT_MACHINE_PSI;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "system");
+    if (lua_istable(L, -1)) {
+        mm->system.total = machine_count(L, "system", "total", false);
+        lua_getfield(L, -1, "available");
+        bool has = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (has) mm->system.available = machine_count(L, "system", "available", false);
+        if (mm->system.total) found |= MMT_MACHINE_SYSTEM;
+    }
+    lua_pop(L, 1);
+    return found;
+}
+
+/* mmt.format(m, "text" | "json" | "prometheus"): a snapshot as text, its tags and the
+ * machine's figures included. */
 static int l_format(lua_State *L)
 {
     static const char *const formats[] = {"text", "json", "prometheus", NULL};
@@ -866,14 +962,16 @@ static int l_format(lua_State *L)
         lua_pop(L, 1);
     }
     mmt__extra_t extra = {x[0], x[1], x[2], x[3]};
+    mmt_machine_t machine;
+    snapshot_machine(L, &machine);
     size_t ntags;
     const mmt__tag_figures_t *tags = snapshot_tags(L, &ntags);
     char buf[4096], *text = buf;
-    int n = mmt__format_tags(buf, sizeof buf, &m, &extra, tags, ntags, format);
+    int n = mmt__format_tags(buf, sizeof buf, &m, &extra, tags, ntags, &machine, format);
     if (n < 0) return luaL_error(L, "mmt.format: cannot format");
     if ((size_t)n >= sizeof buf) { /* the tags, most likely: in Lua's memory, under its cap */
         text = lua_newuserdata(L, (size_t)n + 1);
-        mmt__format_tags(text, (size_t)n + 1, &m, &extra, tags, ntags, format);
+        mmt__format_tags(text, (size_t)n + 1, &m, &extra, tags, ntags, &machine, format);
     }
     lua_pushlstring(L, text, (size_t)n);
     return 1;

@@ -6,6 +6,7 @@
 #include <limits.h>
 
 #include "export.h"
+#include "machine.h"
 #include "fields.h"
 #include "policyutil.h"
 #include "tags.h"
@@ -118,31 +119,40 @@ static void test_export_policies_format_snapshots(void **state)
     write_in_place(path, "local mmt = require 'mmt'\n"
                          "local m = mmt.meminfo()\n"
                          "mmt.log('info', 'JSON %s', mmt.format(m, 'json'))\n"
-                         "mmt.log('info', 'PROM %s', mmt.format(m, 'prometheus'))\n"
+                         "local prom = mmt.format(m, 'prometheus')\n"
+                         "for i = 1, #prom, 1000 do mmt.log('info', 'PROM %s', prom:sub(i, i + 999)) end\n"
                          "mmt.log('info', 'TEXT %s', mmt.format(m))\n"
                          "local ok, err = pcall(mmt.format, m, 'xml')\n"
                          "mmt.log('info', 'BAD %s', err)\n");
     assert_int_equal(mmt_policy_load(p, path), 0);
-    char json[2048] = "", prom[4096] = "", out[4096];
+    char json[2048] = "", prom[16384] = "", out[8192];
     pthread_mutex_lock(&log->lock);
     for (int i = 0; i < log->count; i++) {
         if (strncmp(log->lines[i], "JSON ", 5) == 0) snprintf(json, sizeof json, "%s", log->lines[i] + 5);
-        if (strncmp(log->lines[i], "PROM ", 5) == 0) snprintf(prom, sizeof prom, "%s", log->lines[i] + 5);
+        if (strncmp(log->lines[i], "PROM ", 5) == 0) {
+            /* In pieces of 1000 bytes, each logged as one line. */
+            char piece[LOG_LINE];
+            snprintf(piece, sizeof piece, "%s", log->lines[i] + 5);
+            assert_null(strchr(piece, '\n'));
+            unescape_newlines(piece);
+            strncat(prom, piece, sizeof prom - strlen(prom) - 1);
+        }
     }
     pthread_mutex_unlock(&log->lock);
-    assert_null(strchr(prom, '\n')); /* logged as one line */
     unescape_newlines(json);
-    unescape_newlines(prom);
     python("import sys, json\n"
            "d = json.load(sys.stdin)\n"
-           "print(sorted(d))\n"
+           "print(sorted(k for k in d if k != \"machine\"))\n"
+           "print(\"system\", d[\"machine\"][\"system\"][\"total\"] > 0)\n"
            "print(d[\"allocated\"] - d[\"freed\"] == d[\"in_use\"], d[\"rss\"] > 0, d[\"lua\"] > 0)\n",
            json, out, sizeof out);
     assert_contains(out, "['allocated', 'allocations', 'freed', 'frees', 'in_use', 'lua', "
                          "'peak', 'rate', 'reallocs', 'rss', 'time']");
     assert_contains(out, "True True True");
+    assert_contains(out, "system True");
     python(parse_prometheus, prom, out, sizeof out);
     assert_contains(out, "gauge mmt_policy_vm_bytes ");
+    assert_contains(out, "gauge mmt_system_memory_total_bytes ");
     assert_logged(log, "TEXT allocated ");
     assert_logged(log, "BAD bad argument #2 to '?' (invalid option 'xml')"); /* via pcall */
     mmt_policy_free(p);
@@ -233,19 +243,109 @@ static void write_format(int format, char *out, size_t len)
     read_file(path, out, len);
 }
 
-static void test_export_program_without_tags_gets_the_formats_as_before(void **state)
+/* Without tags, the counters as before; then the machine's figures, where it has any. */
+static void test_export_program_without_tags_gets_the_counters_then_the_machine(void **state)
 {
     (void)state;
     assert_int_equal(mmt__tag_count(), 1); /* this test runs before any other makes one */
+    mmt_machine_t machine;
+    unsigned parts = (unsigned)mmt_machine_read(&machine, MMT_MACHINE_ALL);
+    assert_true(parts & MMT_MACHINE_SYSTEM); /* /proc/meminfo, at least */
     const int formats[] = {MMT_FORMAT_TEXT, MMT_FORMAT_JSON, MMT_FORMAT_PROMETHEUS};
     for (size_t i = 0; i < 3; i++) {
-        char written[4096], expected[4096];
+        char written[16384], expected[4096];
         write_format(formats[i], written, sizeof written);
         mmt_meminfo_t m = meminfo_now();
-        mmt__format(expected, sizeof expected, &m, NULL, formats[i]);
-        assert_string_equal(written, expected);
+        size_t n = (size_t)mmt__format(expected, sizeof expected, &m, NULL, formats[i]);
+        if (formats[i] == MMT_FORMAT_JSON) n -= 2; /* "}\n": the machine's object comes first */
+        if (strncmp(written, expected, n) != 0)
+            fail_msg("expected the counters as before:\n%s\nin:\n%s", expected, written);
+        const char *rest = written + n;
         assert_null(strstr(written, "tag"));
+        if (formats[i] == MMT_FORMAT_TEXT) {
+            /* One line a part: cgroup, psi, system, in that order. */
+            const char *starts[] = {"cgroup v", "psi ", "system: total "};
+            const unsigned bits[] = {MMT_MACHINE_CGROUP, MMT_MACHINE_PSI, MMT_MACHINE_SYSTEM};
+            for (int k = 0; k < 3; k++) {
+                if (!(parts & bits[k])) continue;
+                if (strncmp(rest, starts[k], strlen(starts[k])) != 0)
+                    fail_msg("expected a line starting \"%s\" at:\n%s", starts[k], rest);
+                rest = strchr(rest, '\n') + 1;
+            }
+            assert_string_equal(rest, "");
+        } else if (formats[i] == MMT_FORMAT_JSON) {
+            assert_int_equal(strncmp(rest, ",\"machine\":{", 12), 0);
+            assert_contains(rest, "\"system\":{\"total\":");
+        } else {
+            assert_contains(rest, "# TYPE mmt_system_memory_total_bytes gauge\n");
+            if (parts & MMT_MACHINE_CGROUP) assert_contains(rest, "# TYPE mmt_cgroup_limit_bytes gauge\n");
+            if (parts & MMT_MACHINE_PSI) assert_contains(rest, "\nmmt_psi_some_avg10 ");
+        }
     }
+}
+
+/* The machine's figures in each format, from a recorded cgroup v2 tree whose every figure
+ * is known: exact, and parsed by Python's json and the Prometheus client. */
+static void test_export_machine_figures_in_each_format(void **state)
+{
+    (void)state;
+    mmt_machine_t mm;
+    assert_int_equal(mmt__machine_read_at(tree_path("tests/data/machine/v2-service"), &mm,
+                                          MMT_MACHINE_ALL),
+                     MMT_MACHINE_ALL);
+    char text[8192], json[8192], prom[16384], out[8192];
+    mmt__format_tags(text, sizeof text, &sample, NULL, NULL, 0, &mm, MMT_FORMAT_TEXT);
+    mmt__format_tags(json, sizeof json, &sample, NULL, NULL, 0, &mm, MMT_FORMAT_JSON);
+    mmt__format_tags(prom, sizeof prom, &sample, NULL, NULL, 0, &mm, MMT_FORMAT_PROMETHEUS);
+    char want[2048];
+    snprintf(want, sizeof want,
+             "\ncgroup v2 %s: current 73400320 B, max none, high 67108864 B, limit 536870912 B, "
+             "events high 17, max 2, oom 1, oom_kill 1\n"
+             "psi %s/memory.pressure: some avg10 1.50%%, avg60 0.75%%, avg300 0.10%%, total "
+             "123456 us; full avg10 0.50%%, avg60 0.25%%, avg300 0.05%%, total 65432 us\n"
+             "system: total 8241250304 B, available 5839192064 B\n",
+             mm.cgroup.path, mm.cgroup.path);
+    assert_contains(text, want);
+    python("import sys, json\n"
+           "d = json.load(sys.stdin)[\"machine\"]\n"
+           "c, p, s = d[\"cgroup\"], d[\"psi\"], d[\"system\"]\n"
+           "print(c[\"version\"], c[\"current\"], c[\"max\"], c[\"high\"], c[\"limit\"], "
+           "sorted(c[\"events\"].items()), c[\"path\"].endswith(\"app.service\"))\n"
+           "print(p[\"some10\"], p[\"full300\"], p[\"some_total\"], p[\"full_total\"], "
+           "p[\"source\"].endswith(\"memory.pressure\"))\n"
+           "print(s[\"total\"], s[\"available\"])\n",
+           json, out, sizeof out);
+    assert_contains(out, "2 73400320 None 67108864 536870912 [('high', 17), ('max', 2), "
+                         "('oom', 1), ('oom_kill', 1)] True\n");
+    assert_contains(out, "1.5 0.05 123456 65432 True\n");
+    assert_contains(out, "8241250304 5839192064\n");
+    python(parse_prometheus, prom, out, sizeof out);
+    assert_contains(out, "gauge mmt_cgroup_current_bytes 73400320.0\n");
+    assert_contains(out, "gauge mmt_cgroup_max_bytes inf\n");
+    assert_contains(out, "gauge mmt_cgroup_high_bytes 67108864.0\n");
+    assert_contains(out, "gauge mmt_cgroup_limit_bytes 536870912.0\n");
+    assert_contains(out, "counter mmt_cgroup_events_total 17.0\n");
+    assert_contains(out, "counter mmt_cgroup_events_total 1.0\n");
+    assert_contains(prom, "mmt_cgroup_events_total{event=\"oom_kill\"} 1\n");
+    assert_contains(out, "gauge mmt_psi_some_avg10 1.5\n");
+    assert_contains(out, "gauge mmt_psi_some_avg60 0.75\n");
+    assert_contains(out, "gauge mmt_psi_full_avg300 0.05\n");
+    assert_contains(out, "counter mmt_psi_some_stall_seconds_total 0.123456\n");
+    assert_contains(out, "counter mmt_psi_full_stall_seconds_total 0.065432\n");
+    assert_contains(out, "gauge mmt_system_memory_total_bytes 8241250304.0\n");
+    assert_contains(out, "gauge mmt_system_memory_available_bytes 5839192064.0\n");
+
+    /* A machine with none of it adds nothing; a cgroup alone, the cgroup alone. */
+    mmt_machine_t none = {0};
+    char bare[4096], plain[4096];
+    mmt__format(plain, sizeof plain, &sample, NULL, MMT_FORMAT_JSON);
+    mmt__format_tags(bare, sizeof bare, &sample, NULL, NULL, 0, &none, MMT_FORMAT_JSON);
+    assert_string_equal(bare, plain);
+    mmt_machine_t cg_only = {.cgroup = mm.cgroup};
+    mmt__format_tags(prom, sizeof prom, &sample, NULL, NULL, 0, &cg_only, MMT_FORMAT_PROMETHEUS);
+    assert_contains(prom, "mmt_cgroup_current_bytes 73400320\n");
+    assert_null(strstr(prom, "mmt_psi"));
+    assert_null(strstr(prom, "mmt_system"));
 }
 
 /* The tags of the test below, by index: their paths as Python spells them, and the bytes
@@ -295,7 +395,7 @@ static void test_export_tags_in_json_parse_with_pythons_json_module(void **state
              "for k in t:\n"
              "    if k in known: print(\"tag\", known.index(k), t[k][\"in_use\"], t[k][\"allocations\"],\n"
              "                         t[k][\"allocated\"] - t[k][\"freed\"] == t[k][\"in_use\"])\n"
-             "print(\"fields\", sorted(t[q]) == sorted(k for k in d if k != \"tags\"))\n"
+             "print(\"fields\", sorted(t[q]) == sorted(k for k in d if k not in (\"tags\", \"machine\")))\n"
              "print(\"lines\", text.count(chr(10)))\n",
              python_tags);
     python(program, written, out, sizeof out);
@@ -323,7 +423,7 @@ static void test_export_tags_in_prometheus_parse_with_the_official_client(void *
              "for f in parse(sys.stdin.buffer.read().decode(\"utf-8\")):\n"
              "    for s in f.samples:\n"
              "        tag = s.labels.get(\"tag\")\n"
-             "        if tag is None: print(f.type, s.name, \"-\", int(s.value))\n"
+             "        if tag is None: print(f.type, s.name, \"-\", s.value)\n"
              "        elif tag in known: print(f.type, s.name, known.index(tag), int(s.value))\n",
              python_tags);
     python(program, written, out, sizeof out);
@@ -401,7 +501,8 @@ static void test_export_tag_paths_order_as_the_tree(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_export_program_without_tags_gets_the_formats_as_before),
+        cmocka_unit_test(test_export_program_without_tags_gets_the_counters_then_the_machine),
+        cmocka_unit_test(test_export_machine_figures_in_each_format),
         cmocka_unit_test(test_export_text_and_json_are_exact),
         cmocka_unit_test(test_export_prometheus_parses_with_the_official_client),
         cmocka_unit_test(test_export_meminfo_write_gives_the_current_counters),
