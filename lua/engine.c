@@ -469,6 +469,80 @@ static void timer_evaluation(struct mmt_policy *p, bool rules)
     restore_cancel(cancel);
 }
 
+void mmt__policy_lock(struct mmt_policy *p)
+{
+    lock_engine(p);
+}
+
+void mmt__policy_unlock(struct mmt_policy *p)
+{
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Caller holds p->lock: pressure_due from the running policy's armed and firing rules. */
+static void pressure_due(struct mmt_policy *p)
+{
+    double due = INFINITY;
+    pstate_t *s = p->cur;
+    for (size_t i = 0; s && i < s->nrules; i++) {
+        const rule_t *r = &s->rules[i];
+        if (r->pressure && r->pressure_mode == MMT__PSI_ARMED && r->firing && !r->disabled &&
+            r->last_event + 2 * r->window < due)
+            due = r->last_event + 2 * r->window;
+    }
+    atomic_store_explicit(&p->pressure_due, due, memory_order_relaxed);
+}
+
+/* Caller holds p->lock: turns rule r of the running policy, on a snapshot of now. */
+static void turn_locked(struct mmt_policy *p, rule_t *r, bool fired)
+{
+    pstate_t *s = p->cur;
+    if (!mmt__stack_room()) return;
+    mmt_meminfo_t info;
+    mmt_meminfo(&info);
+    double now = mmt__now();
+    snapshot_t snap = {.info = info, .rate = rate_at(p, now, &info), .lua = (double)s->lua_bytes,
+                       .time = now, .rss = -1};
+    active_t frame;
+    enter(&frame, p, false, false);
+    mmt__rule_turn(s, r, &snap, fired);
+    leave(&frame);
+    mmt__backend.free(snap.tags);
+}
+
+void mmt__policy_pressure(struct mmt_policy *p, const char *name, bool fired, double when)
+{
+    int cancel = no_cancel();
+    lock_engine(p);
+    pstate_t *s = p->cur;
+    long i = s ? mmt__rule_find(s, name) : -1;
+    if (i >= 0 && s->rules[i].pressure && s->rules[i].pressure_mode == MMT__PSI_ARMED) {
+        rule_t *r = &s->rules[i];
+        if (fired) r->last_event = when;
+        if (r->firing != fired && !r->disabled) turn_locked(p, r, fired);
+        pressure_due(p);
+    }
+    pthread_mutex_unlock(&p->lock);
+    restore_cancel(cancel);
+}
+
+void mmt__policy_pressure_resolve(struct mmt_policy *p, double now)
+{
+    if (now < atomic_load_explicit(&p->pressure_due, memory_order_relaxed)) return;
+    int cancel = no_cancel();
+    lock_engine(p);
+    pstate_t *s = p->cur;
+    for (size_t i = 0; s && i < s->nrules; i++) {
+        rule_t *r = &s->rules[i];
+        if (r->pressure && r->pressure_mode == MMT__PSI_ARMED && r->firing && !r->disabled &&
+            now - r->last_event >= 2 * r->window)
+            turn_locked(p, r, false);
+    }
+    pressure_due(p);
+    pthread_mutex_unlock(&p->lock);
+    restore_cancel(cancel);
+}
+
 void mmt__policy_tick(struct mmt_policy *p)
 {
     timer_evaluation(p, true);
@@ -803,6 +877,12 @@ static int load_locked(struct mmt_policy *p, const char *path)
     switch_limits(p, s, old, "the policy no longer sets it");
     p->cur = s;
     atomic_store_explicit(&p->tasks_due, mmt__tasks_due(s, -INFINITY), memory_order_relaxed);
+    /* Its pressure rules wait for the thread to arm them; those it carried firing over
+     * resolve a while after the switch unless their trigger reports again. */
+    for (size_t i = 0; i < s->nrules; i++)
+        if (s->rules[i].pressure) s->rules[i].last_event = mmt__now();
+    pressure_due(p);
+    atomic_fetch_add(&p->pressure_generation, 1);
     pthread_mutex_unlock(&p->lock);
     mmt__thread_wake(p); /* its tasks' clocks started during the load: due before a tick */
     mmt__pstate_free(old);
@@ -1006,6 +1086,8 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
     mmt__samples_init(&p->in_use, 2 * p->window);
     atomic_init(&p->rate_now, 0.0);
     atomic_init(&p->tasks_due, INFINITY);
+    atomic_init(&p->pressure_due, INFINITY);
+    atomic_init(&p->pressure_generation, 0);
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->load_lock, NULL);
     pthread_mutex_init(&p->conf_lock, NULL);

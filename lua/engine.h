@@ -9,6 +9,7 @@
  *   module.c  the `mmt` Lua module (mmt.rule, mmt.every, mmt.log, ...)
  *   rules.c   evaluating rules and tasks against a snapshot
  *   thread.c  the timer and file watcher thread
+ *   pressure.c the kernel's pressure triggers (mmt.pressure, systemd's memory pressure watch)
  *   samples.c recent samples of in_use, for the rate (the process's, and the tags')
  *   lj.c      loading LuaJIT at run time (lj.h: the Lua API through a table)
  */
@@ -16,6 +17,7 @@
 #define MMT_LUA_ENGINE_H
 
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -79,6 +81,15 @@ typedef struct rule {
     bool tag_optional;    /* the tag may not exist yet: until it does, the rule does not hold */
     int tag;              /* the tag's id; -1 while an optional tag does not exist */
     unsigned tag_checked; /* mmt__tag_count() when a missing tag was last looked up */
+    /* A pressure rule (mmt.pressure, pressure.c): fired when the kernel's PSI trigger
+     * reports a stall of `above` percent of `window` seconds (some or full), resolved
+     * after a window with no report. Its metric is psi_some10 or psi_full10: where no
+     * trigger can be armed, it is that declarative rule, judged at each tick. */
+    int pressure;       /* 0: not one; MMT__PSI_SOME or MMT__PSI_FULL */
+    double window;      /* seconds */
+    int pressure_mode;  /* MMT__PSI_WAITING until the engine's thread has armed it (or
+                         * failed to): then MMT__PSI_ARMED or MMT__PSI_POLLING */
+    double last_event;  /* when its trigger last reported (monotonic seconds) */
     /* Evaluation state; carried over by name across reloads. */
     bool firing;
     double since;    /* when the condition started to hold while not firing; < 0: not holding */
@@ -182,6 +193,36 @@ typedef struct tag_rate {
     double rate; /* as of its newest sample */
     mmt__samples_t samples;
 } tag_rate_t;
+
+enum { MMT__PSI_SOME = 1, MMT__PSI_FULL = 2 };
+enum { MMT__PSI_WAITING, MMT__PSI_ARMED, MMT__PSI_POLLING };
+enum { MMT__PRESSURE_MAX = 16 }; /* pressure rules a policy may declare (a descriptor each) */
+
+/* One armed trigger: a PSI file written a threshold, or systemd's $MEMORY_PRESSURE_WATCH
+ * (a PSI file, a FIFO or a socket). The engine thread's own (pressure.c). */
+typedef struct trigger {
+    char rule[128];     /* the pressure rule it fires; "" for systemd's without a rule */
+    mmt__own_fd_t fd;
+    short events;       /* POLLPRI on a PSI file, POLLIN on a FIFO or socket */
+    bool systemd;       /* $MEMORY_PRESSURE_WATCH's */
+    double window;      /* systemd's without a rule: resolves (for the log) after this long */
+    double last;        /* its last report */
+} trigger_t;
+
+/* The engine thread's triggers (pressure.c). */
+typedef struct pressure {
+    trigger_t t[MMT__PRESSURE_MAX + 1];
+    size_t n;
+    unsigned generation;   /* the engine's pressure_generation they were armed for */
+    /* systemd's memory pressure protocol, as the environment gave it when the thread
+     * started: the path to watch ("" for none) and the bytes to write to it. */
+    char systemd_path[512];
+    unsigned char systemd_write[256];
+    size_t systemd_write_len;
+    bool systemd_claimed;  /* this engine holds the process's $MEMORY_PRESSURE_WATCH */
+    bool systemd_tried;    /* claimed and armed, or failed (said once): not tried again */
+    double systemd_trimmed; /* when the default action last trimmed */
+} pressure_t;
 
 /* How many folders the watcher watches at most: the policy path's own, then the folder
  * of each symlink's target on the way to the file. */
@@ -297,6 +338,14 @@ struct mmt_policy {
      * default), not to be taken by every process of a tree. */
     _Atomic unsigned inotify_delay_ms;
 
+    /* Pressure triggers (pressure.c): the thread arms those of the running policy when
+     * pressure_generation (bumped by each switch to a new policy) moves, and sleeps no
+     * later than pressure_due, when a firing pressure rule may resolve (written under
+     * `lock`). `pressure` is the thread's own. */
+    _Atomic unsigned pressure_generation;
+    _Atomic double pressure_due;
+    pressure_t pressure;
+
     /* The next reclaim report to log (core/reclaim.h): the engine's thread's own while it
      * runs, then mmt_policy_free's. */
     uint64_t reports_cursor;
@@ -408,6 +457,44 @@ long mmt__rule_find(const pstate_t *s, const char *name);
 bool mmt__rule_index(pstate_t *s);
 /* Makes the evaluation function (under a protected call, at load). */
 int mmt__rules_open(lua_State *L);
+
+/* The engine's lock, for the engine's thread (pressure.c), waiting for it as the timer
+ * does. */
+void mmt__policy_lock(struct mmt_policy *p);
+void mmt__policy_unlock(struct mmt_policy *p);
+/* The engine's thread: pressure rule `name` of the running policy, if it has one armed,
+ * had its trigger report at `when` (fired) or goes a window without (resolves). It fires
+ * or resolves if that changes its state: its code runs, and the event function is told. */
+void mmt__policy_pressure(struct mmt_policy *p, const char *name, bool fired, double when);
+/* The engine's thread: resolves the armed pressure rules a window past their last
+ * report, and sets pressure_due to when the next may. */
+void mmt__policy_pressure_resolve(struct mmt_policy *p, double now);
+
+/* rules.c: fires (fired) or resolves rule r of s now, outside an evaluation: its code,
+ * then the event function. Caller holds the engine's lock. */
+void mmt__rule_turn(pstate_t *s, rule_t *r, snapshot_t *snap, bool fired);
+
+/* pressure.c */
+/* True if this process may arm PSI triggers of any window (CAP_SYS_RESOURCE); without it
+ * Linux takes windows that are multiples of 2 s (6.4 and later), or none. */
+bool mmt__pressure_privileged(void);
+/* Reads systemd's $MEMORY_PRESSURE_WATCH and $MEMORY_PRESSURE_WRITE into p->pressure, on
+ * the thread that starts the engine's thread (the environment is not read from threads
+ * of the library's own). */
+void mmt__pressure_environment(struct mmt_policy *p);
+/* The engine's thread, at each wake: arms the running policy's pressure rules when the
+ * policy changed (and systemd's watch, the first time), closing the previous ones. */
+void mmt__pressure_sync(struct mmt_policy *p);
+/* The descriptors to poll, into fds (room for MMT__PRESSURE_MAX + 1); returns how many. */
+size_t mmt__pressure_fds(struct mmt_policy *p, struct pollfd *fds);
+/* After poll: the reports among fds (as mmt__pressure_fds gave them), handled. */
+void mmt__pressure_events(struct mmt_policy *p, const struct pollfd *fds, size_t n);
+/* Closes the triggers still the engine's (the thread is stopping, or in a child after
+ * fork, where they are the parent's too); with `forget_systemd`, gives systemd's watch
+ * back to the process. */
+void mmt__pressure_release(struct mmt_policy *p, bool forget_systemd);
+/* A path the tests arm triggers on instead of the PSI file (NULL: the real one). */
+extern const char *mmt__pressure_file_for_tests;
 
 /* thread.c */
 int mmt__thread_start(struct mmt_policy *p);

@@ -427,28 +427,30 @@ static const char *rule_tag(lua_State *L, const char *name, bool has_metric, rul
     return path;
 }
 
-static int l_rule(lua_State *L)
+/* The start of mmt.rule and mmt.pressure (`fn`): checks that a file is loading and the
+ * table at index 1 has a new rule's name (left at index 2, which keeps it alive) and only
+ * the fields listed. Returns the name. */
+static const char *rule_start(lua_State *L, pstate_t *s, const char *fn,
+                              const char *const fields[])
 {
-    pstate_t *s = mmt__pstate_of(L);
-    double t0 = mmt__now();
-    if (!s->loading) return luaL_error(L, "mmt.rule: rules are declared when the policy loads, "
-                                          "not from inside a rule or task");
+    if (!s->loading) luaL_error(L, "%s: rules are declared when the policy loads, not from "
+                                   "inside a rule or task", fn);
     if (!lua_istable(L, 1))
-        return luaL_error(L, "mmt.rule: expects a table, not a %s", luaL_typename(L, 1));
+        luaL_error(L, "%s: expects a table, not a %s", fn, luaL_typename(L, 1));
     lua_settop(L, 1);
 
     rule_field(L, "name");
     if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0)
-        return luaL_error(L, "mmt.rule: 'name' must be a non-empty string");
-    const char *name = lua_tostring(L, -1); /* kept alive on the stack at index 2 */
+        luaL_error(L, "%s: 'name' must be a non-empty string", fn);
+    const char *name = lua_tostring(L, -1);
 
     long dup = mmt__rule_find(s, name);
     if (dup >= 0)
-        return luaL_error(L, "rule \"%s\": a rule of that name is already declared at %s",
-                          name, s->rules[dup].where);
+        luaL_error(L, "rule \"%s\": a rule of that name is already declared at %s", name,
+                   s->rules[dup].where);
     if (s->nrules >= MMT__MAX_RULES)
-        return luaL_error(L, "rule \"%s\": too many rules: a policy may declare at most %d",
-                          name, MMT__MAX_RULES);
+        luaL_error(L, "rule \"%s\": too many rules: a policy may declare at most %d", name,
+                   MMT__MAX_RULES);
 
     /* Unknown fields are errors: a misspelt 'abvoe' must not pass as no threshold. */
     lua_pushnil(L);
@@ -456,13 +458,41 @@ static int l_rule(lua_State *L)
         lua_pop(L, 1);
         const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
         bool known = false;
-        for (const char *const *f = rule_fields; key && *f && !known; f++)
+        for (const char *const *f = fields; key && *f && !known; f++)
             known = strcmp(*f, key) == 0;
         if (!known) {
-            if (key) return luaL_error(L, "rule \"%s\": unknown field '%s'", name, key);
-            return luaL_error(L, "rule \"%s\": fields must be named", name);
+            if (key) luaL_error(L, "rule \"%s\": unknown field '%s'", name, key);
+            luaL_error(L, "rule \"%s\": fields must be named", name);
         }
     }
+    return name;
+}
+
+/* The end of mmt.rule and mmt.pressure: adds r, named `name`, to the policy. */
+static void rule_add(lua_State *L, pstate_t *s, rule_t r, const char *name, const char *tag_path)
+{
+    rule_t *rules = mmt__backend_grow(s->rules, &s->rules_cap, s->nrules, sizeof *rules, 8);
+    if (!rules) luaL_error(L, "mmt.rule: out of memory");
+    s->rules = rules;
+    /* caller_position may raise (it makes a Lua string); nothing C-side is held yet. */
+    r.where = caller_position(L);
+    r.name = mmt__backend_strdup(name);
+    r.tag_path = tag_path ? mmt__backend_strdup(tag_path) : NULL;
+    s->rules[s->nrules] = r;
+    if (!r.name || !r.where || (tag_path && !r.tag_path) || !mmt__rule_index(s)) {
+        mmt__backend.free(r.name);
+        mmt__backend.free(r.where);
+        mmt__backend.free(r.tag_path);
+        luaL_error(L, "mmt.rule: out of memory");
+    }
+    s->nrules++;
+}
+
+static int l_rule(lua_State *L)
+{
+    pstate_t *s = mmt__pstate_of(L);
+    double t0 = mmt__now();
+    const char *name = rule_start(L, s, "mmt.rule", rule_fields);
 
     rule_t r = {.when_ref = LUA_NOREF, .fire_ref = LUA_NOREF, .resolve_ref = LUA_NOREF,
                 .since = -1};
@@ -515,22 +545,63 @@ static int l_rule(lua_State *L)
     if (has_when) r.when_ref = function_field(L, name, "when", true);
     r.fire_ref = function_field(L, name, "fire", true);
     r.resolve_ref = function_field(L, name, "resolve", false);
+    rule_add(L, s, r, name, tag_path);
+    refund(s, t0);
+    return 0;
+}
 
-    rule_t *rules = mmt__backend_grow(s->rules, &s->rules_cap, s->nrules, sizeof *rules, 8);
-    if (!rules) return luaL_error(L, "mmt.rule: out of memory");
-    s->rules = rules;
-    /* caller_position may raise (it makes a Lua string); nothing C-side is held yet. */
-    r.where = caller_position(L);
-    r.name = mmt__backend_strdup(name);
-    r.tag_path = tag_path ? mmt__backend_strdup(tag_path) : NULL;
-    s->rules[s->nrules] = r;
-    if (!r.name || !r.where || (tag_path && !r.tag_path) || !mmt__rule_index(s)) {
-        mmt__backend.free(r.name);
-        mmt__backend.free(r.where);
-        mmt__backend.free(r.tag_path);
-        return luaL_error(L, "mmt.rule: out of memory");
-    }
-    s->nrules++;
+/* ---- mmt.pressure ----------------------------------------------------------------------- */
+
+static const char *const pressure_fields[] = {"name", "some", "full", "window", "fire",
+                                              "resolve", NULL};
+
+/* mmt.pressure { name = ..., some = 0.15 (or full = ...), window = 2, fire = ..., resolve = ... }:
+ * a rule fired by the kernel's PSI trigger (pressure.c). */
+static int l_pressure(lua_State *L)
+{
+    pstate_t *s = mmt__pstate_of(L);
+    double t0 = mmt__now();
+    const char *name = rule_start(L, s, "mmt.pressure", pressure_fields);
+    size_t npressure = 0;
+    for (size_t i = 0; i < s->nrules; i++) npressure += s->rules[i].pressure != 0;
+    if (npressure >= MMT__PRESSURE_MAX)
+        return luaL_error(L, "rule \"%s\": too many pressure rules: a policy may declare at "
+                             "most %d (a descriptor each)", name, MMT__PRESSURE_MAX);
+    rule_field(L, "some");
+    rule_field(L, "full");
+    bool some = !lua_isnil(L, -2), full = !lua_isnil(L, -1);
+    lua_pop(L, 2);
+    if (some == full)
+        return luaL_error(L, "rule \"%s\": give either 'some' or 'full' (the share of the "
+                             "window tasks stalled on memory, 0 to 1)", name);
+    const char *kind = some ? "some" : "full";
+    double share = number_field(L, name, kind, NAN);
+    double window = number_field(L, name, "window", 2);
+    if (!(share > 0 && share <= 1))
+        return luaL_error(L, "rule \"%s\": '%s' must be a share of the window above 0 and at "
+                             "most 1 (0.15 for 15%%), not %g", name, kind, share);
+    if (!(window >= 0.5 && window <= 10))
+        return luaL_error(L, "rule \"%s\": 'window' must be from 0.5 to 10 seconds (the "
+                             "kernel's range), not %g", name, window);
+    long window_ms = lround(window * 1000);
+    if (window_ms % 2000 != 0 && !mmt__pressure_privileged())
+        return luaL_error(L, "rule \"%s\": a window of %g s needs CAP_SYS_RESOURCE, which this "
+                             "process lacks (a root in a container often does too): without "
+                             "it Linux (6.4 and later) arms triggers whose window is a "
+                             "multiple of 2 s", name, window);
+    rule_t r = {.when_ref = LUA_NOREF, .fire_ref = LUA_NOREF, .resolve_ref = LUA_NOREF,
+                .since = -1, .pressure = some ? MMT__PSI_SOME : MMT__PSI_FULL,
+                .metric = some ? METRIC_PSI_SOME10 : METRIC_PSI_FULL10, .above = share * 100,
+                .below = share * 100, .window = window_ms / 1000.0,
+                .pressure_mode = MMT__PSI_WAITING};
+    lua_pushnil(L); /* where rule_tag leaves its field in mmt.rule */
+    r.fire_ref = function_field(L, name, "fire", true);
+    r.resolve_ref = function_field(L, name, "resolve", false);
+    rule_add(L, s, r, name, NULL);
+    if (!s->engine->thread_started)
+        mmt__policy_log(s->engine, MMT_LOG_WARN, "%s: rule \"%s\": pressure rules need the "
+                        "engine's thread (interval_ms or watch): this one never fires",
+                        s->rules[s->nrules - 1].where, name);
     refund(s, t0);
     return 0;
 }
@@ -983,6 +1054,7 @@ int mmt__open_module(lua_State *L)
         {"rule", l_rule},   {"every", l_every}, {"log", l_log},       {"bytes", l_bytes},
         {"call", l_call},   {"meminfo", l_meminfo}, {"format", l_format}, {"tags", l_tags},
         {"limit", l_limit}, {"reclaim", l_reclaim}, {"trim", l_trim},
+        {"pressure", l_pressure},
         {NULL, NULL},
     };
     lua_createtable(L, 0, 16);

@@ -134,8 +134,22 @@ static bool call_with_snapshot(pstate_t *s, snapshot_t *snap, int *slot, int ref
     return true;
 }
 
+void mmt__rule_turn(pstate_t *s, rule_t *r, snapshot_t *snap, bool fired)
+{
+    int top = lua_gettop(s->L), slot = 0;
+    r->firing = fired;
+    r->since = -1;
+    int ref = fired ? r->fire_ref : r->resolve_ref;
+    if (ref == LUA_NOREF || call_with_snapshot(s, snap, &slot, ref, false, r)) r->errors = 0;
+    lua_settop(s->L, top);
+    mmt__policy_event(s->engine, r->name, fired, snap);
+}
+
 static void evaluate_rule(pstate_t *s, rule_t *r, snapshot_t *snap, int *slot)
 {
+    /* A pressure rule is its trigger's to fire; judged here on its metric only where none
+     * could be armed, and then at ticks only, as that is what the log said. */
+    if (r->pressure && (r->pressure_mode != MMT__PSI_POLLING || mmt__inside_checkpoint())) return;
     bool holds;
     if (r->when_ref != LUA_NOREF) {
         if (!call_with_snapshot(s, snap, slot, r->when_ref, true, r)) return;

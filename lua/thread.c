@@ -358,6 +358,7 @@ static void *engine_thread(void *arg)
 
     for (;;) {
         if (atomic_load(&p->stopping)) break;
+        mmt__pressure_sync(p); /* the running policy's triggers, armed if it changed */
         bool changed = false;
         double now = mmt__now();
         unsigned delay = atomic_load(&p->inotify_delay_ms);
@@ -384,10 +385,11 @@ static void *engine_thread(void *arg)
         if (watch && !inotify_tried) sooner(&at, inotify_at);
         if (watch && w->generation == 0) sooner(&at, now + STAT_POLL_MS / 1000.0); /* no path yet */
         if (!wake_ok) sooner(&at, now + LOST_WAKE_POLL_MS / 1000.0);
+        sooner(&at, atomic_load(&p->pressure_due)); /* a pressure rule may resolve */
         if (changed) at = now; /* reload first, then wait */
         int timeout = at > now ? (int)ceil((at - now) * 1000) : 0;
 
-        struct pollfd fds[2];
+        struct pollfd fds[2 + MMT__PRESSURE_MAX + 1];
         nfds_t nfds = 0;
         int wake_at = -1, inotify_at_index = -1;
         if (wake_ok) {
@@ -398,9 +400,12 @@ static void *engine_thread(void *arg)
             inotify_at_index = (int)nfds;
             fds[nfds++] = (struct pollfd){.fd = w->in.fd, .events = POLLIN};
         }
+        size_t pressure_at = nfds, npressure = mmt__pressure_fds(p, fds + nfds);
+        nfds += npressure;
         int rc = poll(fds, nfds, timeout);
         if (rc < 0 && errno != EINTR) break;
         if (atomic_load(&p->stopping)) break;
+        if (rc > 0) mmt__pressure_events(p, fds + pressure_at, npressure);
         if (rc > 0 && wake_at >= 0 && fds[wake_at].revents && !drain_wake(p)) {
             mmt__policy_log(p, MMT_LOG_DEBUG, "the engine's wake-up descriptors %d and %d are no "
                             "longer its own (closed by the program?); it wakes every %d ms instead",
@@ -457,6 +462,7 @@ static void *engine_thread(void *arg)
          * made since, by policy code or by allocations. */
         mmt__policy_run_deferred(p);
         mmt__policy_reclaim_reports(p);
+        mmt__policy_pressure_resolve(p, mmt__now());
     }
     mmt__policy_end_deferred(p);
     return NULL;
@@ -489,6 +495,11 @@ int mmt__thread_start(struct mmt_policy *p)
         mmt__fd_release(&p->wake[1]);
     }
     atomic_store(&p->wake_lost, p->wake[0].fd < 0);
+    /* Pressure triggers: armed by the thread; systemd's environment read here. */
+    p->pressure.n = 0;
+    p->pressure.generation = 0;
+    p->pressure.systemd_tried = false;
+    mmt__pressure_environment(p);
     /* The thread is the library's: the host's signals go to the host's threads. It
      * inherits the mask in force at creation, so block everything around the call. */
     sigset_t all, old;
@@ -529,6 +540,7 @@ void mmt__thread_stop(struct mmt_policy *p, bool release)
     mmt__thread_wake(p);
     pthread_join(p->thread, NULL);
     p->thread_started = false;
+    mmt__pressure_release(p, true); /* a few descriptors, closed at once */
     if (!release) return;
     mmt__fd_release(&p->wake[0]);
     mmt__fd_release(&p->wake[1]);
@@ -547,6 +559,7 @@ void mmt__thread_restart_in_child(struct mmt_policy *p)
     mmt__fd_release(&p->wake[0]);
     mmt__fd_release(&p->wake[1]);
     watcher_release(&p->watcher);
+    mmt__pressure_release(p, false); /* the parent's triggers: the child arms its own */
     atomic_store(&p->inotify_delay_ms, MMT__INOTIFY_NEVER);
     if (mmt__thread_start(p) != 0)
         mmt__policy_log(p, MMT_LOG_ERROR, "after fork: cannot restart the timer thread; "
