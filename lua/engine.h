@@ -219,6 +219,7 @@ typedef struct pressure {
     char systemd_path[512];
     unsigned char systemd_write[256];
     size_t systemd_write_len;
+    char systemd_problem[160]; /* what was wrong with them, for the thread to say */
     bool systemd_claimed;  /* this engine holds the process's $MEMORY_PRESSURE_WATCH */
     bool systemd_tried;    /* claimed and armed, or failed (said once): not tried again */
     double systemd_trimmed; /* when the default action last trimmed */

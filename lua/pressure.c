@@ -103,21 +103,24 @@ void mmt__pressure_environment(struct mmt_policy *p)
 {
     pressure_t *ps = &p->pressure;
     ps->systemd_path[0] = '\0';
+    ps->systemd_problem[0] = '\0';
     ps->systemd_write_len = 0;
     const char *watch = getenv("MEMORY_PRESSURE_WATCH");
     if (!watch || !*watch || strcmp(watch, "/dev/null") == 0) return;
+    /* Said by the thread (sync_systemd): the engine's log function is not set yet. */
     if (strlen(watch) >= sizeof ps->systemd_path) {
-        mmt__policy_log(p, MMT_LOG_WARN, "$MEMORY_PRESSURE_WATCH is %zu bytes long, more than "
-                        "the %zu kept: not watched", strlen(watch), sizeof ps->systemd_path - 1);
+        snprintf(ps->systemd_problem, sizeof ps->systemd_problem, "$MEMORY_PRESSURE_WATCH is "
+                 "%zu bytes long, more than the %zu kept: not watched", strlen(watch),
+                 sizeof ps->systemd_path - 1);
         return;
     }
     const char *write_b64 = getenv("MEMORY_PRESSURE_WRITE");
     if (write_b64 && *write_b64) {
         long n = base64_decode(write_b64, ps->systemd_write, sizeof ps->systemd_write);
         if (n < 0) {
-            mmt__policy_log(p, MMT_LOG_WARN, "$MEMORY_PRESSURE_WRITE is not Base64 of at most "
-                            "%zu bytes: $MEMORY_PRESSURE_WATCH is not watched",
-                            sizeof ps->systemd_write);
+            snprintf(ps->systemd_problem, sizeof ps->systemd_problem, "$MEMORY_PRESSURE_WRITE "
+                     "is not Base64 of at most %zu bytes: $MEMORY_PRESSURE_WATCH is not watched",
+                     sizeof ps->systemd_write);
             return;
         }
         ps->systemd_write_len = (size_t)n;
@@ -254,6 +257,10 @@ static void close_trigger(trigger_t *t)
 static void sync_systemd(struct mmt_policy *p)
 {
     pressure_t *ps = &p->pressure;
+    if (ps->systemd_problem[0]) {
+        mmt__policy_log(p, MMT_LOG_WARN, "%s", ps->systemd_problem);
+        ps->systemd_problem[0] = '\0';
+    }
     if (ps->systemd_tried || !ps->systemd_path[0]) return;
     ps->systemd_tried = true;
     struct mmt_policy *none = NULL;

@@ -1,0 +1,423 @@
+/*
+ * Pressure rules (mmt.pressure) and systemd's memory pressure watch: what a load refuses,
+ * a trigger armed on this machine's real PSI file, real memory pressure (a process
+ * thrashing a file inside a small cgroup of the test's own) firing a rule through the
+ * kernel's report and through the polling that stands in where no trigger can be armed,
+ * and $MEMORY_PRESSURE_WATCH as a FIFO, a socket and a PSI file.
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "cgrouputil.h"
+#include "engine.h"
+#include "mmt/policy.h"
+#include "policyutil.h"
+
+#define MiB ((size_t)1 << 20)
+
+static mmt_policy_options_t timer_opts = {.interval_ms = 100};
+
+/* ---- Loading ------------------------------------------------------------------------------ */
+
+static void test_pressure_rules_load_errors(void **state)
+{
+    (void)state;
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = new_engine(&timer_opts, log);
+    const load_error_case_t cases[] = {
+        {"mmt.pressure { name = 'p', fire = f }", ":3: rule \"p\": give either 'some' or 'full'"},
+        {"mmt.pressure { name = 'p', some = 0.1, full = 0.1, fire = f }",
+         "give either 'some' or 'full'"},
+        {"mmt.pressure { name = 'p', some = 0, fire = f }", "'some' must be a share of the window "
+                                                            "above 0 and at most 1"},
+        {"mmt.pressure { name = 'p', full = 1.5, fire = f }", "'full' must be a share"},
+        {"mmt.pressure { name = 'p', some = 'x', fire = f }", "'some' must be a number, not a string"},
+        {"mmt.pressure { name = 'p', some = 0.1, window = 0.2, fire = f }",
+         "'window' must be from 0.5 to 10 seconds"},
+        {"mmt.pressure { name = 'p', some = 0.1, window = 12, fire = f }", "not 12"},
+        {"mmt.pressure { name = 'p', some = 0.1 }", "rule \"p\": 'fire' is missing (a function)"},
+        {"mmt.pressure { name = 'p', some = 0.1, fire = f, thershold = 1 }",
+         "rule \"p\": unknown field 'thershold'"},
+        {"mmt.pressure { some = 0.1, fire = f }", "mmt.pressure: 'name' must be a non-empty string"},
+        {"mmt.rule { name = 'p', metric = 'in_use', above = 1, fire = f }\n"
+         "mmt.pressure { name = 'p', some = 0.1, fire = f }",
+         ":4: rule \"p\": a rule of that name is already declared at"},
+        {"for i = 1, 17 do mmt.pressure { name = 'p' .. i, some = 0.1, fire = f } end",
+         "too many pressure rules: a policy may declare at most 16"},
+        {"mmt.every(1, function() mmt.pressure { name = 'late', some = 0.1, fire = f } end)\n"
+         "error('stop')", ":4: stop"},
+    };
+    expect_load_errors(p, policy_path("bad.lua"), cases, sizeof cases / sizeof cases[0]);
+    /* From a task, after the load: an error of that task. */
+    load_text(p, "late.lua",
+              "local mmt = require 'mmt'\n"
+              "mmt.every(0.05, function() mmt.pressure { name = 'late', some = 0.1, fire = print } end)\n");
+    assert_true(wait_for_log(log, "mmt.pressure: rules are declared when the policy loads", 3000));
+    mmt_policy_free(p);
+    free_log(log);
+}
+
+/* A window that is not a multiple of 2 s needs CAP_SYS_RESOURCE: refused without it,
+ * naming the capability; taken with it. */
+static void test_pressure_window_needs_the_capability_or_two_seconds(void **state)
+{
+    (void)state;
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = new_engine(&timer_opts, log);
+    const char *path = policy_path("window.lua");
+    write_in_place(path, "local mmt = require 'mmt'\n"
+                         "mmt.pressure { name = 'p', some = 0.1, window = 1, fire = print }\n");
+    int rc = mmt_policy_load(p, path);
+    if (mmt__pressure_privileged()) {
+        print_message("this process has CAP_SYS_RESOURCE: any window from 0.5 to 10 s loads\n");
+        assert_int_equal(rc, 0);
+    } else {
+        assert_int_equal(rc, MMT_ELOAD);
+        assert_contains(mmt_policy_error(p), ":2: rule \"p\": a window of 1 s needs "
+                                             "CAP_SYS_RESOURCE, which this process lacks");
+        assert_contains(mmt_policy_error(p), "multiple of 2 s");
+    }
+    load_text(p, "four.lua", "local mmt = require 'mmt'\n"
+                             "mmt.pressure { name = 'p', full = 0.5, window = 4, fire = print }\n");
+    mmt_policy_free(p);
+    free_log(log);
+}
+
+static void test_pressure_rule_without_the_engines_thread_says_so(void **state)
+{
+    (void)state;
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = new_engine(NULL, log); /* no timer, no watch: no thread */
+    load_text(p, "nothread.lua", "local mmt = require 'mmt'\n"
+                                 "mmt.pressure { name = 'p', some = 0.1, fire = print }\n");
+    assert_logged(log, "nothread.lua:2: rule \"p\": pressure rules need the engine's thread "
+                       "(interval_ms or watch): this one never fires");
+    mmt_policy_free(p);
+    free_log(log);
+}
+
+/* ---- A real trigger ------------------------------------------------------------------------- */
+
+#define SKIP_WITHOUT_PSI()                                                                 \
+    do {                                                                                   \
+        mmt_machine_t m_;                                                                  \
+        if (!(mmt_machine_read(&m_, MMT_MACHINE_PSI) & MMT_MACHINE_PSI)) {                 \
+            print_message("skipped: this kernel has no PSI (/proc/pressure/memory)\n");    \
+            skip();                                                                        \
+        }                                                                                  \
+    } while (0)
+
+static const char pressure_policy[] =
+    "local mmt = require 'mmt'\n"
+    "mmt.pressure { name = 'squeeze', some = %g, window = 2,\n"
+    "  fire = function(m) mmt.log('warn', 'squeeze fired, some10 %%s', m.psi and m.psi.some10) end,\n"
+    "  resolve = function(m) mmt.log('info', 'squeeze resolved') end }\n";
+
+/* Arms a trigger on the machine's PSI file (a 2 s window, which a process without
+ * CAP_SYS_RESOURCE may), with the file m.psi names; a reload arms the new one and closes
+ * the old; freeing the engine closes it. */
+static void test_pressure_trigger_is_armed_on_the_psi_file(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PSI();
+    mmt_machine_t m;
+    mmt_machine_read(&m, MMT_MACHINE_PSI);
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = new_engine(&timer_opts, log);
+    char text[1024];
+    snprintf(text, sizeof text, pressure_policy, 0.5);
+    load_text(p, "armed.lua", text);
+    char want[400];
+    snprintf(want, sizeof want, "pressure rule \"squeeze\": trigger armed on %s", m.psi.source);
+    if (!wait_for_log(log, want, 3000)) {
+        log_dump(log);
+        fail_msg("no \"%s\"", want);
+    }
+    assert_int_equal(log_level_count(log, MMT_LOG_WARN), 0);
+    /* The descriptor is the engine's: high, close-on-exec, on the PSI file. */
+    char link[64], target[300];
+    int found = 0;
+    for (int fd = MMT__HIGH_FD; fd < MMT__HIGH_FD + 64; fd++) {
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n <= 0) continue;
+        target[n] = '\0';
+        if (strcmp(target, m.psi.source) == 0) {
+            found++;
+            assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        }
+    }
+    assert_int_equal(found, 1);
+    snprintf(text, sizeof text, pressure_policy, 0.6);
+    load_text(p, "armed.lua", text);
+    assert_true(wait_for_log(log, "policy reloaded", 3000));
+    for (int i = 0; i < 100 && log_count(log, want) < 2; i++) sleep_ms(10);
+    assert_int_equal(log_count(log, want), 2);
+    mmt_policy_free(p);
+    found = 0;
+    for (int fd = MMT__HIGH_FD; fd < MMT__HIGH_FD + 64; fd++) {
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0 && (target[n] = '\0', strcmp(target, m.psi.source) == 0)) found++;
+    }
+    assert_int_equal(found, 0);
+    free_log(log);
+}
+
+/* A process that thrashes: in cgroup cg (limited to 32 MiB), it writes a 128 MiB file and
+ * reads it at random through a mapping for `seconds`, so that its pages are read back
+ * from the disk again and again: tasks stall on memory, which PSI reports. */
+static pid_t start_thrashing(const test_cgroup_t *cg, const char *file, double seconds)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid) return pid;
+    if (cg_join(cg, 0) != 0) _exit(3);
+    size_t size = 128 * MiB;
+    int fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) _exit(4);
+    static char chunk[1 << 20];
+    for (size_t i = 0; i < sizeof chunk; i++) chunk[i] = (char)(i * 7);
+    for (size_t done = 0; done < size; done += sizeof chunk)
+        if (write(fd, chunk, sizeof chunk) != (ssize_t)sizeof chunk) _exit(5);
+    fsync(fd);
+    volatile unsigned char *map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) _exit(6);
+    unsigned x = 12345, sum = 0;
+    double end = now_seconds() + seconds;
+    while (now_seconds() < end)
+        for (int i = 0; i < 1000; i++) {
+            x = x * 1103515245u + 12345u;
+            sum += map[(size_t)(x >> 4) % (size / 4096) * 4096];
+        }
+    _exit(sum == 0xdeadbeef ? 7 : 0);
+}
+
+/* Real memory pressure fires a pressure rule through the kernel's report (engine a), and
+ * a rule whose trigger could not be armed through polling avg10 at its ticks (engine b,
+ * pointed at a file that does not exist); both resolve once it is over. */
+static void test_pressure_real_stall_fires_and_resolves(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PSI();
+    test_cgroup_t cg;
+    char why[1200];
+    if (cg_make(&cg, 32 * MiB, why, sizeof why) != 0) {
+        print_message("skipped: no pressure can be made here: %s\n", why);
+        skip();
+    }
+    captured_log_t *la = new_log(), *lb = new_log();
+    mmt__pressure_file_for_tests = "/nonexistent/memory.pressure";
+    mmt_policy_t *b = new_engine(&timer_opts, lb);
+    char text[1024];
+    snprintf(text, sizeof text, pressure_policy, 0.005);
+    load_text(b, "polled.lua", text);
+    assert_true(wait_for_log(lb, "pressure rule \"squeeze\": cannot arm a PSI trigger on "
+                                 "/nonexistent/memory.pressure: No such file or directory; it "
+                                 "is judged at each tick instead (some10 above 0.5%)", 3000));
+    mmt__pressure_file_for_tests = NULL;
+    mmt_policy_t *a = new_engine(&timer_opts, la);
+    snprintf(text, sizeof text, pressure_policy, 0.02);
+    load_text(a, "armed.lua", text);
+    assert_true(wait_for_log(la, "trigger armed on", 3000));
+    /* The machine may be under pressure already (other work): start from quiet. */
+    char file[256];
+    snprintf(file, sizeof file, "%s/thrash.bin", test_dir);
+    double t0 = now_seconds();
+    pid_t hog = start_thrashing(&cg, file, 30);
+    bool fired = wait_for_log(la, "squeeze fired", 30000);
+    double fired_after = now_seconds() - t0;
+    bool polled = wait_for_log(lb, "squeeze fired", 15000);
+    kill(hog, SIGKILL);
+    int status;
+    waitpid(hog, &status, 0);
+    unlink(file);
+    mmt_machine_t m;
+    mmt_machine_read(&m, MMT_MACHINE_PSI);
+    print_message("some10 %.2f%% after the stall; the report came %.1f s after it began\n",
+                  m.psi.some10, fired_after);
+    if (!fired || !polled) {
+        print_message("engine a:\n");
+        log_dump(la);
+        print_message("engine b:\n");
+        log_dump(lb);
+    }
+    assert_true(fired);
+    assert_true(polled);
+    /* Over: a window with no report after the last resolves the armed rule; the polled
+     * one waits for avg10 to decay under 0.5%, which takes longer. */
+    assert_true(wait_for_log(la, "squeeze resolved", 60000));
+    mmt_policy_free(a);
+    mmt_policy_free(b);
+    cg_remove(&cg);
+    free_log(la);
+    free_log(lb);
+}
+
+/* ---- systemd's watch ------------------------------------------------------------------------ */
+
+/* Base64 of "some 100000 2000000" with its NUL, as systemd writes it. */
+static const char trigger_b64[] = "c29tZSAxMDAwMDAgMjAwMDAwMAA=";
+
+static mmt_policy_t *engine_with_watch(const char *watch, const char *write_b64,
+                                       captured_log_t *log)
+{
+    setenv("MEMORY_PRESSURE_WATCH", watch, 1);
+    if (write_b64) setenv("MEMORY_PRESSURE_WRITE", write_b64, 1);
+    else unsetenv("MEMORY_PRESSURE_WRITE");
+    mmt_policy_t *p = new_engine(&timer_opts, log);
+    unsetenv("MEMORY_PRESSURE_WATCH");
+    unsetenv("MEMORY_PRESSURE_WRITE");
+    return p;
+}
+
+/* A FIFO: the engine writes the decoded bytes into it and drops them, then each byte
+ * written is a report; with no rule "memory-pressure", a trim and a log line, at most once
+ * a second. */
+static void test_systemd_watch_on_a_fifo_trims_by_default(void **state)
+{
+    (void)state;
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s/pressure.fifo", test_dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = engine_with_watch(fifo, trigger_b64, log);
+    load_text(p, "none.lua", "local mmt = require 'mmt'\n");
+    char want[400];
+    snprintf(want, sizeof want, "memory pressure: watching $MEMORY_PRESSURE_WATCH=%s", fifo);
+    assert_true(wait_for_log(log, want, 3000));
+    sleep_ms(300);
+    assert_int_equal(log_count(log, "memory pressure reported"), 0); /* its own bytes: dropped */
+    int w = open(fifo, O_WRONLY | O_NONBLOCK);
+    assert_true(w >= 0);
+    assert_int_equal(write(w, "x", 1), 1);
+    snprintf(want, sizeof want, "memory pressure reported by $MEMORY_PRESSURE_WATCH (%s), and "
+                                "no rule \"memory-pressure\": trimmed, ", fifo);
+    assert_true(wait_for_log(log, want, 3000));
+    /* A burst within a second: one trim. */
+    for (int i = 0; i < 20; i++) assert_int_equal(write(w, "y", 1), 1);
+    sleep_ms(500);
+    assert_int_equal(log_count(log, want), 1);
+    close(w);
+    mmt_policy_free(p);
+    unlink(fifo);
+    free_log(log);
+}
+
+/* A socket: the engine connects, writes the decoded trigger, and a byte from the service
+ * manager's end fires the policy's rule "memory-pressure", which a window later resolves;
+ * the manager closing its end is said, and the engine goes on. */
+static void test_systemd_watch_on_a_socket_fires_the_memory_pressure_rule(void **state)
+{
+    (void)state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/pressure.sock", test_dir);
+    int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    assert_true(strlen(path) < sizeof addr.sun_path);
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    assert_int_equal(bind(listener, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(listener, 4), 0);
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = engine_with_watch(path, trigger_b64, log);
+    load_text(p, "mp.lua",
+              "local mmt = require 'mmt'\n"
+              "mmt.pressure { name = 'memory-pressure', some = 0.1, window = 2,\n"
+              "  fire = function(m) mmt.log('warn', 'mp fired') end,\n"
+              "  resolve = function(m) mmt.log('info', 'mp resolved') end }\n");
+    int conn = accept(listener, NULL, NULL);
+    assert_true(conn >= 0);
+    char got[64] = {0};
+    struct timeval tv = {3, 0};
+    setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t n = 0;
+    while (n < 20) {
+        ssize_t k = read(conn, got + n, sizeof got - (size_t)n);
+        if (k <= 0) break;
+        n += k;
+    }
+    assert_int_equal(n, 20);
+    assert_memory_equal(got, "some 100000 2000000", 20); /* with its NUL */
+    double t0 = now_seconds();
+    assert_int_equal(write(conn, "!", 1), 1);
+    assert_true(wait_for_log(log, "mp fired", 3000));
+    assert_true(wait_for_log(log, "mp resolved", 8000));
+    double took = log_time(log, "mp resolved") - t0;
+    print_message("resolved %.2f s after the report\n", took);
+    assert_true(took >= 3.9 && took < 6); /* two windows of 2 s after it */
+    assert_int_equal(log_count(log, "memory pressure reported"), 0); /* no default trim */
+    close(conn);
+    assert_true(wait_for_log(log, "no longer watched", 3000));
+    mmt_policy_free(p);
+    close(listener);
+    unlink(path);
+    free_log(log);
+}
+
+/* The PSI file itself, as systemd hands a service its cgroup's: armed with the bytes given;
+ * "/dev/null" turns the watch off; only the first engine of a process takes it. */
+static void test_systemd_watch_on_a_psi_file_and_dev_null(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PSI();
+    mmt_machine_t m;
+    mmt_machine_read(&m, MMT_MACHINE_PSI);
+    captured_log_t *l1 = new_log(), *l2 = new_log(), *l3 = new_log();
+    mmt_policy_t *a = engine_with_watch(m.psi.source, trigger_b64, l1);
+    load_text(a, "a.lua", "local mmt = require 'mmt'\n");
+    char want[400];
+    snprintf(want, sizeof want, "memory pressure: watching $MEMORY_PRESSURE_WATCH=%s",
+             m.psi.source);
+    assert_true(wait_for_log(l1, want, 3000));
+    assert_int_equal(log_level_count(l1, MMT_LOG_WARN), 0);
+    mmt_policy_t *b = engine_with_watch(m.psi.source, trigger_b64, l2);
+    load_text(b, "b.lua", "local mmt = require 'mmt'\n");
+    assert_true(wait_for_log(l2, "$MEMORY_PRESSURE_WATCH is watched by another engine", 3000));
+    mmt_policy_t *c = engine_with_watch("/dev/null", NULL, l3);
+    load_text(c, "c.lua", "local mmt = require 'mmt'\n");
+    sleep_ms(300);
+    assert_int_equal(log_count(l3, "MEMORY_PRESSURE"), 0);
+    mmt_policy_free(c);
+    mmt_policy_free(b);
+    /* Once the first is freed, the watch is free for the next engine. */
+    mmt_policy_free(a);
+    captured_log_t *l4 = new_log();
+    mmt_policy_t *d = engine_with_watch(m.psi.source, "not base64!", l4);
+    load_text(d, "d.lua", "local mmt = require 'mmt'\n");
+    assert_true(wait_for_log(l4, "$MEMORY_PRESSURE_WRITE is not Base64", 3000));
+    mmt_policy_free(d);
+    mmt_policy_t *e = engine_with_watch("/nonexistent/memory.pressure", NULL, l4);
+    load_text(e, "e.lua", "local mmt = require 'mmt'\n");
+    assert_true(wait_for_log(l4, "$MEMORY_PRESSURE_WATCH=/nonexistent/memory.pressure cannot "
+                                 "be watched: No such file or directory", 3000));
+    mmt_policy_free(e);
+    free_log(l1);
+    free_log(l2);
+    free_log(l3);
+    free_log(l4);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pressure_rules_load_errors),
+        cmocka_unit_test(test_pressure_window_needs_the_capability_or_two_seconds),
+        cmocka_unit_test(test_pressure_rule_without_the_engines_thread_says_so),
+        cmocka_unit_test(test_pressure_trigger_is_armed_on_the_psi_file),
+        cmocka_unit_test(test_systemd_watch_on_a_fifo_trims_by_default),
+        cmocka_unit_test(test_systemd_watch_on_a_socket_fires_the_memory_pressure_rule),
+        cmocka_unit_test(test_systemd_watch_on_a_psi_file_and_dev_null),
+        cmocka_unit_test(test_pressure_real_stall_fires_and_resolves),
+    };
+    return cmocka_run_group_tests(tests, make_test_dir, remove_test_dir);
+}
