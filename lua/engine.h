@@ -10,6 +10,7 @@
  *   rules.c   evaluating rules and tasks against a snapshot
  *   thread.c  the timer and file watcher thread
  *   samples.c recent samples of in_use, for the rate (the process's, and the tags')
+ *   trend.c   the least-squares trend of in_use over a window, for m.eta and m.predict
  *   lj.c      loading LuaJIT at run time (lj.h: the Lua API through a table)
  */
 #ifndef MMT_LUA_ENGINE_H
