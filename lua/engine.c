@@ -296,10 +296,12 @@ bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *o
  * truth. Every evaluation reads the same samples, so each gets a full span.
  */
 
-/* Caller holds p->lock. */
+/* Caller holds p->lock. Also adds the evaluation's sample to the trend (m.eta, m.predict),
+ * which every evaluation feeds through here. */
 static double rate_at(struct mmt_policy *p, double now, const mmt_meminfo_t *info)
 {
     mmt__samples_add(&p->in_use, now, (double)info->in_use);
+    mmt__trend_add(&p->trend, now, (double)info->in_use);
     double rate = 0, span; /* 0 until the samples reach back half a window */
     mmt__samples_rate(&p->in_use, p->window, &rate, &span);
     atomic_store_explicit(&p->rate_now, rate, memory_order_relaxed);
@@ -541,6 +543,23 @@ void mmt__policy_pressure_resolve(struct mmt_policy *p, double now)
     pressure_due(p);
     pthread_mutex_unlock(&p->lock);
     restore_cancel(cancel);
+}
+
+void mmt__policy_trend(pstate_t *s, double *level, double *slope)
+{
+    struct mmt_policy *p = s->engine;
+    const snapshot_t *e = s->evaluating;
+    /* The evaluation's time, which its sample has: the line is read where the engine's
+     * clock stood, whatever that clock is. */
+    double now = e ? e->time : mmt__now();
+    if (s->loading) lock_engine(p);
+    bool line = mmt__trend_fit(&p->trend, now, level, slope);
+    if (s->loading) pthread_mutex_unlock(&p->lock);
+    if (line) return;
+    mmt_meminfo_t info;
+    if (!e) mmt_meminfo(&info);
+    *level = (double)(e ? e->info.in_use : info.in_use);
+    *slope = 0;
 }
 
 void mmt__policy_tick(struct mmt_policy *p)
@@ -1084,6 +1103,8 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
         p->opts.evaluation_ms = p->opts.budget_ms > UINT_MAX / 2 ? UINT_MAX : 2 * p->opts.budget_ms;
     p->window = p->opts.interval_ms ? p->opts.interval_ms / 1000.0 : 1.0;
     mmt__samples_init(&p->in_use, 2 * p->window);
+    if (!p->opts.trend_window_s) p->opts.trend_window_s = MMT__DEFAULT_TREND_WINDOW_S;
+    mmt__trend_init(&p->trend, p->opts.trend_window_s);
     atomic_init(&p->rate_now, 0.0);
     atomic_init(&p->tasks_due, INFINITY);
     atomic_init(&p->pressure_due, INFINITY);

@@ -11,6 +11,7 @@
  *   thread.c  the timer and file watcher thread
  *   pressure.c the kernel's pressure triggers (mmt.pressure, systemd's memory pressure watch)
  *   samples.c recent samples of in_use, for the rate (the process's, and the tags')
+ *   trend.c   the least-squares trend of in_use over a window, for m.eta and m.predict
  *   lj.c      loading LuaJIT at run time (lj.h: the Lua API through a table)
  */
 #ifndef MMT_LUA_ENGINE_H
@@ -34,10 +35,12 @@
 #include "samples.h"
 #include "sys.h"
 #include "tags.h"
+#include "trend.h"
 
 #define MMT__DEFAULT_LUA_LIMIT ((size_t)64 << 20)
 #define MMT__DEFAULT_BUDGET_MS 100u
 #define MMT__DEFAULT_CHECKPOINT ((size_t)1 << 20)
+#define MMT__DEFAULT_TREND_WINDOW_S 60u
 #define MMT__MAX_POLICY_BYTES ((size_t)4 << 20) /* a larger file is refused */
 #define MMT__MAX_ERRORS 3                       /* consecutive errors that disable a rule */
 #define MMT__MAX_RULES 65536                    /* rules one policy may declare */
@@ -273,8 +276,8 @@ extern _Atomic unsigned mmt__watch_check_ms;
 struct mmt_policy {
     mmt_policy_options_t opts; /* with defaults filled in */
 
-    /* lock serialises all Lua execution and protects: cur, the samples of in_use, and
-     * every rule's and task's state. A checkpoint only try-locks it. */
+    /* lock serialises all Lua execution and protects: cur, the samples of in_use and its
+     * trend, and every rule's and task's state. A checkpoint only try-locks it. */
     pthread_mutex_t lock;
     /* Threads waiting for `lock` in pthread_mutex_lock (the timer, a load, a fork, free):
      * checkpoints leave it to them rather than take it first again and again. */
@@ -282,6 +285,8 @@ struct mmt_policy {
     pstate_t *cur;
     mmt__samples_t in_use; /* one at every evaluation, for the rate */
     double window;         /* the rate's, in seconds: the interval, or 1 without a timer */
+    mmt__trend_t trend;    /* in_use at every evaluation, for m.eta and m.predict; over
+                            * opts.trend_window_s. A reload keeps it, as it keeps in_use */
     /* The tags whose rate is followed, at most MMT__TAG_RATES_MAX, for the engine's life
      * (a reload keeps them, as it keeps the samples of in_use); tag_rate_of[tag] is the
      * index in tag_rates + 1, 0 for a tag not followed. Also under `lock`. */
@@ -411,6 +416,12 @@ void mmt__policy_run_deferred(struct mmt_policy *p);
  * it (mmt__policy_defer says there is no thread), and what waits is not run, which the
  * log says. */
 void mmt__policy_end_deferred(struct mmt_policy *p);
+/* Policy code (an evaluation's, or its file's as it loads): the trend of in_use at the
+ * evaluation's time, or now outside one (mmt__trend_fit), as the line's *level then and
+ * its *slope per second. Without a line (fewer than 2 samples in the window, or all at one
+ * time) the current in_use, the evaluation's, and a slope of 0. While the file loads,
+ * when policy code runs without p->lock, this takes it. */
+void mmt__policy_trend(pstate_t *s, double *level, double *slope);
 void mmt__policy_tick(struct mmt_policy *p);  /* timer: the rules and the tasks due */
 void mmt__policy_run_tasks(struct mmt_policy *p); /* timer: the tasks due, not the rules */
 /* A backend copy of the path, or NULL; with the file's identity when it was last read. */

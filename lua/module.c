@@ -220,13 +220,53 @@ static void push_machine(lua_State *L, unsigned part)
     }
 }
 
+/* The argument of m.eta or m.predict (`fn`), which says `what` it must be: the first, or
+ * the second when called as a method (m:eta(limit)), whose first is the snapshot. A
+ * number, nan not: it would come back as an answer that compares false with everything. */
+static double trend_arg(lua_State *L, const char *fn, const char *what)
+{
+    int arg = lua_istable(L, 1) ? 2 : 1;
+    if (lua_type(L, arg) != LUA_TNUMBER)
+        luaL_error(L, "%s: %s must be a number, not %s%s", fn, what,
+                   lua_isnone(L, arg) ? "" : "a ",
+                   lua_isnone(L, arg) ? "nothing" : luaL_typename(L, arg));
+    double v = lua_tonumber(L, arg);
+    if (isnan(v)) luaL_error(L, "%s: %s must be a number, not nan", fn, what);
+    return v;
+}
+
+/* m.eta(limit): seconds until in_use reaches `limit` bytes at its trend (engine.h,
+ * mmt__policy_trend); math.huge when it is not rising. */
+static int l_eta(lua_State *L)
+{
+    double limit = trend_arg(L, "m.eta", "the limit (bytes)"), level, slope;
+    mmt__policy_trend(mmt__pstate_of(L), &level, &slope);
+    lua_pushnumber(L, mmt__trend_eta(level, slope, limit));
+    return 1;
+}
+
+/* m.predict(seconds): in_use expected `seconds` after the evaluation's time, on its trend. */
+static int l_predict(lua_State *L)
+{
+    double ahead = trend_arg(L, "m.predict", "the time ahead (seconds)"), level, slope;
+    mmt__policy_trend(mmt__pstate_of(L), &level, &slope);
+    lua_pushnumber(L, mmt__trend_predict(level, slope, ahead));
+    return 1;
+}
+
 /* Snapshots compute `rss` and `tags` on first use: reading rss is a system call, and the
  * tags a walk of every thread's counts, which most rules never need. Each is then kept in
  * the table, for the rest of the evaluation. `limit`, the process's (the root's) as m.tags
- * has the tags', is read at each use: nil for none. */
+ * has the tags', is read at each use: nil for none. `eta` and `predict` are the functions
+ * l_eta and l_predict, this closure's upvalues: one of each for the state, never made
+ * again, for they read the engine's trend, not the snapshot's table. */
 static int l_snapshot_index(lua_State *L)
 {
     const char *key = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+    if (key && (strcmp(key, "eta") == 0 || strcmp(key, "predict") == 0)) {
+        lua_pushvalue(L, lua_upvalueindex(key[0] == 'e' ? 1 : 2));
+        return 1;
+    }
     if (key && strcmp(key, "limit") == 0) {
         uint64_t limit = mmt_limit_get(MMT_TAG_ROOT);
         if (!limit) return 0;
@@ -286,7 +326,9 @@ void mmt__push_snapshot(pstate_t *s, snapshot_t *snap)
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         lua_createtable(L, 0, 1);
-        lua_pushcfunction(L, l_snapshot_index);
+        lua_pushcfunction(L, l_eta);
+        lua_pushcfunction(L, l_predict);
+        lua_pushcclosure(L, l_snapshot_index, 2);
         lua_setfield(L, -2, "__index");
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, "mmt.snapshot");

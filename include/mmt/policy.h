@@ -32,6 +32,27 @@
  * the checkpoint distance): then it reaches back to the last evaluation before.
  * mmt.meminfo() gives the rate of the engine's last evaluation.
  *
+ * The trend: m.eta(limit) is the seconds until in_use reaches `limit` bytes at its
+ * current trend, and m.predict(seconds) the in_use expected that many seconds after the
+ * evaluation's time (both also as m:eta(limit), m:predict(seconds)). The trend is the
+ * least-squares line through the engine's samples (time, in_use) of the last
+ * trend_window_s seconds (default 60), read at the evaluation's time (the snapshot's
+ * `time`), not at the newest sample: Prometheus's predict_linear. The samples are the
+ * rate's, one at every evaluation, checkpoint, tick or task run alike. They are not kept
+ * one by one but summed into 64 buckets of trend_window_s / 64 seconds (3 KiB in all,
+ * never allocated), which give the exact fit over every sample in the window, whose far
+ * edge moves a bucket at a time: the samples of the last 63/64 of the window are all in
+ * it, and none older than the window. m.eta gives math.huge when the line is not rising,
+ * and for a limit of math.huge; 0 when a rising line is at or above the limit already.
+ * With fewer than 2 samples in the window, or all at one time, there is no line: m.eta
+ * gives math.huge and m.predict the evaluation's in_use. Both read the engine's trend as
+ * of the evaluation running, whichever snapshot they are taken from; while the file
+ * loads (mmt.meminfo().eta(...)) they read it at the time of the call, and the current
+ * in_use stands for the evaluation's. A reload keeps the samples, and a forked child's
+ * engine starts with its parent's. The argument must be a number, not nan: anything else
+ * is an error naming the function. A burst extrapolates to an early limit: pair m.eta in
+ * a rule with a floor on in_use and a hold (the README has one).
+ *
  * Tags (memory.h). The snapshot's `tags` holds every tag but the root (the root is the
  * snapshot itself), keyed by path: m.tags["cache/pages"] has the counters of that tag's
  * subtree (the mmt_meminfo_t fields) and its `rate`. It is read the first time a rule or
@@ -166,6 +187,8 @@ typedef struct mmt_policy_options {
                               * rules that took the most are named, the rules not reached go
                               * first next time, and one that took the most in 3 such
                               * evaluations in a row is disabled until a reload. */
+    unsigned trend_window_s; /* seconds of in_use samples the trend (m.eta, m.predict) is
+                              * fitted over; 0: default (60) */
 } mmt_policy_options_t;      /* zero-initialised means all defaults */
 
 /* A host action, called by a policy as mmt.call(name, arg); its result is returned to Lua.
