@@ -898,9 +898,11 @@ static int load_locked(struct mmt_policy *p, const char *path)
     atomic_store_explicit(&p->tasks_due, mmt__tasks_due(s, -INFINITY), memory_order_relaxed);
     /* Its pressure rules wait for the thread to arm them; those it carried firing over
      * resolve a while after the switch unless their trigger reports again. */
+    unsigned npressure = 0;
     for (size_t i = 0; i < s->nrules; i++)
-        if (s->rules[i].pressure) s->rules[i].last_event = mmt__now();
+        if (s->rules[i].pressure) s->rules[i].last_event = mmt__now(), npressure++;
     pressure_due(p);
+    atomic_store(&p->pressure_rules, npressure);
     atomic_fetch_add(&p->pressure_generation, 1);
     pthread_mutex_unlock(&p->lock);
     mmt__thread_wake(p); /* its tasks' clocks started during the load: due before a tick */

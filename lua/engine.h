@@ -349,6 +349,7 @@ struct mmt_policy {
      * later than pressure_due, when a firing pressure rule may resolve (written under
      * `lock`). `pressure` is the thread's own. */
     _Atomic unsigned pressure_generation;
+    _Atomic unsigned pressure_rules; /* how many the running policy has (set with the above) */
     _Atomic double pressure_due;
     pressure_t pressure;
 

@@ -309,6 +309,13 @@ void mmt__pressure_sync(struct mmt_policy *p)
     if (!changed) return;
     trigger_t *sd = systemd_trigger(ps);
     if (sd) sd->rule[0] = '\0';
+    /* A policy with no pressure rule has nothing to arm: the engine's lock, which a
+     * checkpoint right after the load would find taken, is not needed. */
+    unsigned gen = atomic_load(&p->pressure_generation);
+    if (atomic_load(&p->pressure_rules) == 0 && gen == atomic_load(&p->pressure_generation)) {
+        ps->generation = gen;
+        return;
+    }
 
     mmt__policy_lock(p);
     ps->generation = atomic_load(&p->pressure_generation); /* the one cur was switched in with */

@@ -56,9 +56,13 @@ mmt.rule {
       local c = m.cgroup
       local want = c.current - warn_at * c.limit
       local freed, why = mmt.reclaim("", want)
-      local trimmed, why_trim = mmt.trim()
-      mmt.log("warn", "cgroup-full: %s; reclaimed %s, trimmed %s", breakdown(m),
-              freed and mib(freed) or why, trimmed and mib(trimmed) or why_trim)
+      local trimmed = mmt.trim()
+      if freed then
+         mmt.log("warn", "cgroup-full: %s; reclaimed %s, trimmed %s", breakdown(m), mib(freed),
+                 mib(trimmed))
+      else -- at a checkpoint: the engine's thread runs them, and logs what they did
+         mmt.log("warn", "cgroup-full: %s; reclaim and trim: %s", breakdown(m), why)
+      end
    end,
    resolve = function(m) mmt.log("info", "cgroup-full cleared: %s", breakdown(m)) end,
 }

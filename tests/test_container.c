@@ -79,7 +79,7 @@ static void test_container_policy_acts_before_the_cgroups_limit(void **state)
         if (cg_join(&cg, 0) != 0) _exit(120);
         setenv("PYTHONMALLOC", "malloc", 1);
         const char *argv[] = {mmt_run, "--policy", policy, "--interval", "200", "--",
-                              "python3", script, cg.dir, limit_text, NULL};
+                              "/usr/bin/python3", script, cg.dir, limit_text, NULL};
         prepare_child();
         int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -108,7 +108,11 @@ static void test_container_policy_acts_before_the_cgroups_limit(void **state)
         at = found + 1;
     }
     assert_contains(text, "of 192.0 MiB (");
-    assert_contains(text, "reclaimed 0.0 MiB, trimmed ");
+    /* Reclaimed and trimmed at once (a tick), or on the engine's thread (a checkpoint). */
+    if (!strstr(text, "; reclaimed 0.0 MiB, trimmed ")) {
+        assert_contains(text, "; reclaim and trim: deferred");
+        assert_contains(text, "trim asked at a checkpoint: ");
+    }
     assert_contains(text, "cgroup-eta: the heap (");
     assert_null(strstr(text, "[error]"));
 }
