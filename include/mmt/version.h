@@ -9,7 +9,7 @@
 #define MMT_VERSION_H
 
 #define MMT_VERSION_MAJOR 0
-#define MMT_VERSION_MINOR 2
+#define MMT_VERSION_MINOR 3
 #define MMT_VERSION_PATCH 0
 
 #define MMT__STR2(x) #x
