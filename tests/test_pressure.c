@@ -174,6 +174,63 @@ static void test_pressure_trigger_is_armed_on_the_psi_file(void **state)
     free_log(log);
 }
 
+/* The descriptors of this process open on `file`, from MMT__HIGH_FD up. */
+static int open_on(const char *file)
+{
+    int found = 0;
+    char link[64], target[300];
+    for (int fd = MMT__HIGH_FD; fd < MMT__HIGH_FD + 64; fd++) {
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0 && (target[n] = '\0', strcmp(target, file) == 0)) found++;
+    }
+    return found;
+}
+
+/* A child after fork closes the parent's trigger (the same open file: a report would wake
+ * both) and arms one of its own; the parent's stays armed. */
+static void test_pressure_child_after_fork_arms_its_own_trigger(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_PSI();
+    mmt_machine_t m;
+    mmt_machine_read(&m, MMT_MACHINE_PSI);
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = new_engine(&timer_opts, log);
+    char text[1024];
+    snprintf(text, sizeof text, pressure_policy, 0.5);
+    load_text(p, "forked.lua", text);
+    assert_true(wait_for_log(log, "trigger armed on", 3000));
+    struct stat parent_st;
+    int parent_fd = -1;
+    for (int fd = MMT__HIGH_FD; fd < MMT__HIGH_FD + 64 && parent_fd < 0; fd++) {
+        char link[64], target[300];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0 && (target[n] = '\0', strcmp(target, m.psi.source) == 0)) parent_fd = fd;
+    }
+    assert_true(parent_fd >= 0 && fstat(parent_fd, &parent_st) == 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* The log is the parent's copy: one arming in it already. */
+        int ok = 1;
+        for (int i = 0; i < 300 && log_count(log, "trigger armed on") < 2; i++) sleep_ms(10);
+        if (log_count(log, "trigger armed on") != 2) ok = 0;
+        if (open_on(m.psi.source) != 1) ok = 0; /* the parent's closed, its own open */
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(open_on(m.psi.source), 1);
+    assert_int_equal(log_count(log, "trigger armed on"), 1);
+    mmt_policy_free(p);
+    assert_int_equal(open_on(m.psi.source), 0);
+    free_log(log);
+}
+
 /* A process that thrashes: in cgroup cg (limited to 32 MiB), it writes a 128 MiB file and
  * reads it at random through a mapping for `seconds`, so that its pages are read back
  * from the disk again and again: tasks stall on memory, which PSI reports. */
@@ -414,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_pressure_window_needs_the_capability_or_two_seconds),
         cmocka_unit_test(test_pressure_rule_without_the_engines_thread_says_so),
         cmocka_unit_test(test_pressure_trigger_is_armed_on_the_psi_file),
+        cmocka_unit_test(test_pressure_child_after_fork_arms_its_own_trigger),
         cmocka_unit_test(test_systemd_watch_on_a_fifo_trims_by_default),
         cmocka_unit_test(test_systemd_watch_on_a_socket_fires_the_memory_pressure_rule),
         cmocka_unit_test(test_systemd_watch_on_a_psi_file_and_dev_null),
