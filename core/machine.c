@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -265,6 +266,7 @@ static bool has_word(const char *list, const char *word)
 /* Where the process's memory cgroup is. */
 typedef struct where {
     int version; /* 0: none */
+    uint64_t current; /* read when it was found: it reads, so the cgroup is one */
     char dir[PATH_LEN];
     char top[PATH_LEN]; /* the hierarchy's mount point: its ancestors end there */
 } where_t;
@@ -299,13 +301,19 @@ static bool read_number(const char *dir, const char *name, uint64_t *out)
            mmt__parse_u64(text, out);
 }
 
-static void find_cgroup(const char *root, where_t *w)
+/* True if a cgroup path has a ".." component: from outside the process's cgroup
+ * namespace (it was moved out of it), which no mount here shows. */
+static bool outside(const char *path)
 {
-    w->version = 0;
-    char path[PATH_LEN], text[4096];
-    if (!join(path, root, "/proc/self/cgroup", "") ||
-        mmt__read_small(path, text, sizeof text) < 0)
-        return;
+    for (const char *p = strstr(path, "/.."); p; p = strstr(p + 1, "/.."))
+        if (p[3] == '/' || p[3] == '\0') return true;
+    return false;
+}
+
+/* Finds the cgroup from the text of /proc/self/cgroup (taken apart in place). */
+static void resolve_cgroup(const char *root, char *text, where_t *w)
+{
+    char path[PATH_LEN];
     /* "ID:controllers:path" a line; the path is the rest of the line. */
     char *v2 = NULL, *v1 = NULL;
     for (char *line = text, *next; line && *line; line = next) {
@@ -315,7 +323,7 @@ static void find_cgroup(const char *root, where_t *w)
         if (!c2) continue;
         *c2 = '\0';
         char *controllers = c1 + 1, *cpath = c2 + 1;
-        if (cpath[0] != '/' || strstr(cpath, "/..")) continue; /* outside its namespace */
+        if (cpath[0] != '/' || outside(cpath)) continue;
         *c1 = '\0';
         if (strcmp(line, "0") == 0 && controllers[0] == '\0') v2 = cpath;
         else if (has_word(controllers, "memory")) v1 = cpath;
@@ -354,31 +362,89 @@ static void find_cgroup(const char *root, where_t *w)
     /* v2 where its memory controller is on for the process's cgroup (the root cgroup has
      * no memory.current: there, the controller may serve others but not this one). A
      * cgroup whose current cannot be read is not one. */
-    uint64_t current;
-    if (m2.found && read_number(m2.dir, "/memory.current", &current)) {
+    if (m2.found && read_number(m2.dir, "/memory.current", &w->current)) {
         w->version = 2;
         memcpy(w->dir, m2.dir, sizeof w->dir);
         memcpy(w->top, m2.top, sizeof w->top);
-    } else if (m1.found && read_number(m1.dir, "/memory.usage_in_bytes", &current)) {
+    } else if (m1.found && read_number(m1.dir, "/memory.usage_in_bytes", &w->current)) {
         w->version = 1;
         memcpy(w->dir, m1.dir, sizeof w->dir);
         memcpy(w->top, m1.top, sizeof w->top);
     }
 }
 
-/* The value of key `key` in a file of "key value" lines (memory.events, memory.stat,
- * memory.oom_control); false if it has none. */
-static bool read_keyed(const char *dir, const char *name, const char *key, uint64_t *out)
+/* The last cgroup found, and the text of /proc/self/cgroup it was found from: while that
+ * text stays the same, the mount table (the dearest read: about 50 us here, more where
+ * containers mount many file systems) is not read again. A folder that no longer reads
+ * is looked for again. Process-wide; a thread that finds the lock taken, or a child
+ * forked while another thread held it, does without. */
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    bool valid;
+    size_t len;
+    char key[4096];
+    where_t where;
+} cache;
+
+static void find_cgroup(const char *root, where_t *w)
+{
+    w->version = 0;
+    char path[PATH_LEN], text[4096];
+    long n;
+    if (!join(path, root, "/proc/self/cgroup", "") ||
+        (n = mmt__read_small(path, text, sizeof text)) < 0)
+        return;
+    bool cached = root[0] == '\0'; /* the real files only, not a test's tree */
+    if (cached && pthread_mutex_trylock(&cache_lock) == 0) {
+        bool hit = cache.valid && cache.len == (size_t)n && memcmp(cache.key, text, (size_t)n) == 0;
+        if (hit) *w = cache.where;
+        pthread_mutex_unlock(&cache_lock);
+        if (hit && read_number(w->dir, w->version == 2 ? "/memory.current"
+                                                       : "/memory.usage_in_bytes",
+                               &w->current))
+            return;
+        w->version = 0;
+    }
+    char key[sizeof text];
+    memcpy(key, text, (size_t)n + 1);
+    resolve_cgroup(root, text, w);
+    /* Only a cgroup found: a process in none may be given one (a v2 controller turned on
+     * for its cgroup) without its /proc/self/cgroup changing. */
+    if (cached && w->version && pthread_mutex_trylock(&cache_lock) == 0) {
+        cache.valid = true;
+        cache.len = (size_t)n;
+        memcpy(cache.key, key, (size_t)n);
+        cache.where = *w;
+        pthread_mutex_unlock(&cache_lock);
+    }
+}
+
+/* The values of n keys in one read of a file of "key value" lines (memory.events,
+ * memory.stat, memory.oom_control): each found into *outs[i]; returns how many were. */
+static size_t read_keys(const char *dir, const char *name, const char *const keys[],
+                        uint64_t *const outs[], size_t n)
 {
     char path[PATH_LEN];
     lines_t l;
-    if (!join(path, "", dir, name) || !lines_open(&l, path)) return false;
-    size_t n = strlen(key);
-    bool found = false;
-    for (char *line; !found && (line = next_line(&l));)
-        if (strncmp(line, key, n) == 0 && line[n] == ' ') found = mmt__parse_u64(line + n + 1, out);
+    if (!join(path, "", dir, name) || !lines_open(&l, path)) return 0;
+    size_t found = 0;
+    for (char *line; found < n && (line = next_line(&l));)
+        for (size_t i = 0; i < n; i++) {
+            size_t k = strlen(keys[i]);
+            if (strncmp(line, keys[i], k) == 0 && line[k] == ' ' &&
+                mmt__parse_u64(line + k + 1, outs[i])) {
+                found++;
+                break;
+            }
+        }
     lines_close(&l);
     return found;
+}
+
+/* The value of key `key` in such a file; false if it has none. */
+static bool read_keyed(const char *dir, const char *name, const char *key, uint64_t *out)
+{
+    return read_keys(dir, name, &key, &out, 1) == 1;
 }
 
 /* v1 has no "max": a limit that is not set reads as the largest page count the kernel
@@ -390,19 +456,17 @@ static uint64_t v1_limit(uint64_t v)
 
 static bool read_cgroup(const where_t *w, struct mmt_cgroup *cg)
 {
-    if (!read_number(w->dir, w->version == 2 ? "/memory.current" : "/memory.usage_in_bytes",
-                     &cg->current))
-        return false;
+    cg->current = w->current;
     cg->version = w->version;
     cut_copy(cg->path, sizeof cg->path, w->dir);
     cg->max = cg->high = cg->limit = MMT_UNLIMITED;
     if (w->version == 2) {
         read_number(w->dir, "/memory.max", &cg->max);
         read_number(w->dir, "/memory.high", &cg->high);
-        read_keyed(w->dir, "/memory.events", "high", &cg->events_high);
-        read_keyed(w->dir, "/memory.events", "max", &cg->events_max);
-        read_keyed(w->dir, "/memory.events", "oom", &cg->events_oom);
-        read_keyed(w->dir, "/memory.events", "oom_kill", &cg->events_oom_kill);
+        static const char *const events[] = {"high", "max", "oom", "oom_kill"};
+        uint64_t *const counts[] = {&cg->events_high, &cg->events_max, &cg->events_oom,
+                                    &cg->events_oom_kill};
+        read_keys(w->dir, "/memory.events", events, counts, 4);
         /* The lowest max on the way up to the hierarchy's root, which has none. */
         char dir[PATH_LEN];
         memcpy(dir, w->dir, sizeof dir);
