@@ -18,8 +18,8 @@
  * systemd's memory pressure protocol: a service started with MemoryPressureWatch= gets
  * $MEMORY_PRESSURE_WATCH, a path (the service's memory.pressure, or a FIFO or a socket of
  * the service manager's; "/dev/null" for none), and may get $MEMORY_PRESSURE_WRITE, the
- * Base64 of what to write into it (the trigger). The first engine of the process to start
- * arms it (one trim per report is enough for a process): a PSI file is polled for
+ * Base64 of what to write into it (the trigger). The first engine of the process to load
+ * a policy arms it (one trim per report is enough for a process): a PSI file is polled for
  * POLLPRI, a FIFO or socket for POLLIN, whose bytes are read and dropped. A report fires
  * the policy's pressure rule named "memory-pressure" if it has one (that rule then arms
  * nothing of its own); without one, the engine does what systemd's own event loop does:
@@ -257,6 +257,8 @@ static void close_trigger(trigger_t *t)
 static void sync_systemd(struct mmt_policy *p)
 {
     pressure_t *ps = &p->pressure;
+    /* From the first policy on: the host sets its log function before it loads one. */
+    if (atomic_load(&p->pressure_generation) == 0) return;
     if (ps->systemd_problem[0]) {
         mmt__policy_log(p, MMT_LOG_WARN, "%s", ps->systemd_problem);
         ps->systemd_problem[0] = '\0';

@@ -192,6 +192,7 @@ static int open_on(const char *file)
 static void test_pressure_child_after_fork_arms_its_own_trigger(void **state)
 {
     (void)state;
+    SKIP_IF_SANITIZED(); /* threads made in a forked child: as test_fork.c says */
     SKIP_WITHOUT_PSI();
     mmt_machine_t m;
     mmt_machine_read(&m, MMT_MACHINE_PSI);

@@ -5,6 +5,9 @@
  *     40,000 samples each (2,000 with --quick), taken in blocks of 1,000 that take turns
  *     between the configurations, so that a slow phase of the host is shared among them;
  *     how many samples a preemption may have lengthened is printed beside them;
+ *   - the machine's reading (mmt_machine_read: the cgroup, PSI, /proc/meminfo) that
+ *     m.cgroup, m.psi and m.system and the rules on them cost, and a checkpoint with a
+ *     rule on cgroup_current;
  *   - hot reload with `watch`: from the rename of an edited file until the engine has
  *     switched to it, p50, p99 and max over 100 reloads (10 with --quick).
  * Prints a table and one JSON object per figure.
@@ -48,8 +51,9 @@ static void write_file(const char *path, const char *text)
 }
 
 /* A policy with `when_rules` Lua rules whose conditions read the snapshot and stay false,
- * and `declarative` threshold rules that never cross. */
-static void make_policy(char *buf, size_t len, int when_rules, int declarative)
+ * `declarative` threshold rules that never cross, and `machine` declarative rules on the
+ * cgroup's figure (which read the cgroup's files at each evaluation). */
+static void make_policy(char *buf, size_t len, int when_rules, int declarative, int machine)
 {
     size_t n = (size_t)snprintf(buf, len, "local mmt = require 'mmt'\n");
     for (int i = 0; i < when_rules; i++)
@@ -60,14 +64,18 @@ static void make_policy(char *buf, size_t len, int when_rules, int declarative)
         n += (size_t)snprintf(buf + n, len - n,
                               "mmt.rule { name = 'd%d', metric = 'in_use', above = %d * mmt.GiB, "
                               "fire = function() end }\n", i, 100 + i);
+    for (int i = 0; i < machine; i++)
+        n += (size_t)snprintf(buf + n, len - n,
+                              "mmt.rule { name = 'c%d', metric = 'cgroup_current', above = "
+                              "%d * mmt.GiB, fire = function() end }\n", i, 100 + i);
 }
 
 /* One engine with `when_rules` Lua rules and `declarative` threshold rules, loaded from
  * `path`; the process-wide checkpoint distance is 0, so only explicit checkpoints run. */
-static mmt_policy_t *load_engine(const char *path, int when_rules, int declarative)
+static mmt_policy_t *load_engine(const char *path, int when_rules, int declarative, int machine)
 {
     char text[8192];
-    make_policy(text, sizeof text, when_rules, declarative);
+    make_policy(text, sizeof text, when_rules, declarative, machine);
     write_file(path, text);
     mmt_policy_t *p = mmt_policy_new(NULL);
     mmt_policy_set_log(p, quiet, NULL);
@@ -95,8 +103,8 @@ static long involuntary_switches(void)
 static void bench_checkpoints(int blocks, int per_block)
 {
     static const struct {
-        int when_rules, declarative;
-    } configs[] = {{0, 0}, {1, 0}, {10, 0}, {0, 3}, {1, 3}};
+        int when_rules, declarative, machine;
+    } configs[] = {{0, 0, 0}, {1, 0, 0}, {10, 0, 0}, {0, 3, 0}, {1, 3, 0}, {0, 0, 1}};
     enum { CONFIGS = sizeof configs / sizeof configs[0], WARM_UP = 200 };
     size_t n = (size_t)blocks * (size_t)per_block;
     double *t[CONFIGS];
@@ -110,7 +118,8 @@ static void bench_checkpoints(int blocks, int per_block)
     for (int b = 0; b < blocks; b++)
         for (int k = 0; k < CONFIGS; k++) {
             int c = (k + b) % CONFIGS; /* rotate which configuration comes first */
-            mmt_policy_t *p = load_engine(path, configs[c].when_rules, configs[c].declarative);
+            mmt_policy_t *p = load_engine(path, configs[c].when_rules, configs[c].declarative,
+                                          configs[c].machine);
             for (int i = 0; i < WARM_UP; i++) mmt_mem_checkpoint();
             double *out = t[c] + (size_t)b * (size_t)per_block;
             long before = involuntary_switches();
@@ -138,16 +147,64 @@ static void bench_checkpoints(int blocks, int per_block)
         double p99 = bench_percentile(t[c], n, 0.99) * 1e6;
         double p999 = bench_percentile(t[c], n, 0.999) * 1e6;
         char name[64];
-        snprintf(name, sizeof name, "%2d when rules, %d declarative", configs[c].when_rules,
-                 configs[c].declarative);
+        if (configs[c].machine)
+            snprintf(name, sizeof name, "%2d rule on cgroup_current", configs[c].machine);
+        else
+            snprintf(name, sizeof name, "%2d when rules, %d declarative", configs[c].when_rules,
+                     configs[c].declarative);
         printf("  %-34s %8.2f %8.2f %8.2f %8zu %9ld\n", name, p50, p99, p999, n, preempted[c]);
         printf("{\"figure\":\"checkpoint\",\"when_rules\":%d,\"declarative_rules\":%d,"
-               "\"samples\":%zu,\"p50_us\":%.3f,\"p99_us\":%.3f,\"p999_us\":%.3f,"
-               "\"preempted\":%ld}\n",
-               configs[c].when_rules, configs[c].declarative, n, p50, p99, p999, preempted[c]);
+               "\"cgroup_rules\":%d,\"samples\":%zu,\"p50_us\":%.3f,\"p99_us\":%.3f,"
+               "\"p999_us\":%.3f,\"preempted\":%ld}\n",
+               configs[c].when_rules, configs[c].declarative, configs[c].machine, n, p50, p99,
+               p999, preempted[c]);
         free(t[c]);
     }
     printf("  (each sample includes one clock read pair: %.3f us)\n", clock_us);
+}
+
+/* mmt_machine_read of each part, wall time per call (system calls: the kernel's time is
+ * the cost), in rotating blocks as above. */
+static void bench_machine(int blocks, int per_block)
+{
+    static const struct {
+        const char *name;
+        unsigned parts;
+    } configs[] = {{"cgroup", MMT_MACHINE_CGROUP}, {"psi", MMT_MACHINE_PSI},
+                   {"system", MMT_MACHINE_SYSTEM}, {"all", MMT_MACHINE_ALL}};
+    enum { CONFIGS = sizeof configs / sizeof configs[0] };
+    size_t n = (size_t)blocks * (size_t)per_block;
+    double *t[CONFIGS];
+    int found = 0;
+    for (int c = 0; c < CONFIGS; c++) {
+        t[c] = malloc(n * sizeof *t[c]);
+        if (!t[c]) abort();
+    }
+    mmt_machine_t m;
+    for (int b = 0; b < blocks; b++)
+        for (int k = 0; k < CONFIGS; k++) {
+            int c = (k + b) % CONFIGS;
+            double *out = t[c] + (size_t)b * (size_t)per_block;
+            for (int i = 0; i < per_block; i++) {
+                double a = bench_now();
+                found = mmt_machine_read(&m, configs[c].parts);
+                out[i] = bench_now() - a;
+            }
+        }
+    mmt_machine_read(&m, MMT_MACHINE_ALL);
+    printf("  %-34s %8s %8s %8s   (cgroup v%d%s, PSI %s)\n", "mmt_machine_read (us, wall)", "p50",
+           "p99", "samples", m.cgroup.version, m.cgroup.version ? "" : ": none",
+           m.psi.valid ? m.psi.source : "none");
+    for (int c = 0; c < CONFIGS; c++) {
+        double p50 = bench_percentile(t[c], n, 0.50) * 1e6;
+        double p99 = bench_percentile(t[c], n, 0.99) * 1e6;
+        printf("  %-34s %8.2f %8.2f %8zu\n", configs[c].name, p50, p99, n);
+        printf("{\"figure\":\"machine_read\",\"part\":\"%s\",\"cgroup_version\":%d,"
+               "\"samples\":%zu,\"p50_us\":%.3f,\"p99_us\":%.3f}\n",
+               configs[c].name, m.cgroup.version, n, p50, p99);
+        free(t[c]);
+    }
+    (void)found;
 }
 
 /* Reload latency: the log line the engine writes right after switching marks the end. */
@@ -164,7 +221,7 @@ static void bench_reload(int reloads)
     char path[PATH_MAX], tmp[PATH_MAX], text[8192];
     snprintf(path, sizeof path, "%s/reload.lua", dir);
     snprintf(tmp, sizeof tmp, "%s/reload.lua.new", dir);
-    make_policy(text, sizeof text, 1, 3);
+    make_policy(text, sizeof text, 1, 3, 0);
     write_file(path, text);
     mmt_policy_options_t o = {.interval_ms = 100, .watch = 1};
     mmt_policy_t *p = mmt_policy_new(&o);
@@ -177,7 +234,7 @@ static void bench_reload(int reloads)
     double *t = malloc((size_t)reloads * sizeof *t);
     if (!t) abort();
     for (int i = 0; i < reloads; i++) {
-        make_policy(text, sizeof text, 1 + i % 3, 3);
+        make_policy(text, sizeof text, 1 + i % 3, 3, 0);
         write_file(tmp, text); /* written under another name: the clock starts at the rename */
         atomic_store(&switched_at, 0.0);
         double a = bench_now();
@@ -218,6 +275,8 @@ void bench_policy(int quick)
     printf("\npolicy engine: cost of an explicit checkpoint, and of a watched reload\n");
     if (quick) bench_checkpoints(4, 500);
     else bench_checkpoints(40, 1000);
+    if (quick) bench_machine(2, 100);
+    else bench_machine(20, 500);
     bench_reload(quick ? 10 : 100);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
