@@ -16,8 +16,10 @@
 #include <cmocka.h>
 
 #include "cgrouputil.h"
+#include "mmt/policy.h"
 #include "machine.h"
 #include "mmt/memory.h"
+#include "policyutil.h"
 #include "testutil.h"
 
 #define MiB (UINT64_C(1) << 20)
@@ -355,6 +357,75 @@ static void test_a_limited_cgroup_reads_its_limit_and_current(void **state)
     assert_true(grew >= 31 * MiB && grew <= 40 * MiB);
 }
 
+/* In a child: joins cg, loads a policy that reads m.cgroup, m.psi and m.system (and
+ * declarative rules on the machine's metrics), and compares them with mmt_machine_read;
+ * exits 0 if they agree. */
+static void policy_in_cgroup(const test_cgroup_t *cg, const char *dir)
+{
+    if (cg_join(cg, 0) != 0) _exit(3);
+    char *keep = mmap(NULL, 8 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    for (size_t i = 0; i < 8 * MiB; i += 4096) keep[i] = 1; /* charged to the cgroup */
+    mmt_machine_t m;
+    mmt_machine_read(&m, MMT_MACHINE_ALL);
+    char path[256], text[4096];
+    snprintf(path, sizeof path, "%s/machine.lua", dir);
+    snprintf(text, sizeof text,
+             "local mmt = require 'mmt'\n"
+             "local m = mmt.meminfo()\n"
+             "local c, p, s = m.cgroup, m.psi, m.system\n"
+             "assert(c and c.version == %d and c.path == '%s', 'cgroup ' .. tostring(c and c.path))\n"
+             "assert(c.max == %.17g and c.limit == %.17g, 'max ' .. c.max .. ' limit ' .. c.limit)\n"
+             "assert(c.high == math.huge, 'high ' .. c.high)\n"
+             "assert(math.abs(c.current - %.17g) < 16 * 2^20, 'current ' .. c.current)\n"
+             "assert(c.events.max >= 0 and c.events.oom_kill >= 0)\n"
+             "assert((p ~= nil) == %s, 'psi')\n"
+             "if p then assert(p.source == '%s' and p.some10 >= 0 and p.full_total >= 0) end\n"
+             "assert(s.total == %.17g and s.available > 0, 'system')\n"
+             "mmt.rule { name = 'ratio', metric = 'cgroup_ratio', above = 0, fire = function(m)\n"
+             "  mmt.log('info', 'RATIO %%.4f', m.cgroup.current / m.cgroup.limit) end }\n"
+             "mmt.rule { name = 'avail', metric = 'available', above = 0, fire = function(m)\n"
+             "  mmt.log('info', 'AVAIL') end }\n",
+             m.cgroup.version, m.cgroup.path, (double)m.cgroup.max, (double)m.cgroup.limit,
+             (double)m.cgroup.current, m.psi.valid ? "true" : "false", m.psi.source,
+             (double)m.system.total);
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0) _exit(4);
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = mmt_policy_new(NULL);
+    mmt_policy_set_log(p, capture, log);
+    if (mmt_policy_load(p, path) != 0) {
+        fprintf(stderr, "%s\n", mmt_policy_error(p));
+        _exit(5);
+    }
+    mmt_mem_checkpoint();
+    int ok = log_count(log, "RATIO 0.") == 1 && log_count(log, "AVAIL") == 1;
+    if (!ok) log_dump(log);
+    mmt_policy_free(p);
+    _exit(ok ? 0 : 6);
+}
+
+/* The same figures in policies: m.cgroup, m.psi, m.system and the machine's metrics, in a
+ * cgroup of the test's own with a limit. */
+static void test_a_limited_cgroup_reads_right_in_policies(void **state)
+{
+    (void)state;
+    test_cgroup_t cg;
+    SKIP_WITHOUT_CGROUP(&cg, 64 * MiB);
+    char dir[] = "/tmp/mmt-machine-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) policy_in_cgroup(&cg, dir);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    cg_remove(&cg);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* A child pushed past its cgroup's limit is killed by the kernel; the events count it. */
 static void test_a_child_pushed_into_its_limit_shows_in_the_events(void **state)
 {
@@ -408,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_a_fifo_in_place_of_a_file_does_not_block),
         cmocka_unit_test(test_this_machines_cgroup_reads_its_files),
         cmocka_unit_test(test_a_limited_cgroup_reads_its_limit_and_current),
+        cmocka_unit_test(test_a_limited_cgroup_reads_right_in_policies),
         cmocka_unit_test(test_a_child_pushed_into_its_limit_shows_in_the_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
