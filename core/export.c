@@ -212,6 +212,8 @@ static void put_limit(out_t *o, uint64_t v, int format)
 /* A PSI average: two decimals, as the kernel writes it, with no locale. */
 static void put_percent(out_t *o, double v)
 {
+    if (!(v >= 0)) v = 0; /* the kernel's are 0 to 100; a policy's table is checked so too */
+    if (v > 100) v = 100;
     uint64_t hundredths = (uint64_t)(v * 100 + 0.5);
     put(o, "%" PRIu64 ".%02u", hundredths / 100, (unsigned)(hundredths % 100));
 }

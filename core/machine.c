@@ -27,9 +27,11 @@ enum { PATH_LEN = 1024 };
 
 /* Reads a file line by line through a fixed buffer: a line longer than the buffer is
  * skipped whole. */
+enum { LINES_MAX_BYTES = 16 << 20 }; /* a file longer than this is read no further */
+
 typedef struct lines {
     int fd;
-    size_t start, end;
+    size_t start, end, total;
     bool eof, skipping;
     char buf[4096];
 } lines_t;
@@ -37,7 +39,7 @@ typedef struct lines {
 static bool lines_open(lines_t *l, const char *path)
 {
     l->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    l->start = l->end = 0;
+    l->start = l->end = l->total = 0;
     l->eof = l->skipping = false;
     return l->fd >= 0;
 }
@@ -72,8 +74,8 @@ static char *next_line(lines_t *l)
         }
         ssize_t n = read(l->fd, l->buf + l->end, sizeof l->buf - 1 - l->end);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) l->eof = true;
-        else l->end += (size_t)n;
+        if (n <= 0 || l->total > LINES_MAX_BYTES) l->eof = true; /* not /dev/zero for ever */
+        else l->end += (size_t)n, l->total += (size_t)n;
     }
 }
 
@@ -285,9 +287,12 @@ static void consider(mount_pick_t *m, const char *root, const char *mroot, const
     if (!m->path) return;
     const char *rel = below(m->path, mroot);
     if (!rel || (m->found && strlen(mroot) <= m->root_len)) return;
-    if (!join(m->top, root, mpoint, "") || !join(m->dir, root, mpoint, rel)) return;
-    size_t n = strlen(m->dir); /* "/sys/fs/cgroup" + "/" for the hierarchy's root */
-    if (n > 1 && m->dir[n - 1] == '/') m->dir[n - 1] = '\0';
+    char top[PATH_LEN], dir[PATH_LEN]; /* a mount picked before stays whole if these fail */
+    if (!join(top, root, mpoint, "") || !join(dir, root, mpoint, rel)) return;
+    size_t n = strlen(dir); /* "/sys/fs/cgroup" + "/" for the hierarchy's root */
+    if (n > 1 && dir[n - 1] == '/') dir[n - 1] = '\0';
+    memcpy(m->top, top, sizeof top);
+    memcpy(m->dir, dir, sizeof dir);
     m->found = true;
     m->root_len = strlen(mroot);
 }
@@ -310,24 +315,38 @@ static bool outside(const char *path)
     return false;
 }
 
-/* Finds the cgroup from the text of /proc/self/cgroup (taken apart in place). */
-static void resolve_cgroup(const char *root, char *text, where_t *w)
+/* The process's cgroup paths, from /proc/self/cgroup: on v2, and on v1's memory
+ * hierarchy. */
+typedef struct cgroup_paths {
+    bool has2, has1;
+    char v2[PATH_LEN], v1[PATH_LEN];
+} cgroup_paths_t;
+
+/* One line of /proc/self/cgroup, "ID:controllers:path" (the path is the rest of the
+ * line), taken apart in place; a path too long to keep is not kept. */
+static void cgroup_line(char *line, cgroup_paths_t *c)
+{
+    char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c2) return;
+    *c2 = '\0';
+    char *controllers = c1 + 1, *cpath = c2 + 1;
+    size_t n = strlen(cpath);
+    if (cpath[0] != '/' || outside(cpath) || n >= PATH_LEN) return;
+    *c1 = '\0';
+    if (strcmp(line, "0") == 0 && controllers[0] == '\0') {
+        memcpy(c->v2, cpath, n + 1);
+        c->has2 = true;
+    } else if (has_word(controllers, "memory")) {
+        memcpy(c->v1, cpath, n + 1);
+        c->has1 = true;
+    }
+}
+
+/* Finds the cgroup of those paths from the mount table. */
+static void resolve_cgroup(const char *root, const cgroup_paths_t *c, where_t *w)
 {
     char path[PATH_LEN];
-    /* "ID:controllers:path" a line; the path is the rest of the line. */
-    char *v2 = NULL, *v1 = NULL;
-    for (char *line = text, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = '\0';
-        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-        if (!c2) continue;
-        *c2 = '\0';
-        char *controllers = c1 + 1, *cpath = c2 + 1;
-        if (cpath[0] != '/' || outside(cpath)) continue;
-        *c1 = '\0';
-        if (strcmp(line, "0") == 0 && controllers[0] == '\0') v2 = cpath;
-        else if (has_word(controllers, "memory")) v1 = cpath;
-    }
+    const char *v2 = c->has2 ? c->v2 : NULL, *v1 = c->has1 ? c->v1 : NULL;
     if (!v2 && !v1) return;
 
     mount_pick_t m2 = {.path = v2}, m1 = {.path = v1};
@@ -390,10 +409,19 @@ static void find_cgroup(const char *root, where_t *w)
 {
     w->version = 0;
     char path[PATH_LEN], text[4096];
-    long n;
-    if (!join(path, root, "/proc/self/cgroup", "") ||
-        (n = mmt__read_small(path, text, sizeof text)) < 0)
+    cgroup_paths_t c = {.has2 = false};
+    if (!join(path, root, "/proc/self/cgroup", "")) return;
+    long n = mmt__read_small(path, text, sizeof text);
+    if (n < 0) {
+        /* Longer than the buffer (a process in many v1 hierarchies with long paths), or
+         * unreadable: line by line, and not kept. */
+        lines_t l;
+        if (!lines_open(&l, path)) return;
+        for (char *line; (line = next_line(&l));) cgroup_line(line, &c);
+        lines_close(&l);
+        resolve_cgroup(root, &c, w);
         return;
+    }
     bool cached = root[0] == '\0'; /* the real files only, not a test's tree */
     if (cached && pthread_mutex_trylock(&cache_lock) == 0) {
         bool hit = cache.valid && cache.len == (size_t)n && memcmp(cache.key, text, (size_t)n) == 0;
@@ -407,7 +435,12 @@ static void find_cgroup(const char *root, where_t *w)
     }
     char key[sizeof text];
     memcpy(key, text, (size_t)n + 1);
-    resolve_cgroup(root, text, w);
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        cgroup_line(line, &c);
+    }
+    resolve_cgroup(root, &c, w);
     /* Only a cgroup found: a process in none may be given one (a v2 controller turned on
      * for its cgroup) without its /proc/self/cgroup changing. */
     if (cached && w->version && pthread_mutex_trylock(&cache_lock) == 0) {
@@ -494,26 +527,39 @@ static bool read_cgroup(const where_t *w, struct mmt_cgroup *cg)
     return true;
 }
 
-static bool read_psi(const char *root, const where_t *w, struct mmt_psi *psi)
+/* PSI into *psi, and the whole path of the file read into `file` (psi->source may be cut
+ * to its 256 bytes). */
+static bool read_psi(const char *root, const where_t *w, struct mmt_psi *psi, char *file)
 {
-    char path[PATH_LEN], text[512];
+    char text[512];
     /* The cgroup's own on v2; a v2 cgroup whose pressure is switched off
      * (cgroup.pressure 0) refuses the read, and the machine's serves. */
-    if (w->version == 2 && join(path, "", w->dir, "/memory.pressure") &&
-        mmt__read_small(path, text, sizeof text) > 0 && mmt__parse_psi(text, psi)) {
+    if (w->version == 2 && join(file, "", w->dir, "/memory.pressure") &&
+        mmt__read_small(file, text, sizeof text) > 0 && mmt__parse_psi(text, psi)) {
         psi->valid = 1;
-        cut_copy(psi->source, sizeof psi->source, path);
+        cut_copy(psi->source, sizeof psi->source, file);
         return true;
     }
     *psi = (struct mmt_psi){0};
-    if (join(path, root, "/proc/pressure/memory", "") &&
-        mmt__read_small(path, text, sizeof text) > 0 && mmt__parse_psi(text, psi)) {
+    if (join(file, root, "/proc/pressure/memory", "") &&
+        mmt__read_small(file, text, sizeof text) > 0 && mmt__parse_psi(text, psi)) {
         psi->valid = 1;
-        cut_copy(psi->source, sizeof psi->source, path);
+        cut_copy(psi->source, sizeof psi->source, file);
         return true;
     }
     *psi = (struct mmt_psi){0};
     return false;
+}
+
+bool mmt__machine_psi_file(char *file, size_t len)
+{
+    where_t w = {0};
+    find_cgroup("", &w);
+    struct mmt_psi psi = {0};
+    char path[PATH_LEN];
+    if (!read_psi("", &w, &psi, path) || strlen(path) >= len) return false;
+    memcpy(file, path, strlen(path) + 1);
+    return true;
 }
 
 static bool read_system(const char *root, struct mmt_system *sys)
@@ -529,7 +575,8 @@ static bool read_system(const char *root, struct mmt_system *sys)
         char *value = strchr(line, ':') + 1, *unit = strstr(value, " kB");
         if (unit) *unit = '\0';
         uint64_t v;
-        if (mmt__parse_u64(value, &v)) *to = unit && v <= UINT64_MAX / 1024 ? v * 1024 : v;
+        if (mmt__parse_u64(value, &v))
+            *to = !unit ? v : v <= UINT64_MAX / 1024 ? v * 1024 : UINT64_MAX;
     }
     lines_close(&l);
     if (sys->total == 0) sys->available = 0;
@@ -547,7 +594,8 @@ int mmt__machine_read_at(const char *root, mmt_machine_t *out, unsigned parts)
         if (read_cgroup(&w, &out->cgroup)) found |= MMT_MACHINE_CGROUP;
         else out->cgroup = (struct mmt_cgroup){0};
     }
-    if ((parts & MMT_MACHINE_PSI) && read_psi(root, &w, &out->psi)) found |= MMT_MACHINE_PSI;
+    char file[PATH_LEN];
+    if ((parts & MMT_MACHINE_PSI) && read_psi(root, &w, &out->psi, file)) found |= MMT_MACHINE_PSI;
     if ((parts & MMT_MACHINE_SYSTEM) && read_system(root, &out->system))
         found |= MMT_MACHINE_SYSTEM;
     return found;

@@ -18,6 +18,10 @@
  * names, under root too. Tests point it at recorded trees (tests/data). */
 int mmt__machine_read_at(const char *root, mmt_machine_t *out, unsigned parts);
 
+/* The whole path of the PSI file mmt_machine_read reads (its psi.source may be cut), into
+ * file (len bytes); false if there is none. */
+bool mmt__machine_psi_file(char *file, size_t len);
+
 /* Reads the whole of a small file (a cgroup or /proc file) into buf, NUL-terminated: the
  * length read, or -1 (missing, unreadable, or longer than len - 1 bytes). Opened
  * non-blocking, so a FIFO put in its place returns at once. */

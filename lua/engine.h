@@ -208,6 +208,7 @@ typedef struct trigger {
     mmt__own_fd_t fd;
     short events;       /* POLLPRI on a PSI file, POLLIN on a FIFO or socket */
     bool systemd;       /* $MEMORY_PRESSURE_WATCH's */
+    bool fifo;          /* a FIFO (systemd's only) */
     double window;      /* systemd's without a rule: resolves (for the log) after this long */
     double last;        /* its last report */
 } trigger_t;

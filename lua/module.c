@@ -626,6 +626,9 @@ static int l_pressure(lua_State *L)
         return luaL_error(L, "rule \"%s\": 'window' must be from 0.5 to 10 seconds (the "
                              "kernel's range), not %g", name, window);
     long window_ms = lround(window * 1000);
+    if (lround(share * window_ms * 1000) < 1)
+        return luaL_error(L, "rule \"%s\": '%s' of %g is less than a microsecond of the "
+                             "window", name, kind, share);
     if (window_ms % 2000 != 0 && !mmt__pressure_privileged())
         return luaL_error(L, "rule \"%s\": a window of %g s needs CAP_SYS_RESOURCE, which this "
                              "process lacks (a root in a container often does too): without "
@@ -958,20 +961,21 @@ static mmt__tag_figures_t *snapshot_tags(lua_State *L, size_t *n)
 }
 
 /* A number field of the table at the top of the stack, for mmt.format: a byte count from
- * 0 to 2^64 (math.huge allowed where `unlimited`, as MMT_UNLIMITED) or, with `any`, any
- * finite number. */
+ * 0 to 2^64 (math.huge allowed where `unlimited`, as MMT_UNLIMITED) or, with `percent`, a
+ * share from 0 to 100. */
 static double machine_number(lua_State *L, const char *part, const char *name, bool unlimited,
-                             bool any)
+                             bool percent)
 {
     lua_getfield(L, -1, name);
     double v = lua_tonumber(L, -1);
     bool ok = lua_type(L, -1) == LUA_TNUMBER &&
               (unlimited && v == HUGE_VAL ? true
-               : any                      ? isfinite(v)
+               : percent                  ? v >= 0 && v <= 100
                                           : v >= 0 && v < 18446744073709551616.0);
     if (!ok)
         luaL_error(L, "mmt.format: field '%s.%s' of the snapshot must be %s, not %s", part, name,
-                   unlimited ? "a byte count or math.huge" : any ? "a number" : "a count",
+                   unlimited ? "a byte count or math.huge" : percent ? "a percentage, 0 to 100"
+                                                                     : "a count",
                    lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
     lua_pop(L, 1);
     return v;

@@ -40,7 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -105,7 +107,9 @@ void mmt__pressure_environment(struct mmt_policy *p)
     ps->systemd_path[0] = '\0';
     ps->systemd_problem[0] = '\0';
     ps->systemd_write_len = 0;
-    const char *watch = getenv("MEMORY_PRESSURE_WATCH");
+    /* Not from the environment of a set-user-ID or file-capability program, whose caller
+     * chose it: it names a file to write into. */
+    const char *watch = secure_getenv("MEMORY_PRESSURE_WATCH");
     if (!watch || !*watch || strcmp(watch, "/dev/null") == 0) return;
     /* Said by the thread (sync_systemd): the engine's log function is not set yet. */
     if (strlen(watch) >= sizeof ps->systemd_path) {
@@ -114,7 +118,7 @@ void mmt__pressure_environment(struct mmt_policy *p)
                  sizeof ps->systemd_path - 1);
         return;
     }
-    const char *write_b64 = getenv("MEMORY_PRESSURE_WRITE");
+    const char *write_b64 = secure_getenv("MEMORY_PRESSURE_WRITE");
     if (write_b64 && *write_b64) {
         long n = base64_decode(write_b64, ps->systemd_write, sizeof ps->systemd_write);
         if (n < 0) {
@@ -145,18 +149,51 @@ static int write_all(int fd, const void *buf, size_t len, bool socket)
     return 0;
 }
 
-/* Reads and drops what waits on a FIFO or socket; false at its end (the writer gone for
- * good: a socket's peer closed) or on an error. */
-static bool drain(int fd)
+/* Reads and drops what waits on a FIFO or socket: the bytes read (0: none waited); *ended
+ * is set at its end (a socket's peer closed) or on an error. Never waits, and never reads the
+ * program's descriptor: it reads through a duplicate of its own (high, like the engine's
+ * others), made and then checked to be the engine's open file, non-blocking as the
+ * engine opened it, so that a program that closed the engine's number and put a file of
+ * its own there since the check before the poll is not read from. */
+static long drain(const mmt__own_fd_t *own, bool *ended)
 {
-    char buf[512];
-    for (int i = 0; i < 64; i++) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n > 0) continue;
-        if (n < 0 && errno == EINTR) continue;
-        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    *ended = true;
+    if (!mmt__fd_is_own(own)) return 0;
+    int fd = fcntl(own->fd, F_DUPFD_CLOEXEC, MMT__HIGH_FD);
+    if (fd < 0) return 0;
+    struct stat st;
+    int flags = fcntl(fd, F_GETFL);
+    if (fstat(fd, &st) != 0 || st.st_dev != own->dev || st.st_ino != own->ino || flags < 0 ||
+        !(flags & O_NONBLOCK)) {
+        close(fd);
+        return 0;
     }
-    return true;
+    *ended = false;
+    char buf[512];
+    long total = 0;
+    for (int i = 0; i < 64; i++) { /* a flood is read a slice a wake, not for ever */
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n > 0) {
+            total += n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        *ended = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+        break;
+    }
+    close(fd);
+    return total;
+}
+
+/* True if fd is a file of procfs or a cgroup file system: a PSI file, not a file of the
+ * program's (or the system's) that a bad environment or path names, which a trigger
+ * written into would overwrite. */
+static bool psi_file_system(int fd)
+{
+    struct statfs fs;
+    if (fstatfs(fd, &fs) != 0) return false;
+    return fs.f_type == PROC_SUPER_MAGIC || fs.f_type == CGROUP2_SUPER_MAGIC ||
+           fs.f_type == CGROUP_SUPER_MAGIC;
 }
 
 /* Opens the PSI file and writes the trigger into it; 0 or an errno, with the file's name
@@ -166,18 +203,14 @@ static int arm_psi(int kind, double threshold, double window, mmt__own_fd_t *out
 {
     if (mmt__pressure_file_for_tests) {
         snprintf(file, len, "%s", mmt__pressure_file_for_tests);
-    } else {
-        mmt_machine_t m;
-        if (!(mmt_machine_read(&m, MMT_MACHINE_PSI) & MMT_MACHINE_PSI)) {
-            snprintf(file, len, "/proc/pressure/memory");
-            return ENOENT;
-        }
-        snprintf(file, len, "%s", m.psi.source);
+    } else if (!mmt__machine_psi_file(file, len)) {
+        snprintf(file, len, "/proc/pressure/memory");
+        return ENOENT;
     }
     int fd = open(file, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) return errno;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !psi_file_system(fd)) {
         close(fd);
         return ENOTSUP;
     }
@@ -207,7 +240,14 @@ static int arm_systemd(pressure_t *ps, trigger_t *t)
         int mode = S_ISFIFO(st.st_mode) || ps->systemd_write_len ? O_RDWR : O_RDONLY;
         fd = open(ps->systemd_path, mode | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) return errno;
+        struct stat opened;
+        if (fstat(fd, &opened) != 0 || (opened.st_mode & S_IFMT) != (st.st_mode & S_IFMT) ||
+            (S_ISREG(opened.st_mode) && !psi_file_system(fd))) {
+            close(fd); /* swapped since the stat, or a regular file that is no PSI file */
+            return ENOTSUP;
+        }
         t->events = S_ISREG(st.st_mode) ? POLLPRI : POLLIN;
+        t->fifo = S_ISFIFO(st.st_mode);
     } else if (socket_kind) {
         struct sockaddr_un addr = {.sun_family = AF_UNIX};
         if (strlen(ps->systemd_path) >= sizeof addr.sun_path) return ENAMETOOLONG;
@@ -230,7 +270,10 @@ static int arm_systemd(pressure_t *ps, trigger_t *t)
             return err;
         }
         /* What this end wrote into a FIFO and nobody read yet would be its first report. */
-        if (S_ISFIFO(st.st_mode)) drain(fd);
+        if (S_ISFIFO(st.st_mode)) {
+            char buf[512];
+            while (read(fd, buf, sizeof buf) > 0) continue;
+        }
     }
     /* The window of the trigger written, if it is one ("some 150000 2000000"): a report
      * comes at most once a window. */
@@ -334,7 +377,7 @@ void mmt__pressure_sync(struct mmt_policy *p)
         trigger_t *t = &ps->t[ps->n];
         *t = (trigger_t){.fd = {.fd = -1}, .events = POLLPRI, .window = r->window,
                          .last = -INFINITY};
-        char file[300];
+        char file[1024];
         int err = ps->n < MMT__PRESSURE_MAX + 1
                       ? arm_psi(r->pressure, r->above / 100, r->window, &t->fd, file, sizeof file)
                       : EMFILE;
@@ -362,6 +405,18 @@ void mmt__pressure_sync(struct mmt_policy *p)
     mmt__policy_unlock(p);
 }
 
+/* A trigger whose descriptor the program closed (and may have put a file of its own on):
+ * forgotten, never closed, and everything armed anew at the next wake. */
+static void lost(struct mmt_policy *p, trigger_t *t)
+{
+    pressure_t *ps = &p->pressure;
+    mmt__policy_log(p, MMT_LOG_DEBUG, "a pressure trigger's descriptor %d is no longer the "
+                    "engine's (closed by the program?); armed again", t->fd.fd);
+    t->fd.fd = -1;
+    if (t->systemd) ps->systemd_tried = false;
+    ps->generation--; /* differs from the engine's: sync again */
+}
+
 size_t mmt__pressure_fds(struct mmt_policy *p, struct pollfd *fds)
 {
     pressure_t *ps = &p->pressure;
@@ -371,11 +426,7 @@ size_t mmt__pressure_fds(struct mmt_policy *p, struct pollfd *fds)
         /* A descriptor the program closed (and may have reused) is not polled: the
          * policy is armed again, on new descriptors, at the next wake. */
         if (!mmt__fd_is_own(&t->fd)) {
-            mmt__policy_log(p, MMT_LOG_DEBUG, "a pressure trigger's descriptor %d is no longer "
-                            "the engine's (closed by the program?); armed again", t->fd.fd);
-            t->fd.fd = -1;
-            if (t->systemd) ps->systemd_tried = false;
-            ps->generation--; /* differs from the engine's: sync again */
+            lost(p, t);
             fds[n++] = (struct pollfd){.fd = -1};
             continue;
         }
@@ -397,19 +448,39 @@ static void systemd_default(struct mmt_policy *p, trigger_t *t, double now)
     (void)t;
 }
 
+/* A rule whose trigger broke is judged by polling from now on, as one never armed. */
+static void poll_instead(struct mmt_policy *p, const char *rule)
+{
+    mmt__policy_lock(p);
+    long i = p->cur ? mmt__rule_find(p->cur, rule) : -1;
+    if (i >= 0 && p->cur->rules[i].pressure) p->cur->rules[i].pressure_mode = MMT__PSI_POLLING;
+    mmt__policy_unlock(p);
+}
+
 void mmt__pressure_events(struct mmt_policy *p, const struct pollfd *fds, size_t n)
 {
     pressure_t *ps = &p->pressure;
     double now = mmt__now();
+    bool any_broken = false;
     for (size_t i = 0; i < n && i < ps->n; i++) {
         trigger_t *t = &ps->t[i];
         short got = fds[i].revents;
         if (fds[i].fd < 0 || fds[i].fd != t->fd.fd || !got) continue;
-        bool report = (got & t->events) != 0;
-        bool broken = (got & (POLLERR | POLLNVAL)) ||
-                      (t->events == POLLIN && (got & POLLHUP) && !(got & POLLIN));
-        if (report && t->events == POLLIN && !drain(t->fd.fd)) broken = true;
-        if (broken && t->events == POLLPRI && (got & POLLPRI)) broken = false; /* PSI's own */
+        if (!mmt__fd_is_own(&t->fd)) { /* taken by the program since the poll began */
+            lost(p, t);
+            continue;
+        }
+        /* A PSI file reports with POLLPRI alone; POLLERR (with POLLPRI) says its trigger
+         * is gone: the cgroup removed, or its pressure switched off. A FIFO or socket
+         * reports with bytes: its end (or an error) is no report. */
+        bool report = false, broken = (got & (POLLERR | POLLNVAL)) != 0;
+        if (t->events == POLLPRI) {
+            report = !broken && (got & POLLPRI);
+        } else if (!broken) {
+            bool ended;
+            report = drain(&t->fd, &ended) > 0;
+            broken = ended;
+        }
         if (report) {
             mmt__policy_log(p, MMT_LOG_DEBUG, "pressure trigger of %s reported (revents %#x)",
                             t->systemd ? "$MEMORY_PRESSURE_WATCH" : t->rule, (unsigned)got);
@@ -419,25 +490,38 @@ void mmt__pressure_events(struct mmt_policy *p, const struct pollfd *fds, size_t
         }
         if (broken) {
             /* The cgroup went away, the service manager closed its end: nothing more
-             * will come. Its rule is judged by polling from the next load on. */
+             * will come. */
             mmt__policy_log(p, MMT_LOG_WARN, "pressure trigger %s%s%s: its descriptor reports an "
-                            "error or its end; no longer watched",
+                            "error or its end; no longer watched%s",
                             t->systemd ? "$MEMORY_PRESSURE_WATCH=" : "of rule \"",
-                            t->systemd ? ps->systemd_path : t->rule, t->systemd ? "" : "\"");
+                            t->systemd ? ps->systemd_path : t->rule, t->systemd ? "" : "\"",
+                            t->rule[0] ? "; the rule is judged at each tick instead" : "");
+            if (t->rule[0]) poll_instead(p, t->rule);
             close_trigger(t);
-            ps->t[i] = ps->t[--ps->n];
-            return; /* fds no longer match ps->t: the rest at the next wake */
+            t->fd.fd = -2; /* removed below, once every report of this poll is handled */
+            any_broken = true;
         }
     }
+    if (!any_broken) return;
+    size_t kept = 0;
+    for (size_t i = 0; i < ps->n; i++)
+        if (ps->t[i].fd.fd != -2) ps->t[kept++] = ps->t[i];
+    ps->n = kept;
 }
 
 void mmt__pressure_release(struct mmt_policy *p, bool forget_systemd)
 {
     pressure_t *ps = &p->pressure;
-    for (size_t i = 0; i < ps->n; i++) close_trigger(&ps->t[i]);
+    bool fifo = false;
+    for (size_t i = 0; i < ps->n; i++) {
+        fifo = fifo || (ps->t[i].systemd && ps->t[i].fifo);
+        close_trigger(&ps->t[i]);
+    }
     ps->n = 0;
     ps->generation = 0;
-    ps->systemd_tried = false;
+    /* In a child, a FIFO's watch stays the parent's: two readers of one FIFO would take
+     * each other's reports (a PSI file or a socket gives each opener its own). */
+    ps->systemd_tried = fifo && !forget_systemd;
     if (forget_systemd && ps->systemd_claimed) {
         struct mmt_policy *self = p;
         atomic_compare_exchange_strong(&systemd_owner, &self, NULL);

@@ -495,10 +495,10 @@ int mmt__thread_start(struct mmt_policy *p)
         mmt__fd_release(&p->wake[1]);
     }
     atomic_store(&p->wake_lost, p->wake[0].fd < 0);
-    /* Pressure triggers: armed by the thread; systemd's environment read here. */
+    /* Pressure triggers: armed by the thread (none open now: a new engine, or one whose
+     * thread stopped or forked, which released them); systemd's environment read here. */
     p->pressure.n = 0;
     p->pressure.generation = 0;
-    p->pressure.systemd_tried = false;
     mmt__pressure_environment(p);
     /* The thread is the library's: the host's signals go to the host's threads. It
      * inherits the mask in force at creation, so block everything around the call. */

@@ -122,6 +122,11 @@ static void test_export_policies_format_snapshots(void **state)
                          "local prom = mmt.format(m, 'prometheus')\n"
                          "for i = 1, #prom, 1000 do mmt.log('info', 'PROM %s', prom:sub(i, i + 999)) end\n"
                          "mmt.log('info', 'TEXT %s', mmt.format(m))\n"
+                         "local ok2, err2 = pcall(mmt.format, {allocated = 0, freed = 0, in_use = 0,\n"
+                         "  peak = 0, allocations = 0, frees = 0, reallocs = 0, rate = 0, rss = 0, lua = 0,\n"
+                         "  time = 0, psi = {some10 = -1, some60 = 0, some300 = 0, full10 = 0, full60 = 0,\n"
+                         "  full300 = 0, some_total = 0, full_total = 0}}, 'json')\n"
+                         "mmt.log('info', 'PSI %s', err2)\n"
                          "local ok, err = pcall(mmt.format, m, 'xml')\n"
                          "mmt.log('info', 'BAD %s', err)\n");
     assert_int_equal(mmt_policy_load(p, path), 0);
@@ -155,6 +160,8 @@ static void test_export_policies_format_snapshots(void **state)
     assert_contains(out, "gauge mmt_system_memory_total_bytes ");
     assert_logged(log, "TEXT allocated ");
     assert_logged(log, "BAD bad argument #2 to '?' (invalid option 'xml')"); /* via pcall */
+    assert_logged(log, "PSI mmt.format: field 'psi.some10' of the snapshot must be a "
+                       "percentage, 0 to 100, not -1");
     mmt_policy_free(p);
     free_log(log);
 }

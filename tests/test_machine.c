@@ -188,6 +188,21 @@ static void test_recorded_root_cgroup_and_a_path_outside_the_namespace(void **st
     assert_int_equal(m.psi.valid, 0);
 }
 
+/* A /proc/self/cgroup longer than a page (read line by line), a cgroup named "..x" (a
+ * name, not a way out), and /proc/meminfo figures past 2^64 bytes (saturated). */
+static void test_recorded_long_cgroup_file_a_dotted_name_and_huge_meminfo(void **state)
+{
+    (void)state;
+    mmt_machine_t m;
+    assert_int_equal(read_recorded("v2-long-cgroup", &m), MMT_MACHINE_CGROUP | MMT_MACHINE_SYSTEM);
+    assert_int_equal(m.cgroup.version, 2);
+    assert_under(m.cgroup.path, "v2-long-cgroup", "/sys/fs/cgroup/..x");
+    assert_int_equal(m.cgroup.current, 4096);
+    assert_int_equal(m.cgroup.max, 8192);
+    assert_true(m.system.total == UINT64_MAX);
+    assert_true(m.system.available == UINT64_MAX); /* 2^54 kB is 2^64 bytes: one past */
+}
+
 static void test_parts_asked_only_and_bad_arguments(void **state)
 {
     (void)state;
@@ -474,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_recorded_odd_numbers_escaped_mount_and_a_long_line),
         cmocka_unit_test(test_recorded_nothing_but_a_psi_some_line),
         cmocka_unit_test(test_recorded_root_cgroup_and_a_path_outside_the_namespace),
+        cmocka_unit_test(test_recorded_long_cgroup_file_a_dotted_name_and_huge_meminfo),
         cmocka_unit_test(test_parts_asked_only_and_bad_arguments),
         cmocka_unit_test(test_parsers_on_odd_text),
         cmocka_unit_test(test_a_fifo_in_place_of_a_file_does_not_block),

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -465,6 +466,173 @@ static void test_systemd_watch_on_a_psi_file_and_dev_null(void **state)
     free_log(l4);
 }
 
+/* The folder of a cgroup v2 hierarchy mounted here (any controllers: every v2 cgroup has
+ * memory.pressure), or false. */
+static bool cgroup2_mount(char *out, size_t len)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (!f) return false;
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        char root[1024], point[1024];
+        const char *dash = strstr(line, " - cgroup2 ");
+        if (dash && sscanf(line, "%*s %*s %*s %1023s %1023s", root, point) == 2 &&
+            strcmp(root, "/") == 0 && strlen(point) < len) {
+            snprintf(out, len, "%s", point);
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* The CPU time this process has used, in seconds. */
+static double process_cpu(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* A trigger whose cgroup is removed (the kernel then answers every poll with POLLERR): said
+ * once, the rule judged at each tick instead, and the engine's thread does not spin. */
+static void test_pressure_trigger_of_a_removed_cgroup_is_dropped(void **state)
+{
+    (void)state;
+    char mount[1024], dir[1200], file[1300];
+    if (!cgroup2_mount(mount, sizeof mount)) {
+        print_message("skipped: no cgroup v2 hierarchy is mounted here\n");
+        skip();
+    }
+    snprintf(dir, sizeof dir, "%s/mmt-test-%d", mount, (int)getpid());
+    if (mkdir(dir, 0755) != 0) {
+        print_message("skipped: cannot make a cgroup in %s: %s\n", mount, strerror(errno));
+        skip();
+    }
+    snprintf(file, sizeof file, "%s/memory.pressure", dir);
+    captured_log_t *log = new_log();
+    mmt__pressure_file_for_tests = file;
+    mmt_policy_t *p = new_engine(&timer_opts, log);
+    char text[1024];
+    snprintf(text, sizeof text, pressure_policy, 0.5);
+    load_text(p, "gone.lua", text);
+    bool armed = wait_for_log(log, "trigger armed on", 3000);
+    mmt__pressure_file_for_tests = NULL;
+    assert_int_equal(rmdir(dir), 0);
+    if (!armed) {
+        log_dump(log);
+        fail_msg("not armed on %s", file);
+    }
+    assert_true(wait_for_log(log, "pressure trigger of rule \"squeeze\": its descriptor reports "
+                                  "an error or its end; no longer watched; the rule is judged at "
+                                  "each tick instead", 3000));
+    double cpu = process_cpu();
+    sleep_ms(500);
+    double used = process_cpu() - cpu;
+    print_message("CPU in the 500 ms after: %.3f s\n", used);
+    assert_true(used < 0.2);
+    assert_true(log_count(log, "reported") <= 1);
+    assert_int_equal(log_count(log, "squeeze fired"), 0);
+    mmt_policy_free(p);
+    free_log(log);
+}
+
+/* $MEMORY_PRESSURE_WATCH naming an ordinary file: nothing is written into it. */
+static void test_systemd_watch_never_writes_an_ordinary_file(void **state)
+{
+    (void)state;
+    char path[256], before[64], after[64];
+    snprintf(path, sizeof path, "%s/passwd", test_dir);
+    write_in_place(path, "root:x:0:0:root:/root:/bin/bash\n");
+    read_file(path, before, sizeof before);
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = engine_with_watch(path, "cm9vdDo6MDowOg==", log); /* "root::0:0:" */
+    load_text(p, "plain.lua", "local mmt = require 'mmt'\n");
+    char want[400];
+    snprintf(want, sizeof want, "$MEMORY_PRESSURE_WATCH=%s cannot be watched: Operation not "
+                                "supported", path);
+    assert_true(wait_for_log(log, want, 3000));
+    mmt_policy_free(p);
+    read_file(path, after, sizeof after);
+    assert_string_equal(after, before);
+    free_log(log);
+}
+
+/* A service manager that accepts and closes without a byte: no report, the end said. */
+static void test_systemd_socket_closed_without_a_report(void **state)
+{
+    (void)state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/quiet.sock", test_dir);
+    int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    assert_true(strlen(path) < sizeof addr.sun_path);
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    assert_int_equal(bind(listener, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(listener, 4), 0);
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = engine_with_watch(path, NULL, log);
+    load_text(p, "mp.lua", "local mmt = require 'mmt'\n"
+                           "mmt.pressure { name = 'memory-pressure', some = 0.1,\n"
+                           "  fire = function(m) mmt.log('warn', 'mp fired') end }\n");
+    int conn = accept(listener, NULL, NULL);
+    assert_true(conn >= 0);
+    close(conn);
+    assert_true(wait_for_log(log, "no longer watched", 3000));
+    sleep_ms(200);
+    assert_int_equal(log_count(log, "mp fired"), 0);
+    assert_int_equal(log_count(log, "trimmed"), 0);
+    mmt_policy_free(p);
+    close(listener);
+    unlink(path);
+    free_log(log);
+}
+
+/* The program puts a pipe of its own on the number of the engine's FIFO descriptor (a
+ * server's accept() reusing it): the engine never reads the program's pipe, arms its watch
+ * anew, and is freed at once. */
+static void test_systemd_fifo_descriptor_taken_by_the_program(void **state)
+{
+    (void)state;
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s/taken.fifo", test_dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = engine_with_watch(fifo, NULL, log);
+    load_text(p, "taken.lua", "local mmt = require 'mmt'\n");
+    assert_true(wait_for_log(log, "memory pressure: watching", 3000));
+    int engine_fd = -1;
+    for (int fd = MMT__HIGH_FD; fd < MMT__HIGH_FD + 64 && engine_fd < 0; fd++) {
+        char link[64], target[300];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0 && (target[n] = '\0', strcmp(target, fifo) == 0)) engine_fd = fd;
+    }
+    assert_true(engine_fd >= 0);
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);                 /* blocking, as a program's may be */
+    assert_int_equal(dup2(pipefd[0], engine_fd), engine_fd);
+    assert_int_equal(write(pipefd[1], "sixteen bytes!!!", 16), 16);
+    sleep_ms(600);
+    char got[32];
+    int flags = fcntl(engine_fd, F_GETFL);
+    fcntl(engine_fd, F_SETFL, flags | O_NONBLOCK);
+    assert_int_equal(read(engine_fd, got, sizeof got), 16); /* all still the program's */
+    if (!wait_for_log(log, "no longer the engine's", 3000)) {
+        log_dump(log);
+        fail_msg("the lost descriptor was not noticed");
+    }
+    double t0 = now_seconds();
+    mmt_policy_free(p);
+    assert_true(now_seconds() - t0 < 2.0);
+    close(engine_fd);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    unlink(fifo);
+    free_log(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -476,6 +644,10 @@ int main(void)
         cmocka_unit_test(test_systemd_watch_on_a_fifo_trims_by_default),
         cmocka_unit_test(test_systemd_watch_on_a_socket_fires_the_memory_pressure_rule),
         cmocka_unit_test(test_systemd_watch_on_a_psi_file_and_dev_null),
+        cmocka_unit_test(test_pressure_trigger_of_a_removed_cgroup_is_dropped),
+        cmocka_unit_test(test_systemd_watch_never_writes_an_ordinary_file),
+        cmocka_unit_test(test_systemd_socket_closed_without_a_report),
+        cmocka_unit_test(test_systemd_fifo_descriptor_taken_by_the_program),
         cmocka_unit_test(test_pressure_real_stall_fires_and_resolves),
     };
     return cmocka_run_group_tests(tests, make_test_dir, remove_test_dir);

@@ -349,7 +349,8 @@ MMT_API void mmt_mem_checkpoint(void);
  * (whose limit is the one that kills it in a container), the pressure stall information
  * (PSI: the share of time tasks waited for memory), and the machine's total and available
  * memory. Linux only; read from /proc and the cgroup file systems at each call (a few
- * small files, no allocation), so any thread may call it, inside a listener too.
+ * small files, no allocation, about 24 KiB of stack), so any thread may call it, inside a
+ * listener too.
  *
  * The cgroup is the process's own, found from /proc/self/cgroup and the mount table: on
  * cgroup v2 where the memory controller is on for it (its folder has memory.current),
