@@ -23,6 +23,28 @@
 #include "mmt/memory.h"
 #include "policyutil.h" /* sleep_ms */
 
+/* ThreadSanitizer's shadow memory (several times what a process touches) is charged to
+ * the cgroup too: a child touching tens of MiB under a limit of tens of MiB is killed. The
+ * tests that run such a child skip there. */
+#if defined(__SANITIZE_THREAD__)
+#define CG_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CG_TSAN 1
+#endif
+#endif
+#ifndef CG_TSAN
+#define CG_TSAN 0
+#endif
+#define SKIP_IF_TSAN_IN_CGROUP()                                                           \
+    do {                                                                                   \
+        if (CG_TSAN) {                                                                     \
+            print_message("skipped: ThreadSanitizer's shadow memory is charged to the "    \
+                          "cgroup too\n");                                                 \
+            skip();                                                                        \
+        }                                                                                  \
+    } while (0)
+
 typedef struct test_cgroup {
     int version; /* 0: not made */
     char dir[1024];
