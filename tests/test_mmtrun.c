@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -349,14 +350,56 @@ static bool find_source(const char *name, char *buf, size_t len)
     return find_source_in(bin_dir, name, buf, len);
 }
 
+/* check_plot.py's options saying what the machine has, as the library reads it here: a
+ * program mmt-run starts runs in this process's cgroup. */
+static void machine_options(char *buf, size_t len)
+{
+    mmt_machine_t m;
+    mmt_machine_read(&m, MMT_MACHINE_ALL);
+    char limit[32] = "none";
+    if (m.cgroup.version && m.cgroup.limit != MMT_UNLIMITED)
+        snprintf(limit, sizeof limit, "%" PRIu64, m.cgroup.limit);
+    snprintf(buf, len, "--cgroup=%s --limit=%s --psi=%s", m.cgroup.version ? "yes" : "no", limit,
+             m.psi.valid ? "yes" : "no");
+}
+
+/* Takes a screenshot of test_dir/NAME.svg with Debian's chromium, headless, into
+ * test_dir/NAME.png, and puts that path into png ("" if chromium is not installed). */
+static void screenshot(const char *name, char *png, size_t len)
+{
+    char cmd[PATH_MAX * 2 + 512];
+    png[0] = '\0';
+    if (access("/usr/bin/chromium", X_OK) != 0) {
+        print_message("chromium is not installed: the picture is checked as XML only\n");
+        return;
+    }
+    snprintf(png, len, "%s/%s.png", test_dir, name);
+    snprintf(cmd, sizeof cmd,
+             "timeout 120 /usr/bin/chromium --headless --no-sandbox --disable-gpu "
+             "--disable-dev-shm-usage --hide-scrollbars --window-size=960,540 "
+             "--screenshot='%s' 'file://%s/%s.svg' > /dev/null 2>&1",
+             png, test_dir, name);
+    if (system(cmd) != 0) fail_msg("chromium could not take the screenshot");
+}
+
+/* Runs tests/e2e/check_plot.py with `options` on test_dir/NAME.csv and NAME.svg, and the
+ * screenshot `png` if not "". */
+static void check_plot(const char *options, const char *name, const char *rule, const char *png)
+{
+    char checker[PATH_MAX + 64], cmd[PATH_MAX * 3 + 512];
+    if (!find_source("tests/e2e/check_plot.py", checker, sizeof checker))
+        fail_msg("tests/e2e/check_plot.py not found from %s", bin_dir);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' %s '%s/%s.csv' '%s/%s.svg' '%s' %s", checker,
+             options, test_dir, name, test_dir, name, rule, png);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_mmtrun_trace_and_svg_show_usage_and_rule_events(void **state)
 {
     (void)state;
     SKIP_IF_SANITIZED();
     static result_t r;
-    char policy[512], args[2048], check[PATH_MAX * 2 + 1024], checker[PATH_MAX + 64];
-    if (!find_source("tests/e2e/check_plot.py", checker, sizeof checker))
-        fail_msg("tests/e2e/check_plot.py not found from %s", bin_dir);
+    char policy[512], args[2048], check[PATH_MAX * 2 + 1024];
     snprintf(policy, sizeof policy, "%s/big.lua", test_dir);
     write_in_place(policy, "local mmt = require 'mmt'\n"
                            "mmt.rule { name = 'big', metric = 'in_use', above = 20 * mmt.MiB,\n"
@@ -372,22 +415,12 @@ static void test_mmtrun_trace_and_svg_show_usage_and_rule_events(void **state)
     assert_string_equal(r.out, "done\n");
     assert_null(strstr(r.err, "no picture"));
 
-    /* Drawn by a real browser when there is one: Debian's chromium, headless. */
-    char png[600] = "";
-    if (access("/usr/bin/chromium", X_OK) == 0) {
-        snprintf(png, sizeof png, "%s/t.png", test_dir);
-        snprintf(check, sizeof check,
-                 "timeout 120 /usr/bin/chromium --headless --no-sandbox --disable-gpu "
-                 "--disable-dev-shm-usage --hide-scrollbars --window-size=960,540 "
-                 "--screenshot='%s' 'file://%s/t.svg' > /dev/null 2>&1",
-                 png, test_dir);
-        if (system(check) != 0) fail_msg("chromium could not take the screenshot");
-    } else {
-        print_message("chromium is not installed: the picture is checked as XML only\n");
-    }
-    snprintf(check, sizeof check, "/usr/bin/python3 '%s' '%s/t.csv' '%s/t.svg' big %s", checker,
-             test_dir, test_dir, png);
-    assert_int_equal(system(check), 0);
+    /* Drawn by a real browser when there is one: Debian's chromium, headless. The trace's
+     * machine columns must say what the library reads here. */
+    char png[600], machine[128];
+    screenshot("t", png, sizeof png);
+    machine_options(machine, sizeof machine);
+    check_plot(machine, "t", "big", png);
 
     /* --svg alone leaves no trace behind in TMPDIR. */
     snprintf(args, sizeof args, "--svg %s/alone.svg -- true", test_dir);
@@ -713,7 +746,7 @@ static void test_mmtrun_trace_descriptor_stays_clear_of_the_programs_numbers(voi
     char path[600], text[65536];
     snprintf(path, sizeof path, "%s/fd.csv", test_dir);
     read_file(path, text, sizeof text);
-    assert_contains(text, ",exit,\n");
+    assert_contains(text, ",exit,,"); /* no rule, then the machine's fields */
 
     /* Where it is: 512, far from the numbers programs take or expect free. */
     status = run_traced("sh -c 'for f in /proc/$$/fd/*; do echo \"${f##*/} $(readlink $f)\"; "

@@ -31,7 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 SVG = "{http://www.w3.org/2000/svg}"
 HEADER = ["time_s", "in_use_bytes", "rss_bytes", "allocated_bytes", "freed_bytes",
-          "peak_bytes", "allocations", "event", "rule"]
+          "peak_bytes", "allocations", "event", "rule", "cgroup_current_bytes",
+          "cgroup_limit_bytes", "psi_some10", "psi_full10", "available_bytes"]
 RULE_MAX = 256   # trace.h: MMT_TRACE_RULE_MAX
 TITLE_MAX = 80   # plot.c
 LABEL_MAX = 80   # plot.c

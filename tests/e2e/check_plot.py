@@ -1,11 +1,19 @@
 """Checks what `mmt-run --trace --svg` wrote, and optionally how a browser drew it.
 
-usage: check_plot.py TRACE.csv PICTURE.svg RULE [SCREENSHOT.png]
+usage: check_plot.py [--cgroup=yes|no] [--limit=BYTES|none] [--psi=yes|no]
+                     TRACE.csv PICTURE.svg RULE [SCREENSHOT.png]
 
-The trace must be well formed (header, times in order, an exit row last) and hold a
-fire and then a resolve of RULE; the SVG must parse as XML and draw both curves with a
-point per row and a mark per event; the screenshot, if given, must show the curves' and
-the marks' colours. Exit status 1 with the reason on stderr on any failure.
+The trace must be well formed (header, times in order, an exit row last, every row with
+every column) and hold a fire and then a resolve of RULE (none at all for RULE "-"). Its
+machine columns must be as the options say the machine is (trace.h): the cgroup's bytes
+in every row, or empty; its limit that number in every row, or empty; PSI's two
+percentages, or empty; available_bytes in every row, at most /proc/meminfo's MemTotal;
+and the sampler's readings no more often than every 100 ms. Without an option, that part
+is not checked.
+
+The SVG must parse as XML and draw both curves with a point per row and a mark per
+event; the screenshot, if given, must show the curves' and the marks' colours. Exit
+status 1 with the reason on stderr on any failure.
 """
 import csv
 import struct
@@ -14,7 +22,9 @@ import xml.etree.ElementTree as ET
 import zlib
 
 HEADER = ["time_s", "in_use_bytes", "rss_bytes", "allocated_bytes", "freed_bytes",
-          "peak_bytes", "allocations", "event", "rule"]
+          "peak_bytes", "allocations", "event", "rule", "cgroup_current_bytes",
+          "cgroup_limit_bytes", "psi_some10", "psi_full10", "available_bytes"]
+CGROUP, LIMIT, SOME, FULL, AVAILABLE = range(9, 14)
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -22,12 +32,62 @@ def fail(why):
     sys.exit("check_plot: " + why)
 
 
-def check_trace(path, rule):
+def mem_total():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    fail("no MemTotal in /proc/meminfo")
+
+
+def check_machine(rows, expect):
+    """The machine's columns as `expect` (option name: value) says."""
+    for r in rows:
+        cg, limit, some, full, available = r[CGROUP:AVAILABLE + 1]
+        if expect.get("cgroup") == "yes" and not (cg.isdigit() and int(cg) > 0):
+            fail("no cgroup bytes in the row %r" % r)
+        if expect.get("cgroup") == "no" and (cg or limit):
+            fail("cgroup figures where the machine has no cgroup: %r" % r)
+        if expect.get("limit") == "none" and limit:
+            fail("a cgroup limit where none is set: %r" % r)
+        if expect.get("limit", "none") != "none" and limit != expect["limit"]:
+            fail("cgroup limit %r, not %s, in the row %r" % (limit, expect["limit"], r))
+        if expect.get("psi") == "yes":
+            for v in (some, full):
+                try:
+                    ok = 0 <= float(v) <= 100 and len(v.split(".")[-1]) == 2
+                except ValueError:
+                    ok = False
+                if not ok:
+                    fail("PSI field %r is not a percentage with two decimals: %r" % (v, r))
+        if expect.get("psi") == "no" and (some or full):
+            fail("PSI figures where the machine has none: %r" % r)
+        if expect and not (available.isdigit() and 0 < int(available) <= mem_total()):
+            fail("available_bytes %r is not between 1 and MemTotal: %r" % (available, r))
+    # The sampler reads the machine at most every 100 ms (trace.c): between sample rows
+    # the figures change no sooner (the read itself may take a few hundred microseconds).
+    last, since = None, 0.0
+    for r in rows:
+        if r[7] != "sample":
+            continue
+        figures = tuple(r[CGROUP:AVAILABLE + 1])
+        if last is not None and figures != last:
+            if float(r[0]) - since < 0.095:
+                fail("the machine was read again %.3f s after the reading before, at %s"
+                     % (float(r[0]) - since, r[0]))
+            since = float(r[0])
+        last = figures
+
+
+def check_trace(path, rule, expect):
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     if rows[0] != HEADER:
         fail("trace header is %r" % rows[0])
     rows = rows[1:]
+    for r in rows:
+        if len(r) != len(HEADER):
+            fail("a row has %d fields, not %d: %r" % (len(r), len(HEADER), r))
     times = [float(r[0]) for r in rows]
     if times != sorted(times):
         fail("trace times are not in order")
@@ -41,8 +101,11 @@ def check_trace(path, rule):
         fail("in_use is not allocated - freed in every row")
     events = [(r[7], r[8], int(r[1])) for r in rows if r[7] in ("fire", "resolve")]
     kinds = [(e[0], e[1]) for e in events]
-    if kinds[:2] != [("fire", rule), ("resolve", rule)]:
+    if rule == "-" and kinds:
+        fail("events are %r, and none was expected" % kinds)
+    if rule != "-" and kinds[:2] != [("fire", rule), ("resolve", rule)]:
         fail("events are %r" % kinds)
+    check_machine(rows, expect)
     return rows, events
 
 
@@ -126,12 +189,18 @@ def check_screenshot(path):
 
 
 def main():
-    if len(sys.argv) not in (4, 5):
+    expect = {}
+    args = sys.argv[1:]
+    while args and args[0].startswith("--"):
+        name, _, value = args.pop(0)[2:].partition("=")
+        if name not in ("cgroup", "limit", "psi"):
+            fail(__doc__)
+        expect[name] = value
+    if len(args) not in (3, 4):
         fail(__doc__)
-    rows, events = check_trace(sys.argv[1], sys.argv[3])
-    check_svg(sys.argv[2], rows, events)
-    if len(sys.argv) == 5:
-        check_screenshot(sys.argv[4])
-
+    rows, events = check_trace(args[0], args[2], expect)
+    check_svg(args[1], rows, events)
+    if len(args) == 4:
+        check_screenshot(args[3])
 
 main()
