@@ -27,6 +27,8 @@
 #include "policyutil.h"
 #include "procutil.h"
 
+#define MiB (UINT64_C(1) << 20)
+
 static char mmt_run[PATH_MAX + 16], bin_dir[PATH_MAX], tmp_dir[96]; /* tmp_dir: test_dir/tmp */
 
 /* Programs the tests started that a failed test may have left running (killed at the end). */
@@ -840,6 +842,8 @@ static void test_mmtrun_picture_reads_the_trace_by_column_names_and_quotes(void 
         {"time_s,in_use_bytes,rss_bytes,peak_bytes,event,rule\n1,2,3,4,fire,\"open\n",
          "record 2: not CSV (a quote left open, or text after one)"},
         {"time_s,in_use_bytes,rss_bytes,peak_bytes,event,rule\n", "the trace has no rows"},
+        {"time_s,in_use_bytes,rss_bytes,peak_bytes,event,rule,cgroup_current_bytes\n"
+         "1,2,3,4,sample,,5\n1,2,3,4,sample,,many\n", "record 3: not a trace row"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_in_place(csv, bad[i].text);
@@ -850,6 +854,96 @@ static void test_mmtrun_picture_reads_the_trace_by_column_names_and_quotes(void 
         read_file(cmd, err, sizeof err);
         assert_contains(err, bad[i].error);
     }
+}
+
+/* ---- The machine around the program ------------------------------------------------------ */
+
+/* A trace of 12 samples 0.1 s apart and an exit row: in use rising to 22 MiB, rss 4 MiB
+ * over it; the cgroup's bytes `cgroup` times the rss (0: empty fields), empty in rows
+ * `gap_from` to `gap_to` (-1: none); its limit `limit` (0: empty), `then` from row
+ * `change` on (-1: never). */
+static void write_machine_trace(const char *path, double cgroup, int gap_from, int gap_to,
+                                uint64_t limit, int change, uint64_t then)
+{
+    static char text[8192];
+    size_t n = (size_t)snprintf(text, sizeof text, "%s\n",
+                                "time_s,in_use_bytes,rss_bytes,allocated_bytes,freed_bytes,"
+                                "peak_bytes,allocations,event,rule,cgroup_current_bytes,"
+                                "cgroup_limit_bytes,psi_some10,psi_full10,available_bytes");
+    for (int i = 0; i < 13; i++) {
+        uint64_t in_use = (uint64_t)(i < 12 ? i : 11) * 2 * MiB + 1000, rss = in_use + 4 * MiB;
+        char cg[32] = "", lim[32] = "";
+        if (cgroup > 0 && (i < gap_from || i > gap_to))
+            snprintf(cg, sizeof cg, "%.0f", cgroup * (double)rss);
+        uint64_t l = change >= 0 && i >= change ? then : limit;
+        if (l) snprintf(lim, sizeof lim, "%" PRIu64, l);
+        n += (size_t)snprintf(text + n, sizeof text - n,
+                              "%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",0,%" PRIu64 ",%d,%s,,%s,%s,"
+                              "0.00,0.00,1000000000\n",
+                              0.1 * i, in_use, rss, in_use, in_use, i + 1, i < 12 ? "sample" : "exit",
+                              cg, lim);
+    }
+    write_in_place(path, text);
+}
+
+/* Draws test_dir/NAME.csv into NAME.svg with mmt-run's picture code; the SVG into svg. */
+static void draw_trace(const char *name, char *svg, size_t len)
+{
+    char cmd[PATH_MAX * 2];
+    snprintf(cmd, sizeof cmd, "'%s/e2e_plot' '%s/%s.csv' '%s/%s.svg' title", bin_dir, test_dir,
+             name, test_dir, name);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/%s.svg", test_dir, name);
+    read_file(cmd, svg, len);
+}
+
+static void test_mmtrun_picture_draws_the_cgroup_and_its_limit_only_near_the_programs_figures(void **state)
+{
+    (void)state;
+    static char svg[1 << 16];
+    char path[600];
+    /* The program's figures reach 26 MiB. A cgroup a little above them, limited to 64 MiB:
+     * its line, and the limit's, on the scale (check_plot checks the points and the line
+     * against the axis). */
+    snprintf(path, sizeof path, "%s/near.csv", test_dir);
+    write_machine_trace(path, 1.1, -1, -1, 64 * MiB, -1, 0);
+    draw_trace("near", svg, sizeof svg);
+    check_plot("--cgroup=yes --limit=67108864 --psi=yes", "near", "-", "");
+    assert_contains(svg, ">cgroup limit 64 MiB</text>");
+    assert_contains(svg, ">60 MiB</text>"); /* the axis goes up to the limit */
+
+    /* A limit of 512 GiB: not drawn, said in the legend; the axis stays with the data. */
+    snprintf(path, sizeof path, "%s/far.csv", test_dir);
+    write_machine_trace(path, 1.1, -1, -1, UINT64_C(512) << 30, -1, 0);
+    draw_trace("far", svg, sizeof svg);
+    check_plot("--cgroup=yes --limit=549755813888 --psi=yes", "far", "-", "");
+    assert_contains(svg, ">cgroup limit 512 GiB, off the scale</text>");
+    assert_null(strstr(svg, "0 GiB</text>"));
+    assert_null(strstr(svg, ">60 MiB</text>"));
+
+    /* A cgroup charged with 100 times the program's figures (a whole container): its line
+     * is not drawn either, but said; the limit just above it is compared with the program. */
+    snprintf(path, sizeof path, "%s/crowd.csv", test_dir);
+    write_machine_trace(path, 100, -1, -1, 0, -1, 0);
+    draw_trace("crowd", svg, sizeof svg);
+    check_plot("--cgroup=yes --limit=none --psi=yes", "crowd", "-", "");
+    assert_contains(svg, ">cgroup: up to 2600.1 MiB charged, off the scale</text>");
+
+    /* A limit that changed: the lowest is drawn, and said to be; the cgroup's line breaks
+     * where rows have no figure. */
+    snprintf(path, sizeof path, "%s/changed.csv", test_dir);
+    write_machine_trace(path, 1.1, 4, 6, 64 * MiB, 8, 48 * MiB);
+    draw_trace("changed", svg, sizeof svg);
+    assert_contains(svg, ">lowest cgroup limit 48 MiB (it changed during the run)</text>");
+    assert_int_equal(occurrences(svg, "<polyline fill=\"none\" stroke=\"#9467bd\""), 2);
+
+    /* A trace from before the machine's columns: the picture as it was. */
+    snprintf(path, sizeof path, "%s/old.csv", test_dir);
+    write_in_place(path, "time_s,in_use_bytes,rss_bytes,allocated_bytes,freed_bytes,peak_bytes,"
+                         "allocations,event,rule\n0,10,20,10,0,10,1,sample,\n1,10,20,10,0,10,1,exit,\n");
+    draw_trace("old", svg, sizeof svg);
+    assert_int_equal(occurrences(svg, "<polyline"), 2);
+    assert_null(strstr(svg, "cgroup"));
 }
 
 /* ---- Temporary files ------------------------------------------------------------------- */
@@ -1221,6 +1315,7 @@ int main(void)
         cmocka_unit_test(test_mmtrun_summary_in_prometheus_parses),
         cmocka_unit_test(test_mmtrun_runs_the_policy_inside_the_program),
         cmocka_unit_test(test_mmtrun_trace_and_svg_show_usage_and_rule_events),
+        cmocka_unit_test(test_mmtrun_picture_draws_the_cgroup_and_its_limit_only_near_the_programs_figures),
         cmocka_unit_test(test_mmtrun_relative_paths_survive_a_change_of_folder),
         cmocka_unit_test(test_mmtrun_missing_or_broken_policy_is_refused_before_the_program_starts),
         cmocka_unit_test(test_mmtrun_policy_that_is_not_a_regular_file_is_refused_without_hanging),

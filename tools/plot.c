@@ -5,8 +5,17 @@
  * external reference, so that browsers, image viewers and converters all show it, and
  * well-formed XML whatever the names hold (see put_text).
  *
+ * Where the trace has the machine's columns (trace.h), a third line is the bytes charged
+ * to the memory cgroup, and a horizontal line its limit, labelled. Those two are the
+ * cgroup's, which may hold far more than the program (a user's desktop, a whole
+ * container) or allow far more (a limit of 512 GiB): the cgroup's line is drawn only if
+ * it stays within CGROUP_FACTOR times the program's own figures, and the limit only if it
+ * is within that factor of all that is drawn, so that the program's lines keep at least a
+ * quarter of the height (a sixteenth with both); otherwise the legend says it in words.
+ *
  * The trace is read as RFC 4180 CSV (quoted fields may hold commas, quotes and line
- * breaks), its columns found by the header's names.
+ * breaks), its columns found by the header's names; the machine's columns may be missing
+ * (a trace from before them) or empty (a machine without the figure).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,8 +35,12 @@ enum { WIDTH = 960, HEIGHT = 540, LEFT = 90, RIGHT = 30, TOP = 78, BOTTOM = 56 }
  * boundary and ends with an ellipsis. */
 enum { TITLE_MAX = 80, LABEL_MAX = 80 };
 
+/* How far above the program's own figures the cgroup's may reach and still be drawn. */
+#define CGROUP_FACTOR 4.0
+
 typedef struct point {
     double t, in_use, rss;
+    double cgroup; /* bytes charged to the memory cgroup; NAN where the row has none */
 } point_t;
 
 typedef struct event {
@@ -42,6 +55,9 @@ typedef struct trace {
     event_t *events;
     size_t nevents, events_cap;
     double peak; /* the counters' own peak: it sees between samples */
+    bool cgroup; /* some row has the cgroup's bytes */
+    double limit; /* the lowest cgroup limit of the rows, 0 if none has one */
+    bool limit_changed; /* the rows do not all have that limit */
 } trace_t;
 
 static int grow(void **items, size_t *cap, size_t n, size_t size)
@@ -128,22 +144,24 @@ static int read_trace(const char *path, trace_t *tr, char *err, size_t errlen)
         snprintf(err, errlen, "cannot read the trace %s: %s", path, strerror(errno));
         return -1;
     }
-    /* The columns used, by name; `rule` only on event rows. */
-    enum { T, IN_USE, RSS, PEAK, EVENT, RULE, NCOLS };
+    /* The columns used, by name; `rule` only on event rows. Those from NEEDED on may be
+     * missing (col SIZE_MAX) and their fields empty. */
+    enum { T, IN_USE, RSS, PEAK, EVENT, RULE, CGROUP, LIMIT, NCOLS, NEEDED = CGROUP };
     static const char *const names[NCOLS] = {"time_s", "in_use_bytes", "rss_bytes",
-                                             "peak_bytes", "event", "rule"};
+                                             "peak_bytes", "event", "rule",
+                                             "cgroup_current_bytes", "cgroup_limit_bytes"};
     size_t col[NCOLS];
     record_t r = {0};
     int rc = 0, records = 1, got = read_record(f, &r);
     for (int k = 0; k < NCOLS && got == 1; k++) {
         size_t i = 0;
         while (i < r.nfields && strcmp(field(&r, i), names[k]) != 0) i++;
-        if (i == r.nfields) {
+        if (i == r.nfields && k < NEEDED) {
             snprintf(err, errlen, "%s: no column %s in the header", path, names[k]);
             rc = -1;
             goto done;
         }
-        col[k] = i;
+        col[k] = i < r.nfields ? i : SIZE_MAX;
     }
     if (got != 1) {
         snprintf(err, errlen, "%s: the trace has no header", path);
@@ -153,12 +171,24 @@ static int read_trace(const char *path, trace_t *tr, char *err, size_t errlen)
     bool no_memory = false;
     while ((got = read_record(f, &r)) == 1) {
         records++;
-        double v[4];
+        double v[NCOLS];
         const char *event = field(&r, col[EVENT]);
         bool ok = event != NULL;
         for (int k = T; k <= PEAK; k++) ok = ok && to_double(field(&r, col[k]), &v[k]);
+        for (int k = CGROUP; k <= LIMIT; k++) {
+            const char *text = col[k] == SIZE_MAX ? "" : field(&r, col[k]);
+            v[k] = NAN;
+            ok = ok && text && (!*text || (to_double(text, &v[k]) && v[k] >= 0));
+        }
         if (!ok) break;
         if (v[PEAK] > tr->peak) tr->peak = v[PEAK];
+        if (!isnan(v[CGROUP])) tr->cgroup = true;
+        if (!isnan(v[LIMIT]) && v[LIMIT] != tr->limit) {
+            tr->limit_changed = tr->limit_changed || tr->npoints > 0;
+            if (tr->limit == 0 || v[LIMIT] < tr->limit) tr->limit = v[LIMIT];
+        } else if (isnan(v[LIMIT]) && tr->limit > 0) {
+            tr->limit_changed = true;
+        }
         if (strcmp(event, "fire") == 0 || strcmp(event, "resolve") == 0) {
             if ((no_memory = grow((void **)&tr->events, &tr->events_cap, tr->nevents,
                                   sizeof(event_t)) != 0))
@@ -174,7 +204,7 @@ static int read_trace(const char *path, trace_t *tr, char *err, size_t errlen)
         if ((no_memory = grow((void **)&tr->points, &tr->points_cap, tr->npoints,
                               sizeof(point_t)) != 0))
             break;
-        tr->points[tr->npoints++] = (point_t){v[T], v[IN_USE], v[RSS]};
+        tr->points[tr->npoints++] = (point_t){v[T], v[IN_USE], v[RSS], v[CGROUP]};
     }
     if (no_memory) {
         snprintf(err, errlen, "%s: out of memory at record %d", path, records);
@@ -239,23 +269,43 @@ static void put_text(FILE *out, const char *s, size_t max)
     if (cut) fputs("\xE2\x80\xA6", out); /* U+2026 */
 }
 
-static void put_bytes(FILE *out, double bytes)
+/* `bytes` in the unit it reads best in, with one decimal ("12.3 MiB"); with `whole`, none
+ * for a whole number of units (a limit someone set: "64 MiB"). */
+static const char *bytes_text(char *buf, size_t len, double bytes, bool whole)
 {
     int u = byte_unit(bytes);
-    if (u == 0) fprintf(out, "%.0f B", bytes);
-    else fprintf(out, "%.1f %s", bytes / pow(1024, u), units[u]);
+    double v = bytes / pow(1024, u);
+    if (u == 0) snprintf(buf, len, "%.0f B", bytes);
+    else snprintf(buf, len, whole && v == floor(v) ? "%.0f %s" : "%.1f %s", v, units[u]);
+    return buf;
 }
+
+static void put_bytes(FILE *out, double bytes)
+{
+    char text[32];
+    fputs(bytes_text(text, sizeof text, bytes, false), out);
+}
+
+/* The colours of the cgroup's line and of its limit. */
+#define CGROUP_COLOUR "#9467bd"
+#define LIMIT_COLOUR "#8c564b"
 
 static void draw(FILE *out, const trace_t *tr, const char *program)
 {
-    double tmax = 0, ymax = 0;
+    double tmax = 0, ymax = 0, cgroup_max = 0;
     for (size_t i = 0; i < tr->npoints; i++) {
         const point_t *p = &tr->points[i];
         if (p->t > tmax) tmax = p->t;
         if (p->in_use > ymax) ymax = p->in_use;
         if (p->rss > ymax) ymax = p->rss;
+        if (p->cgroup > cgroup_max) cgroup_max = p->cgroup; /* false for NAN */
     }
     if (tr->peak > ymax) ymax = tr->peak;
+    /* The cgroup's line, then its limit, join the scale if they stay near what is on it. */
+    bool cgroup_drawn = tr->cgroup && cgroup_max <= CGROUP_FACTOR * ymax;
+    if (cgroup_drawn && cgroup_max > ymax) ymax = cgroup_max;
+    bool limit_drawn = tr->limit > 0 && tr->limit <= CGROUP_FACTOR * ymax;
+    if (limit_drawn && tr->limit > ymax) ymax = tr->limit;
     if (tmax <= 0) tmax = 1e-3;
     if (ymax <= 0) ymax = 1;
 
@@ -333,7 +383,32 @@ static void draw(FILE *out, const trace_t *tr, const char *program)
         fputs("</text>\n", out);
     }
 
-    /* The curves. */
+    /* The cgroup's limit, labelled below its right end; under the curves. */
+    char limit[32], most[32];
+    bytes_text(limit, sizeof limit, tr->limit, true);
+    bytes_text(most, sizeof most, cgroup_max, false);
+    if (limit_drawn) {
+        fprintf(out, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"" LIMIT_COLOUR
+                "\" stroke-width=\"2\" stroke-dasharray=\"10,4\"/>\n<text x=\"%d\" y=\"%.1f\" "
+                "fill=\"" LIMIT_COLOUR "\" text-anchor=\"end\">%scgroup limit %s%s</text>\n", LEFT,
+                Y(tr->limit), WIDTH - RIGHT, Y(tr->limit), WIDTH - RIGHT - 6, Y(tr->limit) + 16,
+                tr->limit_changed ? "lowest " : "", limit,
+                tr->limit_changed ? " (it changed during the run)" : "");
+    }
+
+    /* The cgroup's line, one piece for each run of rows that have its figure. */
+    for (size_t i = 0; cgroup_drawn && i < tr->npoints;) {
+        while (i < tr->npoints && isnan(tr->points[i].cgroup)) i++;
+        if (i == tr->npoints) break;
+        fputs("<polyline fill=\"none\" stroke=\"" CGROUP_COLOUR "\" stroke-width=\"2\" "
+              "stroke-linejoin=\"round\" points=\"", out);
+        for (size_t first = i; i < tr->npoints && !isnan(tr->points[i].cgroup); i++)
+            fprintf(out, "%s%.1f,%.1f", i > first ? " " : "", X(tr->points[i].t),
+                    Y(tr->points[i].cgroup));
+        fputs("\"/>\n", out);
+    }
+
+    /* The program's curves. */
     static const struct {
         const char *colour;
         int which;
@@ -349,21 +424,51 @@ static void draw(FILE *out, const trace_t *tr, const char *program)
         fputs("\"/>\n", out);
     }
 
-    /* Legend, top right. */
-    int lx = WIDTH - RIGHT - 300;
-    fprintf(out,
-            "<g font-size=\"12\">\n"
-            "<line x1=\"%d\" y1=\"64\" x2=\"%d\" y2=\"64\" stroke=\"#1f77b4\" stroke-width=\"2\"/>"
-            "<text x=\"%d\" y=\"68\">in use</text>\n"
-            "<line x1=\"%d\" y1=\"64\" x2=\"%d\" y2=\"64\" stroke=\"#ff7f0e\" stroke-width=\"2\"/>"
-            "<text x=\"%d\" y=\"68\">rss</text>\n"
-            "<line x1=\"%d\" y1=\"64\" x2=\"%d\" y2=\"64\" stroke=\"#d62728\" "
-            "stroke-dasharray=\"6,3\" stroke-width=\"2\"/><text x=\"%d\" y=\"68\">fire</text>\n"
-            "<line x1=\"%d\" y1=\"64\" x2=\"%d\" y2=\"64\" stroke=\"#2ca02c\" "
-            "stroke-dasharray=\"6,3\" stroke-width=\"2\"/><text x=\"%d\" y=\"68\">resolve</text>\n"
-            "</g>\n</svg>\n",
-            lx, lx + 22, lx + 27, lx + 80, lx + 102, lx + 107, lx + 140, lx + 162, lx + 167,
-            lx + 205, lx + 227, lx + 232);
+    /* Legend, top right: a sample of each line and its name, one after the other; what
+     * of the cgroup's is off the scale is said in words instead, without a sample. */
+    char cgroup_text[96] = "cgroup", limit_text[96] = "cgroup limit";
+    if (!cgroup_drawn)
+        snprintf(cgroup_text, sizeof cgroup_text, "cgroup: up to %s charged, off the scale", most);
+    if (!limit_drawn)
+        snprintf(limit_text, sizeof limit_text, "%scgroup limit %s, off the scale",
+                 tr->limit_changed ? "lowest " : "", limit);
+    const struct {
+        const char *colour, *dash, *text;
+        bool shown, sample;
+        int width; /* its place in the row: the sample's 27 px, the text, a gap */
+    } entries[] = {
+        {"#1f77b4", NULL, "in use", true, true, 80},
+        {"#ff7f0e", NULL, "rss", true, true, 60},
+        {CGROUP_COLOUR, NULL, cgroup_text, tr->cgroup, cgroup_drawn, 0},
+        {LIMIT_COLOUR, "10,4", limit_text, tr->limit > 0, limit_drawn, 0},
+        {"#d62728", "6,3", "fire", true, true, 65},
+        {"#2ca02c", "6,3", "resolve", true, true, 95},
+    };
+    enum { NENTRIES = sizeof entries / sizeof entries[0] };
+    int widths[NENTRIES], total = 0;
+    for (int k = 0; k < NENTRIES; k++) {
+        /* About 6.5 px a character at 12 px in the fonts asked for. */
+        int text = (int)(strlen(entries[k].text) * 13 + 1) / 2;
+        widths[k] = entries[k].width ? entries[k].width : (entries[k].sample ? 27 : 0) + text + 14;
+        if (entries[k].shown) total += widths[k];
+    }
+    int lx = WIDTH - RIGHT - total;
+    fputs("<g font-size=\"12\">\n", out);
+    for (int k = 0; k < NENTRIES; k++) {
+        if (!entries[k].shown) continue;
+        if (entries[k].sample) {
+            fprintf(out, "<line x1=\"%d\" y1=\"64\" x2=\"%d\" y2=\"64\" stroke=\"%s\" ", lx,
+                    lx + 22, entries[k].colour);
+            if (entries[k].dash) fprintf(out, "stroke-dasharray=\"%s\" ", entries[k].dash);
+            fprintf(out, "stroke-width=\"2\"/><text x=\"%d\" y=\"68\">%s</text>\n", lx + 27,
+                    entries[k].text);
+        } else {
+            fprintf(out, "<text x=\"%d\" y=\"68\" fill=\"%s\">%s</text>\n", lx,
+                    entries[k].colour, entries[k].text);
+        }
+        lx += widths[k];
+    }
+    fputs("</g>\n</svg>\n", out);
 #undef X
 #undef Y
 }

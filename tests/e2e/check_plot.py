@@ -11,9 +11,13 @@ percentages, or empty; available_bytes in every row, at most /proc/meminfo's Mem
 and the sampler's readings no more often than every 100 ms. Without an option, that part
 is not checked.
 
-The SVG must parse as XML and draw both curves with a point per row and a mark per
-event; the screenshot, if given, must show the curves' and the marks' colours. Exit
-status 1 with the reason on stderr on any failure.
+The SVG must parse as XML and draw both curves with a point per row, each point where
+the axis puts the row's figure, and a mark per event. The cgroup's line and its limit
+must be drawn as plot.c's rule has it (within 4 times the program's figures), the line
+with a point per row and the limit where the axis puts it, labelled; or said off the
+scale in the legend. The screenshot, if given, must show the curves', the marks' and
+what is drawn of the cgroup's colours. Exit status 1 with the reason on stderr on any
+failure.
 """
 import csv
 import struct
@@ -26,6 +30,10 @@ HEADER = ["time_s", "in_use_bytes", "rss_bytes", "allocated_bytes", "freed_bytes
           "cgroup_limit_bytes", "psi_some10", "psi_full10", "available_bytes"]
 CGROUP, LIMIT, SOME, FULL, AVAILABLE = range(9, 14)
 SVG = "{http://www.w3.org/2000/svg}"
+COLOURS = {"in use": "#1f77b4", "rss": "#ff7f0e", "fire": "#d62728", "resolve": "#2ca02c",
+           "cgroup": "#9467bd", "limit": "#8c564b"}
+FACTOR = 4  # plot.c: CGROUP_FACTOR
+UNITS = ["B", "KiB", "MiB", "GiB", "TiB"]
 
 
 def fail(why):
@@ -109,14 +117,96 @@ def check_trace(path, rule, expect):
     return rows, events
 
 
+def byte_axis(root):
+    """bytes -> y, from the byte axis's labels ("20 MiB" at the grid line's y + 4)."""
+    ticks = []
+    for t in root.iter(SVG + "text"):
+        if t.get("text-anchor") == "end" and t.get("x") == "82" and t.text:
+            number, unit = t.text.split()
+            ticks.append((float(number) * 1024 ** UNITS.index(unit), float(t.get("y")) - 4))
+    if len(ticks) < 2:
+        fail("the byte axis has %d labels" % len(ticks))
+    (v0, y0), (v1, y1) = min(ticks), max(ticks)
+    return lambda v: y0 + (v - v0) * (y1 - y0) / (v1 - v0), (v1 - v0) / (y0 - y1)
+
+
+def limit_text(b):
+    """plot.c's label for a limit: in the unit it reads best in, with no decimals for a
+    whole number of units."""
+    u, v = 0, float(b)
+    while u < 4 and v >= 1024 * 10:
+        u, v = u + 1, v / 1024
+    if u == 0:
+        return "%d B" % b
+    return ("%.0f %s" if v == int(v) else "%.1f %s") % (v, UNITS[u])
+
+
 def check_svg(path, rows, events):
     root = ET.parse(path).getroot()
     lines = root.findall(".//%spolyline" % SVG)
-    if len(lines) != 2:
-        fail("%d curves, not 2" % len(lines))
+    by_colour = {}
     for line in lines:
-        if len(line.get("points").split()) != len(rows):
-            fail("a curve has %d points for %d rows" % (len(line.get("points").split()), len(rows)))
+        by_colour.setdefault(line.get("stroke"), []).append(line)
+    y_of, bytes_per_px = byte_axis(root)
+
+    def points(line):
+        return [tuple(map(float, p.split(","))) for p in line.get("points").split()]
+
+    def check_curve(name, column):
+        curves = by_colour.get(COLOURS[name], [])
+        if len(curves) != 1:
+            fail("%d curves of %s, not 1" % (len(curves), name))
+        ps = points(curves[0])
+        if len(ps) != len(rows):
+            fail("the %s curve has %d points for %d rows" % (name, len(ps), len(rows)))
+        for (x, y), r in zip(ps, rows):
+            if abs(y - y_of(int(r[column]))) > 0.3:
+                fail("the %s curve is at y %.1f for %s bytes, where the axis puts %.1f"
+                     % (name, y, r[column], y_of(int(r[column]))))
+
+    check_curve("in use", 1)
+    check_curve("rss", 2)
+    program = max(max(int(r[k]) for r in rows) for k in (1, 2, 5))
+    cgroup = max([int(r[CGROUP]) for r in rows if r[CGROUP]] or [0])
+    limits = [int(r[LIMIT]) for r in rows if r[LIMIT]]
+    legend = [t.text for t in root.iter(SVG + "text") if t.get("y") == "68"]
+    top = program
+    if cgroup and cgroup <= FACTOR * program:
+        check_curve("cgroup", CGROUP)
+        top = max(top, cgroup)
+        if "cgroup" not in legend:
+            fail("no cgroup in the legend %r" % legend)
+    elif cgroup:
+        if COLOURS["cgroup"] in by_colour:
+            fail("a cgroup line %.0f times the program's figures is drawn" % (cgroup / program))
+        if not any(t.startswith("cgroup: up to ") and t.endswith(" charged, off the scale")
+                   for t in legend):
+            fail("the legend %r does not say the cgroup is off the scale" % legend)
+    if len(lines) != 2 + (COLOURS["cgroup"] in by_colour):
+        fail("%d curves" % len(lines))
+    drawn = [l for l in root.iter(SVG + "line") if l.get("stroke") == COLOURS["limit"]
+             and l.get("y1") == l.get("y2") and l.get("x1") == "90"]
+    labels = [t.text for t in root.iter(SVG + "text") if t.get("fill") == COLOURS["limit"]]
+    if limits and min(limits) <= FACTOR * top:
+        want = ("cgroup limit " if len(set(limits)) == 1 and len(limits) == len(rows)
+                else "lowest cgroup limit ") + limit_text(min(limits))
+        if len(drawn) != 1:
+            fail("%d limit lines, not 1" % len(drawn))
+        if abs(float(drawn[0].get("y1")) - y_of(min(limits))) > 0.3:
+            fail("the limit line is at y %s, where the axis puts %d bytes at %.1f"
+                 % (drawn[0].get("y1"), min(limits), y_of(min(limits))))
+        if not any(l.startswith(want) for l in labels):
+            fail("no label %r on the limit line: %r" % (want, labels))
+        if "cgroup limit" not in legend:
+            fail("no cgroup limit in the legend %r" % legend)
+    elif limits:
+        if drawn:
+            fail("a limit %.0f times the figures is drawn" % (min(limits) / top))
+        if not any(l.endswith("cgroup limit %s, off the scale" % limit_text(min(limits)))
+                   for l in labels):
+            fail("the legend does not say the limit is off the scale: %r" % labels)
+    elif drawn or labels:
+        fail("a limit is drawn where the trace has none")
     marks = [l for l in root.iter(SVG + "line") if l.get("stroke-dasharray")
              and l.get("y1") != l.get("y2")]
     if len(marks) != len(events):
@@ -125,6 +215,7 @@ def check_svg(path, rows, events):
     for kind, rule, _ in events:
         if not any(l.startswith(kind + " " + rule) for l in labels):
             fail("no label for %s %s" % (kind, rule))
+    return {"cgroup": COLOURS["cgroup"] in by_colour, "limit": bool(drawn), "events": bool(events)}
 
 
 def png_pixels(path):
@@ -170,10 +261,11 @@ def png_pixels(path):
     return width, height, bpp, out
 
 
-def check_screenshot(path):
+def check_screenshot(path, drawn):
     width, height, bpp, rows = png_pixels(path)
-    colours = {"in use": (0x1f, 0x77, 0xb4), "rss": (0xff, 0x7f, 0x0e),
-               "fire": (0xd6, 0x27, 0x28), "resolve": (0x2c, 0xa0, 0x2c)}
+    colours = {name: tuple(int(c[k:k + 2], 16) for k in (1, 3, 5)) for name, c in COLOURS.items()
+               if (name not in ("fire", "resolve") or drawn["events"])
+               and (name != "cgroup" or drawn["cgroup"]) and (name != "limit" or drawn["limit"])}
     counts = dict.fromkeys(colours, 0)
     for row in rows:
         for x in range(0, width * bpp, bpp):
@@ -199,8 +291,9 @@ def main():
     if len(args) not in (3, 4):
         fail(__doc__)
     rows, events = check_trace(args[0], args[2], expect)
-    check_svg(args[1], rows, events)
+    drawn = check_svg(args[1], rows, events)
     if len(args) == 4:
-        check_screenshot(args[3])
+        check_screenshot(args[3], drawn)
+
 
 main()
