@@ -182,7 +182,8 @@ project "mmtmem-preload"
 -- static library to load the policy once itself before the program starts.
 project "mmt-run"
    kind "ConsoleApp"
-   files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h", "tools/report_path.h" }
+   files { "tools/mmt-run.c", "tools/plot.c", "tools/plot.h", "tools/machine_summary.c",
+           "tools/machine_summary.h", "tools/report_path.h" }
    includedirs { "core" } -- fd.h, sys.h, utf8.h
    links { "mmtmem-static" }
    links(system_libs)

@@ -858,6 +858,115 @@ static void test_mmtrun_picture_reads_the_trace_by_column_names_and_quotes(void 
 
 /* ---- The machine around the program ------------------------------------------------------ */
 
+/* Field `k` (0-based) of the last row of the trace at `path`, whose rule field is empty
+ * (no quotes), into buf. */
+static void last_row_field(const char *path, int k, char *buf, size_t len)
+{
+    static char text[1 << 20];
+    read_file(path, text, sizeof text);
+    size_t n = strlen(text);
+    if (n && text[n - 1] == '\n') text[--n] = '\0';
+    const char *row = strrchr(text, '\n');
+    row = row ? row + 1 : text;
+    for (int i = 0; i < k && row; i++) {
+        row = strchr(row, ',');
+        if (row) row++;
+    }
+    if (!row) fail_msg("the last row of %s has no field %d", path, k);
+    snprintf(buf, len, "%.*s", (int)strcspn(row, ","), row);
+}
+
+static void test_mmtrun_trace_and_summary_carry_the_machine_as_the_library_reads_it(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* mmt-run, and the program, run in this process's cgroup: the trace's columns and the
+     * summary's figures must be the ones the library reads here. */
+    static result_t r;
+    char args[PATH_MAX * 2], path[PATH_MAX], field[64], machine[128], check[PATH_MAX * 3],
+        limit[32] = "none";
+    snprintf(args, sizeof args,
+             "--report json --out %s/m.json --trace %s/m.csv --svg %s/m.svg -- sleep 0.3",
+             test_dir, test_dir, test_dir);
+    mmt_run_with(args, &r);
+    assert_int_equal(r.status, 0);
+    mmt_machine_t m;
+    int parts = mmt_machine_read(&m, MMT_MACHINE_ALL);
+    assert_true(parts & MMT_MACHINE_SYSTEM);
+    machine_options(machine, sizeof machine);
+    check_plot(machine, "m", "-", "");
+    if (m.cgroup.version && m.cgroup.limit != MMT_UNLIMITED)
+        snprintf(limit, sizeof limit, "%" PRIu64, m.cgroup.limit);
+
+    /* The exit row's reading, taken as the program ended, and this one just after. */
+    snprintf(path, sizeof path, "%s/m.csv", test_dir);
+    last_row_field(path, 7, field, sizeof field);
+    assert_string_equal(field, "exit");
+    last_row_field(path, 9, field, sizeof field);
+    if (m.cgroup.version) {
+        uint64_t current = strtoull(field, NULL, 10);
+        print_message("cgroup v%d %s: %" PRIu64 " B charged at exit, %" PRIu64 " B now\n",
+                      m.cgroup.version, m.cgroup.path, current, m.cgroup.current);
+        assert_true(current + 64 * MiB > m.cgroup.current && m.cgroup.current + 64 * MiB > current);
+    } else {
+        print_message("no memory cgroup here: its columns must be empty\n");
+        assert_string_equal(field, "");
+    }
+    last_row_field(path, 13, field, sizeof field);
+    uint64_t available = strtoull(field, NULL, 10);
+    assert_true(available > 0 && available <= m.system.total);
+
+    /* The JSON summary names the same cgroup, limit, PSI file and memory. */
+    snprintf(path, sizeof path, "%s/m.json", test_dir);
+    snprintf(check, sizeof check,
+             "/usr/bin/python3 -c 'import json, sys\n"
+             "m = json.load(open(sys.argv[1]))[\"machine\"]\n"
+             "c, p = m.get(\"cgroup\"), m.get(\"psi\")\n"
+             "ok = m[\"system\"][\"total\"] == int(sys.argv[2])\n"
+             "ok = ok and (c[\"version\"], c[\"path\"], c[\"limit\"]) == (int(sys.argv[3]), sys.argv[4], "
+             "None if sys.argv[5] == \"none\" else int(sys.argv[5])) if c else ok and sys.argv[3] == \"0\"\n"
+             "ok = ok and (p[\"source\"] == sys.argv[6] if p else sys.argv[6] == \"\")\n"
+             "sys.exit(0 if ok else \"machine: %%r\" %% m)' '%s' %" PRIu64 " %d '%s' %s '%s'",
+             path, m.system.total, m.cgroup.version, m.cgroup.path, limit, m.psi.source);
+    assert_int_equal(system(check), 0);
+
+    /* Text: one line of it after the processes'; Prometheus: the families of its parts. */
+    mmt_run_with("-- true", &r);
+    assert_int_equal(r.status, 0);
+    char want[128];
+    snprintf(want, sizeof want, "\nmmt-run: %s", m.cgroup.version == 2 ? "cgroup v2, "
+                                                : m.cgroup.version == 1 ? "cgroup v1, "
+                                                : m.psi.valid ? "memory pressure some " : "");
+    assert_contains(r.err, want);
+    if (m.psi.valid) assert_contains(r.err, "memory pressure some ");
+    assert_contains(r.err, " available\n");
+    snprintf(args, sizeof args, "--report prometheus --out %s/m.prom -- true", test_dir);
+    mmt_run_with(args, &r);
+    assert_int_equal(r.status, 0);
+    snprintf(path, sizeof path, "%s/m.prom", test_dir);
+    python_on_file("import sys\n"
+                   "from prometheus_client.parser import text_string_to_metric_families as p\n"
+                   "for f in p(sys.stdin.read()):\n"
+                   "    for s in f.samples:\n"
+                   "        print(f.type, s.name, s.value)\n",
+                   path, r.out, sizeof r.out);
+    assert_contains(r.out, "gauge mmt_system_memory_total_bytes ");
+    if (m.cgroup.version) {
+        assert_contains(r.out, "gauge mmt_cgroup_current_bytes ");
+        assert_contains(r.out, "counter mmt_cgroup_events_total ");
+        assert_contains(r.out, m.cgroup.limit == MMT_UNLIMITED ? "gauge mmt_cgroup_limit_bytes inf\n"
+                                                               : "gauge mmt_cgroup_limit_bytes ");
+    } else {
+        assert_null(strstr(r.out, "mmt_cgroup_"));
+    }
+    if (m.psi.valid) {
+        assert_contains(r.out, "gauge mmt_psi_some_avg10 ");
+        assert_contains(r.out, "counter mmt_psi_full_stall_seconds_total ");
+    } else {
+        assert_null(strstr(r.out, "mmt_psi_"));
+    }
+}
+
 /* A trace of 12 samples 0.1 s apart and an exit row: in use rising to 22 MiB, rss 4 MiB
  * over it; the cgroup's bytes `cgroup` times the rss (0: empty fields), empty in rows
  * `gap_from` to `gap_to` (-1: none); its limit `limit` (0: empty), `then` from row
@@ -1315,6 +1424,7 @@ int main(void)
         cmocka_unit_test(test_mmtrun_summary_in_prometheus_parses),
         cmocka_unit_test(test_mmtrun_runs_the_policy_inside_the_program),
         cmocka_unit_test(test_mmtrun_trace_and_svg_show_usage_and_rule_events),
+        cmocka_unit_test(test_mmtrun_trace_and_summary_carry_the_machine_as_the_library_reads_it),
         cmocka_unit_test(test_mmtrun_picture_draws_the_cgroup_and_its_limit_only_near_the_programs_figures),
         cmocka_unit_test(test_mmtrun_relative_paths_survive_a_change_of_folder),
         cmocka_unit_test(test_mmtrun_missing_or_broken_policy_is_refused_before_the_program_starts),

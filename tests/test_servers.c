@@ -406,15 +406,30 @@ static void stop_server(server_t *s, int want)
 /* ---- The summary: the contract in one place ------------------------------------------------
  *
  * Text (the default): a first line "mmt-run: PROGRAM: ..." with the tree's totals (it
- * names allocated, peak and allocations), then one line per process naming "pid N". JSON:
+ * names allocated, peak and allocations), then one line per process naming "pid N", then
+ * one for the machine around them (machine_summary.h) where it has a cgroup, PSI or
+ * /proc/meminfo. JSON:
  * one object with the tree's totals (sums over its processes), the program's allocator,
  * and "processes", in the order they started, each with its pid, parent, comm, command
  * line, whether it was forked (a forked child counts only what it did after the fork:
  * allocated - freed == in_use_at_exit - in_use_at_start), its allocator and counters. */
 
+/* How mmt-run's line for the machine starts, as the library reads the machine here (the
+ * servers run in this process's cgroup); NULL where it has none of its parts. */
+static const char *machine_line_start(void)
+{
+    mmt_machine_t m;
+    mmt_machine_read(&m, MMT_MACHINE_ALL);
+    return m.cgroup.version == 2 ? "mmt-run: cgroup v2, "
+         : m.cgroup.version == 1 ? "mmt-run: cgroup v1, "
+         : m.psi.valid           ? "mmt-run: memory pressure some "
+         : m.system.total        ? "mmt-run: "
+                                 : NULL;
+}
+
 /* Checks the text summary at the end of stderr: the line for the program (named as given
  * to mmt-run, or by its file name), then between min_processes and max_processes lines
- * naming "pid N" with N > 0. */
+ * naming "pid N" with N > 0, then the machine's line, last, where it has one. */
 static void check_text_summary(const server_t *s, int min_processes, int max_processes)
 {
     static char err[1 << 20];
@@ -431,6 +446,8 @@ static void check_text_summary(const server_t *s, int min_processes, int max_pro
     assert_contains(first, "peak");
     assert_contains(first, "allocations");
 
+    const char *machine = machine_line_start();
+    bool machine_seen = false;
     int processes = 0;
     for (const char *at = end + 1; *at; processes++) {
         const char *next = strchr(at, '\n');
@@ -438,11 +455,17 @@ static void check_text_summary(const server_t *s, int min_processes, int max_pro
         char row[1024];
         snprintf(row, sizeof row, "%.*s", (int)len, at);
         const char *pid = strstr(row, "pid ");
+        at = next ? next + 1 : at + len;
+        if (machine && !*at && strncmp(row, machine, strlen(machine)) == 0) {
+            machine_seen = true;
+            break;
+        }
         if (!pid || strtol(pid + 4, NULL, 10) <= 0)
             fail_msg("a line after the summary names no \"pid N\": \"%s\"; the summary:\n%s", row,
                      line);
-        at = next ? next + 1 : at + len;
     }
+    if (machine && !machine_seen)
+        fail_msg("no last line \"%s...\" for the machine; the summary:\n%s", machine, line);
     if (processes < min_processes || processes > max_processes)
         fail_msg("%d process line(s) after the summary of %s, not %d to %d:\n%s", processes,
                  s->program, min_processes, max_processes, line);

@@ -5,11 +5,12 @@
  *   mmt-run [--policy FILE] [--interval MS] [--report text|json|prometheus] [--out FILE]
  *           [--trace FILE.csv] [--svg FILE.svg] -- PROGRAM ARGS...
  *
- * The program's own output is untouched; the summary goes to stderr or --out. mmt-run
- * exits with the program's status; if the program dies of a signal it says so and exits
- * as shells do, with 128 + the signal number. --trace keeps the time series (CSV, see
- * trace.h); --svg draws it (plot.h). Its temporary files (the report, and the trace for
- * --svg alone) go to $TMPDIR, or /tmp when that is unset or empty.
+ * The program's own output is untouched; the summary goes to stderr or --out, and ends
+ * with the machine around the program (machine_summary.h). mmt-run exits with the
+ * program's status; if the program dies of a signal it says so and exits as shells do,
+ * with 128 + the signal number. --trace keeps the time series (CSV, see trace.h); --svg
+ * draws it (plot.h). Its temporary files (the report, and the trace for --svg alone) go
+ * to $TMPDIR, or /tmp when that is unset or empty.
  *
  * Signals: SIGTERM, SIGINT, SIGHUP and SIGQUIT sent to mmt-run by a process (kill,
  * docker stop, systemd, a supervisor) are passed on to the program, and mmt-run waits for
@@ -60,6 +61,7 @@
 #include "sys.h" /* mmt__now */
 #include "mmt/memory.h"
 #include "mmt/policy.h"
+#include "machine_summary.h"
 #include "plot.h"
 #include "report_path.h"
 #include "utf8.h"
@@ -704,9 +706,11 @@ static void put_prometheus_process(FILE *out, const proc_t *p, const summary_fie
     fputc('\n', out);
 }
 
-/* The summary of the processes that reported, and of the whole tree. */
+/* The summary of the processes that reported, and of the whole tree, then of the machine
+ * around them as `machine` has it. */
 static void summary(FILE *out, const char *format, const char *program, const proc_t *procs,
-                    size_t n, const proc_t *main_proc, double seconds)
+                    size_t n, const proc_t *main_proc, double seconds,
+                    const mmt_machine_t *machine)
 {
     proc_t t = tree_total(procs, n, seconds);
     size_t reported = 0;
@@ -723,6 +727,7 @@ static void summary(FILE *out, const char *format, const char *program, const pr
             fprintf(out, ",\"%s\":", f.json);
             put_value(out, &t, &f);
         }
+        mmt__machine_json(out, machine);
         fputs(",\"processes\":[", out);
         for (size_t k = 0; k < n; k++) {
             if (k) fputc(',', out);
@@ -742,6 +747,7 @@ static void summary(FILE *out, const char *format, const char *program, const pr
         }
         fprintf(out, "# HELP mmt_processes_reported Processes of the tree that reported.\n"
                      "# TYPE mmt_processes_reported gauge\nmmt_processes_reported %zu\n", reported);
+        mmt__machine_prometheus(out, machine);
     } else {
         fputs("mmt-run: ", out);
         put_text(out, program);
@@ -751,6 +757,7 @@ static void summary(FILE *out, const char *format, const char *program, const pr
                 t.m.allocated, t.m.freed, t.m.peak, reported > 1 ? " (their peaks summed)" : "",
                 t.m.in_use, t.m.allocations, seconds);
         for (size_t k = 0; k < n; k++) put_text_process(out, &procs[k]);
+        mmt__machine_text(out, machine);
     }
 }
 
@@ -961,6 +968,10 @@ int main(int argc, char **argv)
     }
     sigprocmask(SIG_SETMASK, &unblocked, NULL);
     double seconds = mmt__now() - start;
+    /* The machine as the program left it: the cgroup is mmt-run's own, which the program
+     * runs in unless it moved (or was moved) elsewhere. */
+    mmt_machine_t machine;
+    mmt_machine_read(&machine, MMT_MACHINE_ALL);
     if (got == (ssize_t)sizeof exec_errno) {
         fprintf(stderr, "mmt-run: cannot run %s: %s\n", argv[i], strerror(exec_errno));
         sigprocmask(SIG_BLOCK, &passed, NULL);
@@ -982,7 +993,7 @@ int main(int argc, char **argv)
         if (procs[k].pid == (long)pid) main_proc = &procs[k];
     if (main_proc && main_proc->reported) {
         if (per_process) summary_per_process(out_path, format, procs, nprocs);
-        else summary(out, format, argv[i], procs, nprocs, main_proc, seconds);
+        else summary(out, format, argv[i], procs, nprocs, main_proc, seconds, &machine);
     } else if (!main_proc) {
         /* Not even the library's start record (preload.c): it was never loaded. A program
          * killed before the loader ran is not blamed on its file unless the file says. */

@@ -14,7 +14,10 @@ picture as plot.c draws them.
 programs: symbolic links to true with such names (one 480+ bytes long through nested
 folders); each runs under mmt-run with --report json and --svg, then --report
 prometheus. The JSON must hold the name (invalid bytes as U+FFFD), the picture's title
-the command line as plot.c cuts it.
+the command line as plot.c cuts it. Both must hold the machine's figures as this machine
+has them (machine_summary.h): the "machine" object and the mmt_cgroup_*, mmt_psi_* and
+mmt_system_* families, each with its type, the same parts in both, and what Python reads
+itself agreeing (MemTotal, the PSI file, the cgroup's folder).
 
 mmt-run runs with TMPDIR as the caller set it. Exit status 1 with the reason on any
 failure.
@@ -181,6 +184,77 @@ def rules(mmt_run, folder):
     print("rules: %d names, %d trace rows, %d labels" % (len(names), len(rows) - 1, len(labels)))
 
 
+# The machine's Prometheus samples, by part: name -> type.
+MACHINE_METRICS = {
+    "cgroup": {"mmt_cgroup_current_bytes": "gauge", "mmt_cgroup_max_bytes": "gauge",
+               "mmt_cgroup_high_bytes": "gauge", "mmt_cgroup_limit_bytes": "gauge",
+               "mmt_cgroup_events_total": "counter"},
+    "psi": dict([("mmt_psi_%s_avg%s" % (k, n), "gauge") for k in ("some", "full")
+                 for n in (10, 60, 300)] +
+                [("mmt_psi_%s_stall_seconds_total" % k, "counter") for k in ("some", "full")]),
+    "system": {"mmt_system_memory_total_bytes": "gauge",
+               "mmt_system_memory_available_bytes": "gauge"},
+}
+
+
+def mem_total():
+    with open("/proc/meminfo") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("MemTotal:"))
+
+
+def check_machine(m, families, what):
+    """The JSON summary's "machine" object `m` and the Prometheus families of another run
+    on the same machine: the same parts, well typed, agreeing with what Python reads."""
+    def need(ok, why):
+        if not ok:
+            fail("%s: %s: %r" % (what, why, m))
+
+    def count(v):
+        return type(v) is int and v >= 0
+
+    need(set(m) <= {"cgroup", "psi", "system"}, "unknown parts")
+    need(m["system"]["total"] == mem_total(), "system.total is not MemTotal")
+    need(0 < m["system"].get("available", 1) <= m["system"]["total"], "system.available")
+    need(("psi" in m) >= os.path.exists("/proc/pressure/memory"), "no psi, and /proc has it")
+    if "psi" in m:
+        p = m["psi"]
+        need(os.path.isfile(p["source"]), "psi.source is not a file")
+        for k in ("some", "full"):
+            for n in (10, 60, 300):
+                need(type(p["%s%d" % (k, n)]) is float and 0 <= p["%s%d" % (k, n)] <= 100,
+                     "psi.%s%d" % (k, n))
+            need(count(p[k + "_total"]), "psi.%s_total" % k)
+    if "cgroup" in m:
+        c = m["cgroup"]
+        need(c["version"] in (1, 2), "cgroup.version")
+        need(os.path.isfile(os.path.join(c["path"], "memory.current" if c["version"] == 2
+                                         else "memory.usage_in_bytes")), "cgroup.path")
+        need(count(c["current"]) and c["current"] > 0, "cgroup.current")
+        for k in ("max", "high", "limit"):
+            need(c[k] is None or count(c[k]), "cgroup." + k)
+        need(c["limit"] is None or c["max"] is None or c["limit"] <= c["max"], "limit > max")
+        need(sorted(c["events"]) == ["high", "max", "oom", "oom_kill"] and
+             all(count(v) for v in c["events"].values()), "cgroup.events")
+    samples = {s.name: (f.type, f.documentation, s) for f in families for s in f.samples}
+    for part, metrics in MACHINE_METRICS.items():
+        for name, kind in metrics.items():
+            if part not in m or (name.endswith("available_bytes") and "available" not in m[part]):
+                need(name not in samples, "%s without its part" % name)
+                continue
+            need(name in samples, "no " + name)
+            need(samples[name][0] == kind and samples[name][1], "%s is not a %s with help"
+                 % (name, kind))
+    if "cgroup" in m:
+        for k in ("max", "high", "limit"):
+            v = samples["mmt_cgroup_%s_bytes" % k][2].value
+            need((v == float("inf")) == (m["cgroup"][k] is None), "%s: %r" % (k, v))
+        events = {s.labels["event"] for f in families for s in f.samples
+                  if s.name == "mmt_cgroup_events_total"}
+        need(events == {"high", "max", "oom", "oom_kill"}, "events %r" % events)
+    if "system" in m:
+        need(samples["mmt_system_memory_total_bytes"][2].value == mem_total(), "total")
+
+
 def programs(mmt_run, folder):
     home = os.path.join(folder, "p")
     os.makedirs(home, exist_ok=True)
@@ -208,9 +282,11 @@ def programs(mmt_run, folder):
         if data["program"] != path.decode("utf-8", "replace"):
             fail("JSON program %r for %r" % (data["program"], path))
         with open(prom, encoding="utf-8") as f:
-            metrics = {s.name for fam in text_string_to_metric_families(f.read()) for s in fam.samples}
+            families = list(text_string_to_metric_families(f.read()))
+        metrics = {s.name for fam in families for s in fam.samples}
         if "mmt_allocated_bytes_total" not in metrics:
             fail("Prometheus output for %r: %r" % (path, metrics))
+        check_machine(data["machine"], families, path)
         root = ET.parse(picture).getroot()
         title = [t.text for t in root.iter(SVG + "text") if t.get("font-weight") == "bold"]
         want = "Memory of " + drawn(path, TITLE_MAX)
