@@ -24,6 +24,7 @@
 #include <sys/statvfs.h>
 #include <termios.h>
 
+#include "cgrouputil.h"
 #include "policyutil.h"
 #include "procutil.h"
 
@@ -967,6 +968,70 @@ static void test_mmtrun_trace_and_summary_carry_the_machine_as_the_library_reads
     }
 }
 
+static void test_mmtrun_in_a_limited_cgroup_the_trace_and_picture_show_the_limit(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED();
+    /* mmt-run in a cgroup of the test's own, limited to 64 MiB, on a program that touches
+     * 24 MiB after 0.3 s: every row has the limit, the charged bytes rise by about that,
+     * and the picture draws the limit line where its axis puts 64 MiB. */
+    test_cgroup_t cg;
+    char why[1200];
+    if (cg_make(&cg, 64 * MiB, why, sizeof why) != 0) {
+        print_message("skipped: %s\n", why);
+        skip();
+    }
+    char csv[600], svg[600], json[600], path[700], text[1 << 16];
+    snprintf(csv, sizeof csv, "%s/limited.csv", test_dir);
+    snprintf(svg, sizeof svg, "%s/limited.svg", test_dir);
+    snprintf(json, sizeof json, "%s/limited.json", test_dir);
+    const char *args[] = {"--report", "json", "--out", json, "--trace", csv, "--svg", svg, "--",
+                          "/usr/bin/python3", "-c",
+                          "import time; time.sleep(0.3); a = b'x' * (24 << 20); time.sleep(0.5)",
+                          NULL};
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (cg_join(&cg, 0) != 0) _exit(122);
+        exec_mmt_run("limited", tmp_dir, -1, args);
+    }
+    int status = wait_for_exit(pid, 60);
+    cg_remove(&cg);
+    snprintf(path, sizeof path, "%s/limited.err", test_dir);
+    read_file(path, text, sizeof text);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("mmt-run in the cgroup: status %d, stderr:\n%s", status, text);
+    assert_null(strstr(text, "no picture"));
+    assert_no_temporary_files(tmp_dir);
+
+    /* Every row has the limit (check_plot), and the charged bytes rise by the 24 MiB. */
+    char png[600], options[128];
+    screenshot("limited", png, sizeof png);
+    snprintf(options, sizeof options, "--cgroup=yes --limit=%" PRIu64 " --psi=%s", 64 * MiB,
+             access("/proc/pressure/memory", R_OK) == 0 ? "yes" : "no");
+    check_plot(options, "limited", "-", png);
+    python_on_file("import csv, sys\n"
+                   "rows = list(csv.DictReader(sys.stdin))\n"
+                   "c = [int(r[\"cgroup_current_bytes\"]) for r in rows]\n"
+                   "print(\"first\", c[0], \"highest\", max(c), \"rise\", max(c) - c[0] >= 20 << 20)\n",
+                   csv, text, sizeof text);
+    print_message("charged: %s", text);
+    assert_contains(text, "rise True");
+    /* The limit line at 64 MiB, labelled (check_plot found it where the axis puts it). */
+    read_file(svg, text, sizeof text);
+    assert_contains(text, ">cgroup limit 64 MiB</text>");
+
+    /* The summary names the cgroup and its limit. */
+    python_on_file("import json, sys\n"
+                   "c = json.load(sys.stdin)[\"machine\"][\"cgroup\"]\n"
+                   "print(c[\"path\"], c[\"max\"], c[\"limit\"])\n",
+                   json, text, sizeof text);
+    char want[1200];
+    snprintf(want, sizeof want, "%s %" PRIu64 " %" PRIu64 "\n", cg.dir, 64 * MiB, 64 * MiB);
+    assert_string_equal(text, want);
+}
+
 /* A trace of 12 samples 0.1 s apart and an exit row: in use rising to 22 MiB, rss 4 MiB
  * over it; the cgroup's bytes `cgroup` times the rss (0: empty fields), empty in rows
  * `gap_from` to `gap_to` (-1: none); its limit `limit` (0: empty), `then` from row
@@ -1425,6 +1490,7 @@ int main(void)
         cmocka_unit_test(test_mmtrun_runs_the_policy_inside_the_program),
         cmocka_unit_test(test_mmtrun_trace_and_svg_show_usage_and_rule_events),
         cmocka_unit_test(test_mmtrun_trace_and_summary_carry_the_machine_as_the_library_reads_it),
+        cmocka_unit_test(test_mmtrun_in_a_limited_cgroup_the_trace_and_picture_show_the_limit),
         cmocka_unit_test(test_mmtrun_picture_draws_the_cgroup_and_its_limit_only_near_the_programs_figures),
         cmocka_unit_test(test_mmtrun_relative_paths_survive_a_change_of_folder),
         cmocka_unit_test(test_mmtrun_missing_or_broken_policy_is_refused_before_the_program_starts),
