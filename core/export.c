@@ -381,6 +381,17 @@ static void put_prometheus_machine(out_t *o, const mmt_machine_t *mm)
     }
 }
 
+int mmt__format_machine(char *buf, size_t len, const mmt_machine_t *machine, int format)
+{
+    out_t o = {buf, len, 0};
+    if (len) buf[0] = '\0';
+    if (format == MMT_FORMAT_TEXT) put_text_machine(&o, machine);
+    else if (format == MMT_FORMAT_JSON) put_json_machine(&o, machine);
+    else if (format == MMT_FORMAT_PROMETHEUS) put_prometheus_machine(&o, machine);
+    else return MMT_EINVAL;
+    return o.used > (size_t)INT32_MAX ? MMT_ENOMEM : (int)o.used;
+}
+
 int mmt__format(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__extra_t *extra,
                 int format)
 {

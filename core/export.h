@@ -37,4 +37,10 @@ int mmt__format_tags(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__e
                      const mmt__tag_figures_t *tags, size_t ntags, const mmt_machine_t *machine,
                      int format);
 
+/* The machine's part of mmt__format_tags alone, as it follows the rest there (JSON: from
+ * its leading `,"machine":`), into buf like snprintf: the length the whole text needs, or
+ * MMT_EINVAL for an unknown format. For mmt-run's summary, which writes the process
+ * tree's figures its own way and the machine's as the library's exports do. */
+int mmt__format_machine(char *buf, size_t len, const mmt_machine_t *machine, int format);
+
 #endif
