@@ -23,9 +23,9 @@
 #include "mmt/memory.h"
 #include "policyutil.h" /* sleep_ms */
 
-/* ThreadSanitizer's shadow memory (several times what a process touches) is charged to
- * the cgroup too: a child touching tens of MiB under a limit of tens of MiB is killed. The
- * tests that run such a child skip there. */
+/* ThreadSanitizer's shadow memory (several times what a process touches) and valgrind's
+ * (a forked child stays under it) are charged to the cgroup too: a child touching tens of
+ * MiB under a limit of tens of MiB is killed. The tests that run such a child skip there. */
 #if defined(__SANITIZE_THREAD__)
 #define CG_TSAN 1
 #elif defined(__has_feature)
@@ -36,11 +36,11 @@
 #ifndef CG_TSAN
 #define CG_TSAN 0
 #endif
-#define SKIP_IF_TSAN_IN_CGROUP()                                                           \
+#define SKIP_IF_SHADOWED_IN_CGROUP()                                                           \
     do {                                                                                   \
-        if (CG_TSAN) {                                                                     \
-            print_message("skipped: ThreadSanitizer's shadow memory is charged to the "    \
-                          "cgroup too\n");                                                 \
+        if (CG_TSAN || under_valgrind()) {                                                 \
+            print_message("skipped: %s's shadow memory is charged to the cgroup too\n",    \
+                          CG_TSAN ? "ThreadSanitizer" : "valgrind");                       \
             skip();                                                                        \
         }                                                                                  \
     } while (0)

@@ -357,7 +357,7 @@ static joined_t run_in_cgroup(const test_cgroup_t *cg, size_t touch)
 static void test_a_limited_cgroup_reads_its_limit_and_current(void **state)
 {
     (void)state;
-    SKIP_IF_TSAN_IN_CGROUP();
+    SKIP_IF_SHADOWED_IN_CGROUP();
     test_cgroup_t cg;
     SKIP_WITHOUT_CGROUP(&cg, 64 * MiB);
     joined_t j = run_in_cgroup(&cg, 32 * MiB);
@@ -425,7 +425,7 @@ static void policy_in_cgroup(const test_cgroup_t *cg, const char *dir)
 static void test_a_limited_cgroup_reads_right_in_policies(void **state)
 {
     (void)state;
-    SKIP_IF_TSAN_IN_CGROUP();
+    SKIP_IF_SHADOWED_IN_CGROUP();
     test_cgroup_t cg;
     SKIP_WITHOUT_CGROUP(&cg, 64 * MiB);
     char dir[] = "/tmp/mmt-machine-XXXXXX";
@@ -448,6 +448,7 @@ static void test_a_child_pushed_into_its_limit_shows_in_the_events(void **state)
 {
     (void)state;
     SKIP_IF_SANITIZED(); /* the sanitizers' shadow memory is charged too */
+    SKIP_IF_SHADOWED_IN_CGROUP();
     test_cgroup_t cg;
     SKIP_WITHOUT_CGROUP(&cg, 16 * MiB);
     mmt_machine_t machine;

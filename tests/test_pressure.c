@@ -268,7 +268,7 @@ static pid_t start_thrashing(const test_cgroup_t *cg, const char *file, double s
 static void test_pressure_real_stall_fires_and_resolves(void **state)
 {
     (void)state;
-    SKIP_IF_TSAN_IN_CGROUP();
+    SKIP_IF_SHADOWED_IN_CGROUP();
     SKIP_WITHOUT_PSI();
     test_cgroup_t cg;
     char why[1200];
