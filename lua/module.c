@@ -186,32 +186,32 @@ static void push_machine(lua_State *L, unsigned part)
         return;
     }
     const mmt_machine_t *m = &snap->machine;
+    typedef struct { const char *key; double value; } number_t;
     if (part == MMT_MACHINE_CGROUP) {
+        const struct mmt_cgroup *c = &m->cgroup;
         lua_createtable(L, 0, 8);
-        set_number(L, "version", m->cgroup.version);
-        set_bytes(L, "current", m->cgroup.current);
-        set_bytes(L, "max", m->cgroup.max);
-        set_bytes(L, "high", m->cgroup.high);
-        set_bytes(L, "limit", m->cgroup.limit);
-        lua_pushstring(L, m->cgroup.path);
+        const uint64_t bytes[] = {c->current, c->max, c->high, c->limit};
+        const char *const names[] = {"current", "max", "high", "limit"};
+        for (int i = 0; i < 4; i++) set_bytes(L, names[i], bytes[i]);
+        set_number(L, "version", c->version);
+        lua_pushstring(L, c->path);
         lua_setfield(L, -2, "path");
+        const number_t events[] = {{"high", (double)c->events_high}, {"max", (double)c->events_max},
+                                   {"oom", (double)c->events_oom},
+                                   {"oom_kill", (double)c->events_oom_kill}};
         lua_createtable(L, 0, 4);
-        set_number(L, "high", (double)m->cgroup.events_high);
-        set_number(L, "max", (double)m->cgroup.events_max);
-        set_number(L, "oom", (double)m->cgroup.events_oom);
-        set_number(L, "oom_kill", (double)m->cgroup.events_oom_kill);
+        for (int i = 0; i < 4; i++) set_number(L, events[i].key, events[i].value);
         lua_setfield(L, -2, "events");
     } else if (part == MMT_MACHINE_PSI) {
+        const struct mmt_psi *p = &m->psi;
+        const number_t figures[] = {{"some10", p->some10}, {"some60", p->some60},
+                                    {"some300", p->some300}, {"full10", p->full10},
+                                    {"full60", p->full60}, {"full300", p->full300},
+                                    {"some_total", (double)p->some_total},
+                                    {"full_total", (double)p->full_total}};
         lua_createtable(L, 0, 9);
-        set_number(L, "some10", m->psi.some10);
-        set_number(L, "some60", m->psi.some60);
-        set_number(L, "some300", m->psi.some300);
-        set_number(L, "full10", m->psi.full10);
-        set_number(L, "full60", m->psi.full60);
-        set_number(L, "full300", m->psi.full300);
-        set_number(L, "some_total", (double)m->psi.some_total);
-        set_number(L, "full_total", (double)m->psi.full_total);
-        lua_pushstring(L, m->psi.source);
+        for (int i = 0; i < 8; i++) set_number(L, figures[i].key, figures[i].value);
+        lua_pushstring(L, p->source);
         lua_setfield(L, -2, "source");
     } else {
         lua_createtable(L, 0, 2);

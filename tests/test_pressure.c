@@ -118,6 +118,26 @@ static void test_pressure_rule_without_the_engines_thread_says_so(void **state)
         }                                                                                  \
     } while (0)
 
+/* How many descriptors of this process from MMT__HIGH_FD up are open on `file`; the first
+ * into *first (if not NULL). */
+static int open_on_first(const char *file, int *first)
+{
+    int found = 0;
+    char link[64], target[300];
+    for (int fd = MMT__HIGH_FD; fd < MMT__HIGH_FD + 64; fd++) {
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0 && (target[n] = '\0', strcmp(target, file) == 0) && !found++ && first)
+            *first = fd;
+    }
+    return found;
+}
+
+static int open_on(const char *file)
+{
+    return open_on_first(file, NULL);
+}
+
 static const char pressure_policy[] =
     "local mmt = require 'mmt'\n"
     "mmt.pressure { name = 'squeeze', some = %g, window = 2,\n"
@@ -146,46 +166,17 @@ static void test_pressure_trigger_is_armed_on_the_psi_file(void **state)
     }
     assert_int_equal(log_level_count(log, MMT_LOG_WARN), 0);
     /* The descriptor is the engine's: high, close-on-exec, on the PSI file. */
-    char link[64], target[300];
-    int found = 0;
-    for (int fd = MMT__HIGH_FD; fd < MMT__HIGH_FD + 64; fd++) {
-        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(link, target, sizeof target - 1);
-        if (n <= 0) continue;
-        target[n] = '\0';
-        if (strcmp(target, m.psi.source) == 0) {
-            found++;
-            assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
-        }
-    }
-    assert_int_equal(found, 1);
+    int armed_fd = -1;
+    assert_int_equal(open_on_first(m.psi.source, &armed_fd), 1);
+    assert_true(fcntl(armed_fd, F_GETFD) & FD_CLOEXEC);
     snprintf(text, sizeof text, pressure_policy, 0.6);
     load_text(p, "armed.lua", text);
     assert_true(wait_for_log(log, "policy reloaded", 3000));
     for (int i = 0; i < 100 && log_count(log, want) < 2; i++) sleep_ms(10);
     assert_int_equal(log_count(log, want), 2);
     mmt_policy_free(p);
-    found = 0;
-    for (int fd = MMT__HIGH_FD; fd < MMT__HIGH_FD + 64; fd++) {
-        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(link, target, sizeof target - 1);
-        if (n > 0 && (target[n] = '\0', strcmp(target, m.psi.source) == 0)) found++;
-    }
-    assert_int_equal(found, 0);
+    assert_int_equal(open_on(m.psi.source), 0);
     free_log(log);
-}
-
-/* The descriptors of this process open on `file`, from MMT__HIGH_FD up. */
-static int open_on(const char *file)
-{
-    int found = 0;
-    char link[64], target[300];
-    for (int fd = MMT__HIGH_FD; fd < MMT__HIGH_FD + 64; fd++) {
-        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(link, target, sizeof target - 1);
-        if (n > 0 && (target[n] = '\0', strcmp(target, file) == 0)) found++;
-    }
-    return found;
 }
 
 /* A child after fork closes the parent's trigger (the same open file: a report would wake
@@ -203,15 +194,7 @@ static void test_pressure_child_after_fork_arms_its_own_trigger(void **state)
     snprintf(text, sizeof text, pressure_policy, 0.5);
     load_text(p, "forked.lua", text);
     assert_true(wait_for_log(log, "trigger armed on", 3000));
-    struct stat parent_st;
-    int parent_fd = -1;
-    for (int fd = MMT__HIGH_FD; fd < MMT__HIGH_FD + 64 && parent_fd < 0; fd++) {
-        char link[64], target[300];
-        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(link, target, sizeof target - 1);
-        if (n > 0 && (target[n] = '\0', strcmp(target, m.psi.source) == 0)) parent_fd = fd;
-    }
-    assert_true(parent_fd >= 0 && fstat(parent_fd, &parent_st) == 0);
+    assert_int_equal(open_on(m.psi.source), 1);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -326,6 +309,18 @@ static void test_pressure_real_stall_fires_and_resolves(void **state)
 
 /* ---- systemd's watch ------------------------------------------------------------------------ */
 
+/* A listening AF_UNIX stream socket at `path`, as a service manager's. */
+static int listening_socket(const char *path)
+{
+    int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    assert_true(listener >= 0 && strlen(path) < sizeof addr.sun_path);
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    assert_int_equal(bind(listener, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(listener, 4), 0);
+    return listener;
+}
+
 /* Base64 of "some 100000 2000000" with its NUL, as systemd writes it. */
 static const char trigger_b64[] = "c29tZSAxMDAwMDAgMjAwMDAwMAA=";
 
@@ -382,12 +377,7 @@ static void test_systemd_watch_on_a_socket_fires_the_memory_pressure_rule(void *
     (void)state;
     char path[256];
     snprintf(path, sizeof path, "%s/pressure.sock", test_dir);
-    int listener = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    assert_true(strlen(path) < sizeof addr.sun_path);
-    memcpy(addr.sun_path, path, strlen(path) + 1);
-    assert_int_equal(bind(listener, (struct sockaddr *)&addr, sizeof addr), 0);
-    assert_int_equal(listen(listener, 4), 0);
+    int listener = listening_socket(path);
     captured_log_t *log = new_log();
     mmt_policy_t *p = engine_with_watch(path, trigger_b64, log);
     load_text(p, "mp.lua",
@@ -566,12 +556,7 @@ static void test_systemd_socket_closed_without_a_report(void **state)
     (void)state;
     char path[256];
     snprintf(path, sizeof path, "%s/quiet.sock", test_dir);
-    int listener = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    assert_true(strlen(path) < sizeof addr.sun_path);
-    memcpy(addr.sun_path, path, strlen(path) + 1);
-    assert_int_equal(bind(listener, (struct sockaddr *)&addr, sizeof addr), 0);
-    assert_int_equal(listen(listener, 4), 0);
+    int listener = listening_socket(path);
     captured_log_t *log = new_log();
     mmt_policy_t *p = engine_with_watch(path, NULL, log);
     load_text(p, "mp.lua", "local mmt = require 'mmt'\n"
@@ -604,13 +589,7 @@ static void test_systemd_fifo_descriptor_taken_by_the_program(void **state)
     load_text(p, "taken.lua", "local mmt = require 'mmt'\n");
     assert_true(wait_for_log(log, "memory pressure: watching", 3000));
     int engine_fd = -1;
-    for (int fd = MMT__HIGH_FD; fd < MMT__HIGH_FD + 64 && engine_fd < 0; fd++) {
-        char link[64], target[300];
-        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(link, target, sizeof target - 1);
-        if (n > 0 && (target[n] = '\0', strcmp(target, fifo) == 0)) engine_fd = fd;
-    }
-    assert_true(engine_fd >= 0);
+    assert_int_equal(open_on_first(fifo, &engine_fd), 1);
     int pipefd[2];
     assert_int_equal(pipe(pipefd), 0);                 /* blocking, as a program's may be */
     assert_int_equal(dup2(pipefd[0], engine_fd), engine_fd);
