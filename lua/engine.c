@@ -752,7 +752,8 @@ static const policy_limit_t *limit_of(const pstate_t *s, unsigned tag)
 
 /* Caller holds p->lock: rules see the policy and its limits change as one. Switches the
  * limits from those of `from` to those of `to` (either may be NULL), logging each change;
- * `why` says why a limit of `from` is given back. */
+ * `why` says why a limit of `from` is given back. A dry run's engine sets none: it says
+ * each limit of `to` it would set, and, having applied none, gives none back. */
 static void switch_limits(struct mmt_policy *p, pstate_t *to, const pstate_t *from,
                           const char *why)
 {
@@ -773,6 +774,20 @@ static void switch_limits(struct mmt_policy *p, pstate_t *to, const pstate_t *fr
     for (size_t i = 0; to && i < to->nlimits; i++) {
         policy_limit_t *l = &to->limits[i];
         uint64_t was, set;
+        if (p->opts.dry_run) {
+            /* As mmt_limit_set would take it: past INT64_MAX, INT64_MAX. */
+            uint64_t would = l->bytes > INT64_MAX ? INT64_MAX : l->bytes;
+            was = mmt_limit_get((mmt_tag_t)l->tag);
+            if (would)
+                mmt__policy_log(p, MMT_LOG_INFO, "%s: dry run: would set the limit on %s to %s "
+                                "(now %s)", l->where, tag_words(l->tag, what, sizeof what),
+                                limit_words(would, a, sizeof a), limit_words(was, b, sizeof b));
+            else
+                mmt__policy_log(p, MMT_LOG_INFO, "%s: dry run: would remove the limit on %s "
+                                "(now %s)", l->where, tag_words(l->tag, what, sizeof what),
+                                limit_words(was, b, sizeof b));
+            continue;
+        }
         l->applied = take_limit(p, l->tag, l->bytes, &was, &set);
         if (!l->applied) {
             mmt__policy_log(p, MMT_LOG_ERROR, "%s: limit on %s not set: out of memory", l->where,

@@ -1,14 +1,18 @@
 /*
  * The `mmt` Lua module that policies require: rule and task declarations, logging, byte
  * formatting, snapshots, calls to host actions, and limits and reclaim (mmt.limit,
- * mmt.reclaim, mmt.trim).
+ * mmt.reclaim, mmt.trim). In a dry run (opts.dry_run) mmt.call, mmt.reclaim and mmt.trim
+ * say what they would do and do nothing (say_dry_run); mmt.limit's limits are declared as
+ * ever, and the engine's switch to the policy says them instead of setting them (engine.c).
  *
  * Bad arguments raise errors naming the function and the field, positioned at the line of
  * the policy that made the call ("policies/x.lua:12: rule \"high-water\": ...").
  */
 #include <assert.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +51,25 @@ static char *caller_position(lua_State *L)
         d[n] = '\0';
     }
     return d;
+}
+
+/* In a dry run, says at level info what the policy code running would have done, after
+ * the position of the line that asked ("policies/x.lua:12: dry run: would trim"); `fmt`
+ * gives what follows "would ". It raises only if Lua has no memory left for the line. */
+static void say_dry_run(lua_State *L, const pstate_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say_dry_run(lua_State *L, const pstate_t *s, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    luaL_where(L, 1);
+    lua_pushfstring(L, "dry run: would %s", what);
+    lua_concat(L, 2);
+    mmt__pstate_log(s, MMT_LOG_INFO, lua_tostring(L, -1));
+    lua_pop(L, 1);
 }
 
 /* ---- Snapshots ---------------------------------------------------------------------------- */
@@ -728,7 +751,8 @@ static uint64_t check_limit(lua_State *L, int arg)
 /* mmt.limit(path, bytes): a hard limit on the tag's subtree (memory.h, mmt_limit_set);
  * nil or 0 removes the tag's limit. Declared as the file runs, like a rule: the engine
  * applies the file's limits when it switches to the policy, and gives back those a later
- * policy of it no longer sets (engine.c). One call a tag. */
+ * policy of it no longer sets (engine.c). One call a tag. A dry run declares them all the
+ * same (the same errors), and the switch says them rather than sets them. */
 static int l_limit(lua_State *L)
 {
     pstate_t *s = mmt__pstate_of(L);
@@ -790,7 +814,8 @@ static int defer(lua_State *L, pstate_t *s, bool trim, unsigned tag, size_t byte
  * on the engine's thread (a tick, a task) and while the file loads they run at once, and
  * their time counts against the policy code that called them, as a host action's does; at
  * an allocation checkpoint they run on the engine's thread soon after (defer). Their
- * report reaches the log from the engine's thread, woken for it. */
+ * report reaches the log from the engine's thread, woken for it. In a dry run nothing
+ * runs, here or on the thread: the reclaim is said (unless it asks nothing) and gives 0. */
 static int l_reclaim(lua_State *L)
 {
     pstate_t *s = mmt__pstate_of(L);
@@ -801,6 +826,17 @@ static int l_reclaim(lua_State *L)
     double v = lua_tonumber(L, 2);
     if (isnan(v)) return luaL_error(L, "mmt.reclaim: the bytes wanted must be a number, not nan");
     size_t wanted = v <= 0 ? 0 : v >= 18446744073709551616.0 ? SIZE_MAX : (size_t)v;
+    if (s->engine->opts.dry_run) {
+        char amount[32];
+        if (wanted)
+            say_dry_run(L, s, "reclaim %s of %s%s%s",
+                        wanted == SIZE_MAX ? "as much as it can"
+                                           : mmt__human_bytes(wanted, amount, sizeof amount),
+                        tag ? "tag \"" : "the whole process", tag ? lua_tostring(L, 1) : "",
+                        tag ? "\"" : "");
+        lua_pushnumber(L, 0);
+        return 1;
+    }
     if (wanted && mmt__inside_checkpoint()) return defer(L, s, false, tag, wanted, "mmt.reclaim");
     size_t freed = wanted ? mmt_reclaim((mmt_tag_t)tag, wanted) : 0;
     if (wanted) mmt__thread_wake(s->engine);
@@ -810,10 +846,17 @@ static int l_reclaim(lua_State *L)
 
 /* mmt.trim(): gives the allocator's free memory back to the system (mmt_trim); returns the
  * drop in resident bytes it measured. At an allocation checkpoint the engine's thread
- * trims instead, soon after (defer), and logs what it gave back. */
+ * trims instead, soon after (defer), and logs what it gave back. In a dry run it is said
+ * and gives 0. */
 static int l_trim(lua_State *L)
 {
-    if (mmt__inside_checkpoint()) return defer(L, mmt__pstate_of(L), true, 0, 0, "mmt.trim");
+    pstate_t *s = mmt__pstate_of(L);
+    if (s->engine->opts.dry_run) {
+        say_dry_run(L, s, "trim");
+        lua_pushnumber(L, 0);
+        return 1;
+    }
+    if (mmt__inside_checkpoint()) return defer(L, s, true, 0, 0, "mmt.trim");
     lua_pushnumber(L, (lua_Number)mmt_trim());
     return 1;
 }
@@ -881,11 +924,19 @@ static int64_t checkint64(lua_State *L, int arg, const char *what)
     return (int64_t)v;
 }
 
+/* mmt.call(name, n): the host action `name` with n, and its result. In a dry run no action
+ * runs, registered or not (a host that runs policies only to see them, mmt-run, registers
+ * none): the call is said and gives 0. */
 static int l_call(lua_State *L)
 {
     pstate_t *s = mmt__pstate_of(L);
     const char *name = luaL_checkstring(L, 1);
     int64_t arg = checkint64(L, 2, "mmt.call");
+    if (s->engine->opts.dry_run) {
+        say_dry_run(L, s, "call %s(%" PRId64 ")", name, arg);
+        lua_pushnumber(L, 0);
+        return 1;
+    }
     action_t a;
     if (!mmt__policy_find_action(s->engine, name, &a))
         return luaL_error(L, "mmt.call: no host action named \"%s\"", name);

@@ -435,12 +435,19 @@ size_t mmt__pressure_fds(struct mmt_policy *p, struct pollfd *fds)
     return n;
 }
 
-/* The default action on a report of systemd's watch when the policy has no rule for it. */
+/* The default action on a report of systemd's watch when the policy has no rule for it: a
+ * trim, at most once a second; in a dry run, the line that says it would trim. */
 static void systemd_default(struct mmt_policy *p, trigger_t *t, double now)
 {
     pressure_t *ps = &p->pressure;
     if (now - ps->systemd_trimmed < 1.0) return;
     ps->systemd_trimmed = now;
+    if (p->opts.dry_run) {
+        mmt__policy_log(p, MMT_LOG_INFO, "memory pressure reported by $MEMORY_PRESSURE_WATCH "
+                        "(%s), and no rule \"%s\": dry run: would trim", ps->systemd_path,
+                        SYSTEMD_RULE);
+        return;
+    }
     size_t freed = mmt_trim();
     mmt__policy_log(p, MMT_LOG_INFO, "memory pressure reported by $MEMORY_PRESSURE_WATCH (%s), "
                     "and no rule \"%s\": trimmed, %zu bytes given back", ps->systemd_path,

@@ -7,8 +7,8 @@
  * sandboxed LuaJIT state whose memory is capped and whose calls are time-limited, so a
  * broken or hostile policy yields an error message, never a broken host (save for what
  * the program lets any policy do: run its host actions and reclaimers, and set limits,
- * below). The VM's memory is not counted in mmt's counters (it is reported as the
- * snapshot field `lua`).
+ * below, none of which it does in a dry run). The VM's memory is not counted in mmt's
+ * counters (it is reported as the snapshot field `lua`).
  *
  * When policy code runs. Rules are evaluated at allocation checkpoints (checkpoint_bytes)
  * and, with a timer (interval_ms), at every tick on the engine's thread. mmt.every tasks
@@ -108,6 +108,23 @@
  *   did. They return nil and a message saying why, and nothing is asked, when 64 already
  *   wait, and in an engine without a thread (no interval_ms, no watch; said once in the
  *   log, as a warning).
+ * - Dry runs (opts.dry_run): the policy runs as ever (its rules are evaluated, fire and
+ *   resolve, their code runs, the event function is told, its tasks run and its lines are
+ *   logged), but it acts on nothing: each thing it would have done is logged at level
+ *   info instead, one line naming it, and nothing is run, set or asked of the engine's
+ *   thread. mmt.call(name, n) logs "dry run: would call shed(1048576)" and returns 0,
+ *   whether or not the host registered the action (an unknown name is no error in a dry
+ *   run); mmt.reclaim(path, bytes) logs "dry run: would reclaim 8 MiB of tag "flows""
+ *   (of the whole process for "") and returns 0, at a checkpoint too (never nil,
+ *   "deferred"), and 0 or less logs nothing, as it asks nothing; mmt.trim() logs "dry
+ *   run: would trim" and returns 0; the limits of mmt.limit are checked and declared as
+ *   ever, and the switch to the policy logs "dry run: would set the limit on tag "cache"
+ *   to 64 MiB (now none)" for each and sets none, so it gives none back either:
+ *   mmt_limit_get and m.tags[path].limit read the limits as the program (or another
+ *   engine) set them. systemd's memory pressure watch without a rule "memory-pressure"
+ *   logs "dry run: would trim" instead of trimming. Lines that the program's own
+ *   reclaims cause (the reports, below) are logged as ever: they are not the policy's.
+ *   A policy in `unsafe` mode can still act through the standard library (os.exit).
  * Every reclaim in the process is reported to each engine's log at level info
  * ("reclaim for tag "flows": wanted 8 MiB, freed 8.003 MiB: oldest-flows 8.003 MiB,
  * 11.8 ms"), by the engine's thread, each time it wakes (a tick, a task, a reload, or a
@@ -189,6 +206,9 @@ typedef struct mmt_policy_options {
                               * evaluations in a row is disabled until a reload. */
     unsigned trend_window_s; /* seconds of in_use samples the trend (m.eta, m.predict) is
                               * fitted over; 0: default (60) */
+    int dry_run;             /* nonzero: the policy's host actions, reclaims, trims and
+                              * limits are logged ("dry run: would ..."), not done: see
+                              * "Limits and reclaim" above. Rules fire as ever. */
 } mmt_policy_options_t;      /* zero-initialised means all defaults */
 
 /* A host action, called by a policy as mmt.call(name, arg); its result is returned to Lua.
