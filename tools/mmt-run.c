@@ -2,15 +2,18 @@
  * mmt-run: run a program under libmmtmem-preload.so with a policy, and say at the end what
  * it did with memory.
  *
- *   mmt-run [--policy FILE] [--interval MS] [--report text|json|prometheus] [--out FILE]
- *           [--trace FILE.csv] [--svg FILE.svg] -- PROGRAM ARGS...
+ *   mmt-run [--policy FILE] [--interval MS] [--dry-run] [--report text|json|prometheus]
+ *           [--out FILE] [--trace FILE.csv] [--svg FILE.svg] -- PROGRAM ARGS...
  *
  * The program's own output is untouched; the summary goes to stderr or --out, and ends
  * with the machine around the program (machine_summary.h). mmt-run exits with the
  * program's status; if the program dies of a signal it says so and exits as shells do,
  * with 128 + the signal number. --trace keeps the time series (CSV, see trace.h); --svg
  * draws it (plot.h). Its temporary files (the report, and the trace for --svg alone) go
- * to $TMPDIR, or /tmp when that is unset or empty.
+ * to $TMPDIR, or /tmp when that is unset or empty. --dry-run runs the policy as a dry run
+ * (policy.h): MMT_DRY_RUN=1 for the program, and without it no MMT_DRY_RUN at all, whatever
+ * mmt-run's environment had, as for the other MMT_ variables it sets. mmt-run registers no
+ * host actions, so without --dry-run a policy's mmt.call is an error (no such action).
  *
  * Signals: SIGTERM, SIGINT, SIGHUP and SIGQUIT sent to mmt-run by a process (kill,
  * docker stop, systemd, a supervisor) are passed on to the program, and mmt-run waits for
@@ -33,7 +36,9 @@
  * build tree's policies/ or in ../share/mmtmem/policies/. mmt-run loads the policy once
  * itself, with the engine of the static library, before it starts the program: one that
  * does not load is said once and mmt-run exits with 2, rather than every process of the
- * program's tree saying it and counting without it.
+ * program's tree saying it and counting without it. That load is a dry run when the
+ * program's is, so that it judges the file as the program will run it (a file whose own
+ * run calls mmt.call loads only in a dry run), and with none it acts on nothing in mmt-run.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -69,8 +74,9 @@
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: mmt-run [--policy FILE] [--interval MS] [--report text|json|prometheus]\n"
-            "               [--out FILE] [--trace FILE.csv] [--svg FILE.svg] -- PROGRAM ARGS...\n");
+            "usage: mmt-run [--policy FILE] [--interval MS] [--dry-run]\n"
+            "               [--report text|json|prometheus] [--out FILE] [--trace FILE.csv]\n"
+            "               [--svg FILE.svg] -- PROGRAM ARGS...\n");
     exit(2);
 }
 
@@ -132,9 +138,10 @@ static void no_log(int level, const char *message, void *ud)
 }
 
 /* Loads the policy at `path` (given as `label`, e.g. "--policy") into an engine of its own
- * with no timer and no watch, and frees it. A file that is not a regular one is refused
- * unopened: a FIFO would block the load. Returns 0, or -1 having said why on stderr. */
-static int check_policy(const char *label, const char *path)
+ * with no timer and no watch, a dry run if `dry_run`, and frees it. A file that is not a
+ * regular one is refused unopened: a FIFO would block the load. Returns 0, or -1 having
+ * said why on stderr. */
+static int check_policy(const char *label, const char *path, bool dry_run)
 {
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
@@ -142,7 +149,7 @@ static int check_policy(const char *label, const char *path)
                 mmt__file_kind(st.st_mode));
         return -1;
     }
-    mmt_policy_options_t options = {.interval_ms = 0, .watch = 0};
+    mmt_policy_options_t options = {.interval_ms = 0, .watch = 0, .dry_run = dry_run};
     mmt_policy_t *engine = mmt_policy_new(&options);
     if (!engine) {
         fprintf(stderr, "mmt-run: cannot start the policy engine to load %s\n", path);
@@ -798,11 +805,16 @@ int main(int argc, char **argv)
 {
     const char *policy = NULL, *interval = "1000", *format = "text", *out_path = NULL;
     const char *trace_path = NULL, *svg_path = NULL;
+    bool dry_run = false;
     int i = 1;
     for (; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
             i++;
             break;
+        }
+        if (strcmp(argv[i], "--dry-run") == 0) { /* the one option without a value */
+            dry_run = true;
+            continue;
         }
         if (i + 1 >= argc) usage();
         if (strcmp(argv[i], "--policy") == 0) policy = argv[++i];
@@ -860,7 +872,7 @@ int main(int argc, char **argv)
         policy_label = "default policy";
     }
     if (!policy) fprintf(stderr, "mmt-run: no default policy found; counting only\n");
-    if (policy && check_policy(policy_label, policy) != 0) return 2;
+    if (policy && check_policy(policy_label, policy, dry_run) != 0) return 2;
     char policy_abs[PATH_MAX + 64], trace_abs[PATH_MAX + 64];
     policy = absolute(policy, policy_abs, sizeof policy_abs);
     trace_path = absolute(trace_path, trace_abs, sizeof trace_abs);
@@ -942,6 +954,8 @@ int main(int argc, char **argv)
         setenv("MMT_OUT", report_pattern, 1);
         setenv("MMT_REPORT_PID", id, 1);
         setenv("MMT_INTERVAL", interval, 1);
+        if (dry_run) setenv("MMT_DRY_RUN", "1", 1);
+        else unsetenv("MMT_DRY_RUN");
         if (policy) setenv("MMT_POLICY", policy, 1);
         if (trace_path) setenv("MMT_TRACE", trace_path, 1);
         execvp(argv[i], argv + i);

@@ -9,14 +9,19 @@
  *   MMT_OUT=FILE        where the report goes (default: stderr); %p in it is the process
  *                       id, and then every process writes its own (%% is a %)
  *   MMT_TRACE=FILE      write the time series there, as CSV (trace.h)
+ *   MMT_DRY_RUN=1       a dry run: the policy's host actions, reclaims, trims and limits
+ *                       are logged ("dry run: would ..."), not done (policy.h); 0 or
+ *                       unset: they are done
  *
  *   MMT_REPORT_PID=PID  without %p in MMT_OUT, only the process with this id reports
  *                       (default: every process); only it writes the trace and takes an
  *                       inotify instance
  *
  * A value out of its range is said in one line on stderr, naming the variable and the
- * value, and the default is used instead: the program runs on. The reporting processes
- * say it (with MMT_REPORT_PID, only that one, not every process of the tree).
+ * value, and the default is used instead: the program runs on. MMT_DRY_RUN is the
+ * exception: any value but 0 is a dry run, since setting it at all asks for one, and a
+ * policy that acts when the operator meant it not to is the worse mistake. The reporting
+ * processes say it (with MMT_REPORT_PID, only that one, not every process of the tree).
  *
  * The reporting process marks an empty MMT_OUT at start with a newline (blank in every
  * format), which the report replaces at exit: mmt-run, whose report file starts empty,
@@ -451,7 +456,12 @@ static void start_policy(const char *policy, bool reporting, bool trace)
                             "using 1000\n", interval, MAX_INTERVAL_MS);
         interval_ms = 1000;
     }
-    mmt_policy_options_t o = {.interval_ms = (unsigned)interval_ms, .watch = 1};
+    const char *dry = env("MMT_DRY_RUN");
+    bool dry_run = dry && strcmp(dry, "0") != 0;
+    if (dry_run && strcmp(dry, "1") != 0 && reporting)
+        fprintf(stderr, "mmt: MMT_DRY_RUN=%s: not 0 or 1; using 1, a dry run\n", dry);
+    mmt_policy_options_t o = {.interval_ms = (unsigned)interval_ms, .watch = 1,
+                              .dry_run = dry_run};
     /* Programs that exec soon (shells, wrappers) should not pay for an inotify instance:
      * the file is polled for its first second (see engine.h). Only the reporting process
      * ever takes one: inotify instances are the user's (128 by default), and every other
