@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -484,9 +485,9 @@ static int tag_figures(const mmt__tag_reading_t *r, unsigned n, mmt__tag_paths_t
     return 0;
 }
 
-int mmt_meminfo_write(FILE *out, int format)
+int mmt__meminfo_text(int format, char *buf, size_t len, char **text)
 {
-    if (!out) return MMT_EINVAL;
+    *text = buf;
     if (format != MMT_FORMAT_TEXT && format != MMT_FORMAT_JSON && format != MMT_FORMAT_PROMETHEUS)
         return MMT_EINVAL;
     mmt_meminfo_t m;
@@ -507,27 +508,60 @@ int mmt_meminfo_write(FILE *out, int format)
     size_t ntags = tags ? n - 1 : 0;
     mmt_machine_t machine;
     mmt_machine_read(&machine, MMT_MACHINE_ALL);
-    char buf[4096], *text = buf;
-    int len = mmt__format_tags(buf, sizeof buf, &m, NULL, tags, ntags, &machine, format);
-    if (len < 0) {
-        rc = len;
-        goto done;
-    }
-    if ((size_t)len >= sizeof buf) { /* tags, or more fields than this buffer holds */
-        text = mmt__backend.malloc((size_t)len + 1);
-        if (!text) {
+    rc = mmt__format_tags(buf, len, &m, NULL, tags, ntags, &machine, format);
+    if (rc >= 0 && (size_t)rc >= len) { /* tags, or more fields than buf holds */
+        char *big = mmt__backend.malloc((size_t)rc + 1);
+        if (!big) {
             rc = MMT_ENOMEM;
             goto done;
         }
-        mmt__format_tags(text, (size_t)len + 1, &m, NULL, tags, ntags, &machine, format);
+        mmt__format_tags(big, (size_t)rc + 1, &m, NULL, tags, ntags, &machine, format);
+        *text = big;
     }
-    rc = fwrite(text, 1, (size_t)len, out) == (size_t)len ? 0 : MMT_EIO;
-    if (text != buf) mmt__backend.free(text);
 done:
     mmt__backend.free(tags);
     mmt__tag_paths_free(&paths);
     mmt__backend.free(r);
     return rc;
+}
+
+int mmt_meminfo_write(FILE *out, int format)
+{
+    if (!out) return MMT_EINVAL;
+    char buf[4096], *text;
+    int len = mmt__meminfo_text(format, buf, sizeof buf, &text);
+    if (len < 0) return len;
+    int rc = fwrite(text, 1, (size_t)len, out) == (size_t)len ? 0 : MMT_EIO;
+    if (text != buf) mmt__backend.free(text);
+    return rc;
+}
+
+/* ---- The rules of a running policy (the engine's textfile, lua/textfile.c) ---------------- */
+
+static void put_rule_family(out_t *o, const mmt__rule_figures_t *rules, size_t n, bool firing)
+{
+    const char *name = firing ? "mmt_rule_firing" : "mmt_rule_fired_total";
+    put(o, "# HELP %s %s\n# TYPE %s %s\n", name,
+        firing ? "1 while the policy's rule is firing, 0 otherwise."
+               : "Times the policy's rule fired since the policy engine started.",
+        name, firing ? "gauge" : "counter");
+    for (size_t k = 0; k < n; k++) {
+        put(o, "%s{rule=\"", name);
+        put_name(o, rules[k].name, strlen(rules[k].name), MMT_FORMAT_PROMETHEUS);
+        if (firing) put(o, "\"} %d\n", rules[k].firing ? 1 : 0);
+        else put(o, "\"} %" PRIu64 "\n", rules[k].fired);
+    }
+}
+
+int mmt__format_rules(char *buf, size_t len, const mmt__rule_figures_t *rules, size_t n)
+{
+    out_t o = {buf, len, 0};
+    if (len) buf[0] = '\0';
+    if (n) {
+        put_rule_family(&o, rules, n, true);
+        put_rule_family(&o, rules, n, false);
+    }
+    return o.used > (size_t)INT32_MAX ? MMT_ENOMEM : (int)o.used;
 }
 
 /* One line of mmt_tag_report: the name, escaped as the text format has it (one line per

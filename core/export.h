@@ -5,7 +5,9 @@
 #define MMT_CORE_EXPORT_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mmt/memory.h"
 
@@ -42,5 +44,24 @@ int mmt__format_tags(char *buf, size_t len, const mmt_meminfo_t *m, const mmt__e
  * MMT_EINVAL for an unknown format. For mmt-run's summary, which writes the process
  * tree's figures its own way and the machine's as the library's exports do. */
 int mmt__format_machine(char *buf, size_t len, const mmt_machine_t *machine, int format);
+
+/* What mmt_meminfo_write writes in `format`, read now (the counters, every tag's, the
+ * machine's): into buf (len bytes) when it fits, else into memory of the backend's that
+ * the caller frees; *text points at it either way (buf, or that memory). Returns its
+ * length (without the NUL), or MMT_EINVAL for an unknown format or MMT_ENOMEM, with
+ * *text == buf. */
+int mmt__meminfo_text(int format, char *buf, size_t len, char **text);
+
+/* One rule of a running policy, for the Prometheus families of the engine's textfile. */
+typedef struct mmt__rule_figures {
+    const char *name; /* NUL-terminated, any bytes: escaped as tag paths are */
+    bool firing;
+    uint64_t fired; /* times it fired since the engine started */
+} mmt__rule_figures_t;
+
+/* The families mmt_rule_firing (a gauge, 1 or 0) and mmt_rule_fired_total (a counter),
+ * with HELP and TYPE and one sample a rule labelled rule="NAME", into buf like snprintf:
+ * returns the length the whole text needs. Nothing for n == 0. */
+int mmt__format_rules(char *buf, size_t len, const mmt__rule_figures_t *rules, size_t n);
 
 #endif
