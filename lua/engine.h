@@ -95,6 +95,8 @@ typedef struct rule {
     double last_event;  /* when its trigger last reported (monotonic seconds) */
     /* Evaluation state; carried over by name across reloads. */
     bool firing;
+    uint64_t fired;  /* times it fired since the engine started (the textfile's
+                      * mmt_rule_fired_total): counted where the event function is told */
     double since;    /* when the condition started to hold while not firing; < 0: not holding */
     int errors;      /* consecutive */
     int overruns;    /* evaluations in a row that ran past their budget with this rule the

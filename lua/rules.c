@@ -142,6 +142,7 @@ void mmt__rule_turn(pstate_t *s, rule_t *r, snapshot_t *snap, bool fired)
     int ref = fired ? r->fire_ref : r->resolve_ref;
     if (ref == LUA_NOREF || call_with_snapshot(s, snap, &slot, ref, false, r)) r->errors = 0;
     lua_settop(s->L, top);
+    if (fired) r->fired++;
     mmt__policy_event(s->engine, r->name, fired, snap);
 }
 
@@ -183,6 +184,7 @@ static void evaluate_rule(pstate_t *s, rule_t *r, snapshot_t *snap, int *slot)
             r->since = since;
             return;
         }
+        r->fired++;
         mmt__policy_event(s->engine, r->name, true, snap);
     } else if (!holds) {
         r->firing = false;
@@ -444,6 +446,7 @@ void mmt__carry_state(pstate_t *to, const pstate_t *from)
         if (j >= 0) {
             to->rules[i].firing = from->rules[j].firing;
             to->rules[i].since = from->rules[j].since;
+            to->rules[i].fired = from->rules[j].fired;
         }
     }
 }
