@@ -1134,6 +1134,8 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
     p->reports_cursor = mmt__reclaim_reports_next(); /* only the reclaims from now on */
     p->wake[0].fd = p->wake[1].fd = -1;
     p->watcher.in.fd = -1;
+    if (mmt__textfile_init(p, opts ? opts->export_path : NULL) != 0) goto fail;
+    p->opts.export_path = p->textfile.path; /* the engine's copy, not the caller's */
 
     size_t current = mmt_mem_get_checkpoint();
     if (current == 0 || current > p->opts.checkpoint_bytes)
@@ -1146,7 +1148,7 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
     pthread_mutex_lock(&engines_lock);
     p->next_engine = engines;
     engines = p;
-    if ((p->opts.interval_ms || p->opts.watch) && mmt__thread_start(p) != 0) {
+    if ((p->opts.interval_ms || p->opts.watch || p->textfile.path) && mmt__thread_start(p) != 0) {
         unlink_engine(p);
         pthread_mutex_unlock(&engines_lock);
         goto fail;
@@ -1155,6 +1157,7 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
     return p;
 fail:
     if (p->listener > 0) mmt_mem_unlisten(p->listener);
+    mmt__textfile_free(p);
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->load_lock);
     pthread_mutex_destroy(&p->conf_lock);
@@ -1198,6 +1201,7 @@ int mmt_policy_free(mmt_policy_t *p)
     mmt__backend.free(p->actions);
     mmt__backend.free(p->tag_rates);
     mmt__backend.free(p->path);
+    mmt__textfile_free(p);
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->load_lock);
     pthread_mutex_destroy(&p->conf_lock);

@@ -12,6 +12,7 @@
  *   pressure.c the kernel's pressure triggers (mmt.pressure, systemd's memory pressure watch)
  *   samples.c recent samples of in_use, for the rate (the process's, and the tags')
  *   trend.c   the least-squares trend of in_use over a window, for m.eta and m.predict
+ *   textfile.c the Prometheus textfile the engine's thread writes (opts.export_path)
  *   lj.c      loading LuaJIT at run time (lj.h: the Lua API through a table)
  */
 #ifndef MMT_LUA_ENGINE_H
@@ -41,6 +42,7 @@
 #define MMT__DEFAULT_BUDGET_MS 100u
 #define MMT__DEFAULT_CHECKPOINT ((size_t)1 << 20)
 #define MMT__DEFAULT_TREND_WINDOW_S 60u
+#define MMT__DEFAULT_EXPORT_EVERY_S 15u
 #define MMT__MAX_POLICY_BYTES ((size_t)4 << 20) /* a larger file is refused */
 #define MMT__MAX_ERRORS 3                       /* consecutive errors that disable a rule */
 #define MMT__MAX_RULES 65536                    /* rules one policy may declare */
@@ -255,6 +257,16 @@ typedef struct deferred {
  * many tags at least. */
 enum { MMT__DEFERRED_MAX = 64 };
 
+/* The textfile (textfile.c). path, temp, pid and every are fixed once the engine is made;
+ * failed_step and failed_errno are the engine thread's own while it runs. */
+typedef struct textfile {
+    char *path;   /* absolute (made so against the folder current then); NULL: none */
+    char *temp;   /* beside it, ".NAME.tmp.PID", which node_exporter does not read */
+    pid_t pid;    /* the process that made the engine: it alone writes the file */
+    double every; /* seconds between two writes */
+    int failed_step, failed_errno; /* how the last write failed, logged; 0: it did not */
+} textfile_t;
+
 /* The file watcher's state (thread.c): the engine thread's own while it runs. */
 typedef struct watcher {
     mmt__own_fd_t in;       /* inotify, or fd -1: poll the file's identity instead */
@@ -355,6 +367,12 @@ struct mmt_policy {
     _Atomic unsigned pressure_rules; /* how many the running policy has (set with the above) */
     _Atomic double pressure_due;
     pressure_t pressure;
+
+    /* The textfile (textfile.c), written by the thread. _exit asks it for a last write by
+     * bumping textfile_asked (mmt__policy_export_at_exit); the thread sets textfile_done
+     * to the value it saw once it has written. */
+    textfile_t textfile;
+    _Atomic unsigned textfile_asked, textfile_done;
 
     /* The next reclaim report to log (core/reclaim.h): the engine's thread's own while it
      * runs, then mmt_policy_free's. */
@@ -466,6 +484,8 @@ void mmt__push_snapshot(pstate_t *s, snapshot_t *snap);
 void mmt__evaluate(pstate_t *s, snapshot_t *snap, bool run_rules, bool run_tasks);
 /* The earliest time after `after` that a task of s is due; INFINITY if none is. */
 double mmt__tasks_due(const pstate_t *s, double after);
+/* Carries each rule's state (firing or not, since when its condition holds, how many times
+ * it fired) from `from` (may be NULL) to the rule of the same name in `to`. */
 void mmt__carry_state(pstate_t *to, const pstate_t *from);
 /* The index of the rule named `name`, or -1. */
 long mmt__rule_find(const pstate_t *s, const char *name);
@@ -511,6 +531,24 @@ void mmt__pressure_events(struct mmt_policy *p, const struct pollfd *fds, size_t
 void mmt__pressure_release(struct mmt_policy *p, bool forget_systemd);
 /* A path the tests arm triggers on instead of the PSI file (NULL: the real one). */
 extern const char *mmt__pressure_file_for_tests;
+
+/* textfile.c */
+/* mmt_policy_new: sets p->textfile from `path` (opts.export_path; NULL or "": none) and
+ * opts.export_every_s. Returns 0, or MMT_ENOMEM with none set. */
+int mmt__textfile_init(struct mmt_policy *p, const char *path);
+void mmt__textfile_free(struct mmt_policy *p);
+/* True if this process writes p's textfile: it has one, and made the engine (a forked
+ * child's engine does not write its parent's file). */
+bool mmt__textfile_ours(const struct mmt_policy *p);
+/* Seconds between two writes: the option's, or mmt__textfile_every_ms when set. */
+double mmt__textfile_every(const struct mmt_policy *p);
+/* The engine's thread: writes the textfile now, if this process writes it. Takes the
+ * engine's lock to read the rules. A failure is logged (once for the same cause) and left
+ * to the next write. */
+void mmt__textfile_write(struct mmt_policy *p);
+/* Nonzero: every engine writes its textfile this often, in milliseconds, whatever its
+ * export_every_s (the tests' seam, to write many times a second). */
+extern _Atomic unsigned mmt__textfile_every_ms;
 
 /* thread.c */
 int mmt__thread_start(struct mmt_policy *p);

@@ -21,6 +21,15 @@ mmt_policy_t *mmt__policy_new(const mmt_policy_options_t *opts, unsigned inotify
  * stopped, the checkpoint hook removed), and nothing else is released. */
 void mmt__policy_stop_for_exit(mmt_policy_t *p);
 
+/* For a process about to end without its exit handlers (_exit): asks the engine's thread
+ * to write the textfile (opts.export_path) a last time, and waits for that at most
+ * timeout_ms. Returns at once where there is nothing to ask: no textfile, or not this
+ * process's (a forked child), no thread, or called on the thread itself. Makes only
+ * async-signal-safe calls (_exit may come from a signal handler): if this thread holds
+ * what the engine's thread needs, the wait ends at the timeout, and the textfile is left
+ * as the last write made it. */
+void mmt__policy_export_at_exit(mmt_policy_t *p, unsigned timeout_ms);
+
 /* Set by the preload library, whose processes share one stderr: the default log names
  * the process in each line. */
 extern bool mmt__log_names_pid;

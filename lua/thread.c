@@ -23,6 +23,9 @@
  * Nothing here opens the policy file or the folders: a FIFO in their place cannot block
  * the thread (and the load refuses anything but a regular file, state.c).
  *
+ * The textfile (textfile.c) is written here too: when a policy is switched to, a period
+ * after its last write, when _exit asks, and a last time as the thread stops.
+ *
  * Descriptors. The wake-up socket pair and the inotify instance are close-on-exec and
  * moved to numbers at or above 512, out of the way of a program's own; each is compared
  * with the identity it had when made before every use (mmt__own_fd_t), and a lost one is
@@ -355,6 +358,12 @@ static void *engine_thread(void *arg)
     double interval = p->opts.interval_ms / 1000.0;
     double next_tick = interval > 0 ? started + interval : INFINITY;
     double next_poll = started, next_check = INFINITY;
+    /* The textfile: written when a policy is switched to (pressure_generation moves), when
+     * _exit asks (textfile_asked moves), a period after the last write, and as the thread
+     * stops. Not in a forked child (mmt__textfile_ours). */
+    bool exporting = mmt__textfile_ours(p);
+    double export_due = exporting ? started + mmt__textfile_every(p) : INFINITY;
+    unsigned export_switch = 0; /* none yet: a load made before this thread ran counts */
 
     for (;;) {
         if (atomic_load(&p->stopping)) break;
@@ -376,6 +385,14 @@ static void *engine_thread(void *arg)
         bool polling = watch && (!inotify || w->partial);
         bool wake_ok = !atomic_load(&p->wake_lost) && mmt__fd_is_own(&p->wake[0]);
         if (!wake_ok) atomic_store(&p->wake_lost, true);
+        if (exporting) {
+            unsigned generation = atomic_load(&p->pressure_generation);
+            if (generation != export_switch ||
+                atomic_load(&p->textfile_asked) != atomic_load(&p->textfile_done)) {
+                export_switch = generation;
+                export_due = now;
+            }
+        }
 
         double at = now + LONGEST_SLEEP_MS / 1000.0;
         sooner(&at, next_tick);
@@ -386,6 +403,7 @@ static void *engine_thread(void *arg)
         if (watch && w->generation == 0) sooner(&at, now + STAT_POLL_MS / 1000.0); /* no path yet */
         if (!wake_ok) sooner(&at, now + LOST_WAKE_POLL_MS / 1000.0);
         sooner(&at, atomic_load(&p->pressure_due)); /* a pressure rule may resolve */
+        sooner(&at, export_due);
         if (changed) at = now; /* reload first, then wait */
         int timeout = at > now ? (int)ceil((at - now) * 1000) : 0;
 
@@ -463,7 +481,16 @@ static void *engine_thread(void *arg)
         mmt__policy_run_deferred(p);
         mmt__policy_reclaim_reports(p);
         mmt__policy_pressure_resolve(p, mmt__now());
+        if (exporting && mmt__now() >= export_due) {
+            unsigned asked = atomic_load(&p->textfile_asked);
+            mmt__textfile_write(p); /* after the tick: it shows what the tick did */
+            atomic_store(&p->textfile_done, asked);
+            export_due = mmt__now() + mmt__textfile_every(p);
+        }
     }
+    /* The last write, with the policy as it ends (mmt_policy_free frees it after this). */
+    if (exporting) mmt__textfile_write(p);
+    atomic_store(&p->textfile_done, atomic_load(&p->textfile_asked));
     mmt__policy_end_deferred(p);
     return NULL;
 }

@@ -166,14 +166,37 @@
  * it. Only a regular file is ever loaded: a FIFO, socket, device or folder is refused
  * without being opened, and the running policy stays.
  *
+ * The textfile (opts.export_path): a long-running program reports while it runs, through
+ * node_exporter's textfile collector, which serves every FILE.prom of its folder. The
+ * engine's thread writes the file: the counters, every tag's and the machine's figures as
+ * mmt_meminfo_write(f, MMT_FORMAT_PROMETHEUS) has them, then one sample a rule of the running
+ * policy, by name, of mmt_rule_firing{rule="..."} (a gauge, 1 while it fires, 0 otherwise)
+ * and mmt_rule_fired_total{rule="..."} (a counter: how many times it fired since the engine
+ * started, carried over a reload by rule name as the firing state is), each with HELP and
+ * TYPE lines, without timestamps or job and instance labels (the scraper adds them). It is
+ * written when a policy is switched to (a load or reload), every export_every_s seconds
+ * after the last write (or after the engine was made, until a policy loads), and a last
+ * time when the thread stops (mmt_policy_free), and left there: node_exporter's
+ * node_textfile_mtime_seconds tells its age. Each write goes into ".NAME.tmp.PID" beside
+ * it, which is then renamed over it: a reader finds the old file or the new one, whole.
+ * A write that fails (the folder missing or read-only, the disk full) is logged as a
+ * warning naming the path and the cause, once while the cause stays the same, and is tried
+ * again at the next period; its temporary file is removed, and the program goes on. The
+ * file takes mode 0644 less the umask: node_exporter, another user, must be able to read
+ * it. Only the process that made the engine writes it: a forked child's engine does not
+ * (the file is its parent's; a child that should, a daemon's, frees that engine and makes
+ * one of its own). With a textfile, the engine has its thread even without interval_ms
+ * or watch.
+ *
  * fork: a child's engine restarts its thread, which polls the file every 250 ms rather
  * than take an inotify instance of its own (they are the user's, 128 by default, and a
  * pre-forking server would take one per worker).
  *
- * Descriptors: the engine's (a socket pair to wake its thread, an inotify instance) are
- * close-on-exec and numbered from 512 up where RLIMIT_NOFILE allows. A program may close
- * them (close_range): the engine then wakes by itself and polls the file, and never
- * reads, writes or closes a file the program opened on the same numbers.
+ * Descriptors: the engine's (a socket pair to wake its thread, an inotify instance, the
+ * textfile's temporary file while it is written) are close-on-exec and numbered from 512
+ * up where RLIMIT_NOFILE allows. A program may close them (close_range): the engine then
+ * wakes by itself and polls the file (or fails that write of the textfile, and says so),
+ * and never reads, writes or closes a file the program opened on the same numbers.
  */
 #ifndef MMT_POLICY_H
 #define MMT_POLICY_H
@@ -209,6 +232,10 @@ typedef struct mmt_policy_options {
     int dry_run;             /* nonzero: the policy's host actions, reclaims, trims and
                               * limits are logged ("dry run: would ..."), not done: see
                               * "Limits and reclaim" above. Rules fire as ever. */
+    const char *export_path; /* a Prometheus textfile for node_exporter to write (see "The
+                              * textfile" above); NULL or "": none. Copied, and made
+                              * absolute against the current folder. */
+    unsigned export_every_s; /* seconds between two writes of it; 0: default (15) */
 } mmt_policy_options_t;      /* zero-initialised means all defaults */
 
 /* A host action, called by a policy as mmt.call(name, arg); its result is returned to Lua.
@@ -264,8 +291,9 @@ MMT_API int mmt_policy_reload(mmt_policy_t *p);
 MMT_API const char *mmt_policy_error(const mmt_policy_t *p);
 
 /* Stops evaluating at checkpoints (waiting for an evaluation running on another thread),
- * stops the timer and watcher, gives back the limits its policy set (mmt.limit), frees
- * everything; returns 0 (NULL does nothing). The engine's thread runs the program's
+ * stops the timer and watcher (which writes the textfile a last time, and leaves it),
+ * gives back the limits its policy set (mmt.limit), frees everything; returns 0 (NULL
+ * does nothing). The engine's thread runs the program's
  * reclaimers for its policy (mmt.reclaim at a tick, in a task, or asked at a checkpoint),
  * and this waits for one it is running: a reclaimer must not wait for anything the thread
  * calling mmt_policy_free holds. A reclaim or trim asked of the thread that it had not started is not run, and
