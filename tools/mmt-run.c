@@ -3,17 +3,21 @@
  * it did with memory.
  *
  *   mmt-run [--policy FILE] [--interval MS] [--dry-run] [--report text|json|prometheus]
- *           [--out FILE] [--trace FILE.csv] [--svg FILE.svg] -- PROGRAM ARGS...
+ *           [--out FILE] [--trace FILE.csv] [--svg FILE.svg] [--export FILE.prom [--every S]]
+ *           -- PROGRAM ARGS...
  *
  * The program's own output is untouched; the summary goes to stderr or --out, and ends
  * with the machine around the program (machine_summary.h). mmt-run exits with the
  * program's status; if the program dies of a signal it says so and exits as shells do,
  * with 128 + the signal number. --trace keeps the time series (CSV, see trace.h); --svg
- * draws it (plot.h). Its temporary files (the report, and the trace for --svg alone) go
- * to $TMPDIR, or /tmp when that is unset or empty. --dry-run runs the policy as a dry run
- * (policy.h): MMT_DRY_RUN=1 for the program, and without it no MMT_DRY_RUN at all, whatever
- * mmt-run's environment had, as for the other MMT_ variables it sets. mmt-run registers no
- * host actions, so without --dry-run a policy's mmt.call is an error (no such action).
+ * draws it (plot.h). --export has the program's process write a Prometheus textfile for
+ * node_exporter while it runs, every --every seconds (default 15), and a last time as it
+ * ends (policy.h, "The textfile"); its folder must exist. Its temporary files (the report,
+ * and the trace for --svg alone) go to $TMPDIR, or /tmp when that is unset or empty.
+ * --dry-run runs the policy as a dry run (policy.h): MMT_DRY_RUN=1 for the program, and
+ * without it no MMT_DRY_RUN at all, whatever mmt-run's environment had, as for the other
+ * MMT_ variables it sets. mmt-run registers no host actions, so without --dry-run a
+ * policy's mmt.call is an error (no such action).
  *
  * Signals: SIGTERM, SIGINT, SIGHUP and SIGQUIT sent to mmt-run by a process (kill,
  * docker stop, systemd, a supervisor) are passed on to the program, and mmt-run waits for
@@ -76,12 +80,14 @@ static void usage(void)
     fprintf(stderr,
             "usage: mmt-run [--policy FILE] [--interval MS] [--dry-run]\n"
             "               [--report text|json|prometheus] [--out FILE] [--trace FILE.csv]\n"
-            "               [--svg FILE.svg] -- PROGRAM ARGS...\n");
+            "               [--svg FILE.svg] [--export FILE.prom [--every S]] -- PROGRAM ARGS...\n");
     exit(2);
 }
 
 /* The longest timer period --interval and MMT_INTERVAL take: a day, in milliseconds. */
 #define MAX_INTERVAL_MS 86400000ul
+/* The longest period of the textfile --every and MMT_EXPORT_EVERY take: a day. */
+#define MAX_EXPORT_EVERY_S 86400ul
 
 /* `text` as a decimal number from 0 to `max`: digits only, no sign, space or base prefix
  * (strtoul takes all three, and wraps a negative number round). */
@@ -163,6 +169,35 @@ static int check_policy(const char *label, const char *path, bool dry_run)
     }
     mmt_policy_free(engine);
     return rc;
+}
+
+/* The folder --export names must be there: a name whose folder is missing is more likely
+ * a slip than one made later (the library would say so in the program's stderr and try
+ * again every period). node_exporter reads only names ending in .prom: another is said,
+ * and taken. Returns 0, or -1 having said why on stderr. */
+static int check_export(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    int n = !slash ? snprintf(dir, sizeof dir, ".")
+            : slash == path ? snprintf(dir, sizeof dir, "/")
+                            : snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    struct stat st;
+    if (n < 0 || (size_t)n >= sizeof dir || stat(dir, &st) != 0) {
+        fprintf(stderr, "mmt-run: --export %s: no folder %s: %s\n", path, dir,
+                n < 0 || (size_t)n >= sizeof dir ? strerror(ENAMETOOLONG) : strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "mmt-run: --export %s: %s is not a folder but %s\n", path, dir,
+                S_ISREG(st.st_mode) ? "a file" : mmt__file_kind(st.st_mode));
+        return -1;
+    }
+    size_t len = strlen(path);
+    if (len < 5 || strcmp(path + len - 5, ".prom") != 0)
+        fprintf(stderr, "mmt-run: --export %s: node_exporter's textfile collector reads only "
+                        "names ending in .prom\n", path);
+    return 0;
 }
 
 /* ---- Temporary files and signals ------------------------------------------------------------ */
@@ -804,7 +839,7 @@ static void summary_per_process(const char *pattern, const char *format, const p
 int main(int argc, char **argv)
 {
     const char *policy = NULL, *interval = "1000", *format = "text", *out_path = NULL;
-    const char *trace_path = NULL, *svg_path = NULL;
+    const char *trace_path = NULL, *svg_path = NULL, *export_path = NULL, *every = NULL;
     bool dry_run = false;
     int i = 1;
     for (; i < argc; i++) {
@@ -823,6 +858,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--out") == 0) out_path = argv[++i];
         else if (strcmp(argv[i], "--trace") == 0) trace_path = argv[++i];
         else if (strcmp(argv[i], "--svg") == 0) svg_path = argv[++i];
+        else if (strcmp(argv[i], "--export") == 0) export_path = argv[++i];
+        else if (strcmp(argv[i], "--every") == 0) every = argv[++i];
         else usage();
     }
     if (i >= argc) usage();
@@ -836,15 +873,27 @@ int main(int argc, char **argv)
                 interval, MAX_INTERVAL_MS);
         return 2;
     }
+    unsigned long every_s;
+    if (every && !export_path) {
+        fprintf(stderr, "mmt-run: --every \"%s\": it goes with --export\n", every);
+        return 2;
+    }
+    if (every && (!parse_decimal(every, MAX_EXPORT_EVERY_S, &every_s) || every_s == 0)) {
+        fprintf(stderr, "mmt-run: --every \"%s\": not a number of seconds from 1 to %lu\n", every,
+                MAX_EXPORT_EVERY_S);
+        return 2;
+    }
     const struct {
         const char *option, *value;
-    } paths[] = {{"--policy", policy}, {"--out", out_path}, {"--trace", trace_path}, {"--svg", svg_path}};
+    } paths[] = {{"--policy", policy}, {"--out", out_path}, {"--trace", trace_path},
+                 {"--svg", svg_path}, {"--export", export_path}};
     for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
         if (paths[p].value && !*paths[p].value) {
             fprintf(stderr, "mmt-run: %s \"\": the file name is empty\n", paths[p].option);
             return 2;
         }
     }
+    if (export_path && check_export(export_path) != 0) return 2;
 
     char lib[PATH_MAX + 64], pol[PATH_MAX + 64];
     static const char *const libs[] = {"libmmtmem-preload.so", "../lib/mmtmem/libmmtmem-preload.so",
@@ -873,9 +922,10 @@ int main(int argc, char **argv)
     }
     if (!policy) fprintf(stderr, "mmt-run: no default policy found; counting only\n");
     if (policy && check_policy(policy_label, policy, dry_run) != 0) return 2;
-    char policy_abs[PATH_MAX + 64], trace_abs[PATH_MAX + 64];
+    char policy_abs[PATH_MAX + 64], trace_abs[PATH_MAX + 64], export_abs[PATH_MAX + 64];
     policy = absolute(policy, policy_abs, sizeof policy_abs);
     trace_path = absolute(trace_path, trace_abs, sizeof trace_abs);
+    export_path = absolute(export_path, export_abs, sizeof export_abs);
 
     /* From here until the program runs, the signals to pass on are blocked: one that
      * comes meanwhile is passed on once there is a program to take it. */
@@ -958,6 +1008,8 @@ int main(int argc, char **argv)
         else unsetenv("MMT_DRY_RUN");
         if (policy) setenv("MMT_POLICY", policy, 1);
         if (trace_path) setenv("MMT_TRACE", trace_path, 1);
+        if (export_path) setenv("MMT_EXPORT", export_path, 1);
+        if (every) setenv("MMT_EXPORT_EVERY", every, 1);
         execvp(argv[i], argv + i);
         int e = errno;
         ssize_t w = write(exec_pipe[1], &e, sizeof e);

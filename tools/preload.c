@@ -12,10 +12,14 @@
  *   MMT_DRY_RUN=1       a dry run: the policy's host actions, reclaims, trims and limits
  *                       are logged ("dry run: would ..."), not done (policy.h); 0 or
  *                       unset: they are done
+ *   MMT_EXPORT=FILE     a Prometheus textfile for node_exporter (policy.h, "The textfile"):
+ *                       the counters and the policy's rules, rewritten while the program
+ *                       runs and a last time at exit, with or without MMT_POLICY
+ *   MMT_EXPORT_EVERY=S  seconds between two writes of it, 1 to 86400 (default 15)
  *
  *   MMT_REPORT_PID=PID  without %p in MMT_OUT, only the process with this id reports
- *                       (default: every process); only it writes the trace and takes an
- *                       inotify instance
+ *                       (default: every process); only it writes the trace and the
+ *                       textfile, and takes an inotify instance
  *
  * A value out of its range is said in one line on stderr, naming the variable and the
  * value, and the default is used instead: the program runs on. MMT_DRY_RUN is the
@@ -176,6 +180,7 @@ static const char *env(const char *name)
 }
 
 #define MAX_INTERVAL_MS 86400000ul /* a day, as mmt-run's --interval */
+#define MAX_EXPORT_EVERY_S 86400ul /* a day, as mmt-run's --every */
 
 /* `text` as a decimal number from `min` to `max`: digits only, no sign, space or base
  * prefix (strtoul takes all three, and wraps a negative number round). */
@@ -391,7 +396,7 @@ static void check_first_malloc(void)
  * constructor, only read after. */
 static pid_t trace_pid;
 
-static void start_policy(const char *policy, bool reporting, bool trace);
+static void start_policy(const char *policy, bool reporting, bool trace, const char *textfile);
 
 __attribute__((constructor)) static void preload_start(void)
 {
@@ -439,14 +444,17 @@ __attribute__((constructor)) static void preload_start(void)
     if (trace && mmt__trace_start(trace) != 0)
         fprintf(stderr, "mmt: cannot write the trace to %s: %s\n", trace, strerror(errno));
     const char *policy = env("MMT_POLICY");
-    if (policy) start_policy(policy, reporting, trace != NULL);
+    /* The textfile is the reporting process's, as the report is: one process of a tree. */
+    const char *textfile = reporting ? env("MMT_EXPORT") : NULL;
+    if (policy || textfile) start_policy(policy, reporting, trace != NULL, textfile);
     /* Registered after the core's and the engine's handlers, so that in a child ours run
      * once their locks are free again. */
     mmt__fork_init(true);
     pthread_atfork(NULL, NULL, forked_child);
 }
 
-static void start_policy(const char *policy, bool reporting, bool trace)
+/* The engine, for the policy (NULL: none, counters only) and the textfile (NULL: none). */
+static void start_policy(const char *policy, bool reporting, bool trace, const char *textfile)
 {
     const char *interval = env("MMT_INTERVAL");
     unsigned long interval_ms = 1000;
@@ -460,8 +468,16 @@ static void start_policy(const char *policy, bool reporting, bool trace)
     bool dry_run = dry && strcmp(dry, "0") != 0;
     if (dry_run && strcmp(dry, "1") != 0 && reporting)
         fprintf(stderr, "mmt: MMT_DRY_RUN=%s: not 0 or 1; using 1, a dry run\n", dry);
-    mmt_policy_options_t o = {.interval_ms = (unsigned)interval_ms, .watch = 1,
-                              .dry_run = dry_run};
+    const char *every = textfile ? env("MMT_EXPORT_EVERY") : NULL;
+    unsigned long every_s = 15;
+    if (every && !parse_decimal(every, 1, MAX_EXPORT_EVERY_S, &every_s)) {
+        fprintf(stderr, "mmt: MMT_EXPORT_EVERY=%s: not a number of seconds from 1 to %lu; "
+                        "using 15\n", every, MAX_EXPORT_EVERY_S);
+        every_s = 15;
+    }
+    mmt_policy_options_t o = {.interval_ms = (unsigned)interval_ms, .watch = policy != NULL,
+                              .dry_run = dry_run, .export_path = textfile,
+                              .export_every_s = (unsigned)every_s};
     /* Programs that exec soon (shells, wrappers) should not pay for an inotify instance:
      * the file is polled for its first second (see engine.h). Only the reporting process
      * ever takes one: inotify instances are the user's (128 by default), and every other
@@ -472,7 +488,7 @@ static void start_policy(const char *policy, bool reporting, bool trace)
         return;
     }
     if (trace) mmt_policy_set_event(engine, mmt__trace_event, NULL);
-    mmt_policy_load(engine, policy); /* an error is logged on stderr; counting goes on */
+    if (policy) mmt_policy_load(engine, policy); /* an error is logged; counting goes on */
 }
 
 /* This process's own report, into its own file (per-process reports): the one it opened
@@ -557,6 +573,9 @@ static void write_report(void)
 EXPORT void _exit(int status)
 {
     if (getpid() == trace_pid) mmt__trace_stop();
+    /* The textfile's last write, by the engine's thread: a second at most (it takes a few
+     * milliseconds; the wait ends there if this thread holds what the write needs). */
+    if (engine) mmt__policy_export_at_exit(engine, 1000);
     write_report();
     for (;;) syscall(SYS_exit_group, status);
 }
@@ -569,8 +588,9 @@ EXPORT void _Exit(int status)
 __attribute__((destructor)) static void preload_stop(void)
 {
     if (getpid() == trace_pid) mmt__trace_stop();
-    /* The process is ending: stop the policy, and leave its memory and descriptors to the
-     * kernel (freeing them costs an exiting program milliseconds, see thread.c). */
+    /* The process is ending: stop the policy (its thread writes the textfile a last time),
+     * and leave its memory and descriptors to the kernel (freeing them costs an exiting
+     * program milliseconds, see thread.c). */
     if (engine) mmt__policy_stop_for_exit(engine);
     engine = NULL;
     write_report();
