@@ -14,6 +14,7 @@
  * either is missing the tests say so and skip. Those that run programs under the preload
  * library skip in the sanitizer builds (testutil.h); those that need a file system of
  * their own (a tmpfs, read-only or tiny) skip, with the reason, where mount(2) is refused.
+ * Programs are started with posix_spawn, not fork (spawn_program says why).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -25,6 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -87,6 +89,62 @@ static const char *fresh_dir(char *buf, size_t len, const char *name)
     return buf;
 }
 
+/* ---- Programs started without fork ----------------------------------------------------------- */
+
+/* This process has engines running while it starts node_exporter, curl and mmt-run: a
+ * fork would restart their threads in the child (policy.h), which ThreadSanitizer refuses
+ * ("starting new threads after multi-threaded fork"). posix_spawn runs no fork handlers:
+ * the child execs at once, its signals at their defaults (procutil.h says why). */
+static pid_t spawn_program(const char *const argv[], int out_fd, int err_fd)
+{
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, out_fd, STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, err_fd, STDERR_FILENO);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &actions, &attr, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) fail_msg("cannot run %s: %s", argv[0], strerror(rc));
+    return pid;
+}
+
+/* spawn_with_output (procutil.h) without fork. */
+static pid_t spawn_to_files(const char *const argv[], const char *out_path, const char *err_path)
+{
+    int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(o >= 0 && e >= 0);
+    pid_t pid = spawn_program(argv, o, e);
+    close(o);
+    close(e);
+    return pid;
+}
+
+/* run_to_end (procutil.h) without fork: argv's stdout and stderr together into out;
+ * returns its exit status, or 128 + the signal that ended it. */
+static int run_capture(const char *const argv[], char *out, size_t len, double seconds)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/run.out", test_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    pid_t pid = spawn_program(argv, fd, fd);
+    close(fd);
+    int status = wait_for_exit(pid, seconds);
+    read_file(path, out, len);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 /* ---- node_exporter and its scrape --------------------------------------------------------- */
 
 typedef struct exporter {
@@ -101,7 +159,7 @@ static int scrape_to(int port, const char *path)
     char url[64], out[4096];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
     const char *argv[] = {CURL, "-sS", "-f", "--max-time", "10", "-o", path, url, NULL};
-    return run_to_end(argv, out, sizeof out, 30);
+    return run_capture(argv, out, sizeof out, 30);
 }
 
 /* Starts node_exporter with its textfile collector alone on `dir`, and waits until it
@@ -120,7 +178,7 @@ static exporter_t start_exporter(const char *dir)
         snprintf(textfiles, sizeof textfiles, "--collector.textfile.directory=%s", dir);
         const char *argv[] = {NODE_EXPORTER, listen, textfiles, "--collector.disable-defaults",
                               "--collector.textfile", NULL};
-        e.pid = spawn_with_output(argv, out, e.err);
+        e.pid = spawn_to_files(argv, out, e.err);
         double end = now_seconds() + 15;
         while (now_seconds() < end) {
             if (waitpid(e.pid, NULL, WNOHANG) == e.pid) break; /* the port was taken: again */
@@ -707,7 +765,7 @@ static void test_textfile_mmtrun_exports_a_running_python_and_a_last_time_at_its
                           "time.sleep(4)\n",
                           NULL};
     setenv("PYTHONMALLOC", "malloc", 1);
-    pid_t pid = spawn_with_output(argv, out, err);
+    pid_t pid = spawn_to_files(argv, out, err);
     unsetenv("PYTHONMALLOC");
     exporter_t e = start_exporter(dir);
     parsed_t *s = malloc(sizeof *s);
@@ -759,7 +817,7 @@ static void test_textfile_preload_without_a_policy_writes_it_at__exit(void **sta
                           "os._exit(0)\n",
                           NULL};
     char out[8192];
-    assert_int_equal(run_to_end(argv, out, sizeof out, 60), 0);
+    assert_int_equal(run_capture(argv, out, sizeof out, 60), 0);
     assert_contains(out, "mmt: MMT_EXPORT_EVERY=abc: not a number of seconds from 1 to 86400; "
                          "using 15");
     assert_int_equal(access(path, F_OK), 0);
@@ -805,7 +863,7 @@ static void test_textfile_mmtrun_refuses_a_bad_export_or_every_before_the_progra
         argv[n++] = "the program ran";
         argv[n] = NULL;
         char out[4096];
-        int rc = run_to_end(argv, out, sizeof out, 30);
+        int rc = run_capture(argv, out, sizeof out, 30);
         if (rc != 2 || !strstr(out, cases[i].said) || strstr(out, "the program ran"))
             fail_msg("case %zu: exit %d, output:\n%s", i, rc, out);
     }
