@@ -735,6 +735,59 @@ static void test_textfile_full_disk_is_said_once_and_leaves_no_temporary_file(vo
     free_log(log);
 }
 
+/* The in_use the textfile at `path` holds now, or -1 if it cannot be read. */
+static double file_in_use(const char *path)
+{
+    char text[1 << 16];
+    read_file(path, text, sizeof text);
+    const char *at = strstr(text, "\nmmt_in_use_bytes ");
+    return at ? strtod(at + strlen("\nmmt_in_use_bytes "), NULL) : -1;
+}
+
+static void test_textfile_a_forked_child_leaves_the_file_to_its_parent(void **state)
+{
+    (void)state;
+    SKIP_IF_SANITIZED(); /* the child's engine starts a thread after fork (policy.h) */
+    char dir[PATH_MAX], path[PATH_MAX + 16];
+    fresh_dir(dir, sizeof dir, "fork");
+    snprintf(path, sizeof path, "%s/x.prom", dir);
+    atomic_store(&mmt__textfile_every_ms, 20);
+    captured_log_t *log = new_log();
+    mmt_policy_t *p = textfile_engine(path, 1, log);
+    load_text(p, "calm.lua", "local mmt = require 'mmt'\n"
+                             "mmt.rule { name = 'calm', metric = 'in_use', above = 2^50,\n"
+                             "           fire = function() end }\n");
+    assert_true(wait_for_file(path, 5));
+    fflush(NULL);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        /* 64 MiB in use in the child alone: a file with them would be the child's. */
+        void *big = mmt_malloc(64 * MiB);
+        sleep_ms(500); /* 25 periods of its engine's thread */
+        mmt_free(big);
+        end_child(0);
+    }
+    char temp[PATH_MAX + 64];
+    snprintf(temp, sizeof temp, "%s/.x.prom.tmp.%ld", dir, (long)child);
+    double end = now_seconds() + 0.6;
+    int reads = 0;
+    while (now_seconds() < end) {
+        double in_use = file_in_use(path);
+        if (in_use >= (double)(64 * MiB)) fail_msg("the child wrote the file: in use %.0f", in_use);
+        if (access(temp, F_OK) == 0) fail_msg("the child made %s", temp);
+        reads++;
+        sleep_ms(2);
+    }
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(reads > 10);
+    assert_true(file_in_use(path) >= 0); /* the parent's, still written */
+    mmt_policy_free(p);
+    free_log(log);
+}
+
 /* ---- Programs under the preload library ------------------------------------------------------ */
 
 static void test_textfile_mmtrun_exports_a_running_python_and_a_last_time_at_its_exit(void **state)
@@ -879,6 +932,7 @@ int main(void)
         cmocka_unit_test_teardown(test_textfile_missing_folder_is_said_once_and_written_once_it_is_there, end_leftovers),
         cmocka_unit_test_teardown(test_textfile_read_only_folder_is_said_once_and_the_program_goes_on, end_leftovers),
         cmocka_unit_test_teardown(test_textfile_full_disk_is_said_once_and_leaves_no_temporary_file, end_leftovers),
+        cmocka_unit_test_teardown(test_textfile_a_forked_child_leaves_the_file_to_its_parent, end_leftovers),
         cmocka_unit_test_teardown(test_textfile_mmtrun_exports_a_running_python_and_a_last_time_at_its_exit, end_leftovers),
         cmocka_unit_test_teardown(test_textfile_preload_without_a_policy_writes_it_at__exit, end_leftovers),
         cmocka_unit_test_teardown(test_textfile_mmtrun_refuses_a_bad_export_or_every_before_the_program_starts, end_leftovers),
