@@ -58,8 +58,9 @@ int mmt__textfile_init(struct mmt_policy *p, const char *path)
     }
     snprintf(t->path, len + 1, "%s%s%s", relative ? cwd : "", relative ? "/" : "", path);
     t->pid = getpid();
-    const char *slash = strrchr(t->path, '/');
-    snprintf(t->temp, len + 32, "%.*s.%s.tmp.%ld", (int)(slash - t->path + 1), t->path, slash + 1,
+    /* A relative path is left so only where the current folder cannot be had. */
+    const char *slash = strrchr(t->path, '/'), *name = slash ? slash + 1 : t->path;
+    snprintf(t->temp, len + 32, "%.*s.%s.tmp.%ld", (int)(name - t->path), t->path, name,
              (long)t->pid);
     return 0;
 }
