@@ -59,12 +59,19 @@ static int teardown(void **state)
     return remove_test_dir(state);
 }
 
-/* After each test: an exporter a failed test left running is ended, and the period
- * is the option's again. */
+/* After each test: an exporter a failed test left running is ended, a tmpfs it left
+ * mounted is taken away (else the test folder could not be removed), and the period is
+ * the option's again. */
 static int end_leftovers(void **state)
 {
     (void)state;
     kill_everything_below();
+    static const char *const mounted[] = {"ro", "full"};
+    for (size_t i = 0; i < sizeof mounted / sizeof mounted[0]; i++) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s/%s", test_dir, mounted[i]);
+        umount2(dir, MNT_DETACH); /* fails where nothing is mounted: nothing to do */
+    }
     atomic_store(&mmt__textfile_every_ms, 0);
     return 0;
 }
