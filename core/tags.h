@@ -223,8 +223,15 @@ static inline int64_t mmt__limit_slack(unsigned a)
  * and slack far below either: the sum does not overflow. */
 static inline bool mmt__tag_far(unsigned a, uint64_t size)
 {
-    int64_t total = atomic_load_explicit(&mmt__estimates[a], memory_order_relaxed) +
-                    mmt__limit_slack(a) + (int64_t)size;
+    /* The slack first, then the estimate: a request admitted past the allowances stays
+     * reserved until its block is in the estimate (alloc.c counts it, then releases), so a
+     * reading that no longer sees the reservation sees the block (the reservation's load
+     * orders the estimate's after it). The other way round, a grant could read the
+     * estimate before the block and the reservations after its release, and see neither:
+     * an allowance then outlived a request that filled the limit. */
+    int64_t slack = mmt__limit_slack(a);
+    int64_t total = atomic_load_explicit(&mmt__estimates[a], memory_order_relaxed) + slack +
+                    (int64_t)size;
     uint64_t limit = atomic_load_explicit(&mmt__limit_of[a], memory_order_relaxed);
     return !limit || total <= (int64_t)limit;
 }
