@@ -361,11 +361,15 @@ static mmt_tag_t fill_tag;
  * that allocation's own admission must not end the reservation of the request. */
 static void *fill_cache[FILL_CACHE];
 static void *fill_small;
+/* Reclaimers run on whichever threads need room, several at once: this one's cache is a
+ * program's, under a lock of its own. */
+static pthread_mutex_t fill_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static size_t frees_the_cache(size_t wanted, void *arg)
 {
     (void)wanted;
     (void)arg;
     size_t freed = 0;
+    pthread_mutex_lock(&fill_cache_lock);
     for (int i = 0; i < FILL_CACHE; i++) {
         freed += fill_cache[i] ? mmt_size(fill_cache[i]) : 0;
         mmt_free(fill_cache[i]);
@@ -373,6 +377,7 @@ static size_t frees_the_cache(size_t wanted, void *arg)
     }
     mmt_free(fill_small);
     fill_small = mmt_try_malloc(16);
+    pthread_mutex_unlock(&fill_cache_lock);
     return freed;
 }
 static pthread_barrier_t fill_bar;
