@@ -138,17 +138,23 @@ static void write_row(const mmt_meminfo_t *m, const char *event, const char *rul
     /* Seven numbers of at most 20 digits (the time, at most 17 with its decimals for 3000
      * years), seven commas, the event; the rule, the machine's fields and the newline. */
     char row[8 * 22 + 16 + 2 * MMT_TRACE_RULE_MAX + 3 + sizeof machine_fields];
+    if (getpid() != trace_pid) return;
+    uint64_t rss = (uint64_t)mmt__read_rss();
+    /* The time is taken under the lock: rows go out in the order of their times, whichever
+     * threads write them (a thread stopped between its clock and the write would put an
+     * older time after a newer one). */
+    pthread_mutex_lock(&write_lock);
     int len = snprintf(row, sizeof row,
                        "%.6f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
                        ",%s,",
-                       mmt__now() - start_time, m->in_use, (uint64_t)mmt__read_rss(), m->allocated,
-                       m->freed, m->peak, m->allocations, event);
-    if (len < 0 || (size_t)len + 2 * MMT_TRACE_RULE_MAX + 3 + sizeof machine_fields > sizeof row)
+                       mmt__now() - start_time, m->in_use, rss, m->allocated, m->freed, m->peak,
+                       m->allocations, event);
+    if (len < 0 || (size_t)len + 2 * MMT_TRACE_RULE_MAX + 3 + sizeof machine_fields > sizeof row) {
+        pthread_mutex_unlock(&write_lock);
         return; /* see above */
-    if (getpid() != trace_pid) return;
+    }
     size_t n = (size_t)len;
     put_rule(row, &n, rule);
-    pthread_mutex_lock(&write_lock);
     if (machine) snprintf(machine_fields, sizeof machine_fields, "%s", machine);
     size_t k = strlen(machine_fields);
     memcpy(row + n, machine_fields, k);
