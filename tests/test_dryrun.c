@@ -408,11 +408,7 @@ static char bin_dir[PATH_MAX];
 static int setup(void **state)
 {
     if (make_test_dir(state) != 0) return -1;
-    ssize_t n = readlink("/proc/self/exe", bin_dir, sizeof bin_dir - 1);
-    if (n <= 0) return -1;
-    bin_dir[n] = '\0';
-    *strrchr(bin_dir, '/') = '\0';
-    return 0;
+    return test_bin_dir(bin_dir, sizeof bin_dir) ? 0 : -1;
 }
 
 /* A policy that acts at load (a limit), in a task on the engine's thread (a host action

@@ -43,11 +43,7 @@ static char bin_dir[PATH_MAX], mmt_run[PATH_MAX + 16], preload_lib[PATH_MAX + 32
 
 static int setup(void **state)
 {
-    if (make_test_dir(state) != 0) return -1;
-    ssize_t n = readlink("/proc/self/exe", bin_dir, sizeof bin_dir - 1);
-    if (n <= 0) return -1;
-    bin_dir[n] = '\0';
-    *strrchr(bin_dir, '/') = '\0';
+    if (make_test_dir(state) != 0 || !test_bin_dir(bin_dir, sizeof bin_dir)) return -1;
     snprintf(mmt_run, sizeof mmt_run, "%s/mmt-run", bin_dir);
     snprintf(preload_lib, sizeof preload_lib, "%s/libmmtmem-preload.so", bin_dir);
     return 0;

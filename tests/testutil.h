@@ -124,6 +124,17 @@ static inline uint64_t tag_in_use(mmt_tag_t tag)
     return m.in_use;
 }
 
+/* The folder of this test program (build/<config>), where mmt-run and the preload library
+ * are built beside it, into out; false if it cannot be read. */
+static inline bool test_bin_dir(char *out, size_t len)
+{
+    ssize_t n = readlink("/proc/self/exe", out, len - 1);
+    if (n <= 0) return false;
+    out[n] = '\0';
+    *strrchr(out, '/') = '\0';
+    return true;
+}
+
 /* The path of `name` (a file of the source tree, "policies/demo.lua") from a test program
  * built in <tree>/build/...; in a buffer the next call reuses. */
 static inline const char *tree_path(const char *name)
