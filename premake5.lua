@@ -188,6 +188,15 @@ project "mmt-run"
    links { "mmtmem-static" }
    links(system_libs)
 
+-- mmt-policy: checks, tests and replays policies in a virtual engine (lua/virtual.h).
+project "mmt-policy"
+   kind "ConsoleApp"
+   files { "tools/mmt-policy.c", "tools/series.c", "tools/series.h", "tools/plot.c",
+           "tools/plot.h", "core/utf8.h" }
+   includedirs { "core", "lua" }
+   links { "mmtmem-static" }
+   links(system_libs)
+
 -- The demo host program: the README's first command runs it.
 project "mmt-demo"
    kind "ConsoleApp"

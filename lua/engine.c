@@ -18,6 +18,7 @@
 #include "backend.h"
 #include "fork.h"
 #include "engine.h"
+#include "virtual.h"
 #include "listeners.h"
 #include "reclaim.h"
 
@@ -390,11 +391,28 @@ unsigned mmt__snapshot_machine(snapshot_t *snap, unsigned parts)
     return snap->machine_found & parts;
 }
 
+/* A virtual engine's reading of the tags: the step's. */
+static int virtual_tags(const mmt__step_t *step, mmt__tag_reading_t **out, unsigned *n)
+{
+    unsigned count = mmt__tag_count();
+    mmt__tag_reading_t *r = mmt__backend.calloc(count ? count : 1, sizeof *r);
+    if (!r) return MMT_ENOMEM;
+    for (unsigned i = 1; i < count && i < step->ntags && step->tags; i++) r[i] = step->tags[i];
+    r[0].sub = r[0].own = step->info;
+    *out = r;
+    *n = count;
+    return 0;
+}
+
 bool mmt__snapshot_tags(struct mmt_policy *p, snapshot_t *snap)
 {
     if (snap->tags) return true;
-    if (mmt__tags_read(&snap->tags, &snap->ntags) != 0) return false;
-    snap->tags_time = mmt__now();
+    if (p->virt && p->virt->step) {
+        if (virtual_tags(p->virt->step, &snap->tags, &snap->ntags) != 0) return false;
+    } else if (mmt__tags_read(&snap->tags, &snap->ntags) != 0) {
+        return false;
+    }
+    snap->tags_time = mmt__engine_now(p);
     mmt__tag_rates_sample(p, snap->tags_time, snap->tags, snap->ntags);
     return true;
 }
@@ -410,13 +428,19 @@ static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, boo
                             bool tasks, bool checkpoint)
 {
     pstate_t *s = p->cur;
-    double now = mmt__now();
+    double now = mmt__engine_now(p);
     double rate = rate_at(p, now, info);
     if (s && mmt__stack_room()) {
         /* Not on a stack policy code cannot measure (a fiber's) or too near its end: the
          * evaluation is left to the next checkpoint or tick. */
         snapshot_t snap = {.info = *info, .rate = rate, .lua = (double)s->lua_bytes,
                            .time = now, .rss = -1};
+        if (p->virt && p->virt->step) { /* the machine is the step's: read as if already */
+            snap.machine = p->virt->step->machine;
+            snap.machine_read = MMT_MACHINE_ALL;
+            snap.machine_found = p->virt->step->machine_parts & MMT_MACHINE_ALL;
+            snap.rss = p->virt->step->rss >= 0 ? p->virt->step->rss : 0;
+        }
         active_t frame;
         enter(&frame, p, false, checkpoint);
         mmt__evaluate(s, &snap, rules, tasks);
@@ -502,7 +526,7 @@ static void turn_locked(struct mmt_policy *p, rule_t *r, bool fired)
     if (!mmt__stack_room()) return;
     mmt_meminfo_t info;
     mmt_meminfo(&info);
-    double now = mmt__now();
+    double now = mmt__engine_now(p);
     snapshot_t snap = {.info = info, .rate = rate_at(p, now, &info), .lua = (double)s->lua_bytes,
                        .time = now, .rss = -1};
     active_t frame;
@@ -551,7 +575,7 @@ void mmt__policy_trend(pstate_t *s, double *level, double *slope)
     const snapshot_t *e = s->evaluating;
     /* The evaluation's time, which its sample has: the line is read where the engine's
      * clock stood, whatever that clock is. */
-    double now = e ? e->time : mmt__now();
+    double now = e ? e->time : mmt__engine_now(p);
     if (s->loading) lock_engine(p);
     bool line = mmt__trend_fit(&p->trend, now, level, slope);
     if (s->loading) pthread_mutex_unlock(&p->lock);
@@ -914,8 +938,13 @@ static int load_locked(struct mmt_policy *p, const char *path)
     /* Its pressure rules wait for the thread to arm them; those it carried firing over
      * resolve a while after the switch unless their trigger reports again. */
     unsigned npressure = 0;
-    for (size_t i = 0; i < s->nrules; i++)
-        if (s->rules[i].pressure) s->rules[i].last_event = mmt__now(), npressure++;
+    for (size_t i = 0; i < s->nrules; i++) {
+        rule_t *r = &s->rules[i];
+        if (!r->pressure) continue;
+        r->last_event = mmt__engine_now(p);
+        npressure++;
+        if (p->virt) r->pressure_mode = MMT__PSI_POLLING; /* no kernel: judged at each step */
+    }
     pressure_due(p);
     atomic_store(&p->pressure_rules, npressure);
     atomic_fetch_add(&p->pressure_generation, 1);
@@ -1107,11 +1136,22 @@ mmt_policy_t *mmt_policy_new(const mmt_policy_options_t *opts)
     return mmt__policy_new(opts, 0);
 }
 
-struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned inotify_delay_ms)
+static void engine_unmake(struct mmt_policy *p)
 {
-    struct mmt_policy *p = mmt__backend.calloc(1, sizeof *p);
+    mmt__textfile_free(p);
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->load_lock);
+    pthread_mutex_destroy(&p->conf_lock);
+    pthread_mutex_destroy(&p->deferred_lock);
+    mmt__backend.free(p);
+}
+
+/* An engine with its options and defaults, its locks and its textfile, not started: no
+ * checkpoint hook, no thread, not in the list of engines. */
+static struct mmt_policy *engine_make(const mmt_policy_options_t *opts, size_t extra)
+{
+    struct mmt_policy *p = mmt__backend.calloc(1, sizeof *p + extra);
     if (!p) return NULL;
-    atomic_init(&p->inotify_delay_ms, inotify_delay_ms);
     if (opts) p->opts = *opts;
     if (!p->opts.checkpoint_bytes) p->opts.checkpoint_bytes = MMT__DEFAULT_CHECKPOINT;
     if (!p->opts.lua_memory_limit) p->opts.lua_memory_limit = MMT__DEFAULT_LUA_LIMIT;
@@ -1134,9 +1174,19 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
     p->reports_cursor = mmt__reclaim_reports_next(); /* only the reclaims from now on */
     p->wake[0].fd = p->wake[1].fd = -1;
     p->watcher.in.fd = -1;
-    if (mmt__textfile_init(p, opts ? opts->export_path : NULL) != 0) goto fail;
+    if (mmt__textfile_init(p, p->opts.export_path) != 0) {
+        engine_unmake(p);
+        return NULL;
+    }
     p->opts.export_path = p->textfile.path; /* the engine's copy, not the caller's */
+    return p;
+}
 
+struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned inotify_delay_ms)
+{
+    struct mmt_policy *p = engine_make(opts, 0);
+    if (!p) return NULL;
+    atomic_init(&p->inotify_delay_ms, inotify_delay_ms);
     size_t current = mmt_mem_get_checkpoint();
     if (current == 0 || current > p->opts.checkpoint_bytes)
         mmt_mem_set_checkpoint(p->opts.checkpoint_bytes);
@@ -1157,13 +1207,59 @@ struct mmt_policy *mmt__policy_new(const mmt_policy_options_t *opts, unsigned in
     return p;
 fail:
     if (p->listener > 0) mmt_mem_unlisten(p->listener);
-    mmt__textfile_free(p);
-    pthread_mutex_destroy(&p->lock);
-    pthread_mutex_destroy(&p->load_lock);
-    pthread_mutex_destroy(&p->conf_lock);
-    pthread_mutex_destroy(&p->deferred_lock);
-    mmt__backend.free(p);
+    engine_unmake(p);
     return NULL;
+}
+
+mmt_policy_t *mmt__virtual_new(const mmt_policy_options_t *opts, double start,
+                               mmt__call_fn on_call, void *ud)
+{
+    mmt_policy_options_t o = opts ? *opts : (mmt_policy_options_t){0};
+    o.watch = 0;
+    o.export_path = NULL;
+    o.dry_run = 1;
+    struct mmt_policy *p = engine_make(&o, sizeof(struct mmt__virtual));
+    if (!p) return NULL;
+    p->virt = (struct mmt__virtual *)(p + 1);
+    *p->virt = (struct mmt__virtual){.now = start, .on_call = on_call, .ud = ud};
+    return p;
+}
+
+int mmt__policy_tag(mmt_policy_t *p, const char *path)
+{
+    int tag = mmt_tag_lookup(path);
+    if (tag != MMT_ENOENT || !p->virt) return tag;
+    /* Made one name at a time, each under the last. */
+    tag = MMT_TAG_ROOT;
+    for (const char *at = path; *at;) {
+        const char *slash = strchr(at, '/');
+        size_t len = slash ? (size_t)(slash - at) : strlen(at);
+        char name[MMT_TAG_NAME_MAX + 1];
+        if (len == 0 || len > MMT_TAG_NAME_MAX) return MMT_EINVAL;
+        memcpy(name, at, len);
+        name[len] = '\0';
+        tag = mmt_tag_new(name, (mmt_tag_t)tag);
+        if (tag < 0) return tag;
+        at += len + (slash != NULL);
+        if (slash && !*at) return MMT_EINVAL;
+    }
+    return tag;
+}
+
+void mmt__virtual_set_time(mmt_policy_t *p, double time)
+{
+    if (p && p->virt) p->virt->now = time;
+}
+
+void mmt__virtual_step(mmt_policy_t *p, const mmt__step_t *step)
+{
+    if (!p || !p->virt) return;
+    lock_engine(p);
+    p->virt->now = step->time;
+    p->virt->step = step;
+    evaluate_locked(p, &step->info, true, true, false);
+    p->virt->step = NULL;
+    pthread_mutex_unlock(&p->lock);
 }
 
 void mmt__policy_stop_for_exit(struct mmt_policy *p)
@@ -1188,7 +1284,7 @@ int mmt_policy_free(mmt_policy_t *p)
     /* The checkpoint hook first, waiting out an evaluation in progress on another thread:
      * from then on no policy code outside the engine's thread can wake the thread or ask it
      * for a reclaim, so none does as it stops and its descriptors are closed. */
-    mmt_mem_unlisten(p->listener);
+    if (p->listener > 0) mmt_mem_unlisten(p->listener);
     bool had_thread = p->thread_started;
     mmt__thread_stop(p, true);
     if (had_thread) mmt__policy_reclaim_reports(p); /* those made since its last look */
@@ -1201,12 +1297,7 @@ int mmt_policy_free(mmt_policy_t *p)
     mmt__backend.free(p->actions);
     mmt__backend.free(p->tag_rates);
     mmt__backend.free(p->path);
-    mmt__textfile_free(p);
-    pthread_mutex_destroy(&p->lock);
-    pthread_mutex_destroy(&p->load_lock);
-    pthread_mutex_destroy(&p->conf_lock);
-    pthread_mutex_destroy(&p->deferred_lock);
-    mmt__backend.free(p);
+    engine_unmake(p);
     restore_cancel(cancel);
     return 0;
 }

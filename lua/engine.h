@@ -115,6 +115,7 @@ typedef struct task {
     int errors;
     int overruns;    /* as for rules */
     double spent;
+    uint64_t runs;   /* times it was started (mmt-policy test --coverage) */
     bool disabled;
 } task_t;
 
@@ -389,10 +390,28 @@ struct mmt_policy {
     _Atomic unsigned deferred_busy;
     bool thread_ended; /* under deferred_lock: no more is asked of the thread */
 
+    /* A virtual engine's clock and step (virtual.h); NULL for an engine of the process. */
+    struct mmt__virtual *virt;
+
     /* All engines, for the fork handlers (engine.c); under the engine list's lock. */
     struct mmt_policy *next_engine;
     bool fork_skipped; /* this fork came from inside its policy code: its locks were not taken */
 };
+
+/* What a virtual engine is given (virtual.h): its clock, and the step it evaluates. */
+struct mmt__virtual {
+    double now;                   /* seconds, on the clock of the series or trace */
+    const struct mmt__step *step; /* the step being evaluated; NULL outside one */
+    void (*on_call)(const char *name, int64_t arg, int64_t result, bool stubbed, void *ud);
+    void *ud;
+};
+
+/* The engine's clock: the monotonic clock, or a virtual engine's own. Budgets (how long
+ * policy code may run) are always on the monotonic clock. */
+static inline double mmt__engine_now(const struct mmt_policy *p)
+{
+    return p->virt ? p->virt->now : mmt__now();
+}
 
 /* engine.c */
 void mmt__policy_log(struct mmt_policy *p, int level, const char *fmt, ...)

@@ -23,6 +23,7 @@
 #include "export.h"
 #include "lj.h"
 #include "reclaim.h"
+#include "virtual.h"
 
 const char *mmt__metric_name(metric_t m)
 {
@@ -362,9 +363,11 @@ void mmt__push_snapshot(pstate_t *s, snapshot_t *snap)
 static int l_meminfo(lua_State *L)
 {
     pstate_t *s = mmt__pstate_of(L);
-    snapshot_t snap = {.rate = s->engine->rate_now, .lua = (double)s->lua_bytes,
-                       .time = mmt__now(), .rss = -1};
-    mmt_meminfo(&snap.info);
+    struct mmt_policy *p = s->engine;
+    snapshot_t snap = {.rate = p->rate_now, .lua = (double)s->lua_bytes,
+                       .time = mmt__engine_now(p), .rss = -1};
+    if (p->virt && p->virt->step) snap.info = p->virt->step->info; /* its counters */
+    else mmt_meminfo(&snap.info);
     mmt__push_snapshot(s, &snap);
     return 1;
 }
@@ -480,7 +483,7 @@ static const char *rule_tag(lua_State *L, const char *name, bool has_metric, rul
         luaL_error(L, "rule \"%s\": metric '%s' is the machine's, not a tag's: with 'tag', the "
                       "metric is a counter or rate", name, mmt__metric_name(r->metric));
     /* A path with a NUL byte names no tag: mmt_tag_lookup would read only its start. */
-    int tag = strlen(path) == len ? mmt_tag_lookup(path) : MMT_ENOENT;
+    int tag = strlen(path) == len ? mmt__policy_tag(mmt__pstate_of(L)->engine, path) : MMT_ENOENT;
     if (tag > 0) {
         r->tag = tag;
     } else if (!r->tag_optional) {
@@ -666,7 +669,7 @@ static int l_pressure(lua_State *L)
     r.fire_ref = function_field(L, name, "fire", true);
     r.resolve_ref = function_field(L, name, "resolve", false);
     rule_add(L, s, r, name, NULL);
-    if (!s->engine->thread_started)
+    if (!s->engine->thread_started && !s->engine->virt)
         mmt__policy_log(s->engine, MMT_LOG_WARN, "%s: rule \"%s\": pressure rules need the "
                         "engine's thread (interval_ms or watch): this one never fires",
                         s->rules[s->nrules - 1].where, name);
@@ -699,7 +702,7 @@ static int l_every(lua_State *L)
                         "%g s, the timer's resolution", where, period, MMT__MIN_PERIOD);
         period = MMT__MIN_PERIOD;
     }
-    task_t t = {.where = where, .fn_ref = ref, .period = period, .next_due = mmt__now() + period};
+    task_t t = {.where = where, .fn_ref = ref, .period = period, .next_due = mmt__engine_now(s->engine) + period};
     s->tasks[s->ntasks++] = t;
     refund(s, t0);
     if (s->engine->opts.interval_ms == 0)
@@ -721,8 +724,9 @@ static unsigned check_tag(lua_State *L, int arg, const char *fn)
                       "process), not a %s", fn, luaL_typename(L, arg));
     size_t len;
     const char *path = lua_tolstring(L, arg, &len);
+    const pstate_t *s = mmt__pstate_of(L);
     /* A path with a NUL byte names no tag: mmt_tag_lookup would read only its start. */
-    int tag = strlen(path) == len ? mmt_tag_lookup(path) : MMT_ENOENT;
+    int tag = strlen(path) == len ? mmt__policy_tag(s->engine, path) : MMT_ENOENT;
     if (tag < 0)
         luaL_error(L, "%s: unknown tag \"%s\" (no tag has that path: paths are like "
                       "\"cache/pages\", without a leading '/'; \"\" is the whole process)",
@@ -932,6 +936,17 @@ static int l_call(lua_State *L)
     pstate_t *s = mmt__pstate_of(L);
     const char *name = luaL_checkstring(L, 1);
     int64_t arg = checkint64(L, 2, "mmt.call");
+    struct mmt__virtual *v = s->engine->virt;
+    if (v) { /* a virtual engine: its stub if it has one, else a dry run's; told either way */
+        action_t a;
+        bool stubbed = mmt__policy_find_action(s->engine, name, &a);
+        int64_t r = 0;
+        if (stubbed) r = a.fn(arg, a.ud);
+        else say_dry_run(L, s, "call %s(%" PRId64 ")", name, arg);
+        if (v->on_call) v->on_call(name, arg, r, stubbed, v->ud);
+        lua_pushnumber(L, (lua_Number)r);
+        return 1;
+    }
     if (s->engine->opts.dry_run) {
         say_dry_run(L, s, "call %s(%" PRId64 ")", name, arg);
         lua_pushnumber(L, 0);

@@ -205,6 +205,7 @@ static void evaluate_rule(pstate_t *s, rule_t *r, snapshot_t *snap, int *slot)
 static void run_task(pstate_t *s, task_t *t, snapshot_t *snap, int *slot)
 {
     push_call(s, snap, slot, t->fn_ref);
+    t->runs++;
     int rc = mmt__pstate_call(s, 1, 0);
     t->spent += s->call_seconds;
     if (cut_by_evaluation(s, rc)) return;
@@ -301,7 +302,9 @@ static int evaluate_protected(lua_State *L)
     int slot = 0;
     for (size_t i = 0; i < s->nrules; i++) s->rules[i].spent = 0;
     for (size_t i = 0; i < s->ntasks; i++) s->tasks[i].spent = 0;
-    s->eval_deadline = e->snap->time + s->engine->opts.evaluation_ms / 1000.0;
+    /* On the monotonic clock, as every budget is: a virtual engine's snapshot has a time
+     * of its own (lua/virtual.h). */
+    s->eval_deadline = mmt__now() + s->engine->opts.evaluation_ms / 1000.0;
     size_t n = s->nrules, start = s->resume_at < n ? s->resume_at : 0;
     size_t cut_at = n; /* the rule (counted from start) the deadline stopped, n if none */
     bool cut = false;
@@ -321,7 +324,7 @@ static int evaluate_protected(lua_State *L)
         /* Due on its own grid, whole periods after its declaration, so that late runs do
          * not drift it. A run that ended past its next due time (a slow task, a late
          * wake-up) skips the periods it missed: one run, never a burst to catch up. */
-        double now = mmt__now();
+        double now = mmt__engine_now(s->engine);
         t->next_due += t->period;
         if (t->next_due <= now) t->next_due += ceil((now - t->next_due) / t->period) * t->period;
         if (t->next_due <= now) t->next_due += t->period; /* rounding */

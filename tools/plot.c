@@ -43,11 +43,7 @@ typedef struct point {
     double cgroup; /* bytes charged to the memory cgroup; NAN where the row has none */
 } point_t;
 
-typedef struct event {
-    double t;
-    int fired;
-    char rule[256]; /* valid UTF-8, cut at a character boundary */
-} event_t;
+typedef mmt__plot_event_t event_t;
 
 typedef struct trace {
     point_t *points;
@@ -71,13 +67,7 @@ static int grow(void **items, size_t *cap, size_t n, size_t size)
     return 0;
 }
 
-/* One CSV record: its fields, NUL-terminated one after the other in `text`. */
-typedef struct record {
-    char *text;
-    size_t len, cap;
-    size_t start[16];
-    size_t nfields; /* fields past the 16th are read and dropped */
-} record_t;
+typedef mmt__csv_record_t record_t;
 
 static int put_char(record_t *r, int c)
 {
@@ -92,15 +82,12 @@ static int put_char(record_t *r, int c)
     return 0;
 }
 
-static const char *field(const record_t *r, size_t i)
+const char *mmt__csv_field(const record_t *r, size_t i)
 {
     return i < r->nfields ? r->text + r->start[i] : NULL;
 }
 
-/* Reads the next record of `f` (RFC 4180: a field in double quotes may hold commas, line
- * breaks and doubled quotes; lines end with LF or CRLF). Returns 1, 0 at the end of the
- * file, or -1 for a malformed record or no memory. */
-static int read_record(FILE *f, record_t *r)
+int mmt__csv_read(FILE *f, record_t *r)
 {
     r->len = r->nfields = 0;
     int c = getc(f);
@@ -152,10 +139,10 @@ static int read_trace(const char *path, trace_t *tr, char *err, size_t errlen)
                                              "cgroup_current_bytes", "cgroup_limit_bytes"};
     size_t col[NCOLS];
     record_t r = {0};
-    int rc = 0, records = 1, got = read_record(f, &r);
+    int rc = 0, records = 1, got = mmt__csv_read(f, &r);
     for (int k = 0; k < NCOLS && got == 1; k++) {
         size_t i = 0;
-        while (i < r.nfields && strcmp(field(&r, i), names[k]) != 0) i++;
+        while (i < r.nfields && strcmp(mmt__csv_field(&r, i), names[k]) != 0) i++;
         if (i == r.nfields && k < NEEDED) {
             snprintf(err, errlen, "%s: no column %s in the header", path, names[k]);
             rc = -1;
@@ -169,14 +156,14 @@ static int read_trace(const char *path, trace_t *tr, char *err, size_t errlen)
         goto done;
     }
     bool no_memory = false;
-    while ((got = read_record(f, &r)) == 1) {
+    while ((got = mmt__csv_read(f, &r)) == 1) {
         records++;
         double v[NCOLS];
-        const char *event = field(&r, col[EVENT]);
+        const char *event = mmt__csv_field(&r, col[EVENT]);
         bool ok = event != NULL;
-        for (int k = T; k <= PEAK; k++) ok = ok && to_double(field(&r, col[k]), &v[k]);
+        for (int k = T; k <= PEAK; k++) ok = ok && to_double(mmt__csv_field(&r, col[k]), &v[k]);
         for (int k = CGROUP; k <= LIMIT; k++) {
-            const char *text = col[k] == SIZE_MAX ? "" : field(&r, col[k]);
+            const char *text = col[k] == SIZE_MAX ? "" : mmt__csv_field(&r, col[k]);
             v[k] = NAN;
             ok = ok && text && (!*text || (to_double(text, &v[k]) && v[k] >= 0));
         }
@@ -196,7 +183,7 @@ static int read_trace(const char *path, trace_t *tr, char *err, size_t errlen)
             event_t *e = &tr->events[tr->nevents++];
             e->t = v[T];
             e->fired = event[0] == 'f';
-            const char *rule = field(&r, col[RULE]);
+            const char *rule = mmt__csv_field(&r, col[RULE]);
             bool cut;
             mmt__utf8_clean(rule ? rule : "", e->rule, sizeof e->rule - 1, 0, &cut);
         }
@@ -475,8 +462,26 @@ static void draw(FILE *out, const trace_t *tr, const char *program)
 
 int mmt__plot(const char *csv, const char *svg, const char *program, char *err, size_t errlen)
 {
+    return mmt__plot_with(csv, svg, program, NULL, 0, err, errlen);
+}
+
+int mmt__plot_with(const char *csv, const char *svg, const char *program,
+                   const mmt__plot_event_t *events, size_t nevents, char *err, size_t errlen)
+{
     trace_t tr = {0};
     int rc = read_trace(csv, &tr, err, errlen);
+    if (rc == 0 && events) {
+        event_t *mine = malloc((nevents ? nevents : 1) * sizeof *mine);
+        if (!mine) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+        } else {
+            if (nevents) memcpy(mine, events, nevents * sizeof *mine);
+            free(tr.events);
+            tr.events = mine;
+            tr.nevents = tr.events_cap = nevents;
+        }
+    }
     if (rc == 0) {
         FILE *out = fopen(svg, "w");
         if (!out) {

@@ -1,0 +1,1318 @@
+/*
+ * mmt-policy: checks, tests and replays policy files without the program they steer.
+ *
+ *   mmt-policy check [--actions a,b,c] [--strict] FILE...
+ *   mmt-policy test [--junit FILE] [--coverage] [--debug] TEST...
+ *   mmt-policy replay [--interval S] [--svg OUT.svg] POLICY TRACE.csv
+ *
+ * Every policy runs in a virtual engine (lua/virtual.h): the engine's own code on a clock
+ * and figures given to it, with no thread, no file watch and no host. Exit status: 0 all
+ * good; 1 a policy failed to load (check), a case failed (test); 2 a test file or trace
+ * could not be read, or the command line is wrong. README, "Testing a policy".
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../lua/engine.h"
+#include "../lua/virtual.h"
+#include "mmt/policy.h"
+#include "plot.h"
+#include "series.h"
+
+enum { EXIT_PASS = 0, EXIT_FAIL = 1, EXIT_UNREADABLE = 2 };
+
+#define MAX_FILE_BYTES ((size_t)4 << 20)
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) {
+        fputs("mmt-policy: out of memory\n", stderr);
+        exit(EXIT_UNREADABLE);
+    }
+    return q;
+}
+
+static char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(xrealloc(NULL, n), s, n);
+}
+
+/* The whole file at `path` (NUL-terminated), or NULL with the reason in err. */
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) buf = xrealloc(buf, cap = 2 * cap + 8192);
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (n > MAX_FILE_BYTES) {
+            snprintf(err, errlen, "%s: larger than %zu bytes", path, MAX_FILE_BYTES);
+            free(buf);
+            fclose(f);
+            return NULL;
+        }
+        if (got == 0) break;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
+/* `rel` relative to the folder of `file`, unless it is absolute. */
+static char *beside(const char *file, const char *rel)
+{
+    if (rel[0] == '/') return xstrdup(rel);
+    const char *slash = strrchr(file, '/');
+    size_t dir = slash ? (size_t)(slash - file) + 1 : 0;
+    char *out = xrealloc(NULL, dir + strlen(rel) + 1);
+    memcpy(out, file, dir);
+    strcpy(out + dir, rel);
+    return out;
+}
+
+/* `bytes` as people write them: 256 MiB, 1.5 GiB, 100 B. */
+static void bytes_text(double bytes, char *out, size_t len)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    if (isinf(bytes)) {
+        snprintf(out, len, "%s", bytes > 0 ? "Inf" : "-Inf");
+        return;
+    }
+    int u = 0;
+    double v = bytes;
+    while (u < 4 && fabs(v) >= 1024) v /= 1024, u++;
+    snprintf(out, len, "%.4g %s", v, units[u]);
+}
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/* ---- Running a policy in a virtual engine -------------------------------------------------- */
+
+enum { EV_FIRE, EV_RESOLVE, EV_CALL, EV_LOG };
+static const char *const kind_names[] = {"fire", "resolve", "call", "log"};
+
+typedef struct event {
+    double t;
+    int kind;
+    char *name;   /* the rule, the action, or the log line */
+    int64_t arg;  /* a call's */
+    int level;    /* a log line's */
+} event_t;
+
+typedef struct run {
+    mmt_policy_t *engine;
+    double now;            /* the clock, for the log lines */
+    event_t *events;
+    size_t nevents, cap;
+    /* The stubs: the runner's Lua state and each action's function (test only). */
+    lua_State *L;
+    struct stub { struct run *run; char *name; int ref; } *stubs;
+    size_t nstubs;
+    char *stub_error;      /* the first error a stub raised */
+    FILE *echo;            /* where to print the log as it comes (check, replay), or NULL */
+    const char *echo_prefix;
+} run_t;
+
+static void add_event(run_t *r, int kind, const char *name, int64_t arg, int level)
+{
+    if (r->nevents == r->cap)
+        r->events = xrealloc(r->events, (r->cap = r->cap ? 2 * r->cap : 64) * sizeof *r->events);
+    r->events[r->nevents++] = (event_t){r->now, kind, xstrdup(name), arg, level};
+}
+
+static void on_log(int level, const char *message, void *ud)
+{
+    run_t *r = ud;
+    if (level < 0 || level > MMT_LOG_DEBUG) level = MMT_LOG_DEBUG;
+    add_event(r, EV_LOG, message, 0, level);
+    if (r->echo && level <= MMT_LOG_INFO)
+        fprintf(r->echo, "%s%s: %s\n", r->echo_prefix ? r->echo_prefix : "", level_names[level],
+                message);
+}
+
+static void on_event(const char *rule, int fired, const mmt_meminfo_t *m, void *ud)
+{
+    (void)m;
+    add_event(ud, fired ? EV_FIRE : EV_RESOLVE, rule, 0, 0);
+}
+
+static void on_call(const char *name, int64_t arg, int64_t result, bool stubbed, void *ud)
+{
+    (void)result;
+    (void)stubbed;
+    add_event(ud, EV_CALL, name, arg, 0);
+}
+
+static void run_free(run_t *r)
+{
+    if (r->engine) mmt_policy_free(r->engine);
+    for (size_t i = 0; i < r->nevents; i++) free(r->events[i].name);
+    free(r->events);
+    for (size_t i = 0; i < r->nstubs; i++) free(r->stubs[i].name);
+    free(r->stubs);
+    free(r->stub_error);
+    memset(r, 0, sizeof *r);
+}
+
+/* A virtual engine for r, its clock at `start`, steps `interval` seconds apart. */
+static bool run_start(run_t *r, double interval, double start)
+{
+    mmt_policy_options_t o = {0};
+    double ms = interval * 1000;
+    o.interval_ms = ms < 1 ? 1 : ms > UINT_MAX ? UINT_MAX : (unsigned)llround(ms);
+    r->now = start;
+    r->engine = mmt__virtual_new(&o, start, on_call, r);
+    if (!r->engine) return false;
+    mmt_policy_set_log(r->engine, on_log, r);
+    mmt_policy_set_event(r->engine, on_event, r);
+    return true;
+}
+
+/* ---- check --------------------------------------------------------------------------------- */
+
+static bool metric_is_bytes(metric_t m)
+{
+    if ((int)m < MMT__NFIELDS) return mmt__fields[m].bytes;
+    return m == METRIC_RSS || m == METRIC_LUA || m == METRIC_CGROUP_CURRENT ||
+           m == METRIC_AVAILABLE;
+}
+
+static void value_text(metric_t m, double v, char *out, size_t len)
+{
+    if (metric_is_bytes(m)) bytes_text(v, out, len);
+    else if (m == METRIC_RATE) {
+        bytes_text(v, out, len);
+        strncat(out, "/s", len - strlen(out) - 1);
+    } else if (m == METRIC_PSI_SOME10 || m == METRIC_PSI_FULL10) snprintf(out, len, "%g%%", v);
+    else snprintf(out, len, "%g", v);
+}
+
+/* One line for rule r. */
+static void describe_rule(const rule_t *r, FILE *out)
+{
+    char a[48], b[48];
+    fprintf(out, "  %s: ", r->name);
+    if (r->pressure) {
+        fprintf(out, "pressure, %s stall above %g%% of %g s", r->pressure == MMT__PSI_FULL ?
+                "full" : "some", r->above, r->window);
+    } else if (r->when_ref != LUA_NOREF) {
+        fputs("when function", out);
+    } else {
+        value_text(r->metric, r->above, a, sizeof a);
+        fprintf(out, "%s%s%s above %s", mmt__metric_name(r->metric), r->tag_path ? " of tag " : "",
+                r->tag_path ? r->tag_path : "", a);
+        if (!(r->below == r->above)) {
+            value_text(r->metric, r->below, b, sizeof b);
+            fprintf(out, ", below %s", b);
+        }
+    }
+    if (r->hold > 0) fprintf(out, ", hold %g s", r->hold);
+    if (r->resolve_ref == LUA_NOREF && !r->pressure && r->when_ref == LUA_NOREF) {}
+    fprintf(out, " (%s)\n", r->where);
+}
+
+/* The names the file passes to mmt.call as a string literal, with their lines: a call
+ * whose name is computed cannot be seen without running it. */
+typedef struct called { char name[128]; int line; } called_t;
+
+static size_t scan_calls(const char *src, called_t *out, size_t max)
+{
+    size_t n = 0;
+    int line = 1;
+    for (const char *p = src; *p; p++) {
+        if (*p == '\n') line++;
+        if (strncmp(p, "call", 4) != 0 || (p > src && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z')
+            || (p[-1] >= 'A' && p[-1] <= 'Z') || (p[-1] >= '0' && p[-1] <= '9'))))
+            continue;
+        const char *q = p + 4;
+        while (*q == ' ' || *q == '\t') q++;
+        if (*q != '(') continue;
+        q++;
+        while (*q == ' ' || *q == '\t') q++;
+        char quote = *q;
+        if (quote != '"' && quote != '\'') continue;
+        const char *start = ++q;
+        while (*q && *q != quote && *q != '\n' && *q != '\\') q++;
+        if (*q != quote || q == start || (size_t)(q - start) >= sizeof out->name) continue;
+        if (n == max) break;
+        bool seen = false;
+        for (size_t i = 0; i < n && !seen; i++)
+            seen = strlen(out[i].name) == (size_t)(q - start) &&
+                   memcmp(out[i].name, start, (size_t)(q - start)) == 0;
+        if (seen) continue;
+        memcpy(out[n].name, start, (size_t)(q - start));
+        out[n].name[q - start] = '\0';
+        out[n].line = line;
+        n++;
+    }
+    return n;
+}
+
+static bool listed(const char *list, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *p = list; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == len && memcmp(p, name, n) == 0) return true;
+        p = comma ? comma + 1 : NULL;
+    }
+    return false;
+}
+
+static int check_file(const char *path, const char *actions, bool strict)
+{
+    char err[512];
+    char *src = read_file(path, NULL, err, sizeof err);
+    if (!src) {
+        fprintf(stderr, "%s\n", err);
+        return EXIT_FAIL;
+    }
+    run_t r = {0};
+    if (!run_start(&r, 1, 0)) {
+        fputs("mmt-policy: out of memory\n", stderr);
+        free(src);
+        return EXIT_UNREADABLE;
+    }
+    int rc = EXIT_PASS;
+    if (mmt_policy_load(r.engine, path) != 0) {
+        fprintf(stderr, "%s\n", mmt_policy_error(r.engine));
+        rc = EXIT_FAIL;
+    } else {
+        /* No thread: nothing else touches the engine. */
+        const pstate_t *s = r.engine->cur;
+        printf("%s: %zu rule%s, %zu task%s\n", path, s->nrules, s->nrules == 1 ? "" : "s",
+               s->ntasks, s->ntasks == 1 ? "" : "s");
+        for (size_t i = 0; i < s->nrules; i++) describe_rule(&s->rules[i], stdout);
+        for (size_t i = 0; i < s->ntasks; i++)
+            printf("  every %g s (%s)\n", s->tasks[i].period, s->tasks[i].where);
+        for (size_t i = 0; i < s->nlimits; i++) {
+            char b[48];
+            bytes_text((double)s->limits[i].bytes, b, sizeof b);
+            printf("  limit %s (%s)\n", s->limits[i].bytes ? b : "removed", s->limits[i].where);
+        }
+        for (size_t i = 0; i < r.nevents; i++)
+            if (r.events[i].kind == EV_LOG && r.events[i].level <= MMT_LOG_WARN)
+                fprintf(stderr, "%s: %s\n", level_names[r.events[i].level], r.events[i].name);
+        called_t calls[64];
+        size_t ncalls = scan_calls(src, calls, 64);
+        for (size_t i = 0; i < ncalls; i++) {
+            if (actions && listed(actions, calls[i].name)) {
+                printf("  calls %s (%s:%d)\n", calls[i].name, path, calls[i].line);
+                continue;
+            }
+            if (!actions) {
+                printf("  calls %s (%s:%d): the host must register it\n", calls[i].name, path,
+                       calls[i].line);
+                continue;
+            }
+            fprintf(stderr, "%s:%d: %s: mmt.call(\"%s\"): the host has no such action (it "
+                    "has: %s)\n", path, calls[i].line, strict ? "error" : "warning",
+                    calls[i].name, *actions ? actions : "none");
+            if (strict) rc = EXIT_FAIL;
+        }
+    }
+    run_free(&r);
+    free(src);
+    return rc;
+}
+
+/* ---- test: the test files ------------------------------------------------------------------ */
+
+typedef struct expectation {
+    int kind;
+    char *name;      /* rule or action; NULL for a log line */
+    bool has_arg;
+    int64_t arg;
+    int level;       /* a log line's */
+    char *match;     /* its Lua pattern, NULL: any */
+    double from, to; /* inclusive */
+    int line;        /* in the test file */
+} expectation_t;
+
+typedef struct tcase {
+    char *name;
+    int line;
+    int ref;         /* its table, in the runner's registry */
+} tcase_t;
+
+typedef struct suite {
+    const char *path;
+    tcase_t *cases;
+    size_t ncases;
+} suite_t;
+
+static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, nsize);
+}
+
+/* t.case { ... }: noted, with its line, to run once the file has run. */
+static int l_case(lua_State *L)
+{
+    suite_t *su = lua_touserdata(L, lua_upvalueindex(1));
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "name");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "t.case: field 'name' must be a string");
+    const char *name = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    lua_Debug ar;
+    int line = 0;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) line = ar.currentline;
+    lua_pushvalue(L, 1);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    su->cases = xrealloc(su->cases, (su->ncases + 1) * sizeof *su->cases);
+    su->cases[su->ncases++] = (tcase_t){xstrdup(name), line, ref};
+    return 0;
+}
+
+static int l_open_test(lua_State *L)
+{
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushcclosure(L, l_case, 1);
+    lua_setfield(L, -2, "case");
+    return 1;
+}
+
+/* Loads and runs the test file into su; false with the message in err. */
+static bool load_suite(lua_State *L, suite_t *su, char *err, size_t errlen)
+{
+    size_t len;
+    char *src = read_file(su->path, &len, err, errlen);
+    if (!src) return false;
+    lua_getfield(L, LUA_GLOBALSINDEX, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushlightuserdata(L, su);
+    lua_pushcclosure(L, l_open_test, 1);
+    lua_setfield(L, -2, "mmt.test");
+    lua_pop(L, 2);
+    char chunk[PATH_MAX + 2];
+    snprintf(chunk, sizeof chunk, "@%s", su->path);
+    int rc = luaL_loadbuffer(L, src, len, chunk);
+    free(src);
+    if (rc == 0) rc = lua_pcall(L, 0, 0, 0);
+    if (rc != 0) {
+        const char *m = lua_tostring(L, -1);
+        snprintf(err, errlen, "%s", m ? m : "(an error that is not a string)");
+        lua_pop(L, 1);
+        return false;
+    }
+    if (su->ncases == 0) {
+        snprintf(err, errlen, "%s: no t.case in the file", su->path);
+        return false;
+    }
+    return true;
+}
+
+/* ---- test: one case ------------------------------------------------------------------------ */
+
+/* A growing text (a case's report). */
+typedef struct text {
+    char *s;
+    size_t len, cap;
+} text_t;
+
+static void appendf(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void appendf(text_t *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (t->len + (size_t)n + 1 > t->cap) t->s = xrealloc(t->s, t->cap = 2 * (t->len + (size_t)n + 1));
+    va_start(ap, fmt);
+    vsnprintf(t->s + t->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
+typedef struct outcome {
+    bool failed, broken; /* broken: the case itself is wrong (exit 2) */
+    text_t report;
+    double seconds;
+} outcome_t;
+
+/* What --coverage collects over every case: each policy's rules and tasks, and whether a
+ * case made them fire or run. */
+typedef struct covered {
+    char *policy, *what, *where;
+    bool task, hit;
+} covered_t;
+
+static covered_t *coverage;
+static size_t ncoverage;
+
+static void cover(const char *policy, const char *what, const char *where, bool task, bool hit)
+{
+    for (size_t i = 0; i < ncoverage; i++) {
+        covered_t *c = &coverage[i];
+        if (c->task == task && strcmp(c->policy, policy) == 0 && strcmp(c->where, where) == 0 &&
+            strcmp(c->what, what) == 0) {
+            c->hit = c->hit || hit;
+            return;
+        }
+    }
+    coverage = xrealloc(coverage, (ncoverage + 1) * sizeof *coverage);
+    coverage[ncoverage++] = (covered_t){xstrdup(policy), xstrdup(what), xstrdup(where), task, hit};
+}
+
+static int64_t stub_call(int64_t arg, void *ud)
+{
+    struct stub *st = ud;
+    run_t *r = st->run;
+    lua_State *L = r->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->ref);
+    lua_pushnumber(L, (lua_Number)arg);
+    int64_t result = 0;
+    char why[300] = "";
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        const char *m = lua_tostring(L, -1);
+        snprintf(why, sizeof why, "action %s raised: %s", st->name, m ? m : "(not a string)");
+    } else if (lua_type(L, -1) == LUA_TNUMBER) {
+        double v = lua_tonumber(L, -1);
+        result = v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (int64_t)v;
+    } else if (lua_type(L, -1) != LUA_TNIL) {
+        snprintf(why, sizeof why, "action %s returned a %s, not a number", st->name,
+                 luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    if (*why && !r->stub_error) r->stub_error = xstrdup(why);
+    return result;
+}
+
+/* The case table's field `key` must be of type `type` (or nil if optional). */
+static bool field_type(lua_State *L, int idx, const char *key, int type, bool optional,
+                       text_t *why)
+{
+    lua_getfield(L, idx, key);
+    int got = lua_type(L, -1);
+    if (got == type || (optional && got == LUA_TNIL)) return true;
+    appendf(why, "field '%s' must be a %s, not a %s", key, lua_typename(L, type),
+            lua_typename(L, got));
+    lua_pop(L, 1);
+    return false;
+}
+
+/* Fields of the table at idx not in `allowed` (NULL-terminated): the first named in why. */
+static bool only_fields(lua_State *L, int idx, const char *const *allowed, const char *what,
+                        text_t *why)
+{
+    for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) {
+        bool ok = lua_type(L, -2) == LUA_TSTRING;
+        const char *k = ok ? lua_tostring(L, -2) : NULL;
+        if (ok) {
+            ok = false;
+            for (size_t i = 0; allowed[i] && !ok; i++) ok = strcmp(allowed[i], k) == 0;
+        }
+        if (!ok) {
+            if (k) appendf(why, "%s has no field '%s'", what, k);
+            else appendf(why, "%s has a field that is not named", what);
+            lua_pop(L, 2);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Reads the expectations (the array at idx) into *out; false with why. */
+static bool read_expectations(lua_State *L, int idx, int line, expectation_t **out, size_t *n,
+                              text_t *why)
+{
+    static const char *const allowed[] = {"at", "from", "to", "fire", "resolve", "call", "arg",
+                                          "log", "match", NULL};
+    size_t count = lua_objlen(L, idx);
+    *out = xrealloc(NULL, (count ? count : 1) * sizeof **out);
+    *n = 0;
+    for (size_t i = 1; i <= count; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        int e = lua_gettop(L);
+        expectation_t x = {.from = -INFINITY, .to = INFINITY, .line = line};
+        char what[48];
+        snprintf(what, sizeof what, "expectation %zu", i);
+        if (lua_type(L, e) != LUA_TTABLE) {
+            appendf(why, "%s is a %s, not a table", what, luaL_typename(L, e));
+            goto bad;
+        }
+        if (!only_fields(L, e, allowed, what, why)) goto bad;
+        int kinds = 0;
+        for (int k = EV_FIRE; k <= EV_LOG; k++) {
+            lua_getfield(L, e, kind_names[k]);
+            if (!lua_isnil(L, -1)) {
+                kinds++;
+                x.kind = k;
+                if (lua_type(L, -1) != LUA_TSTRING) {
+                    appendf(why, "%s: '%s' must be a string", what, kind_names[k]);
+                    lua_pop(L, 1);
+                    goto bad;
+                }
+                if (k == EV_LOG) {
+                    const char *level = lua_tostring(L, -1);
+                    x.level = -1;
+                    for (int l = 0; l <= MMT_LOG_DEBUG; l++)
+                        if (strcmp(level, level_names[l]) == 0) x.level = l;
+                    if (x.level < 0) {
+                        appendf(why, "%s: log level \"%s\" is none of error, warn, info, debug",
+                                what, level);
+                        lua_pop(L, 1);
+                        goto bad;
+                    }
+                } else {
+                    x.name = xstrdup(lua_tostring(L, -1));
+                }
+            }
+            lua_pop(L, 1);
+        }
+        if (kinds != 1) {
+            appendf(why, "%s must have one of fire, resolve, call and log (it has %d)", what,
+                    kinds);
+            goto bad;
+        }
+        lua_getfield(L, e, "arg");
+        if (!lua_isnil(L, -1)) {
+            if (x.kind != EV_CALL || lua_type(L, -1) != LUA_TNUMBER) {
+                appendf(why, "%s: 'arg' goes with 'call', as a number", what);
+                lua_pop(L, 1);
+                goto bad;
+            }
+            x.has_arg = true;
+            x.arg = (int64_t)lua_tonumber(L, -1);
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, e, "match");
+        if (!lua_isnil(L, -1)) {
+            if (x.kind != EV_LOG || lua_type(L, -1) != LUA_TSTRING) {
+                appendf(why, "%s: 'match' goes with 'log', as a string (a Lua pattern)", what);
+                lua_pop(L, 1);
+                goto bad;
+            }
+            x.match = xstrdup(lua_tostring(L, -1));
+        }
+        lua_pop(L, 1);
+        static const char *const times[] = {"at", "from", "to"};
+        double tv[3];
+        bool has[3];
+        for (int k = 0; k < 3; k++) {
+            lua_getfield(L, e, times[k]);
+            has[k] = !lua_isnil(L, -1);
+            tv[k] = lua_tonumber(L, -1);
+            if (has[k] && (lua_type(L, -1) != LUA_TNUMBER || !isfinite(tv[k]))) {
+                appendf(why, "%s: '%s' must be a number of seconds", what, times[k]);
+                lua_pop(L, 1);
+                goto bad;
+            }
+            lua_pop(L, 1);
+        }
+        if (has[0] && (has[1] || has[2])) {
+            appendf(why, "%s: 'at' or 'from'/'to', not both", what);
+            goto bad;
+        }
+        if (has[0]) x.from = x.to = tv[0];
+        if (has[1]) x.from = tv[1];
+        if (has[2]) x.to = tv[2];
+        lua_settop(L, e - 1);
+        (*out)[(*n)++] = x;
+        continue;
+    bad:
+        free(x.name);
+        free(x.match);
+        lua_settop(L, e - 1);
+        return false;
+    }
+    return true;
+}
+
+static void time_text(double from, double to, char *out, size_t len)
+{
+    if (from == to) snprintf(out, len, "t=%g", from);
+    else if (isinf(from) && isinf(to)) snprintf(out, len, "any time");
+    else if (isinf(to)) snprintf(out, len, "t>=%g", from);
+    else if (isinf(from)) snprintf(out, len, "t<=%g", to);
+    else snprintf(out, len, "t=%g..%g", from, to);
+}
+
+static void event_text(int kind, const char *name, bool has_arg, int64_t arg, char *out,
+                       size_t len)
+{
+    if (kind == EV_CALL && has_arg) snprintf(out, len, "call     %s(%" PRId64 ")", name, arg);
+    else if (kind == EV_CALL) snprintf(out, len, "call     %s", name);
+    else snprintf(out, len, "%-8s %s", kind_names[kind], name);
+}
+
+/* Does Lua pattern `pattern` match `line`? string.find in the runner's state. */
+static bool pattern_matches(lua_State *L, const char *line, const char *pattern)
+{
+    if (!pattern) return true;
+    lua_getfield(L, LUA_GLOBALSINDEX, "string");
+    lua_getfield(L, -1, "find");
+    lua_pushstring(L, line);
+    lua_pushstring(L, pattern);
+    bool found = lua_pcall(L, 2, 1, 0) == 0 && !lua_isnil(L, -1);
+    lua_pop(L, 2);
+    return found;
+}
+
+typedef struct diff_row {
+    double t;
+    char sign;
+    char text[300];
+} diff_row_t;
+
+static int by_time(const void *a, const void *b)
+{
+    const diff_row_t *x = a, *y = b;
+    return x->t < y->t ? -1 : x->t > y->t ? 1 : 0;
+}
+
+/* series.tags (the table on the stack top): { [path] = { figure = samples } }. */
+static bool series_tags(lua_State *L, run_t *r, mmt__series_t *series, text_t *why)
+{
+    int tt = lua_gettop(L);
+    for (lua_pushnil(L); lua_next(L, tt); lua_pop(L, 1)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TTABLE) {
+            appendf(why, "series.tags: each entry is a tag's path and a table of figures");
+            return false;
+        }
+        const char *path = lua_tostring(L, -2);
+        int tag = mmt__policy_tag(r->engine, path);
+        if (tag <= 0) {
+            appendf(why, "series.tags: \"%s\" is not a tag's path (names of 1 to %d bytes "
+                    "joined by '/', like \"cache/pages\")", path, MMT_TAG_NAME_MAX);
+            return false;
+        }
+        int ft = lua_gettop(L);
+        for (lua_pushnil(L); lua_next(L, ft); lua_pop(L, 1)) {
+            char err[600];
+            double *v;
+            size_t n;
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+                appendf(why, "series.tags[\"%s\"]: each entry is a figure and a string of "
+                        "samples", path);
+                return false;
+            }
+            const char *name = lua_tostring(L, -2);
+            if (mmt__series_parse(lua_tostring(L, -1), &v, &n, err, sizeof err) != 0) {
+                appendf(why, "series.tags[\"%s\"].%s: %s", path, name, err);
+                return false;
+            }
+            if (mmt__series_add_tag(series, (unsigned)tag, name, v, n, err, sizeof err) != 0) {
+                free(v);
+                appendf(why, "series.tags[\"%s\"]: %s", path, err);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* Runs case c of suite su (its table on the stack top) and judges it. */
+static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool debug,
+                     outcome_t *o)
+{
+    static const char *const allowed[] = {"name", "policy", "interval", "series", "trace",
+                                          "actions", "expect", "expect_none", NULL};
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+    int ct = lua_gettop(L);
+    text_t why = {0};
+    run_t r = {0};
+    mmt__series_t series = {0};
+    mmt__recorded_t *recorded = NULL;
+    size_t nrecorded = 0;
+    expectation_t *ex = NULL;
+    size_t nex = 0;
+    char *policy = NULL, err[600];
+    bool expect_none = false;
+    double interval = 1;
+    if (!only_fields(L, ct, allowed, "the case", &why)) goto broken;
+    if (!field_type(L, ct, "policy", LUA_TSTRING, false, &why)) goto broken;
+    policy = beside(su->path, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (!field_type(L, ct, "interval", LUA_TNUMBER, true, &why)) goto broken;
+    if (!lua_isnil(L, -1)) interval = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (!(interval >= 0.001 && interval <= 86400)) {
+        appendf(&why, "field 'interval' must be from 0.001 to 86400 seconds, not %g", interval);
+        goto broken;
+    }
+    if (!field_type(L, ct, "expect_none", LUA_TBOOLEAN, true, &why)) goto broken;
+    expect_none = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    r.L = L;
+    if (!run_start(&r, interval, 0)) {
+        appendf(&why, "out of memory");
+        goto broken;
+    }
+    /* The figures: a series or a trace. */
+    if (!field_type(L, ct, "series", LUA_TTABLE, true, &why)) goto broken;
+    bool has_series = !lua_isnil(L, -1);
+    int st = lua_gettop(L);
+    if (!field_type(L, ct, "trace", LUA_TSTRING, true, &why)) goto broken;
+    bool has_trace = !lua_isnil(L, -1);
+    if (has_series == has_trace) {
+        appendf(&why, "a case has 'series' or 'trace', one of them");
+        goto broken;
+    }
+    if (has_trace) {
+        char *trace = beside(su->path, lua_tostring(L, -1));
+        int rc = mmt__series_from_trace(&series, trace, &recorded, &nrecorded, err, sizeof err);
+        free(trace);
+        if (rc != 0) {
+            appendf(&why, "%s", err);
+            goto broken;
+        }
+    } else {
+        series.interval = interval;
+        for (lua_pushnil(L); lua_next(L, st); lua_pop(L, 1)) {
+            if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "tags") == 0 &&
+                lua_type(L, -1) == LUA_TTABLE) {
+                if (!series_tags(L, &r, &series, &why)) goto broken;
+                continue;
+            }
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+                appendf(&why, "series: each entry is a figure's name and a string of samples");
+                goto broken;
+            }
+            const char *name = lua_tostring(L, -2);
+            double *v;
+            size_t n;
+            if (mmt__series_parse(lua_tostring(L, -1), &v, &n, err, sizeof err) != 0) {
+                appendf(&why, "series %s: %s", name, err);
+                goto broken;
+            }
+            if (mmt__series_add(&series, name, v, n, err, sizeof err) != 0) {
+                free(v);
+                appendf(&why, "series: %s", err);
+                goto broken;
+            }
+        }
+        if (series.nsteps == 0) {
+            appendf(&why, "series: no figures");
+            goto broken;
+        }
+    }
+    lua_settop(L, ct);
+    if (!field_type(L, ct, "expect", LUA_TTABLE, true, &why)) goto broken;
+    if (!lua_isnil(L, -1) && !read_expectations(L, lua_gettop(L), c->line, &ex, &nex, &why))
+        goto broken;
+    lua_settop(L, ct);
+    if (expect_none) {
+        for (size_t i = 0; i < nex; i++)
+            if (ex[i].kind != EV_LOG) {
+                appendf(&why, "expect_none with a fire, resolve or call expected");
+                goto broken;
+            }
+    } else if (nex == 0) {
+        appendf(&why, "no expectations: give 'expect', or 'expect_none = true'");
+        goto broken;
+    }
+
+    /* The stubs, the policy. */
+    if (!field_type(L, ct, "actions", LUA_TTABLE, true, &why)) goto broken;
+    if (!lua_isnil(L, -1)) {
+        int at = lua_gettop(L);
+        for (lua_pushnil(L); lua_next(L, at); lua_pop(L, 1)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TFUNCTION) {
+                appendf(&why, "actions: each entry is an action's name and a function");
+                goto broken;
+            }
+            r.nstubs++;
+        }
+        r.stubs = xrealloc(NULL, r.nstubs * sizeof *r.stubs);
+        size_t i = 0;
+        for (lua_pushnil(L); lua_next(L, at);) {
+            r.stubs[i] = (struct stub){&r, xstrdup(lua_tostring(L, -2)), 0};
+            r.stubs[i].ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the function */
+            mmt_policy_action(r.engine, r.stubs[i].name, stub_call, &r.stubs[i]);
+            i++;
+        }
+    }
+    lua_settop(L, ct);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (mmt_policy_load(r.engine, policy) != 0) {
+        appendf(&o->report, "  the policy did not load: %s\n", mmt_policy_error(r.engine));
+        o->failed = true;
+        goto done;
+    }
+    mmt__series_carry_t carry = {0};
+    for (size_t i = 0; i < series.nsteps; i++) {
+        mmt__step_t step;
+        if (!mmt__series_step(&series, i, &carry, &step)) {
+            double t = series.time ? series.time[i] : (double)i * interval;
+            r.now = t;
+            mmt__virtual_set_time(r.engine, t);
+            continue;
+        }
+        r.now = step.time;
+        mmt__virtual_step(r.engine, &step);
+        if (debug) {
+            char b[48];
+            bytes_text((double)step.info.in_use, b, sizeof b);
+            printf("    t=%g in_use=%s:", step.time, b);
+            const pstate_t *s = r.engine->cur;
+            for (size_t k = 0; k < s->nrules; k++) {
+                const rule_t *rule = &s->rules[k];
+                printf(" %s=%s", rule->name, rule->disabled ? "disabled" : rule->firing ? "firing"
+                       : rule->since >= 0 ? "holding" : "idle");
+                if (!rule->firing && rule->since >= 0) printf("(since %g)", rule->since);
+            }
+            putchar('\n');
+        }
+    }
+    mmt__series_carry_free(&carry);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    o->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    if (r.stub_error) {
+        appendf(&o->report, "  %s\n", r.stub_error);
+        o->failed = true;
+    }
+
+    /* Judging. fire, resolve and call: the whole list, matched in order of time. */
+    double eps = 1e-6 * (interval > 1 ? interval : 1);
+    bool *used = calloc(nex ? nex : 1, sizeof *used);
+    diff_row_t *rows = xrealloc(NULL, (r.nevents + nex + 1) * sizeof *rows);
+    size_t nrows = 0;
+    bool mismatch = false;
+    for (size_t i = 0; i < r.nevents; i++) {
+        const event_t *e = &r.events[i];
+        if (e->kind == EV_LOG) continue;
+        bool matched = false;
+        for (size_t k = 0; k < nex && !matched; k++) {
+            const expectation_t *x = &ex[k];
+            if (used[k] || x->kind != e->kind || strcmp(x->name, e->name) != 0) continue;
+            if (x->has_arg && x->arg != e->arg) continue;
+            if (e->t < x->from - eps || e->t > x->to + eps) continue;
+            used[k] = matched = true;
+        }
+        diff_row_t *d = &rows[nrows++];
+        d->t = e->t;
+        d->sign = matched ? ' ' : '+';
+        char ev[200];
+        event_text(e->kind, e->name, e->kind == EV_CALL, e->arg, ev, sizeof ev);
+        snprintf(d->text, sizeof d->text, "t=%-8g %s", e->t, ev);
+        mismatch = mismatch || !matched;
+    }
+    bool logs_missing = false;
+    for (size_t k = 0; k < nex; k++) {
+        const expectation_t *x = &ex[k];
+        char when[64], ev[200];
+        time_text(x->from, x->to, when, sizeof when);
+        if (x->kind == EV_LOG) {
+            bool found = false;
+            for (size_t i = 0; i < r.nevents && !found; i++) {
+                const event_t *e = &r.events[i];
+                found = e->kind == EV_LOG && e->level == x->level && e->t >= x->from - eps &&
+                        e->t <= x->to + eps && pattern_matches(L, e->name, x->match);
+            }
+            if (!found) {
+                appendf(&o->report, "  - %s: a line at level %s%s%s%s: none came\n", when,
+                        level_names[x->level], x->match ? " matching \"" : "",
+                        x->match ? x->match : "", x->match ? "\"" : "");
+                logs_missing = true;
+            }
+            continue;
+        }
+        if (used[k]) continue;
+        diff_row_t *d = &rows[nrows++];
+        d->t = isinf(x->from) ? (isinf(x->to) ? 0 : x->to) : x->from;
+        d->sign = '-';
+        event_text(x->kind, x->name, x->has_arg, x->arg, ev, sizeof ev);
+        snprintf(d->text, sizeof d->text, "%-10s %s", when, ev);
+        mismatch = true;
+    }
+    if (mismatch) {
+        qsort(rows, nrows, sizeof *rows, by_time);
+        appendf(&o->report, "  events (- expected, not seen; + seen, not expected):\n");
+        if (nrows == 0) appendf(&o->report, "    (none)\n");
+        for (size_t i = 0; i < nrows; i++)
+            appendf(&o->report, "  %c %s\n", rows[i].sign, rows[i].text);
+        o->failed = true;
+    }
+    if (logs_missing) {
+        appendf(&o->report, "  the log of the run:\n");
+        for (size_t i = 0; i < r.nevents; i++)
+            if (r.events[i].kind == EV_LOG && r.events[i].level <= MMT_LOG_INFO)
+                appendf(&o->report, "    t=%-8g %-5s %s\n", r.events[i].t,
+                        level_names[r.events[i].level], r.events[i].name);
+        o->failed = true;
+    }
+    free(used);
+    free(rows);
+    /* What the case covered. */
+    const pstate_t *s = r.engine->cur;
+    for (size_t k = 0; k < s->nrules; k++) {
+        bool fired = false;
+        for (size_t i = 0; i < r.nevents && !fired; i++)
+            fired = r.events[i].kind == EV_FIRE && strcmp(r.events[i].name, s->rules[k].name) == 0;
+        cover(policy, s->rules[k].name, s->rules[k].where, false, fired);
+    }
+    for (size_t k = 0; k < s->ntasks; k++)
+        cover(policy, "task", s->tasks[k].where, true, s->tasks[k].runs > 0);
+    goto done;
+broken:
+    o->broken = true;
+    appendf(&o->report, "  %s:%d: %s\n", su->path, c->line, why.s ? why.s : "?");
+done:
+    free(why.s);
+    run_free(&r);
+    mmt__series_free(&series);
+    free(recorded);
+    for (size_t k = 0; k < nex; k++) {
+        free(ex[k].name);
+        free(ex[k].match);
+    }
+    free(ex);
+    free(policy);
+    lua_settop(L, top);
+}
+
+/* ---- test: the command ------------------------------------------------------------------- */
+
+static void xml_text(FILE *f, const char *s)
+{
+    for (; s && *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        switch (ch) {
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default:
+            if (ch < 0x20 && ch != '\n' && ch != '\t') fputc('?', f);
+            else fputc(ch, f);
+        }
+    }
+}
+
+typedef struct result {
+    const char *file;
+    char *name;      /* NULL: the file itself could not be loaded */
+    int line;
+    outcome_t o;
+} result_t;
+
+static int write_junit(const char *path, const result_t *res, size_t n)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "mmt-policy: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    size_t failures = 0, errors = 0;
+    for (size_t i = 0; i < n; i++) {
+        failures += res[i].o.failed && !res[i].o.broken;
+        errors += res[i].o.broken;
+    }
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"mmt-policy test\" "
+            "tests=\"%zu\" failures=\"%zu\" errors=\"%zu\">\n", n, failures, errors);
+    for (size_t i = 0; i < n;) {
+        size_t j = i, sf = 0, se = 0;
+        double seconds = 0;
+        for (; j < n && res[j].file == res[i].file; j++) {
+            sf += res[j].o.failed && !res[j].o.broken;
+            se += res[j].o.broken;
+            seconds += res[j].o.seconds;
+        }
+        fputs("  <testsuite name=\"", f);
+        xml_text(f, res[i].file);
+        fprintf(f, "\" tests=\"%zu\" failures=\"%zu\" errors=\"%zu\" time=\"%.6f\">\n", j - i, sf,
+                se, seconds);
+        for (size_t k = i; k < j; k++) {
+            const result_t *x = &res[k];
+            fputs("    <testcase name=\"", f);
+            xml_text(f, x->name ? x->name : "(the file)");
+            fputs("\" classname=\"", f);
+            xml_text(f, x->file);
+            fputs("\" file=\"", f);
+            xml_text(f, x->file);
+            fprintf(f, "\" line=\"%d\" time=\"%.6f\"", x->line, x->o.seconds);
+            if (!x->o.failed && !x->o.broken) {
+                fputs("/>\n", f);
+                continue;
+            }
+            fprintf(f, ">\n      <%s message=\"", x->o.broken ? "error" : "failure");
+            xml_text(f, x->o.broken ? "the case could not run" : "the events differ");
+            fputs("\">", f);
+            xml_text(f, x->o.report.s);
+            fprintf(f, "</%s>\n    </testcase>\n", x->o.broken ? "error" : "failure");
+        }
+        fputs("  </testsuite>\n", f);
+        i = j;
+    }
+    fputs("</testsuites>\n", f);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "mmt-policy: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_test(int argc, char **argv)
+{
+    const char *junit = NULL;
+    bool want_coverage = false, debug = false;
+    int first = 0;
+    for (; first < argc && argv[first][0] == '-' && argv[first][1]; first++) {
+        if (strcmp(argv[first], "--junit") == 0 && first + 1 < argc) junit = argv[++first];
+        else if (strcmp(argv[first], "--coverage") == 0) want_coverage = true;
+        else if (strcmp(argv[first], "--debug") == 0) debug = true;
+        else if (strcmp(argv[first], "--") == 0) {
+            first++;
+            break;
+        } else {
+            fprintf(stderr, "mmt-policy test: unknown option %s\n", argv[first]);
+            return EXIT_UNREADABLE;
+        }
+    }
+    if (first == argc) {
+        fputs("mmt-policy test: no test file given\n", stderr);
+        return EXIT_UNREADABLE;
+    }
+    result_t *res = NULL;
+    size_t nres = 0, passed = 0, failed = 0, unreadable = 0;
+    for (int a = first; a < argc; a++) {
+        suite_t su = {.path = argv[a]};
+        char err[1024];
+        lua_State *L = lua_newstate(l_alloc, NULL);
+        if (!L) {
+            fputs("mmt-policy: out of memory\n", stderr);
+            return EXIT_UNREADABLE;
+        }
+        luaL_openlibs(L);
+        if (!load_suite(L, &su, err, sizeof err)) {
+            printf("ERROR %s: %s\n", su.path, err);
+            res = xrealloc(res, (nres + 1) * sizeof *res);
+            res[nres] = (result_t){su.path, NULL, 0, {.broken = true}};
+            appendf(&res[nres].o.report, "%s\n", err);
+            nres++;
+            unreadable++;
+        }
+        for (size_t i = 0; i < su.ncases; i++) {
+            const tcase_t *c = &su.cases[i];
+            outcome_t o = {0};
+            if (debug) printf("%s:%d: %s\n", su.path, c->line, c->name);
+            run_case(L, &su, c, debug, &o);
+            if (o.broken) {
+                printf("ERROR %s:%d: %s\n%s", su.path, c->line, c->name, o.report.s);
+                unreadable++;
+            } else if (o.failed) {
+                printf("FAIL  %s:%d: %s\n%s", su.path, c->line, c->name, o.report.s);
+                failed++;
+            } else {
+                printf("ok    %s:%d: %s\n", su.path, c->line, c->name);
+                passed++;
+            }
+            res = xrealloc(res, (nres + 1) * sizeof *res);
+            res[nres++] = (result_t){su.path, c->name, c->line, o};
+        }
+        lua_close(L);
+        free(su.cases);
+    }
+    printf("%zu passed, %zu failed, %zu could not run\n", passed, failed, unreadable);
+    if (want_coverage) {
+        size_t missed = 0;
+        for (size_t i = 0; i < ncoverage; i++) {
+            const covered_t *c = &coverage[i];
+            if (c->hit) continue;
+            if (!missed++) printf("coverage: not exercised by any case:\n");
+            if (c->task) printf("  %s: the task at %s never ran\n", c->policy, c->where);
+            else printf("  %s: rule \"%s\" (%s) never fired\n", c->policy, c->what, c->where);
+        }
+        printf("coverage: %zu of %zu rules and tasks exercised\n", ncoverage - missed, ncoverage);
+    }
+    int rc = unreadable ? EXIT_UNREADABLE : failed ? EXIT_FAIL : EXIT_PASS;
+    if (junit && write_junit(junit, res, nres) != 0 && rc == EXIT_PASS) rc = EXIT_UNREADABLE;
+    for (size_t i = 0; i < nres; i++) {
+        free(res[i].name);
+        free(res[i].o.report.s);
+    }
+    free(res);
+    for (size_t i = 0; i < ncoverage; i++) {
+        free(coverage[i].policy);
+        free(coverage[i].what);
+        free(coverage[i].where);
+    }
+    free(coverage);
+    return rc;
+}
+
+/* ---- replay -------------------------------------------------------------------------------- */
+
+static int cmd_replay(int argc, char **argv)
+{
+    const char *svg = NULL, *args[2] = {NULL, NULL};
+    double interval = 1;
+    int nargs = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--svg") == 0 && i + 1 < argc) svg = argv[++i];
+        else if (strcmp(argv[i], "--interval") == 0 && i + 1 < argc) {
+            char *end;
+            interval = strtod(argv[++i], &end);
+            if (*end || !(interval >= 0.001 && interval <= 86400)) {
+                fprintf(stderr, "mmt-policy replay: --interval \"%s\": not a number of seconds "
+                        "from 0.001 to 86400\n", argv[i]);
+                return EXIT_UNREADABLE;
+            }
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "mmt-policy replay: unknown option %s\n", argv[i]);
+            return EXIT_UNREADABLE;
+        } else if (nargs < 2) args[nargs++] = argv[i];
+        else {
+            fprintf(stderr, "mmt-policy replay: one policy and one trace\n");
+            return EXIT_UNREADABLE;
+        }
+    }
+    if (nargs != 2) {
+        fputs("mmt-policy replay: give a policy and a trace (mmt-run --trace)\n", stderr);
+        return EXIT_UNREADABLE;
+    }
+    char err[600];
+    mmt__series_t series;
+    mmt__recorded_t *recorded;
+    size_t nrecorded;
+    if (mmt__series_from_trace(&series, args[1], &recorded, &nrecorded, err, sizeof err) != 0) {
+        fprintf(stderr, "mmt-policy replay: %s\n", err);
+        return EXIT_UNREADABLE;
+    }
+    free(recorded);
+    run_t r = {.echo = stderr, .echo_prefix = "mmt-policy replay: "};
+    double start = series.time[0] < 0 ? series.time[0] : 0;
+    int rc = EXIT_PASS;
+    if (!run_start(&r, interval, start)) {
+        fputs("mmt-policy: out of memory\n", stderr);
+        rc = EXIT_UNREADABLE;
+    } else if (mmt_policy_load(r.engine, args[0]) != 0) {
+        rc = EXIT_FAIL; /* the engine's log said why */
+    } else {
+        mmt__series_carry_t carry = {0};
+        size_t printed = 0;
+        for (size_t i = 0; i < series.nsteps; i++) {
+            mmt__step_t step;
+            r.now = series.time[i];
+            if (!mmt__series_step(&series, i, &carry, &step)) continue;
+            mmt__virtual_step(r.engine, &step);
+            for (; printed < r.nevents; printed++) {
+                const event_t *e = &r.events[printed];
+                if (e->kind == EV_FIRE || e->kind == EV_RESOLVE)
+                    printf("%.3f %s %s\n", e->t, kind_names[e->kind], e->name);
+                else if (e->kind == EV_CALL)
+                    printf("%.3f call %s(%" PRId64 ")\n", e->t, e->name, e->arg);
+            }
+        }
+        mmt__series_carry_free(&carry);
+        if (svg) {
+            size_t n = 0;
+            for (size_t i = 0; i < r.nevents; i++)
+                n += r.events[i].kind == EV_FIRE || r.events[i].kind == EV_RESOLVE;
+            mmt__plot_event_t *ev = xrealloc(NULL, (n ? n : 1) * sizeof *ev);
+            n = 0;
+            for (size_t i = 0; i < r.nevents; i++) {
+                const event_t *e = &r.events[i];
+                if (e->kind != EV_FIRE && e->kind != EV_RESOLVE) continue;
+                ev[n].t = e->t;
+                ev[n].fired = e->kind == EV_FIRE;
+                snprintf(ev[n].rule, sizeof ev[n].rule, "%s", e->name);
+                n++;
+            }
+            char title[PATH_MAX + 64];
+            snprintf(title, sizeof title, "replay of %s", args[0]);
+            if (mmt__plot_with(args[1], svg, title, ev, n, err, sizeof err) != 0) {
+                fprintf(stderr, "mmt-policy replay: %s\n", err);
+                rc = EXIT_UNREADABLE;
+            }
+            free(ev);
+        }
+    }
+    run_free(&r);
+    mmt__series_free(&series);
+    return rc;
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fputs("usage: mmt-policy check [--actions a,b,c] [--strict] FILE...\n"
+          "       mmt-policy test [--junit FILE] [--coverage] [--debug] TEST...\n"
+          "       mmt-policy replay [--interval S] [--svg OUT.svg] POLICY TRACE.csv\n"
+          "exit status: 0 all good, 1 a policy failed to load or a case failed, 2 a test file\n"
+          "or trace could not be read, or the command line is wrong\n", f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_UNREADABLE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return EXIT_PASS;
+    }
+    char err[256];
+    if (mmt__lj_load(err, sizeof err) != 0) {
+        fprintf(stderr, "mmt-policy: %s\n", err);
+        return EXIT_UNREADABLE;
+    }
+    if (strcmp(argv[1], "test") == 0) return cmd_test(argc - 2, argv + 2);
+    if (strcmp(argv[1], "replay") == 0) return cmd_replay(argc - 2, argv + 2);
+    if (strcmp(argv[1], "check") == 0) {
+        const char *actions = NULL;
+        bool strict = false;
+        int i = 2;
+        for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+            if (strcmp(argv[i], "--actions") == 0 && i + 1 < argc) actions = argv[++i];
+            else if (strcmp(argv[i], "--strict") == 0) strict = true;
+            else if (strcmp(argv[i], "--") == 0) {
+                i++;
+                break;
+            } else {
+                fprintf(stderr, "mmt-policy check: unknown option %s\n", argv[i]);
+                return EXIT_UNREADABLE;
+            }
+        }
+        if (i == argc) {
+            fputs("mmt-policy check: no policy file given\n", stderr);
+            return EXIT_UNREADABLE;
+        }
+        int rc = EXIT_PASS;
+        for (; i < argc; i++)
+            if (check_file(argv[i], strict && !actions ? "" : actions, strict) != EXIT_PASS)
+                rc = EXIT_FAIL;
+        return rc;
+    }
+    fprintf(stderr, "mmt-policy: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return EXIT_UNREADABLE;
+}
