@@ -260,6 +260,11 @@ if os.isfile("/usr/include/lua5.1/lua.h") then
       linkoptions { "-Wl,-rpath,'$$ORIGIN/shared'" }
 end
 
+-- Memory that rises in steps and falls: test_policytool records and replays it.
+project "e2e_phases"
+   kind "ConsoleApp"
+   files { "tests/e2e/phases.c" }
+
 -- mmt-run's picture code on CSV files test_mmtrun writes.
 project "e2e_plot"
    kind "ConsoleApp"

@@ -362,7 +362,7 @@ int mmt__series_from_trace(mmt__series_t *s, const char *path, mmt__recorded_t *
             snprintf(err, errlen, "%s: row %zu: not a trace row", path, row);
             goto done;
         }
-        if (*event) {
+        if (*event && strcmp(event, "sample") != 0) {
             if (strcmp(event, "fire") != 0 && strcmp(event, "resolve") != 0) continue;
             if (*nevents == ecap) {
                 ecap = ecap ? 2 * ecap : 64;
