@@ -284,7 +284,7 @@ project "test_shared"
 --   premake4 --file=premake5.lua --prefix=/usr/local install
 newaction {
    trigger = "install",
-   description = "Install the release build's headers, libraries, mmt-run, policies and mmtmem.pc",
+   description = "Install the release build's headers, libraries, mmt-run, mmt-policy, policies and mmtmem.pc",
    execute = function()
       local prefix = _OPTIONS["prefix"] or "/usr/local"
       local dest = (os.getenv("DESTDIR") or "") .. prefix
@@ -295,7 +295,8 @@ newaction {
       end
       local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
       for _, f in ipairs({ bin .. "/libmmtmem.a", bin .. "/shared/libmmtmem.so",
-                           bin .. "/libmmtmem-preload.so", bin .. "/mmt-run" }) do
+                           bin .. "/libmmtmem-preload.so", bin .. "/mmt-run",
+                           bin .. "/mmt-policy" }) do
          if not os.isfile(f) then
             error("install: " .. f .. " is missing: build first (make -C " .. out .. ")", 0)
          end
@@ -309,8 +310,14 @@ newaction {
       sh("ln -sf " .. real .. " " .. q(dest .. "/lib/" .. soname))
       sh("ln -sf " .. soname .. " " .. q(dest .. "/lib/libmmtmem.so"))
       sh("install -m 755 " .. q(bin .. "/libmmtmem-preload.so") .. " " .. q(dest .. "/lib/mmtmem"))
-      sh("install -m 755 " .. q(bin .. "/mmt-run") .. " " .. q(dest .. "/bin"))
-      sh("install -m 644 " .. q(root) .. "/policies/*.lua " .. q(dest .. "/share/mmtmem/policies"))
+      sh("install -m 755 " .. q(bin .. "/mmt-run") .. " " .. q(bin .. "/mmt-policy") .. " " ..
+         q(dest .. "/bin"))
+      -- The policies, not their tests (policies/*_test.lua), which stay with the sources.
+      for _, f in ipairs(os.matchfiles(root .. "/policies/*.lua")) do
+         if not f:find("_test%.lua$") then
+            sh("install -m 644 " .. q(f) .. " " .. q(dest .. "/share/mmtmem/policies"))
+         end
+      end
 
       -- mmtmem.pc: the shared library by default; --static adds what libmmtmem.a needs.
       -- LuaJIT is loaded at run time (lua/lj.h): nothing to link, nor a Requires.

@@ -44,7 +44,7 @@ t.case {
 t.case {
    name = "a single sample above the mark fires at once (hold = 0), and it fires again after clearing",
    policy = "high_water.lua",
-   -- t=0..2: 100; t=3: 300; t=4..6: 100; t=7..8: 100 + 100 = 200, 300 (second episode); t=9: 150
+   -- t=0..2: 100; t=3: 300; t=4..6: 100; t=7: 200, t=8: 200 + 100 = 300 (second episode); t=9: 150
    series = { in_use = "100MiBx2 300MiB 100MiBx2 200MiB+100MiBx1 150MiB" },
    expect = {
       { at = 3, fire = "high-water" },      -- 300 > 256, hold 0: no wait

@@ -116,6 +116,13 @@ static void test_install_and_build_against_it_with_pkg_config(void **state)
     assert_contains(out, "ran\n");
     assert_contains(out, "mmt-run: sh: allocated ");
     assert_null(strstr(out, "no default policy"));
+
+    /* mmt-policy beside it checks the installed policies, and their tests stayed behind. */
+    SH_OK(out, "'%s/bin/mmt-policy' check '%s/share/mmtmem/policies/high_water.lua'", prefix,
+          prefix);
+    assert_contains(out, "high-water: in_use above 256 MiB, below 200 MiB");
+    SH_OK(out, "ls '%s/share/mmtmem/policies'", prefix);
+    assert_null(strstr(out, "_test.lua"));
 }
 
 static void test_install_honours_destdir(void **state)
@@ -130,6 +137,7 @@ static void test_install_honours_destdir(void **state)
     SH_OK(out, "ls '%s/stage/opt/mmt/include/mmt' '%s/stage/opt/mmt/bin'", test_dir, test_dir);
     assert_contains(out, "memory.h");
     assert_contains(out, "mmt-run");
+    assert_contains(out, "mmt-policy");
 }
 
 int main(void)
