@@ -404,14 +404,16 @@ static int virtual_tags(const mmt__step_t *step, mmt__tag_reading_t **out, unsig
     return 0;
 }
 
+int mmt__policy_tags_read(struct mmt_policy *p, mmt__tag_reading_t **out, unsigned *n)
+{
+    if (p->virt && p->virt->step) return virtual_tags(p->virt->step, out, n);
+    return mmt__tags_read(out, n);
+}
+
 bool mmt__snapshot_tags(struct mmt_policy *p, snapshot_t *snap)
 {
     if (snap->tags) return true;
-    if (p->virt && p->virt->step) {
-        if (virtual_tags(p->virt->step, &snap->tags, &snap->ntags) != 0) return false;
-    } else if (mmt__tags_read(&snap->tags, &snap->ntags) != 0) {
-        return false;
-    }
+    if (mmt__policy_tags_read(p, &snap->tags, &snap->ntags) != 0) return false;
     snap->tags_time = mmt__engine_now(p);
     mmt__tag_rates_sample(p, snap->tags_time, snap->tags, snap->ntags);
     return true;

@@ -419,6 +419,8 @@ void mmt__policy_log(struct mmt_policy *p, int level, const char *fmt, ...)
 void mmt__policy_vlog(struct mmt_policy *p, int level, const char *fmt, va_list ap);
 void mmt__policy_event(struct mmt_policy *p, const char *rule, bool fired, const snapshot_t *s);
 bool mmt__policy_find_action(struct mmt_policy *p, const char *name, action_t *out);
+/* Every tag's figures now (mmt__tags_read), or a virtual engine's step's. */
+int mmt__policy_tags_read(struct mmt_policy *p, mmt__tag_reading_t **out, unsigned *n);
 /* Caller holds p->lock. Reads every tag into snap unless it has been already, and samples
  * the followed tags' in_use (mmt__tag_rates_sample). False if no memory was left for it. */
 bool mmt__snapshot_tags(struct mmt_policy *p, snapshot_t *snap);

@@ -132,8 +132,9 @@ static void push_tags(lua_State *L)
     } else {
         /* Copied into Lua's memory (3) at once: an error below must not leak the reading. */
         mmt__tag_reading_t *read;
-        if (mmt__tags_read(&read, &n) != 0) luaL_error(L, "m.tags: out of memory");
-        time = mmt__now();
+        if (mmt__policy_tags_read(s->engine, &read, &n) != 0)
+            luaL_error(L, "m.tags: out of memory");
+        time = mmt__engine_now(s->engine);
         mmt__tag_reading_t *copy = lua_newuserdata(L, n * sizeof *copy);
         memcpy(copy, read, n * sizeof *copy);
         mmt__backend.free(read);

@@ -17,7 +17,7 @@ mmt.rule {
    name = "sustained-growth",
    metric = "rate",
    above = rate_limit,
-   below = 0,              -- cleared once usage stops growing
+   below = 1,              -- cleared once usage stops growing (under 1 B/s: flat counts)
    hold = hold,
    fire = function(m)
       mmt.log("warn", "memory has grown faster than %s/s for %d s: %s in use, now +%s/s "

@@ -235,7 +235,7 @@ static void test_test_passes_fails_and_says_where(void **state)
     assert_contains(out, "  - t=7        fire     high-water\n"
                          "  + t=8        fire     high-water\n"
                          "  + t=12       resolve  high-water\n");
-    assert_contains(out, "  - t=12: a line at level warn matching \"x\": none came");
+    assert_contains(out, "  - t=12: a line at level warn matching \"x\": 0 came");
     assert_contains(out, "t=12       info  high-water cleared: 150 MiB in use, under 200 MiB");
     assert_contains(out, "1 passed, 1 failed, 0 could not run");
 
@@ -364,7 +364,8 @@ static void test_test_gives_tags_and_the_machine_from_the_series(void **state)
     write_text("tags.lua", "local mmt = require 'mmt'\n"
                "mmt.rule { name = 'cache', tag = 'cache/pages', metric = 'in_use',\n"
                "  above = 2 * mmt.MiB, fire = function(m)\n"
-               "    mmt.call('pages', m.tags['cache/pages'].in_use) end }\n"
+               "    mmt.call('pages', m.tags['cache/pages'].in_use)\n"
+               "    mmt.call('now', mmt.meminfo().tags['cache/pages'].in_use) end }\n"
                "mmt.rule { name = 'room', metric = 'cgroup_ratio', above = 0.9,\n"
                "  fire = function(m) mmt.call('limit', m.cgroup.limit) end }\n"
                "mmt.rule { name = 'psi', when = function(m) return m.psi ~= nil and\n"
@@ -375,12 +376,44 @@ static void test_test_gives_tags_and_the_machine_from_the_series(void **state)
                "             cgroup_current = '_ 50MiB 95MiB', cgroup_max = '_ 100MiB',\n"
                "             psi_some10 = '_ _ 25' },\n"
                "  expect = { { at = 1, fire = 'cache' }, { at = 1, call = 'pages', arg = 3145728 },\n"
+               "    { at = 1, call = 'now', arg = 3145728 },\n"
                "    { at = 2, resolve = 'cache' },\n"
                "    { at = 2, fire = 'room' }, { at = 2, call = 'limit', arg = 104857600 },\n"
                "    { at = 2, fire = 'psi' } } }\n");
     int rc = run_tool(out, "test", "tags_test.lua", NULL);
     print_message("%s", out);
     assert_int_equal(rc, 0);
+    free(out);
+}
+
+/* A list of expectations that can all be met passes in whatever order it is written, and
+ * a log expectation with a count wants exactly that many lines (0: none). */
+static void test_test_pairs_expectations_whatever_their_order(void **state)
+{
+    (void)state;
+    char *out = malloc(OUT);
+    /* high-water fires at t = 3 and again at t = 8. */
+    write_text("twice_test.lua", "local t = require 'mmt.test'\n"
+               "t.case { name = 'twice', policy = '%s',\n"
+               "  series = { in_use = '0 0 0 300MiB 0 0 0 0 300MiB 300MiB' },\n"
+               "  expect = { { from = 0, to = 10, fire = 'high-water' }, { at = 3, fire = 'high-water' },\n"
+               "    { resolve = 'high-water' },\n"
+               "    { log = 'warn', count = 2, match = '^high%%-water: 300 MiB' },\n"
+               "    { to = 2, log = 'warn', count = 0 }, { log = 'info', count = 1 } } }\n",
+               tree_path("policies/high_water.lua"));
+    int rc = run_tool(out, "test", "twice_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 0);
+    write_text("thrice_test.lua", "local t = require 'mmt.test'\n"
+               "t.case { name = 'thrice', policy = '%s',\n"
+               "  series = { in_use = '0 0 0 300MiB 0 0 0 0 300MiB 300MiB' },\n"
+               "  expect = { { from = 0, to = 10, fire = 'high-water' }, { at = 3, fire = 'high-water' },\n"
+               "    { resolve = 'high-water' }, { log = 'warn', count = 3 } } }\n",
+               tree_path("policies/high_water.lua"));
+    rc = run_tool(out, "test", "thrice_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 1);
+    assert_contains(out, "  - any time: 3 lines at level warn: 2 came\n");
     free(out);
 }
 
@@ -571,6 +604,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_test_reads_the_expanding_notation_as_promtool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_test_runs_in_virtual_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_test_gives_tags_and_the_machine_from_the_series, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_test_pairs_expectations_whatever_their_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_test_writes_junit_and_coverage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_gives_what_the_live_engine_did, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_refuses_what_is_not_a_trace, setup, teardown),

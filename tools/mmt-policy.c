@@ -328,9 +328,13 @@ static int check_file(const char *path, const char *actions, bool strict)
             bytes_text((double)s->limits[i].bytes, b, sizeof b);
             printf("  limit %s (%s)\n", s->limits[i].bytes ? b : "removed", s->limits[i].where);
         }
-        for (size_t i = 0; i < r.nevents; i++)
-            if (r.events[i].kind == EV_LOG && r.events[i].level <= MMT_LOG_WARN)
-                fprintf(stderr, "%s: %s\n", level_names[r.events[i].level], r.events[i].name);
+        /* What its file said as it ran: warnings on stderr, the rest with the summary. */
+        for (size_t i = 0; i < r.nevents; i++) {
+            const event_t *e = &r.events[i];
+            if (e->kind != EV_LOG || e->level > MMT_LOG_INFO) continue;
+            if (e->level <= MMT_LOG_WARN) fprintf(stderr, "%s: %s\n", level_names[e->level], e->name);
+            else printf("  said: %s\n", e->name);
+        }
         /* Read again for the names it calls: what loaded is what the engine read. */
         called_t calls[64];
         src = read_file(path, NULL, err, sizeof err);
@@ -365,6 +369,7 @@ typedef struct expectation {
     int64_t arg;
     int level;       /* a log line's */
     char *match;     /* its Lua pattern, NULL: any */
+    long count;      /* how many lines must match; -1: at least one */
     double from, to; /* inclusive */
     int line;        /* in the test file */
 } expectation_t;
@@ -567,14 +572,14 @@ static bool read_expectations(lua_State *L, int idx, int line, expectation_t **o
                               text_t *why)
 {
     static const char *const allowed[] = {"at", "from", "to", "fire", "resolve", "call", "arg",
-                                          "log", "match", NULL};
+                                          "log", "match", "count", NULL};
     size_t count = lua_objlen(L, idx);
     *out = xrealloc(NULL, (count ? count : 1) * sizeof **out);
     *n = 0;
     for (size_t i = 1; i <= count; i++) {
         lua_rawgeti(L, idx, (int)i);
         int e = lua_gettop(L);
-        expectation_t x = {.from = -INFINITY, .to = INFINITY, .line = line};
+        expectation_t x = {.from = -INFINITY, .to = INFINITY, .count = -1, .line = line};
         char what[48];
         snprintf(what, sizeof what, "expectation %zu", i);
         if (lua_type(L, e) != LUA_TTABLE) {
@@ -624,6 +629,19 @@ static bool read_expectations(lua_State *L, int idx, int line, expectation_t **o
             }
             x.has_arg = true;
             x.arg = (int64_t)lua_tonumber(L, -1);
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, e, "count");
+        if (!lua_isnil(L, -1)) {
+            double c = lua_tonumber(L, -1);
+            if (x.kind != EV_LOG || lua_type(L, -1) != LUA_TNUMBER || !(c >= 0 && c <= 1e9) ||
+                c != floor(c)) {
+                appendf(why, "%s: 'count' goes with 'log', as a whole number (0: no such line)",
+                        what);
+                lua_pop(L, 1);
+                goto bad;
+            }
+            x.count = (long)c;
         }
         lua_pop(L, 1);
         lua_getfield(L, e, "match");
@@ -915,47 +933,77 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
         o->failed = true;
     }
 
-    /* Judging. fire, resolve and call: the whole list, matched in order of time. */
+    /* Judging. fire, resolve and call: the whole list. Each expectation takes the earliest
+     * event it accepts that no other took, the expectations taken in the order of their
+     * windows' ends (those naming an argument first): among windows on a line, that pairs
+     * as many as can be paired, so a correct list never fails for the order it is in. */
     double eps = 1e-6 * (interval > 1 ? interval : 1);
+    bool *taken = calloc(r.nevents ? r.nevents : 1, sizeof *taken);
+    size_t *order = xrealloc(NULL, (nex ? nex : 1) * sizeof *order), nin = 0;
     bool *used = calloc(nex ? nex : 1, sizeof *used);
+    if (!taken || !used) {
+        fputs("mmt-policy: out of memory\n", stderr);
+        exit(EXIT_UNREADABLE);
+    }
+    for (size_t k = 0; k < nex; k++) {
+        if (ex[k].kind == EV_LOG) continue;
+        size_t at = nin++;
+        for (; at > 0; at--) { /* insertion: few expectations */
+            const expectation_t *a = &ex[order[at - 1]], *b = &ex[k];
+            bool later = a->has_arg != b->has_arg ? b->has_arg
+                                                  : a->to != b->to ? a->to > b->to
+                                                                   : a->from > b->from;
+            if (!later) break;
+            order[at] = order[at - 1];
+        }
+        order[at] = k;
+    }
+    for (size_t j = 0; j < nin; j++) {
+        const expectation_t *x = &ex[order[j]];
+        for (size_t i = 0; i < r.nevents; i++) {
+            const event_t *e = &r.events[i];
+            if (taken[i] || e->kind != x->kind || strcmp(x->name, e->name) != 0) continue;
+            if (x->has_arg && x->arg != e->arg) continue;
+            if (e->t < x->from - eps || e->t > x->to + eps) continue;
+            taken[i] = used[order[j]] = true;
+            break;
+        }
+    }
     diff_row_t *rows = xrealloc(NULL, (r.nevents + nex + 1) * sizeof *rows);
     size_t nrows = 0;
     bool mismatch = false;
     for (size_t i = 0; i < r.nevents; i++) {
         const event_t *e = &r.events[i];
         if (e->kind == EV_LOG) continue;
-        bool matched = false;
-        for (size_t k = 0; k < nex && !matched; k++) {
-            const expectation_t *x = &ex[k];
-            if (used[k] || x->kind != e->kind || strcmp(x->name, e->name) != 0) continue;
-            if (x->has_arg && x->arg != e->arg) continue;
-            if (e->t < x->from - eps || e->t > x->to + eps) continue;
-            used[k] = matched = true;
-        }
         diff_row_t *d = &rows[nrows++];
         d->t = e->t;
-        d->sign = matched ? ' ' : '+';
+        d->sign = taken[i] ? ' ' : '+';
         char ev[200];
         event_text(e->kind, e->name, e->kind == EV_CALL, e->arg, ev, sizeof ev);
         snprintf(d->text, sizeof d->text, "t=%-8g %s", e->t, ev);
-        mismatch = mismatch || !matched;
+        mismatch = mismatch || !taken[i];
     }
+    free(taken);
+    free(order);
     bool logs_missing = false;
     for (size_t k = 0; k < nex; k++) {
         const expectation_t *x = &ex[k];
         char when[64], ev[200];
         time_text(x->from, x->to, when, sizeof when);
         if (x->kind == EV_LOG) {
-            bool found = false;
-            for (size_t i = 0; i < r.nevents && !found; i++) {
+            long found = 0;
+            for (size_t i = 0; i < r.nevents; i++) {
                 const event_t *e = &r.events[i];
-                found = e->kind == EV_LOG && e->level == x->level && e->t >= x->from - eps &&
-                        e->t <= x->to + eps && pattern_matches(L, e->name, x->match);
+                found += e->kind == EV_LOG && e->level == x->level && e->t >= x->from - eps &&
+                         e->t <= x->to + eps && pattern_matches(L, e->name, x->match);
             }
-            if (!found) {
-                appendf(&o->report, "  - %s: a line at level %s%s%s%s: none came\n", when,
+            if (x->count >= 0 ? found != x->count : found == 0) {
+                char want[32] = "a line";
+                if (x->count >= 0)
+                    snprintf(want, sizeof want, "%ld line%s", x->count, x->count == 1 ? "" : "s");
+                appendf(&o->report, "  - %s: %s at level %s%s%s%s: %ld came\n", when, want,
                         level_names[x->level], x->match ? " matching \"" : "",
-                        x->match ? x->match : "", x->match ? "\"" : "");
+                        x->match ? x->match : "", x->match ? "\"" : "", found);
                 logs_missing = true;
             }
             continue;
