@@ -1026,10 +1026,12 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
     }
     if (logs_missing) {
         appendf(&o->report, "  the log of the run:\n");
+        size_t lines = 0;
         for (size_t i = 0; i < r.nevents; i++)
             if (r.events[i].kind == EV_LOG && r.events[i].level <= MMT_LOG_INFO)
                 appendf(&o->report, "    t=%-8g %-5s %s\n", r.events[i].t,
-                        level_names[r.events[i].level], r.events[i].name);
+                        level_names[r.events[i].level], r.events[i].name), lines++;
+        if (!lines) appendf(&o->report, "    (no line at level info or above)\n");
         o->failed = true;
     }
     free(used);
@@ -1293,6 +1295,7 @@ static int cmd_replay(int argc, char **argv)
                     printf("%.3f %s %s\n", e->t, kind_names[e->kind], e->name);
                 else if (e->kind == EV_CALL)
                     printf("%.3f call %s(%" PRId64 ")\n", e->t, e->name, e->arg);
+                fflush(stdout); /* in order with the log, on stderr */
             }
         }
         mmt__series_carry_free(&carry);
