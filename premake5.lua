@@ -114,10 +114,15 @@ project "mmtmem-static"
 
 if fuzz then
    -- Coverage-guided harnesses, each linking the instrumented static library.
-   for _, name in ipairs({ "fuzz_policy", "fuzz_alloc" }) do
+   for _, name in ipairs({ "fuzz_policy", "fuzz_alloc", "fuzz_series" }) do
       project(name)
          kind "ConsoleApp"
          files { "tests/fuzz/" .. name .. ".c" }
+         -- mmt-policy's inputs, which fuzz_series reads
+         if name == "fuzz_series" then
+            files { "tools/series.c", "tools/plot.c" }
+            includedirs { "tools" }
+         end
          includedirs(private)
          links { "mmtmem-static" }
          links(system_libs)
