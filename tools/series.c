@@ -201,10 +201,31 @@ static int extend(mmt__series_t *s, size_t n)
     return 0;
 }
 
+/* The samples of figure `id` must be of its kind: a byte or call count below 2^64, a
+ * share of time from 0 to 100, or (a cgroup's limits) Inf for none. */
+static int check_values(int id, const char *name, const double *v, size_t n, char *err,
+                        size_t errlen)
+{
+    bool share = id >= F_PSI_SOME10 && id <= F_PSI_FULL300;
+    bool limit = id == F_CG_MAX || id == F_CG_HIGH || id == F_CG_LIMIT;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(v[i]) || (limit && isinf(v[i]))) continue;
+        if (share ? v[i] > 100 : !(v[i] < 18446744073709551616.0)) {
+            snprintf(err, errlen, "%s: sample %zu is %g, %s", name, i, v[i],
+                     share ? "over 100 (a share of time, in percent)"
+                     : limit ? "2^64 or more (Inf is no limit)"
+                             : "2^64 or more");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int mmt__series_add(mmt__series_t *s, const char *name, double *v, size_t n, char *err,
                     size_t errlen)
 {
     int id = figure_id(name);
+    if (id >= 0 && check_values(id, name, v, n, err, errlen) != 0) return -1;
     if (id < 0) {
         snprintf(err, errlen, "no figure named \"%s\" (the figures: in_use, allocated, freed, "
                  "peak, allocations, frees, reallocs, rss, cgroup_current, cgroup_max, "
@@ -246,6 +267,7 @@ int mmt__series_add_tag(mmt__series_t *s, unsigned tag, const char *name, double
                  "peak, allocations, frees, reallocs)", name);
         return -1;
     }
+    if (check_values(id, name, v, n, err, errlen) != 0) return -1;
     for (size_t c = 0; c < s->ntcols; c++) {
         if (s->tcol[c].tag == tag && s->tcol[c].id == id) {
             snprintf(err, errlen, "\"%s\" is given twice", name);
@@ -312,7 +334,7 @@ static bool to_number(const char *text, double *out)
     char *end;
     errno = 0;
     double v = strtod(text, &end);
-    if (*end || errno || !(v >= 0) || !isfinite(v)) return false;
+    if (*end || errno || !(v >= 0) || !(v < 18446744073709551616.0)) return false;
     *out = v;
     return true;
 }
@@ -447,10 +469,12 @@ static uint64_t to_u64(double v)
 static void counters(const bool *now, const double *v, mmt__counters_carry_t *c,
                      mmt_meminfo_t *out)
 {
-    double in_use = now[F_IN_USE] ? v[F_IN_USE]
-                    : now[F_ALLOCATED] && now[F_FREED] ? v[F_ALLOCATED] - v[F_FREED]
-                                                        : 0;
-    if (in_use < 0) in_use = 0;
+    /* In uint64_t, wrapping as the library's own counters do: allocated - freed is in_use
+     * however long the series. */
+    uint64_t in_use = now[F_IN_USE] ? to_u64(v[F_IN_USE])
+                      : now[F_ALLOCATED] && now[F_FREED] && v[F_ALLOCATED] > v[F_FREED]
+                          ? to_u64(v[F_ALLOCATED]) - to_u64(v[F_FREED])
+                          : 0;
     if (!c->started) {
         c->allocated = in_use;
         c->freed = 0;
@@ -463,12 +487,13 @@ static void counters(const bool *now, const double *v, mmt__counters_carry_t *c,
     }
     c->in_use = in_use;
     if (in_use > c->peak) c->peak = in_use;
-    double allocated = now[F_ALLOCATED] ? v[F_ALLOCATED] : c->allocated;
-    double freed = now[F_FREED] ? v[F_FREED] : now[F_ALLOCATED] ? allocated - in_use : c->freed;
-    out->in_use = to_u64(in_use);
-    out->allocated = to_u64(allocated);
-    out->freed = to_u64(freed);
-    out->peak = to_u64(now[F_PEAK] ? v[F_PEAK] : c->peak);
+    uint64_t allocated = now[F_ALLOCATED] ? to_u64(v[F_ALLOCATED]) : c->allocated;
+    uint64_t freed = now[F_FREED] ? to_u64(v[F_FREED]) : now[F_ALLOCATED] ? allocated - in_use
+                                                                           : c->freed;
+    out->in_use = in_use;
+    out->allocated = allocated;
+    out->freed = freed;
+    out->peak = now[F_PEAK] ? to_u64(v[F_PEAK]) : c->peak;
     out->allocations = to_u64(now[F_ALLOCATIONS] ? v[F_ALLOCATIONS] : 0);
     out->frees = to_u64(now[F_FREES] ? v[F_FREES] : 0);
     out->reallocs = to_u64(now[F_REALLOCS] ? v[F_REALLOCS] : 0);

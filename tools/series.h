@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../lua/virtual.h"
 
@@ -68,7 +69,7 @@ void mmt__series_free(mmt__series_t *s);
 /* What carries from one step to the next: each column's last sample, and the counters
  * derived from in_use. Zero it before the first step. */
 typedef struct mmt__counters_carry {
-    double allocated, freed, in_use, peak;
+    uint64_t allocated, freed, in_use, peak;
     bool started;
 } mmt__counters_carry_t;
 
