@@ -201,6 +201,20 @@ static int extend(mmt__series_t *s, size_t n)
     return 0;
 }
 
+/* v (n samples) made a column of s's length: the other columns, or v, padded with missing
+ * samples to the longer. NULL (v still the caller's) if no memory was left. */
+static double *take_column(mmt__series_t *s, double *v, size_t n, char *err, size_t errlen)
+{
+    size_t steps = n > s->nsteps ? n : s->nsteps;
+    double *mine = extend(s, steps) == 0 ? realloc(v, (steps ? steps : 1) * sizeof *mine) : NULL;
+    if (!mine) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = n; i < steps; i++) mine[i] = NAN;
+    return mine;
+}
+
 /* The samples of figure `id` must be of its kind: a byte or call count below 2^64, a
  * share of time from 0 to 100, or (a cgroup's limits) Inf for none. */
 static int check_values(int id, const char *name, const double *v, size_t n, char *err,
@@ -243,17 +257,8 @@ int mmt__series_add(mmt__series_t *s, const char *name, double *v, size_t n, cha
         snprintf(err, errlen, "too many columns");
         return -1;
     }
-    size_t steps = n > s->nsteps ? n : s->nsteps;
-    if (extend(s, steps) != 0) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    double *mine = realloc(v, (steps ? steps : 1) * sizeof *mine);
-    if (!mine) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (size_t i = n; i < steps; i++) mine[i] = NAN;
+    double *mine = take_column(s, v, n, err, errlen);
+    if (!mine) return -1;
     s->col[s->ncols++] = (struct mmt__column){id, mine};
     return 0;
 }
@@ -280,17 +285,8 @@ int mmt__series_add_tag(mmt__series_t *s, unsigned tag, const char *name, double
         return -1;
     }
     s->tcol = grown;
-    size_t steps = n > s->nsteps ? n : s->nsteps;
-    if (extend(s, steps) != 0) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    double *mine = realloc(v, (steps ? steps : 1) * sizeof *mine);
-    if (!mine) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (size_t i = n; i < steps; i++) mine[i] = NAN;
+    double *mine = take_column(s, v, n, err, errlen);
+    if (!mine) return -1;
     s->tcol[s->ntcols++] = (struct mmt__tag_column){tag, id, mine};
     return 0;
 }
