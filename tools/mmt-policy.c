@@ -384,7 +384,47 @@ typedef struct suite {
     const char *path;
     tcase_t *cases;
     size_t ncases;
+    bool loading;    /* its file runs: t.case may be called */
 } suite_t;
+
+/* How long the runner's own Lua may run: a test file's top level, and one stub call. The
+ * runner's state runs with the JIT off, so that its instruction hook always runs. */
+#define FILE_BUDGET_S 10.0
+#define STUB_BUDGET_S 1.0
+static double runner_deadline = INFINITY;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void runner_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    if (now_s() > runner_deadline) {
+        runner_deadline = INFINITY; /* once: the error's own unwinding must not trip it */
+        luaL_error(L, "ran past its time budget");
+    }
+}
+
+/* Calls as lua_pcall, with `seconds` for the runner's code to run in. */
+static int runner_pcall(lua_State *L, int nargs, int nresults, double seconds)
+{
+    runner_deadline = now_s() + seconds;
+    int rc = lua_pcall(L, nargs, nresults, 0);
+    runner_deadline = INFINITY;
+    return rc;
+}
+
+/* A raw field of the table at idx (absolute), pushed: metamethods are not run, so reading
+ * a test's tables runs none of its code and cannot raise. */
+static void raw_field(lua_State *L, int idx, const char *key)
+{
+    lua_pushstring(L, key);
+    lua_rawget(L, idx);
+}
 
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -397,19 +437,26 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return realloc(ptr, nsize);
 }
 
-/* t.case { ... }: noted, with its line, to run once the file has run. */
+/* t.case { ... }: noted, with its line, to run once the file has run. Only while the file
+ * runs: a stub that declares a case is wrong. */
 static int l_case(lua_State *L)
 {
     suite_t *su = lua_touserdata(L, lua_upvalueindex(1));
+    if (!su->loading)
+        return luaL_error(L, "t.case: cases are declared as the test file runs, not later "
+                             "(from an action's stub)");
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_getfield(L, 1, "name");
+    raw_field(L, 1, "name");
     if (lua_type(L, -1) != LUA_TSTRING)
         return luaL_error(L, "t.case: field 'name' must be a string");
     const char *name = lua_tostring(L, -1);
     lua_pop(L, 1);
+    /* The line of the innermost call from Lua code (a pcall or other C function between
+     * has none). */
     lua_Debug ar;
     int line = 0;
-    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) line = ar.currentline;
+    for (int level = 1; line <= 0 && lua_getstack(L, level, &ar); level++)
+        if (lua_getinfo(L, "l", &ar) && ar.currentline > 0) line = ar.currentline;
     lua_pushvalue(L, 1);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     su->cases = xrealloc(su->cases, (su->ncases + 1) * sizeof *su->cases);
@@ -438,11 +485,18 @@ static bool load_suite(lua_State *L, suite_t *su, char *err, size_t errlen)
     lua_pushcclosure(L, l_open_test, 1);
     lua_setfield(L, -2, "mmt.test");
     lua_pop(L, 2);
+    /* string.find as it is now, for log expectations: the file may replace it. */
+    lua_getfield(L, LUA_GLOBALSINDEX, "string");
+    lua_getfield(L, -1, "find");
+    lua_setfield(L, LUA_REGISTRYINDEX, "mmt-policy.find");
+    lua_pop(L, 1);
     char chunk[PATH_MAX + 2];
     snprintf(chunk, sizeof chunk, "@%s", su->path);
     int rc = luaL_loadbuffer(L, src, len, chunk);
     free(src);
-    if (rc == 0) rc = lua_pcall(L, 0, 0, 0);
+    su->loading = true;
+    if (rc == 0) rc = runner_pcall(L, 0, 0, FILE_BUDGET_S);
+    su->loading = false;
     if (rc != 0) {
         const char *m = lua_tostring(L, -1);
         snprintf(err, errlen, "%s", m ? m : "(an error that is not a string)");
@@ -518,12 +572,15 @@ static int64_t stub_call(int64_t arg, void *ud)
     lua_pushnumber(L, (lua_Number)arg);
     int64_t result = 0;
     char why[300] = "";
-    if (lua_pcall(L, 1, 1, 0) != 0) {
+    if (runner_pcall(L, 1, 1, STUB_BUDGET_S) != 0) {
         const char *m = lua_tostring(L, -1);
         snprintf(why, sizeof why, "action %s raised: %s", st->name, m ? m : "(not a string)");
     } else if (lua_type(L, -1) == LUA_TNUMBER) {
         double v = lua_tonumber(L, -1);
-        result = v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (int64_t)v;
+        if (isnan(v))
+            snprintf(why, sizeof why, "action %s returned nan, not a number of bytes", st->name);
+        else
+            result = v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (int64_t)v;
     } else if (lua_type(L, -1) != LUA_TNIL) {
         snprintf(why, sizeof why, "action %s returned a %s, not a number", st->name,
                  luaL_typename(L, -1));
@@ -537,7 +594,7 @@ static int64_t stub_call(int64_t arg, void *ud)
 static bool field_type(lua_State *L, int idx, const char *key, int type, bool optional,
                        text_t *why)
 {
-    lua_getfield(L, idx, key);
+    raw_field(L, idx, key);
     int got = lua_type(L, -1);
     if (got == type || (optional && got == LUA_TNIL)) return true;
     appendf(why, "field '%s' must be a %s, not a %s", key, lua_typename(L, type),
@@ -567,6 +624,27 @@ static bool only_fields(lua_State *L, int idx, const char *const *allowed, const
     return true;
 }
 
+/* Does Lua pattern `pattern` match `line`? string.find in the runner's state (as it was
+ * before the test file ran): 1 it does, 0 it does not, -1 the pattern is bad (the reason
+ * in why). */
+static int pattern_matches(lua_State *L, const char *line, const char *pattern, text_t *why)
+{
+    if (!pattern) return 1;
+    lua_getfield(L, LUA_REGISTRYINDEX, "mmt-policy.find");
+    lua_pushstring(L, line);
+    lua_pushstring(L, pattern);
+    int rc = runner_pcall(L, 2, 1, STUB_BUDGET_S);
+    if (rc != 0) {
+        const char *m = lua_tostring(L, -1);
+        appendf(why, "match \"%s\": %s", pattern, m ? m : "not a pattern");
+        lua_pop(L, 1);
+        return -1;
+    }
+    int found = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    return found;
+}
+
 /* Reads the expectations (the array at idx) into *out; false with why. */
 static bool read_expectations(lua_State *L, int idx, int line, expectation_t **out, size_t *n,
                               text_t *why)
@@ -589,7 +667,7 @@ static bool read_expectations(lua_State *L, int idx, int line, expectation_t **o
         if (!only_fields(L, e, allowed, what, why)) goto bad;
         int kinds = 0;
         for (int k = EV_FIRE; k <= EV_LOG; k++) {
-            lua_getfield(L, e, kind_names[k]);
+            raw_field(L, e, kind_names[k]);
             if (!lua_isnil(L, -1)) {
                 kinds++;
                 x.kind = k;
@@ -610,6 +688,7 @@ static bool read_expectations(lua_State *L, int idx, int line, expectation_t **o
                         goto bad;
                     }
                 } else {
+                    free(x.name); /* a second kind: refused below, not leaked */
                     x.name = xstrdup(lua_tostring(L, -1));
                 }
             }
@@ -620,18 +699,21 @@ static bool read_expectations(lua_State *L, int idx, int line, expectation_t **o
                     kinds);
             goto bad;
         }
-        lua_getfield(L, e, "arg");
+        raw_field(L, e, "arg");
         if (!lua_isnil(L, -1)) {
-            if (x.kind != EV_CALL || lua_type(L, -1) != LUA_TNUMBER) {
-                appendf(why, "%s: 'arg' goes with 'call', as a number", what);
+            double a = lua_tonumber(L, -1);
+            if (x.kind != EV_CALL || lua_type(L, -1) != LUA_TNUMBER || a != floor(a) ||
+                !(a >= -9223372036854775808.0 && a < 9223372036854775808.0)) {
+                appendf(why, "%s: 'arg' goes with 'call', as a whole number from -2^63 to 2^63",
+                        what);
                 lua_pop(L, 1);
                 goto bad;
             }
             x.has_arg = true;
-            x.arg = (int64_t)lua_tonumber(L, -1);
+            x.arg = (int64_t)a;
         }
         lua_pop(L, 1);
-        lua_getfield(L, e, "count");
+        raw_field(L, e, "count");
         if (!lua_isnil(L, -1)) {
             double c = lua_tonumber(L, -1);
             if (x.kind != EV_LOG || lua_type(L, -1) != LUA_TNUMBER || !(c >= 0 && c <= 1e9) ||
@@ -644,7 +726,7 @@ static bool read_expectations(lua_State *L, int idx, int line, expectation_t **o
             x.count = (long)c;
         }
         lua_pop(L, 1);
-        lua_getfield(L, e, "match");
+        raw_field(L, e, "match");
         if (!lua_isnil(L, -1)) {
             if (x.kind != EV_LOG || lua_type(L, -1) != LUA_TSTRING) {
                 appendf(why, "%s: 'match' goes with 'log', as a string (a Lua pattern)", what);
@@ -652,13 +734,17 @@ static bool read_expectations(lua_State *L, int idx, int line, expectation_t **o
                 goto bad;
             }
             x.match = xstrdup(lua_tostring(L, -1));
+            /* A bad pattern said now, not taken for one that matches nothing. */
+            lua_pop(L, 1);
+            if (pattern_matches(L, "", x.match, why) < 0) goto bad;
+            lua_pushnil(L);
         }
         lua_pop(L, 1);
         static const char *const times[] = {"at", "from", "to"};
         double tv[3];
         bool has[3];
         for (int k = 0; k < 3; k++) {
-            lua_getfield(L, e, times[k]);
+            raw_field(L, e, times[k]);
             has[k] = !lua_isnil(L, -1);
             tv[k] = lua_tonumber(L, -1);
             if (has[k] && (lua_type(L, -1) != LUA_TNUMBER || !isfinite(tv[k]))) {
@@ -675,6 +761,10 @@ static bool read_expectations(lua_State *L, int idx, int line, expectation_t **o
         if (has[0]) x.from = x.to = tv[0];
         if (has[1]) x.from = tv[1];
         if (has[2]) x.to = tv[2];
+        if (x.from > x.to) {
+            appendf(why, "%s: 'from' (%g) is after 'to' (%g)", what, x.from, x.to);
+            goto bad;
+        }
         lua_settop(L, e - 1);
         (*out)[(*n)++] = x;
         continue;
@@ -704,17 +794,35 @@ static void event_text(int kind, const char *name, bool has_arg, int64_t arg, ch
     else snprintf(out, len, "%-8s %s", kind_names[kind], name);
 }
 
-/* Does Lua pattern `pattern` match `line`? string.find in the runner's state. */
-static bool pattern_matches(lua_State *L, const char *line, const char *pattern)
+/* Does expectation x (fire, resolve or call) accept event e? */
+static bool accepts(const expectation_t *x, const event_t *e, double eps)
 {
-    if (!pattern) return true;
-    lua_getfield(L, LUA_GLOBALSINDEX, "string");
-    lua_getfield(L, -1, "find");
-    lua_pushstring(L, line);
-    lua_pushstring(L, pattern);
-    bool found = lua_pcall(L, 2, 1, 0) == 0 && !lua_isnil(L, -1);
-    lua_pop(L, 2);
-    return found;
+    return e->kind == x->kind && strcmp(x->name, e->name) == 0 &&
+           (!x->has_arg || x->arg == e->arg) && e->t >= x->from - eps && e->t <= x->to + eps;
+}
+
+/* The pairing of expectations with events (run_case). */
+typedef struct match {
+    const expectation_t *ex;
+    const event_t *events;
+    size_t nevents;
+    double eps;
+    size_t *owner;  /* per event, the expectation paired with it; SIZE_MAX: none */
+    bool *visited;  /* per event, in this search */
+} match_t;
+
+/* Kuhn's augmenting path from expectation k: true if it could be paired, moving others. */
+static bool augment(match_t *m, size_t k)
+{
+    for (size_t i = 0; i < m->nevents; i++) {
+        if (m->visited[i] || !accepts(&m->ex[k], &m->events[i], m->eps)) continue;
+        m->visited[i] = true;
+        if (m->owner[i] == SIZE_MAX || augment(m, m->owner[i])) {
+            m->owner[i] = k;
+            return true;
+        }
+    }
+    return false;
 }
 
 typedef struct diff_row {
@@ -884,12 +992,16 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
             r.nstubs++;
         }
         r.stubs = xrealloc(NULL, r.nstubs * sizeof *r.stubs);
-        size_t i = 0;
-        for (lua_pushnil(L); lua_next(L, at);) {
-            r.stubs[i] = (struct stub){&r, xstrdup(lua_tostring(L, -2)), 0};
-            r.stubs[i].ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the function */
-            mmt_policy_action(r.engine, r.stubs[i].name, stub_call, &r.stubs[i]);
-            i++;
+        size_t count = r.nstubs;
+        r.nstubs = 0; /* counted again as they are made, for run_free */
+        for (lua_pushnil(L); r.nstubs < count && lua_next(L, at);) {
+            struct stub *stub = &r.stubs[r.nstubs++];
+            *stub = (struct stub){&r, xstrdup(lua_tostring(L, -2)), 0};
+            stub->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the function */
+            if (mmt_policy_action(r.engine, stub->name, stub_call, stub) != 0) {
+                appendf(&why, "actions: \"%s\" cannot be an action's name", stub->name);
+                goto broken;
+            }
         }
     }
     lua_settop(L, ct);
@@ -933,42 +1045,44 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
         o->failed = true;
     }
 
-    /* Judging. fire, resolve and call: the whole list. Each expectation takes the earliest
-     * event it accepts that no other took, the expectations taken in the order of their
-     * windows' ends (those naming an argument first): among windows on a line, that pairs
-     * as many as can be paired, so a correct list never fails for the order it is in. */
+    /* Judging. fire, resolve and call: the whole list, paired with the events as a
+     * maximum matching, so that a list that can be met is met whatever its order. First
+     * each expectation takes the earliest event it accepts that no other took, in the
+     * order of their windows' ends (which alone pairs all it can among windows on a line);
+     * then each one left looks for an augmenting path (an event whose taker can move). */
     double eps = 1e-6 * (interval > 1 ? interval : 1);
-    bool *taken = calloc(r.nevents ? r.nevents : 1, sizeof *taken);
+    match_t m = {ex, r.events, r.nevents, eps, xrealloc(NULL, (r.nevents ? r.nevents : 1) *
+                                                                sizeof *m.owner), NULL};
+    m.visited = calloc(r.nevents ? r.nevents : 1, sizeof *m.visited);
     size_t *order = xrealloc(NULL, (nex ? nex : 1) * sizeof *order), nin = 0;
     bool *used = calloc(nex ? nex : 1, sizeof *used);
-    if (!taken || !used) {
+    if (!m.visited || !used) {
         fputs("mmt-policy: out of memory\n", stderr);
         exit(EXIT_UNREADABLE);
     }
+    for (size_t i = 0; i < r.nevents; i++) m.owner[i] = SIZE_MAX;
     for (size_t k = 0; k < nex; k++) {
         if (ex[k].kind == EV_LOG) continue;
         size_t at = nin++;
-        for (; at > 0; at--) { /* insertion: few expectations */
-            const expectation_t *a = &ex[order[at - 1]], *b = &ex[k];
-            bool later = a->has_arg != b->has_arg ? b->has_arg
-                                                  : a->to != b->to ? a->to > b->to
-                                                                   : a->from > b->from;
-            if (!later) break;
-            order[at] = order[at - 1];
-        }
+        for (; at > 0 && ex[order[at - 1]].to > ex[k].to; at--) order[at] = order[at - 1];
         order[at] = k;
     }
     for (size_t j = 0; j < nin; j++) {
-        const expectation_t *x = &ex[order[j]];
         for (size_t i = 0; i < r.nevents; i++) {
-            const event_t *e = &r.events[i];
-            if (taken[i] || e->kind != x->kind || strcmp(x->name, e->name) != 0) continue;
-            if (x->has_arg && x->arg != e->arg) continue;
-            if (e->t < x->from - eps || e->t > x->to + eps) continue;
-            taken[i] = used[order[j]] = true;
+            if (m.owner[i] != SIZE_MAX || !accepts(&ex[order[j]], &r.events[i], eps)) continue;
+            m.owner[i] = order[j];
+            used[order[j]] = true;
             break;
         }
     }
+    for (size_t j = 0; j < nin; j++) {
+        if (used[order[j]]) continue;
+        memset(m.visited, 0, r.nevents * sizeof *m.visited);
+        used[order[j]] = augment(&m, order[j]);
+    }
+    bool *taken = m.visited; /* reused: taken[i], the event was paired */
+    for (size_t i = 0; i < r.nevents; i++) taken[i] = m.owner[i] != SIZE_MAX;
+    free(m.owner);
     diff_row_t *rows = xrealloc(NULL, (r.nevents + nex + 1) * sizeof *rows);
     size_t nrows = 0;
     bool mismatch = false;
@@ -985,7 +1099,7 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
     }
     free(taken);
     free(order);
-    bool logs_missing = false;
+    bool logs_missing = false, bad_pattern = false;
     for (size_t k = 0; k < nex; k++) {
         const expectation_t *x = &ex[k];
         char when[64], ev[200];
@@ -994,9 +1108,17 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
             long found = 0;
             for (size_t i = 0; i < r.nevents; i++) {
                 const event_t *e = &r.events[i];
-                found += e->kind == EV_LOG && e->level == x->level && e->t >= x->from - eps &&
-                         e->t <= x->to + eps && pattern_matches(L, e->name, x->match);
+                if (e->kind != EV_LOG || e->level != x->level || e->t < x->from - eps ||
+                    e->t > x->to + eps)
+                    continue;
+                int hit = pattern_matches(L, e->name, x->match, &why);
+                if (hit < 0) {
+                    bad_pattern = true;
+                    break;
+                }
+                found += hit;
             }
+            if (bad_pattern) break;
             if (x->count >= 0 ? found != x->count : found == 0) {
                 char want[32] = "a line";
                 if (x->count >= 0)
@@ -1024,6 +1146,23 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
             appendf(&o->report, "  %c %s\n", rows[i].sign, rows[i].text);
         o->failed = true;
     }
+    /* An error the policy's code raised (or the engine logged) fails the case, unless a
+     * log expectation at level error allows it. */
+    for (size_t i = 0; !bad_pattern && i < r.nevents; i++) {
+        const event_t *e = &r.events[i];
+        if (e->kind != EV_LOG || e->level != MMT_LOG_ERROR) continue;
+        bool allows = false;
+        for (size_t k = 0; k < nex && !allows; k++) {
+            const expectation_t *x = &ex[k];
+            allows = x->kind == EV_LOG && x->level == MMT_LOG_ERROR &&
+                      e->t >= x->from - eps && e->t <= x->to + eps &&
+                      pattern_matches(L, e->name, x->match, &why) == 1;
+        }
+        if (!allows) {
+            appendf(&o->report, "  + t=%g: an error no expectation allows: %s\n", e->t, e->name);
+            o->failed = true;
+        }
+    }
     if (logs_missing) {
         appendf(&o->report, "  the log of the run:\n");
         size_t lines = 0;
@@ -1036,6 +1175,7 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
     }
     free(used);
     free(rows);
+    if (bad_pattern) goto broken;
     /* What the case covered. */
     const pstate_t *s = r.engine->cur;
     for (size_t k = 0; k < s->nrules; k++) {
@@ -1145,13 +1285,24 @@ static int write_junit(const char *path, const result_t *res, size_t n)
     return 0;
 }
 
+/* An error outside any protected call (none is left: this is the last guard). */
+static int runner_panic(lua_State *L)
+{
+    const char *m = lua_tostring(L, -1);
+    fprintf(stderr, "mmt-policy: the test's Lua failed outside a protected call: %s\n",
+            m ? m : "(not a string)");
+    exit(EXIT_UNREADABLE);
+}
+
 static int cmd_test(int argc, char **argv)
 {
     const char *junit = NULL;
     bool want_coverage = false, debug = false;
     int first = 0;
     for (; first < argc && argv[first][0] == '-' && argv[first][1]; first++) {
-        if (strcmp(argv[first], "--junit") == 0 && first + 1 < argc) junit = argv[++first];
+        if (strcmp(argv[first], "--junit") == 0 && first + 1 < argc &&
+            strncmp(argv[first + 1], "--", 2) != 0)
+            junit = argv[++first];
         else if (strcmp(argv[first], "--coverage") == 0) want_coverage = true;
         else if (strcmp(argv[first], "--debug") == 0) debug = true;
         else if (strcmp(argv[first], "--") == 0) {
@@ -1177,6 +1328,9 @@ static int cmd_test(int argc, char **argv)
             return EXIT_UNREADABLE;
         }
         luaL_openlibs(L);
+        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+        lua_sethook(L, runner_hook, LUA_MASKCOUNT, 1000);
+        lua_atpanic(L, runner_panic);
         if (!load_suite(L, &su, err, sizeof err)) {
             printf("ERROR %s: %s\n", su.path, err);
             res = xrealloc(res, (nres + 1) * sizeof *res);
@@ -1184,6 +1338,8 @@ static int cmd_test(int argc, char **argv)
             appendf(&res[nres].o.report, "%s\n", err);
             nres++;
             unreadable++;
+            for (size_t i = 0; i < su.ncases; i++) free(su.cases[i].name);
+            su.ncases = 0; /* the cases it declared before it failed are not run */
         }
         for (size_t i = 0; i < su.ncases; i++) {
             const tcase_t *c = &su.cases[i];
