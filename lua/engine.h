@@ -111,7 +111,8 @@ typedef struct task {
     char *where;
     int fn_ref;
     double period;
-    double next_due; /* on the grid of its declaration time plus whole periods */
+    double origin;   /* when it was declared */
+    double next_due; /* on the grid of origin plus whole periods */
     int errors;
     int overruns;    /* as for rules */
     double spent;
@@ -405,6 +406,15 @@ struct mmt__virtual {
     void (*on_call)(const char *name, int64_t arg, int64_t result, bool stubbed, void *ud);
     void *ud;
 };
+
+/* What rounding may leave of a comparison of times: a span of `span` seconds measured at
+ * about time `at` is taken as reached that much short of it. Without it a virtual clock's
+ * steps (i * 0.1) and a grid's (origin + k * 0.1) that name the same instant may differ in
+ * their last bit, and a tick would miss what is due at it. */
+static inline double mmt__slack(double span, double at)
+{
+    return 1e-9 * span + 8 * 2.220446049250313e-16 * (at < 0 ? -at : at);
+}
 
 /* The engine's clock: the monotonic clock, or a virtual engine's own. Budgets (how long
  * policy code may run) are always on the monotonic clock. */

@@ -204,6 +204,12 @@ static void push_machine(lua_State *L, unsigned part)
     snapshot_t *snap = s->evaluating, fresh;
     if (!snap || snap->table != lua_topointer(L, 1)) {
         fresh = (snapshot_t){.machine_read = 0};
+        const struct mmt__virtual *v = s->engine->virt;
+        if (v && v->step) { /* a virtual engine's machine is its step's */
+            fresh.machine = v->step->machine;
+            fresh.machine_read = MMT_MACHINE_ALL;
+            fresh.machine_found = v->step->machine_parts & MMT_MACHINE_ALL;
+        }
         snap = &fresh;
     }
     if (!mmt__snapshot_machine(snap, part)) {
@@ -367,8 +373,12 @@ static int l_meminfo(lua_State *L)
     struct mmt_policy *p = s->engine;
     snapshot_t snap = {.rate = p->rate_now, .lua = (double)s->lua_bytes,
                        .time = mmt__engine_now(p), .rss = -1};
-    if (p->virt && p->virt->step) snap.info = p->virt->step->info; /* its counters */
-    else mmt_meminfo(&snap.info);
+    if (p->virt && p->virt->step) { /* the step's (its machine: push_machine) */
+        snap.info = p->virt->step->info;
+        snap.rss = p->virt->step->rss >= 0 ? p->virt->step->rss : 0;
+    } else {
+        mmt_meminfo(&snap.info);
+    }
     mmt__push_snapshot(s, &snap);
     return 1;
 }
@@ -703,7 +713,9 @@ static int l_every(lua_State *L)
                         "%g s, the timer's resolution", where, period, MMT__MIN_PERIOD);
         period = MMT__MIN_PERIOD;
     }
-    task_t t = {.where = where, .fn_ref = ref, .period = period, .next_due = mmt__engine_now(s->engine) + period};
+    double now = mmt__engine_now(s->engine);
+    task_t t = {.where = where, .fn_ref = ref, .period = period, .origin = now,
+                .next_due = now + period};
     s->tasks[s->ntasks++] = t;
     refund(s, t0);
     if (s->engine->opts.interval_ms == 0)

@@ -171,7 +171,7 @@ static void evaluate_rule(pstate_t *s, rule_t *r, snapshot_t *snap, int *slot)
             return;
         }
         if (r->since < 0) r->since = snap->time;
-        if (snap->time - r->since < r->hold) return;
+        if (snap->time - r->since < r->hold - mmt__slack(r->hold, snap->time)) return;
         double since = r->since;
         r->firing = true; /* even if `fire` fails: it must not fire at every evaluation */
         r->since = -1;
@@ -317,7 +317,8 @@ static int evaluate_protected(lua_State *L)
     }
     for (size_t i = 0; e->run_tasks && !cut && i < s->ntasks; i++) {
         task_t *t = &s->tasks[i];
-        if (t->disabled || e->snap->time < t->next_due) continue;
+        if (t->disabled || e->snap->time < t->next_due - mmt__slack(t->period, t->next_due))
+            continue;
         run_task(s, t, e->snap, &slot);
         cut = s->stop == MMT__STOP_EVALUATION;
         if (cut) break; /* not done: due again at the next tick */
@@ -325,9 +326,10 @@ static int evaluate_protected(lua_State *L)
          * not drift it. A run that ended past its next due time (a slow task, a late
          * wake-up) skips the periods it missed: one run, never a burst to catch up. */
         double now = mmt__engine_now(s->engine);
-        t->next_due += t->period;
-        if (t->next_due <= now) t->next_due += ceil((now - t->next_due) / t->period) * t->period;
-        if (t->next_due <= now) t->next_due += t->period; /* rounding */
+        double ran = round((t->next_due - t->origin) / t->period); /* the point it ran for */
+        double k = floor((now - t->origin) / t->period) + 1;       /* the first after now */
+        if (k < ran + 1) k = ran + 1; /* it may run a hair early (mmt__slack): not again */
+        t->next_due = t->origin + k * t->period;
     }
     s->eval_deadline = INFINITY;
     if (cut) {

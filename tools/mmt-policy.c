@@ -28,6 +28,7 @@
 #include "mmt/policy.h"
 #include "plot.h"
 #include "series.h"
+#include "utf8.h"
 
 enum { EXIT_PASS = 0, EXIT_FAIL = 1, EXIT_UNREADABLE = 2 };
 
@@ -254,38 +255,98 @@ static void describe_rule(const rule_t *r, FILE *out)
 }
 
 /* The names the file passes to mmt.call as a string literal, with their lines: a call
- * whose name is computed cannot be seen without running it. */
+ * whose name is computed cannot be seen without running it. Read as Lua is lexed, so that
+ * comments and the insides of strings are skipped: `call`, `(`, then a quoted string. */
 typedef struct called { char name[128]; int line; } called_t;
+
+/* At p, a long bracket's opening ([[, [==[): its level (the count of '='), or -1. */
+static int long_bracket(const char *p)
+{
+    if (*p != '[') return -1;
+    int level = 0;
+    while (p[1 + level] == '=') level++;
+    return p[1 + level] == '[' ? level : -1;
+}
+
+/* Past the long bracket of `level` that opens at p, counting lines. */
+static const char *skip_long(const char *p, int level, int *line)
+{
+    for (p += level + 2; *p; p++) {
+        if (*p == '\n') (*line)++;
+        if (*p != ']') continue;
+        int eq = 0;
+        while (eq < level && p[1 + eq] == '=') eq++;
+        if (eq == level && p[1 + level] == ']') return p + level + 2;
+    }
+    return p;
+}
+
+/* Past the quoted string that opens at p; its contents (undone escapes aside) in *start
+ * and *len. */
+static const char *skip_quoted(const char *p, int *line, const char **start, size_t *len)
+{
+    char quote = *p++;
+    *start = p;
+    bool plain = true;
+    for (; *p && *p != quote && *p != '\n'; p++) {
+        if (*p == '\\' && p[1]) {
+            plain = false;
+            if (*++p == '\n') (*line)++;
+        }
+    }
+    *len = plain ? (size_t)(p - *start) : 0; /* a name with escapes is not listed */
+    return *p == quote ? p + 1 : p;
+}
+
+static bool ident_char(char c)
+{
+    return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
 
 static size_t scan_calls(const char *src, called_t *out, size_t max)
 {
     size_t n = 0;
     int line = 1;
-    for (const char *p = src; *p; p++) {
-        if (*p == '\n') line++;
-        if (strncmp(p, "call", 4) != 0 || (p > src && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z')
-            || (p[-1] >= 'A' && p[-1] <= 'Z') || (p[-1] >= '0' && p[-1] <= '9'))))
-            continue;
-        const char *q = p + 4;
-        while (*q == ' ' || *q == '\t') q++;
-        if (*q != '(') continue;
-        q++;
-        while (*q == ' ' || *q == '\t') q++;
-        char quote = *q;
-        if (quote != '"' && quote != '\'') continue;
-        const char *start = ++q;
-        while (*q && *q != quote && *q != '\n' && *q != '\\') q++;
-        if (*q != quote || q == start || (size_t)(q - start) >= sizeof out->name) continue;
-        if (n == max) break;
-        bool seen = false;
-        for (size_t i = 0; i < n && !seen; i++)
-            seen = strlen(out[i].name) == (size_t)(q - start) &&
-                   memcmp(out[i].name, start, (size_t)(q - start)) == 0;
-        if (seen) continue;
-        memcpy(out[n].name, start, (size_t)(q - start));
-        out[n].name[q - start] = '\0';
-        out[n].line = line;
-        n++;
+    const char *p = src;
+    while (*p && n < max) {
+        const char *str;
+        size_t len;
+        int level;
+        if (*p == '\n') {
+            line++;
+            p++;
+        } else if (p[0] == '-' && p[1] == '-') {
+            level = long_bracket(p + 2);
+            if (level >= 0) p = skip_long(p + 2, level, &line);
+            else p += strcspn(p, "\n");
+        } else if ((level = long_bracket(p)) >= 0) {
+            p = skip_long(p, level, &line);
+        } else if (*p == '"' || *p == '\'') {
+            p = skip_quoted(p, &line, &str, &len);
+        } else if (ident_char(*p)) {
+            const char *word = p;
+            while (ident_char(*p)) p++;
+            if (p - word != 4 || strncmp(word, "call", 4) != 0) continue;
+            const char *q = p;
+            while (*q == ' ' || *q == '\t') q++;
+            if (*q != '(') continue;
+            q++;
+            while (*q == ' ' || *q == '\t') q++;
+            if (*q != '"' && *q != '\'') continue;
+            int at = line;
+            p = skip_quoted(q, &line, &str, &len);
+            if (len == 0 || len >= sizeof out->name) continue;
+            bool seen = false;
+            for (size_t i = 0; i < n && !seen; i++)
+                seen = strlen(out[i].name) == len && memcmp(out[i].name, str, len) == 0;
+            if (seen) continue;
+            memcpy(out[n].name, str, len);
+            out[n].name[len] = '\0';
+            out[n].line = at;
+            n++;
+        } else {
+            p++;
+        }
     }
     return n;
 }
@@ -849,8 +910,12 @@ static bool series_tags(lua_State *L, run_t *r, mmt__series_t *series, text_t *w
         const char *path = lua_tostring(L, -2);
         int tag = mmt__policy_tag(r->engine, path);
         if (tag <= 0) {
-            appendf(why, "series.tags: \"%s\" is not a tag's path (names of 1 to %d bytes "
-                    "joined by '/', like \"cache/pages\")", path, MMT_TAG_NAME_MAX);
+            if (tag == MMT_ENOSPC)
+                appendf(why, "series.tags: \"%s\": %d tags exist already, the most there can "
+                        "be", path, MMT_TAGS_MAX);
+            else
+                appendf(why, "series.tags: \"%s\" is not a tag's path (names of 1 to %d bytes "
+                        "joined by '/', like \"cache/pages\")", path, MMT_TAG_NAME_MAX);
             return false;
         }
         int ft = lua_gettop(L);
@@ -1206,18 +1271,33 @@ done:
 
 /* ---- test: the command ------------------------------------------------------------------- */
 
+/* `s` as XML character data: each line made valid XML 1.0 text (bytes that are not UTF-8,
+ * control characters, U+FFFE and U+FFFF become U+FFFD), the line breaks kept, and the
+ * markup characters escaped. */
 static void xml_text(FILE *f, const char *s)
 {
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        switch (ch) {
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        case '"': fputs("&quot;", f); break;
-        default:
-            if (ch < 0x20 && ch != '\n' && ch != '\t') fputc('?', f);
-            else fputc(ch, f);
+    while (s && *s) {
+        size_t len = strcspn(s, "\n");
+        char *line = xrealloc(NULL, len + 1), *clean = xrealloc(NULL, 3 * len + 4);
+        memcpy(line, s, len);
+        line[len] = '\0';
+        bool cut;
+        mmt__utf8_clean(line, clean, 3 * len + 3, MMT_UTF8_XML, &cut);
+        for (const char *c = clean; *c; c++) {
+            switch (*c) {
+            case '<': fputs("&lt;", f); break;
+            case '>': fputs("&gt;", f); break;
+            case '&': fputs("&amp;", f); break;
+            case '"': fputs("&quot;", f); break;
+            default: fputc(*c, f);
+            }
+        }
+        free(line);
+        free(clean);
+        s += len;
+        if (*s == '\n') {
+            fputc('\n', f);
+            s++;
         }
     }
 }
@@ -1231,9 +1311,10 @@ typedef struct result {
 
 static int write_junit(const char *path, const result_t *res, size_t n)
 {
-    FILE *f = fopen(path, "w");
+    char err[600];
+    FILE *f = mmt__open_regular(path, true, err, sizeof err);
     if (!f) {
-        fprintf(stderr, "mmt-policy: cannot write %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "mmt-policy: %s\n", err);
         return -1;
     }
     size_t failures = 0, errors = 0;
@@ -1447,10 +1528,14 @@ static int cmd_replay(int argc, char **argv)
             mmt__virtual_step(r.engine, &step);
             for (; printed < r.nevents; printed++) {
                 const event_t *e = &r.events[printed];
+                /* One line an event, whatever the names hold. */
+                char name[3 * 256 + 4];
+                bool cut;
+                mmt__utf8_clean(e->name, name, sizeof name - 1, MMT_UTF8_XML, &cut);
                 if (e->kind == EV_FIRE || e->kind == EV_RESOLVE)
-                    printf("%.3f %s %s\n", e->t, kind_names[e->kind], e->name);
+                    printf("%.3f %s %s\n", e->t, kind_names[e->kind], name);
                 else if (e->kind == EV_CALL)
-                    printf("%.3f call %s(%" PRId64 ")\n", e->t, e->name, e->arg);
+                    printf("%.3f call %s(%" PRId64 ")\n", e->t, name, e->arg);
                 fflush(stdout); /* in order with the log, on stderr */
             }
         }

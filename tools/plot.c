@@ -18,6 +18,7 @@
  * (a trace from before them) or empty (a machine without the figure).
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -25,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "plot.h"
 #include "utf8.h"
@@ -124,11 +127,46 @@ static bool to_double(const char *text, double *out)
     return !*end && errno == 0;
 }
 
+FILE *mmt__open_regular(const char *path, bool write, char *err, size_t errlen)
+{
+    /* Opened without blocking: a FIFO with no one at its other end fails at once (a
+     * writer's open) or is seen for what it is (a reader's), instead of waiting. */
+    int flags = O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (write ? O_WRONLY | O_CREAT : O_RDONLY);
+    int fd = open(path, flags, 0644);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "cannot %s %s: %s", write ? "write" : "read", path,
+                 strerror(errno));
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    if (!write && !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "cannot read %s: not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    if ((S_ISREG(st.st_mode) && write && ftruncate(fd, 0) != 0) ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        snprintf(err, errlen, "cannot %s %s: %s", write ? "write" : "read", path,
+                 strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, write ? "w" : "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot %s %s: %s", write ? "write" : "read", path,
+                 strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
 static int read_trace(const char *path, trace_t *tr, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
+    char why[600];
+    FILE *f = mmt__open_regular(path, false, why, sizeof why);
     if (!f) {
-        snprintf(err, errlen, "cannot read the trace %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "the trace: %s", why);
         return -1;
     }
     /* The columns used, by name; `rule` only on event rows. Those from NEEDED on may be
@@ -483,9 +521,8 @@ int mmt__plot_with(const char *csv, const char *svg, const char *program,
         }
     }
     if (rc == 0) {
-        FILE *out = fopen(svg, "w");
+        FILE *out = mmt__open_regular(svg, true, err, errlen);
         if (!out) {
-            snprintf(err, errlen, "cannot write %s: %s", svg, strerror(errno));
             rc = -1;
         } else {
             draw(out, &tr, program);

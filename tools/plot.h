@@ -5,6 +5,7 @@
 #ifndef MMT_TOOLS_PLOT_H
 #define MMT_TOOLS_PLOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -23,6 +24,11 @@ int mmt__plot(const char *csv, const char *svg, const char *program, char *err, 
  * trace's). */
 int mmt__plot_with(const char *csv, const char *svg, const char *program,
                    const mmt__plot_event_t *events, size_t nevents, char *err, size_t errlen);
+
+/* `path` opened without waiting on it: for reading, only a regular file; for writing,
+ * made or truncated if it is a regular file, or anything else that opens at once (a
+ * terminal, a FIFO someone reads). NULL with "cannot read|write PATH: why" in err. */
+FILE *mmt__open_regular(const char *path, bool write, char *err, size_t errlen);
 
 /* One CSV record: its fields, NUL-terminated one after the other in `text`. Zero it
  * before the first read; free(text) after the last. */

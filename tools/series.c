@@ -119,7 +119,7 @@ int mmt__series_parse(const char *text, double **out, size_t *nout, char *err, s
             if (ok && (*p == '+' || *p == '-')) {
                 double sign = *p == '-' ? -1 : 1;
                 p++;
-                ok = scan_number(&p, &b) && isfinite(a);
+                ok = scan_number(&p, &b) && isfinite(a) && isfinite(b);
                 b *= sign;
                 ok = ok && *p == 'x';
             }
@@ -293,6 +293,8 @@ int mmt__series_add_tag(mmt__series_t *s, unsigned tag, const char *name, double
 
 void mmt__series_carry_free(mmt__series_carry_t *c)
 {
+    free(c->tfigures);
+    free(c->tstep);
     free(c->tlast);
     free(c->thave);
     free(c->tcounters);
@@ -327,6 +329,8 @@ static bool to_number(const char *text, double *out)
         *out = NAN;
         return true;
     }
+    /* Decimal only: strtod would also take hex, "inf" and leading spaces. */
+    if (strspn(text, "0123456789.eE+-") != strlen(text)) return false;
     char *end;
     errno = 0;
     double v = strtod(text, &end);
@@ -341,9 +345,10 @@ int mmt__series_from_trace(mmt__series_t *s, const char *path, mmt__recorded_t *
     *events = NULL;
     *nevents = 0;
     memset(s, 0, sizeof *s);
-    FILE *f = fopen(path, "r");
+    char why[600];
+    FILE *f = mmt__open_regular(path, false, why, sizeof why);
     if (!f) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s", why);
         return -1;
     }
     mmt__csv_record_t r = {0};
@@ -495,7 +500,8 @@ static void counters(const bool *now, const double *v, mmt__counters_carry_t *c,
     out->reallocs = to_u64(now[F_REALLOCS] ? v[F_REALLOCS] : 0);
 }
 
-/* The tags' readings at step i into c->readings (tags with no column read as 0). */
+/* The tags' readings at step i into c->readings (tags with no column read as 0): the
+ * columns' last samples gathered per tag, then each tag's counters made once. */
 static bool tag_step(const mmt__series_t *s, size_t i, mmt__series_carry_t *c)
 {
     unsigned count = mmt__tag_count();
@@ -504,29 +510,38 @@ static bool tag_step(const mmt__series_t *s, size_t i, mmt__series_carry_t *c)
         c->thave = calloc(s->ntcols ? s->ntcols : 1, sizeof *c->thave);
         c->tcounters = calloc(MMT_TAGS_MAX + 1, sizeof *c->tcounters);
         c->readings = calloc(MMT_TAGS_MAX + 1, sizeof *c->readings);
-        if (!c->tlast || !c->thave || !c->tcounters || !c->readings) return false;
+        c->tfigures = calloc(MMT_TAGS_MAX + 1, sizeof *c->tfigures);
+        c->tstep = calloc(MMT_TAGS_MAX + 1, sizeof *c->tstep);
+        if (!c->tlast || !c->thave || !c->tcounters || !c->readings || !c->tfigures ||
+            !c->tstep)
+            return false;
     }
     c->nreadings = count;
+    c->stamp++;
     for (size_t k = 0; k < s->ntcols; k++) {
         double x = s->tcol[k].v[i];
         if (!isnan(x)) {
             c->tlast[k] = x;
             c->thave[k] = true;
         }
+        unsigned tag = s->tcol[k].tag;
+        if (tag > MMT_TAGS_MAX) continue;
+        struct mmt__tag_figures *f = &c->tfigures[tag];
+        if (c->tstep[tag] != c->stamp) { /* the tag's first column at this step */
+            c->tstep[tag] = c->stamp;
+            memset(f, 0, sizeof *f);
+        }
+        if (c->thave[k]) {
+            f->now[s->tcol[k].id] = true;
+            f->v[s->tcol[k].id] = c->tlast[k];
+        }
     }
     for (size_t k = 0; k < s->ntcols; k++) {
         unsigned tag = s->tcol[k].tag;
-        bool first = true;
-        for (size_t j = 0; j < k && first; j++) first = s->tcol[j].tag != tag;
-        if (!first || tag > MMT_TAGS_MAX) continue; /* each tag once, from its first column */
-        bool now[F_COUNT] = {0};
-        double v[F_COUNT] = {0};
-        for (size_t j = k; j < s->ntcols; j++) {
-            if (s->tcol[j].tag != tag || !c->thave[j]) continue;
-            now[s->tcol[j].id] = true;
-            v[s->tcol[j].id] = c->tlast[j];
-        }
-        counters(now, v, &c->tcounters[tag], &c->readings[tag].sub);
+        if (tag > MMT_TAGS_MAX || c->tstep[tag] != c->stamp) continue;
+        c->tstep[tag] = c->stamp - 1; /* done: once a tag */
+        counters(c->tfigures[tag].now, c->tfigures[tag].v, &c->tcounters[tag],
+                 &c->readings[tag].sub);
         c->readings[tag].own = c->readings[tag].sub;
     }
     return true;

@@ -84,6 +84,11 @@ typedef struct mmt__series_carry {
     mmt__counters_carry_t *tcounters; /* by tag id */
     mmt__tag_reading_t *readings;     /* by tag id */
     unsigned nreadings;
+    struct mmt__tag_figures {         /* by tag id: its columns' samples at this step */
+        bool now[8];
+        double v[8];
+    } *tfigures;
+    uint64_t *tstep, stamp;           /* by tag id: the step its figures are of */
 } mmt__series_carry_t;
 
 void mmt__series_carry_free(mmt__series_carry_t *c);
