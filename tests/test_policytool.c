@@ -135,12 +135,16 @@ static void test_check_lists_host_actions_and_judges_them_against_the_hosts(void
     write_text("calls.lua", "local mmt = require 'mmt'\n"
                "mmt.rule { name = 'a', metric = 'in_use', above = 1, fire = function()\n"
                "  mmt.call('shed', 1)\n"
-               "  mmt.call(\"flush\", 2) end }\n");
+               "  mmt.call(\"flush\", 2) end }\n"
+               "-- mmt.call('old', 1)\n"
+               "local s = [[ mmt.call('quoted', 1) ]]\n");
     int rc = run_tool(out, "check", "calls.lua", NULL);
     print_message("%s", out);
     assert_int_equal(rc, 0);
     assert_contains(out, "calls shed (calls.lua:3): the host must register it");
     assert_contains(out, "calls flush (calls.lua:4)");
+    assert_null(strstr(out, "old"));
+    assert_null(strstr(out, "quoted"));
     rc = run_tool(out, "check", "--actions", "shed,flush", "calls.lua", NULL);
     assert_int_equal(rc, 0);
     assert_null(strstr(out, "warning"));
@@ -271,6 +275,16 @@ static void test_test_exit_2_for_a_file_or_case_that_cannot_run(void **state)
     print_message("%s", out);
     assert_int_equal(rc, 2);
     assert_contains(out, "series in_use: \"1MiB+x3\": not a sample");
+    write_text("inf_test.lua", "local t = require 'mmt.test'\n"
+               "t.case { name = 'n', policy = 'p.lua', series = { in_use = '5+Infx3' },\n"
+               "  expect_none = true }\n"
+               "t.case { name = 'n', policy = 'p.lua', series = { in_use = '5 Inf' },\n"
+               "  expect_none = true }\n");
+    rc = run_tool(out, "test", "inf_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 2);
+    assert_contains(out, "series in_use: \"5+Infx3\": not a sample");
+    assert_contains(out, "series: in_use: sample 1 is inf, 2^64 or more");
     write_text("figure_test.lua", "local t = require 'mmt.test'\n"
                "t.case { name = 'n', policy = 'p.lua', series = { inuse = '1' },\n"
                "  expect_none = true }\n");
@@ -367,7 +381,8 @@ static void test_test_gives_tags_and_the_machine_from_the_series(void **state)
                "    mmt.call('pages', m.tags['cache/pages'].in_use)\n"
                "    mmt.call('now', mmt.meminfo().tags['cache/pages'].in_use) end }\n"
                "mmt.rule { name = 'room', metric = 'cgroup_ratio', above = 0.9,\n"
-               "  fire = function(m) mmt.call('limit', m.cgroup.limit) end }\n"
+               "  fire = function(m) mmt.call('limit', m.cgroup.limit)\n"
+               "    mmt.call('now', mmt.meminfo().cgroup.current) end }\n"
                "mmt.rule { name = 'psi', when = function(m) return m.psi ~= nil and\n"
                "  m.psi.some10 > 20 end, fire = function() end }\n");
     write_text("tags_test.lua", "local t = require 'mmt.test'\n"
@@ -379,6 +394,7 @@ static void test_test_gives_tags_and_the_machine_from_the_series(void **state)
                "    { at = 1, call = 'now', arg = 3145728 },\n"
                "    { at = 2, resolve = 'cache' },\n"
                "    { at = 2, fire = 'room' }, { at = 2, call = 'limit', arg = 104857600 },\n"
+               "    { at = 2, call = 'now', arg = 99614720 },\n"
                "    { at = 2, fire = 'psi' } } }\n");
     int rc = run_tool(out, "test", "tags_test.lua", NULL);
     print_message("%s", out);
@@ -414,6 +430,141 @@ static void test_test_pairs_expectations_whatever_their_order(void **state)
     print_message("%s", out);
     assert_int_equal(rc, 1);
     assert_contains(out, "  - any time: 3 lines at level warn: 2 came\n");
+    /* Taken in any one order, the windows and the argument would not pair: a matching does. */
+    /* act(5) at t = 1, act(1) at t = 2: the first window, ending first, would take act(5),
+     * which the second alone can have. */
+    write_text("act.lua", "local mmt = require 'mmt'\n"
+               "mmt.every(1, function(m) mmt.call('act', m.time == 1 and 5 or 1) end)\n");
+    write_text("argorder_test.lua", "local t = require 'mmt.test'\n"
+               "t.case { name = 'argorder', policy = 'act.lua', series = { in_use = '0x2' },\n"
+               "  expect = { { from = 1, to = 2, call = 'act' }, { from = 1, to = 3, call = 'act', arg = 5 } } }\n");
+    rc = run_tool(out, "test", "argorder_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 0);
+    free(out);
+}
+
+/* A test file is code too: what it does wrong is said, and nothing of it crashes, hangs
+ * or outlives its run. */
+static void test_test_survives_hostile_test_files(void **state)
+{
+    (void)state;
+    char *out = malloc(OUT);
+    write_text("calls.lua", "local mmt = require 'mmt'\n"
+               "mmt.rule { name = 'r', metric = 'in_use', above = 1,\n"
+               "  fire = function() mmt.call('act', 1) end }\n");
+    /* A stub that declares a case; one that loops; a case table whose reads raise; and
+     * string.find replaced: each case is judged, the loop stopped by the runner's budget. */
+    write_text("hostile_test.lua", "local t = require 'mmt.test'\n"
+               "t.case { name = 'recase', policy = 'calls.lua', series = { in_use = '5' },\n"
+               "  actions = { act = function() t.case { name = 'late' } return 0 end },\n"
+               "  expect = { { at = 0, fire = 'r' }, { at = 0, call = 'act' } } }\n"
+               "t.case { name = 'loop', policy = 'calls.lua', series = { in_use = '5' },\n"
+               "  actions = { act = function() while true do end end },\n"
+               "  expect = { { at = 0, fire = 'r' }, { at = 0, call = 'act' } } }\n"
+               "t.case(setmetatable({ name = 'meta', policy = 'calls.lua', series = { in_use = '0' },\n"
+               "  expect_none = true }, { __index = function() error('boom') end }))\n"
+               "string = nil\n");
+    double t0 = now_seconds();
+    int rc = run_tool(out, "test", "hostile_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 1);
+    assert_true(now_seconds() - t0 < 60);
+    assert_contains(out, "FAIL  hostile_test.lua:2: recase\n"
+                         "  action act raised: hostile_test.lua:3: t.case: cases are declared "
+                         "as the test file runs");
+    assert_contains(out, "FAIL  hostile_test.lua:5: loop\n  action act raised: ");
+    assert_contains(out, "ran past its time budget");
+    assert_contains(out, "ok    hostile_test.lua:8: meta");
+    assert_contains(out, "1 passed, 2 failed, 0 could not run");
+    /* A file that loops at its top, and one that fails after a case: none of it runs. */
+    write_text("toploop_test.lua", "while true do end\n");
+    write_text("late_test.lua", "local t = require 'mmt.test'\n"
+               "t.case { name = 'early', policy = 'calls.lua', series = { in_use = '0' },\n"
+               "  expect_none = true }\nerror('late')\n");
+    rc = run_tool(out, "test", "toploop_test.lua", "late_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 2);
+    assert_contains(out, "ERROR toploop_test.lua: ");
+    assert_contains(out, "ERROR late_test.lua: late_test.lua:4: late");
+    assert_null(strstr(out, "early"));
+    /* Traces and reports that are not files: refused at once, never waited on. */
+    char fifo[256];
+    assert_int_equal(mkfifo(in_dir(fifo, sizeof fifo, "fifo"), 0600), 0);
+    write_text("fifo_test.lua", "local t = require 'mmt.test'\n"
+               "t.case { name = 'fifo', policy = 'calls.lua', trace = 'fifo', expect_none = true }\n"
+               "t.case { name = 'zero', policy = 'calls.lua', trace = '/dev/zero', expect_none = true }\n");
+    t0 = now_seconds();
+    rc = run_tool(out, "test", "fifo_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 2);
+    assert_contains(out, "cannot read fifo: not a regular file");
+    assert_contains(out, "cannot read /dev/zero: not a regular file");
+    rc = run_tool(out, "replay", "calls.lua", "fifo", NULL);
+    assert_int_equal(rc, 2);
+    write_text("ok_test.lua", "local t = require 'mmt.test'\n"
+               "t.case { name = 'ok', policy = 'calls.lua', series = { in_use = '0' },\n"
+               "  expect_none = true }\n");
+    rc = run_tool(out, "test", "--junit", "fifo", "ok_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 2);
+    assert_contains(out, "mmt-policy: cannot write fifo: ");
+    assert_true(now_seconds() - t0 < 60);
+    free(out);
+}
+
+/* Errors in the policy's code fail the case unless expected; a bad pattern is the test's
+ * error; names that are not text still make a JUnit file XML parsers read. */
+static void test_test_judges_errors_and_writes_valid_xml(void **state)
+{
+    (void)state;
+    char *out = malloc(OUT);
+    write_text("err.lua", "local mmt = require 'mmt'\n"
+               "mmt.rule { name = 'r', metric = 'in_use', above = 1,\n"
+               "  fire = function() local x; x.y = 1 end }\n");
+    write_text("err_test.lua", "local t = require 'mmt.test'\n"
+               "t.case { name = 'unexpected', policy = 'err.lua', series = { in_use = '5' },\n"
+               "  expect = { { at = 0, fire = 'r' } } }\n"
+               "t.case { name = 'expected', policy = 'err.lua', series = { in_use = '5' },\n"
+               "  expect = { { at = 0, fire = 'r' }, { at = 0, log = 'error', match = 'index' } } }\n"
+               "t.case { name = 'bad\\1\\255name', policy = 'err.lua', series = { in_use = '0' },\n"
+               "  expect = { { log = 'warn', match = '[', count = 0 } } }\n");
+    int rc = run_tool(out, "test", "--junit", "err.xml", "err_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 2);
+    assert_contains(out, "FAIL  err_test.lua:2: unexpected\n"
+                         "  + t=0: an error no expectation allows: rule \"r\": err.lua:3: ");
+    assert_contains(out, "ok    err_test.lua:4: expected");
+    assert_contains(out, "match \"[\": malformed pattern");
+    char xml[256], parsed[4096];
+    python_on_file("import sys, xml.dom.minidom as m\n"
+                   "d = m.parse(sys.stdin)\n"
+                   "for c in d.getElementsByTagName(\"testcase\"):\n"
+                   "  print(c.getAttribute(\"line\"), len(c.getElementsByTagName(\"failure\")),\n"
+                   "        len(c.getElementsByTagName(\"error\")))\n",
+                   in_dir(xml, sizeof xml, "err.xml"), parsed, sizeof parsed);
+    assert_string_equal(parsed, "2 1 0\n4 0 0\n6 0 1\n");
+    free(out);
+}
+
+/* The virtual clock's arithmetic: steps of 0.1 s meet a task of 0.1 s at every step, and a
+ * hold of 0.3 s from t = 0.7 ends at 1.0, whatever the last bits of i * 0.1. */
+static void test_test_virtual_time_has_no_rounding_gaps(void **state)
+{
+    (void)state;
+    char *out = malloc(OUT);
+    write_text("tenth.lua", "local mmt = require 'mmt'\n"
+               "mmt.rule { name = 'h', metric = 'in_use', above = 10, hold = 0.3,\n"
+               "  fire = function() end }\n"
+               "mmt.every(0.1, function(m) mmt.call('task', m.rss) end)\n");
+    write_text("tenth_test.lua", "local t = require 'mmt.test'\n"
+               "local ex = { { at = 1.0, fire = 'h' } }\n"
+               "for i = 1, 24 do ex[#ex + 1] = { at = i / 10, call = 'task', arg = 7 } end\n"
+               "t.case { name = 'tenths', policy = 'tenth.lua', interval = 0.1,\n"
+               "  series = { in_use = '0x6 100x17', rss = '7' }, expect = ex }\n");
+    int rc = run_tool(out, "test", "tenth_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 0);
     free(out);
 }
 
@@ -611,6 +762,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_test_runs_in_virtual_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_test_gives_tags_and_the_machine_from_the_series, setup, teardown),
         cmocka_unit_test_setup_teardown(test_test_pairs_expectations_whatever_their_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_test_survives_hostile_test_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_test_judges_errors_and_writes_valid_xml, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_test_virtual_time_has_no_rounding_gaps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_test_writes_junit_and_coverage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_gives_what_the_live_engine_did, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_refuses_what_is_not_a_trace, setup, teardown),

@@ -452,7 +452,7 @@ typedef struct suite {
  * runner's state runs with the JIT off, so that its instruction hook always runs. */
 #define FILE_BUDGET_S 10.0
 #define STUB_BUDGET_S 1.0
-static double runner_deadline = INFINITY;
+static double runner_deadline = INFINITY, runner_budget;
 
 static double now_s(void)
 {
@@ -466,13 +466,14 @@ static void runner_hook(lua_State *L, lua_Debug *ar)
     (void)ar;
     if (now_s() > runner_deadline) {
         runner_deadline = INFINITY; /* once: the error's own unwinding must not trip it */
-        luaL_error(L, "ran past its time budget");
+        luaL_error(L, "ran past its time budget of %g s", runner_budget);
     }
 }
 
 /* Calls as lua_pcall, with `seconds` for the runner's code to run in. */
 static int runner_pcall(lua_State *L, int nargs, int nresults, double seconds)
 {
+    runner_budget = seconds;
     runner_deadline = now_s() + seconds;
     int rc = lua_pcall(L, nargs, nresults, 0);
     runner_deadline = INFINITY;
