@@ -406,7 +406,7 @@ static int virtual_tags(const mmt__step_t *step, mmt__tag_reading_t **out, unsig
 
 int mmt__policy_tags_read(struct mmt_policy *p, mmt__tag_reading_t **out, unsigned *n)
 {
-    if (p->virt && p->virt->step) return virtual_tags(p->virt->step, out, n);
+    if (p->virt) return virtual_tags(p->virt->step, out, n);
     return mmt__tags_read(out, n);
 }
 
@@ -437,7 +437,7 @@ static void evaluate_locked(struct mmt_policy *p, const mmt_meminfo_t *info, boo
          * evaluation is left to the next checkpoint or tick. */
         snapshot_t snap = {.info = *info, .rate = rate, .lua = (double)s->lua_bytes,
                            .time = now, .rss = -1};
-        if (p->virt && p->virt->step) { /* the machine is the step's: read as if already */
+        if (p->virt) { /* the machine is the step's: read as if already */
             snap.machine = p->virt->step->machine;
             snap.machine_read = MMT_MACHINE_ALL;
             snap.machine_found = p->virt->step->machine_parts & MMT_MACHINE_ALL;
@@ -1224,6 +1224,8 @@ mmt_policy_t *mmt__virtual_new(const mmt_policy_options_t *opts, double start,
     if (!p) return NULL;
     p->virt = (struct mmt__virtual *)(p + 1);
     *p->virt = (struct mmt__virtual){.now = start, .on_call = on_call, .ud = ud};
+    p->virt->last.time = start;
+    p->virt->step = &p->virt->last;
     return p;
 }
 
@@ -1260,7 +1262,10 @@ void mmt__virtual_step(mmt_policy_t *p, const mmt__step_t *step)
     p->virt->now = step->time;
     p->virt->step = step;
     evaluate_locked(p, &step->info, true, true, false);
-    p->virt->step = NULL;
+    p->virt->last = *step;
+    p->virt->last.tags = NULL; /* the caller's, gone after the step */
+    p->virt->last.ntags = 0;
+    p->virt->step = &p->virt->last;
     pthread_mutex_unlock(&p->lock);
 }
 

@@ -37,6 +37,7 @@
 #include "sys.h"
 #include "tags.h"
 #include "trend.h"
+#include "virtual.h"
 
 #define MMT__DEFAULT_LUA_LIMIT ((size_t)64 << 20)
 #define MMT__DEFAULT_BUDGET_MS 100u
@@ -399,10 +400,12 @@ struct mmt_policy {
     bool fork_skipped; /* this fork came from inside its policy code: its locks were not taken */
 };
 
-/* What a virtual engine is given (virtual.h): its clock, and the step it evaluates. */
+/* What a virtual engine is given (virtual.h): its clock, and the figures it reads. */
 struct mmt__virtual {
     double now;                   /* seconds, on the clock of the series or trace */
-    const struct mmt__step *step; /* the step being evaluated; NULL outside one */
+    const mmt__step_t *step;      /* the step being evaluated, or else `last`: never NULL */
+    mmt__step_t last;             /* the last step's figures, without its tags; before the
+                                   * first step (as its policy loads) all 0, no machine */
     void (*on_call)(const char *name, int64_t arg, int64_t result, bool stubbed, void *ud);
     void *ud;
 };

@@ -205,7 +205,7 @@ static void push_machine(lua_State *L, unsigned part)
     if (!snap || snap->table != lua_topointer(L, 1)) {
         fresh = (snapshot_t){.machine_read = 0};
         const struct mmt__virtual *v = s->engine->virt;
-        if (v && v->step) { /* a virtual engine's machine is its step's */
+        if (v) { /* a virtual engine's machine is its step's */
             fresh.machine = v->step->machine;
             fresh.machine_read = MMT_MACHINE_ALL;
             fresh.machine_found = v->step->machine_parts & MMT_MACHINE_ALL;
@@ -373,7 +373,7 @@ static int l_meminfo(lua_State *L)
     struct mmt_policy *p = s->engine;
     snapshot_t snap = {.rate = p->rate_now, .lua = (double)s->lua_bytes,
                        .time = mmt__engine_now(p), .rss = -1};
-    if (p->virt && p->virt->step) { /* the step's (its machine: push_machine) */
+    if (p->virt) { /* the step's (its machine: push_machine) */
         snap.info = p->virt->step->info;
         snap.rss = p->virt->step->rss >= 0 ? p->virt->step->rss : 0;
     } else {
@@ -666,7 +666,9 @@ static int l_pressure(lua_State *L)
     if (lround(share * window_ms * 1000) < 1)
         return luaL_error(L, "rule \"%s\": '%s' of %g is less than a microsecond of the "
                              "window", name, kind, share);
-    if (window_ms % 2000 != 0 && !mmt__pressure_privileged())
+    /* A virtual engine arms no trigger (lua/virtual.h): what this process may arm is not
+     * the policy's affair there. */
+    if (window_ms % 2000 != 0 && !s->engine->virt && !mmt__pressure_privileged())
         return luaL_error(L, "rule \"%s\": a window of %g s needs CAP_SYS_RESOURCE, which this "
                              "process lacks (a root in a container often does too): without "
                              "it Linux (6.4 and later) arms triggers whose window is a "

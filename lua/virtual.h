@@ -10,7 +10,8 @@
  * - no thread, no file watch, no textfile, no checkpoint hook: nothing runs but steps;
  * - m.time, hold, mmt.every, m.rate and the trend follow the virtual clock;
  * - the snapshot's counters are the step's, and so are the machine's figures (a part the
- *   step does not give reads as absent, as on a machine without it);
+ *   step does not give reads as absent, as on a machine without it); before the first
+ *   step, as the policy loads, the counters are 0 and the machine has nothing;
  * - mmt.call runs the action registered under its name (a stub), and any other name does
  *   nothing and returns 0, as in a dry run; either way on_call is told. Reclaims, trims
  *   and limits are a dry run's: logged, not done;

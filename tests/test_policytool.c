@@ -568,6 +568,80 @@ static void test_test_virtual_time_has_no_rounding_gaps(void **state)
     free(out);
 }
 
+/* What the second look found: the machine at load, lists with stray keys, budgets a
+ * pcall or a pattern could escape, a long list's pairing, capabilities, fractions. */
+static void test_test_holds_against_the_subtler_mistakes(void **state)
+{
+    (void)state;
+    char *out = malloc(OUT);
+    /* At load, before any sample: counters 0 and no machine, not the test machine's. */
+    write_text("load.lua", "local mmt = require 'mmt'\n"
+               "local m = mmt.meminfo()\n"
+               "mmt.log('info', 'load: in_use=%%d rss=%%d cgroup=%%s system=%%s psi=%%s', m.in_use,\n"
+               "  m.rss, tostring(m.cgroup), tostring(m.system), tostring(m.psi))\n");
+    write_text("load_test.lua", "local t = require 'mmt.test'\n"
+               "t.case { name = 'load', policy = 'load.lua', series = { in_use = '5' },\n"
+               "  expect = { { at = 0, log = 'info',\n"
+               "    match = '^load: in_use=0 rss=0 cgroup=nil system=nil psi=nil$' } } }\n"
+               "t.case { name = 'braces', policy = 'load.lua', series = { in_use = '5' },\n"
+               "  expect_none = true, expect = { log = 'warn', match = 'never' } }\n");
+    int rc = run_tool(out, "test", "load_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 2);
+    assert_contains(out, "ok    load_test.lua:2: load");
+    assert_contains(out, "load_test.lua:5: expect: a list of tables, with no key '");
+    /* A pcall that catches the budget's error, and a pattern no hook can stop. */
+    write_text("budget_test.lua", "local t = require 'mmt.test'\n"
+               "repeat local ok = pcall(function() while true do end end) until ok\n");
+    write_text("pattern_test.lua", "local t = require 'mmt.test'\n"
+               "local s = string.rep('a', 3000)\nreturn s:find('.-.-.-.-b')\n");
+    double t0 = now_seconds();
+    rc = run_tool(out, "test", "budget_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 2);
+    assert_contains(out, "ERROR budget_test.lua: ran past its time budget of 10 s");
+    assert_true(now_seconds() - t0 < 60);
+    setenv("MMT_POLICY_WATCH", "2", 1);
+    rc = run_tool(out, "test", "pattern_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 2);
+    assert_contains(out, "mmt-policy: stuck: the test file's Lua code did not return in time");
+    write_text("pattern.lua", "local mmt = require 'mmt'\n"
+               "local s = string.rep('a', 3000)\nlocal x = s:find('.-.-.-.-b')\n");
+    rc = run_tool(out, "check", "pattern.lua", NULL);
+    unsetenv("MMT_POLICY_WATCH");
+    print_message("%s", out);
+    assert_int_equal(rc, 2);
+    assert_contains(out, "mmt-policy: stuck: loading pattern.lua did not return in time");
+    assert_true(now_seconds() - t0 < 120);
+    /* 4000 expected calls of which 2000 came: a diff at once, not minutes of pairing. */
+    write_text("each.lua", "local mmt = require 'mmt'\n"
+               "mmt.rule { name = 'each', when = function() mmt.call('x', 1) return false end,\n"
+               "  fire = function() end }\n");
+    write_text("many_test.lua", "local t = require 'mmt.test'\n"
+               "local ex = {}\nfor i = 1, 4000 do ex[i] = { call = 'x' } end\n"
+               "t.case { name = 'many', policy = 'each.lua', series = { in_use = '1x1999' },\n"
+               "  expect = ex }\n");
+    t0 = now_seconds();
+    rc = run_tool(out, "test", "many_test.lua", NULL);
+    double took = now_seconds() - t0;
+    print_message("  4000 expectations, 2000 calls: judged in %.2f s\n", took);
+    assert_int_equal(rc, 1);
+    assert_true(took < 30);
+    /* A 1 s pressure window loads in a test whatever this process may arm; 0.3-0.1x3 ends
+     * at 0, not below. */
+    write_text("press.lua", "local mmt = require 'mmt'\n"
+               "mmt.pressure { name = 'p', some = 0.2, window = 1, fire = function() end }\n");
+    write_text("press_test.lua", "local t = require 'mmt.test'\n"
+               "t.case { name = 'press', policy = 'press.lua',\n"
+               "  series = { psi_some10 = '10 30 0.3-0.1x3' },\n"
+               "  expect = { { at = 1, fire = 'p' }, { at = 2, resolve = 'p' } } }\n");
+    rc = run_tool(out, "test", "press_test.lua", NULL);
+    print_message("%s", out);
+    assert_int_equal(rc, 0);
+    free(out);
+}
+
 static void test_test_writes_junit_and_coverage(void **state)
 {
     (void)state;
@@ -581,8 +655,13 @@ static void test_test_writes_junit_and_coverage(void **state)
                "t.case { name = 'too short for a report', policy = '%s',\n"
                "  series = { in_use = '1MiBx5' }, expect_none = true }\n",
                tree_path("policies/report.lua"));
+    mode_t mask = umask(002); /* the report takes 0666 less the umask, as fopen gives */
     int rc = run_tool(out, "test", "--junit", "out.xml", "--coverage", "pass_test.lua",
                       "fail_test.lua", "report_test.lua", NULL);
+    umask(mask);
+    struct stat st;
+    assert_int_equal(stat("out.xml", &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0664);
     print_message("%s", out);
     assert_int_equal(rc, 1);
     assert_contains(out, "coverage: not exercised by any case:");
@@ -765,6 +844,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_test_survives_hostile_test_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_test_judges_errors_and_writes_valid_xml, setup, teardown),
         cmocka_unit_test_setup_teardown(test_test_virtual_time_has_no_rounding_gaps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_test_holds_against_the_subtler_mistakes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_test_writes_junit_and_coverage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_gives_what_the_live_engine_did, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_refuses_what_is_not_a_trace, setup, teardown),

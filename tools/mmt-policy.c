@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -31,6 +32,23 @@
 #include "utf8.h"
 
 enum { EXIT_PASS = 0, EXIT_FAIL = 1, EXIT_UNREADABLE = 2 };
+
+/* How long a policy's load or one step may take before mmt-policy gives up on it: far past
+ * the engine's own budgets (which stop Lua code), for code they cannot stop. */
+#define POLICY_WATCH_S policy_watch_s()
+
+/* 60 s, or MMT_POLICY_WATCH (whole seconds, 1 to 86400). */
+static unsigned policy_watch_s(void)
+{
+    static unsigned s;
+    if (!s) {
+        const char *e = getenv("MMT_POLICY_WATCH");
+        char *end;
+        long v = e ? strtol(e, &end, 10) : 0;
+        s = e && *e && !*end && v >= 1 && v <= 86400 ? (unsigned)v : 60;
+    }
+    return s;
+}
 
 #define MAX_FILE_BYTES ((size_t)4 << 20)
 
@@ -128,6 +146,57 @@ static void bytes_text(double bytes, char *out, size_t len)
 }
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/* The last guard against what no hook can stop (a C function that does not return: a
+ * Lua pattern that backtracks for hours, in a test's `match` or in a policy): while a
+ * watch is set, SIGALRM after its seconds says what ran and ends mmt-policy with status
+ * 2. Only what is async-signal-safe runs in the handler. */
+static char watch_what[512];
+static size_t watch_len;
+
+static void watch_fired(int sig)
+{
+    (void)sig;
+    static const char head[] = "mmt-policy: stuck: ";
+    static const char tail[] = " did not return in time, stuck where no budget reaches (a "
+                               "Lua pattern that backtracks without end?); giving up\n";
+    ssize_t w = write(STDERR_FILENO, head, sizeof head - 1);
+    w = write(STDERR_FILENO, watch_what, watch_len);
+    w = write(STDERR_FILENO, tail, sizeof tail - 1);
+    (void)w;
+    _exit(EXIT_UNREADABLE);
+}
+
+/* What a watch replaced, for unwatch to put back (watches nest: a stub's inside a step's). */
+typedef struct watch_saved {
+    char what[sizeof watch_what];
+    size_t len;
+    unsigned left;
+} watch_saved_t;
+
+static void watch(watch_saved_t *saved, unsigned seconds, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void watch(watch_saved_t *saved, unsigned seconds, const char *fmt, ...)
+{
+    saved->left = alarm(0);
+    memcpy(saved->what, watch_what, sizeof watch_what);
+    saved->len = watch_len;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(watch_what, sizeof watch_what, fmt, ap);
+    va_end(ap);
+    watch_len = n < 0 ? 0 : (size_t)n < sizeof watch_what ? (size_t)n : sizeof watch_what - 1;
+    signal(SIGALRM, watch_fired);
+    alarm(seconds);
+}
+
+static void unwatch(const watch_saved_t *saved)
+{
+    alarm(0);
+    memcpy(watch_what, saved->what, sizeof watch_what);
+    watch_len = saved->len;
+    alarm(saved->left);
+}
 
 /* ---- Running a policy in a virtual engine -------------------------------------------------- */
 
@@ -327,14 +396,24 @@ static size_t scan_calls(const char *src, called_t *out, size_t max)
             const char *word = p;
             while (ident_char(*p)) p++;
             if (p - word != 4 || strncmp(word, "call", 4) != 0) continue;
+            /* call("name" ...), call "name", call [[name]] */
             const char *q = p;
             while (*q == ' ' || *q == '\t') q++;
-            if (*q != '(') continue;
-            q++;
-            while (*q == ' ' || *q == '\t') q++;
-            if (*q != '"' && *q != '\'') continue;
+            if (*q == '(') {
+                q++;
+                while (*q == ' ' || *q == '\t') q++;
+            }
             int at = line;
-            p = skip_quoted(q, &line, &str, &len);
+            if (*q == '"' || *q == '\'') {
+                p = skip_quoted(q, &line, &str, &len);
+            } else if ((level = long_bracket(q)) >= 0) {
+                str = q + level + 2;
+                p = skip_long(q, level, &line);
+                len = (size_t)(p - str) >= (size_t)level + 2 ? (size_t)(p - str) - level - 2 : 0;
+                if (memchr(str, '\n', len)) len = 0; /* not a name */
+            } else {
+                continue;
+            }
             if (len == 0 || len >= sizeof out->name) continue;
             bool seen = false;
             for (size_t i = 0; i < n && !seen; i++)
@@ -373,7 +452,11 @@ static int check_file(const char *path, const char *actions, bool strict)
         return EXIT_UNREADABLE;
     }
     int rc = EXIT_PASS;
-    if (mmt_policy_load(r.engine, path) != 0) {
+    watch_saved_t saved;
+    watch(&saved, POLICY_WATCH_S, "loading %s", path);
+    int loaded = mmt_policy_load(r.engine, path);
+    unwatch(&saved);
+    if (loaded != 0) {
         fprintf(stderr, "%s\n", mmt_policy_error(r.engine));
         rc = EXIT_FAIL;
     } else {
@@ -397,9 +480,13 @@ static int check_file(const char *path, const char *actions, bool strict)
             else printf("  said: %s\n", e->name);
         }
         /* Read again for the names it calls: what loaded is what the engine read. */
-        called_t calls[64];
+        enum { MAX_CALLS = 256 };
+        called_t *calls = xrealloc(NULL, MAX_CALLS * sizeof *calls);
         src = read_file(path, NULL, err, sizeof err);
-        size_t ncalls = src ? scan_calls(src, calls, 64) : 0;
+        size_t ncalls = src ? scan_calls(src, calls, MAX_CALLS) : 0;
+        if (ncalls == MAX_CALLS)
+            fprintf(stderr, "%s: more than %d host actions called: those after are not "
+                    "listed\n", path, MAX_CALLS);
         for (size_t i = 0; i < ncalls; i++) {
             if (actions && listed(actions, calls[i].name)) {
                 printf("  calls %s (%s:%d)\n", calls[i].name, path, calls[i].line);
@@ -415,6 +502,7 @@ static int check_file(const char *path, const char *actions, bool strict)
                     calls[i].name, *actions ? actions : "none");
             if (strict) rc = EXIT_FAIL;
         }
+        free(calls);
     }
     run_free(&r);
     free(src);
@@ -452,6 +540,7 @@ typedef struct suite {
  * runner's state runs with the JIT off, so that its instruction hook always runs. */
 #define FILE_BUDGET_S 10.0
 #define STUB_BUDGET_S 1.0
+#define RUNNER_HOOK_COUNT 1000 /* instructions between two looks at the clock */
 static double runner_deadline = INFINITY, runner_budget;
 
 static double now_s(void)
@@ -464,8 +553,11 @@ static double now_s(void)
 static void runner_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
+    /* Past the deadline, raised again at every instruction, so that a pcall that swallows
+     * the error buys no time: the next instruction outside it raises too, up to the
+     * runner_pcall, which sets the count back. */
     if (now_s() > runner_deadline) {
-        runner_deadline = INFINITY; /* once: the error's own unwinding must not trip it */
+        lua_sethook(L, runner_hook, LUA_MASKCOUNT, 1);
         luaL_error(L, "ran past its time budget of %g s", runner_budget);
     }
 }
@@ -473,10 +565,16 @@ static void runner_hook(lua_State *L, lua_Debug *ar)
 /* Calls as lua_pcall, with `seconds` for the runner's code to run in. */
 static int runner_pcall(lua_State *L, int nargs, int nresults, double seconds)
 {
+    double saved_deadline = runner_deadline, saved_budget = runner_budget;
     runner_budget = seconds;
     runner_deadline = now_s() + seconds;
+    watch_saved_t saved;
+    watch(&saved, (unsigned)seconds + 10, "the test file's Lua code"); /* after the hook */
     int rc = lua_pcall(L, nargs, nresults, 0);
-    runner_deadline = INFINITY;
+    lua_sethook(L, runner_hook, LUA_MASKCOUNT, RUNNER_HOOK_COUNT);
+    unwatch(&saved);
+    runner_deadline = saved_deadline;
+    runner_budget = saved_budget;
     return rc;
 }
 
@@ -716,6 +814,20 @@ static bool read_expectations(lua_State *L, int idx, int line, expectation_t **o
     size_t count = lua_objlen(L, idx);
     *out = xrealloc(NULL, (count ? count : 1) * sizeof **out);
     *n = 0;
+    /* A list and nothing else: a key that is not 1..n (`expect = { fire = "x" }`, its
+     * braces forgotten) would be an expectation never checked. */
+    for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) {
+        double k = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : 0;
+        if (!(k >= 1 && k <= (double)count && k == floor(k))) {
+            if (lua_type(L, -2) == LUA_TSTRING)
+                appendf(why, "expect: a list of tables, with no key '%s' (an expectation "
+                        "needs braces of its own)", lua_tostring(L, -2));
+            else
+                appendf(why, "expect: a list of tables, numbered from 1 without holes");
+            lua_pop(L, 2);
+            return false;
+        }
+    }
     for (size_t i = 1; i <= count; i++) {
         lua_rawgeti(L, idx, (int)i);
         int e = lua_gettop(L);
@@ -841,11 +953,11 @@ static bool read_expectations(lua_State *L, int idx, int line, expectation_t **o
 
 static void time_text(double from, double to, char *out, size_t len)
 {
-    if (from == to) snprintf(out, len, "t=%g", from);
+    if (from == to) snprintf(out, len, "t=%.9g", from);
     else if (isinf(from) && isinf(to)) snprintf(out, len, "any time");
-    else if (isinf(to)) snprintf(out, len, "t>=%g", from);
-    else if (isinf(from)) snprintf(out, len, "t<=%g", to);
-    else snprintf(out, len, "t=%g..%g", from, to);
+    else if (isinf(to)) snprintf(out, len, "t>=%.9g", from);
+    else if (isinf(from)) snprintf(out, len, "t<=%.9g", to);
+    else snprintf(out, len, "t=%.9g..%.9g", from, to);
 }
 
 static void event_text(int kind, const char *name, bool has_arg, int64_t arg, char *out,
@@ -871,20 +983,43 @@ typedef struct match {
     double eps;
     size_t *owner;  /* per event, the expectation paired with it; SIZE_MAX: none */
     bool *visited;  /* per event, in this search */
+    struct frame { size_t k, next, event; } *path; /* the search's path, one an expectation */
 } match_t;
 
-/* Kuhn's augmenting path from expectation k: true if it could be paired, moving others. */
+/* Kuhn's augmenting path from expectation k: true if it could be paired, moving others.
+ * Iterative (a path may be as long as the list), with m->visited kept by the caller across
+ * searches that fail: what one found closed stays closed while the pairing is unchanged. */
 static bool augment(match_t *m, size_t k)
 {
-    for (size_t i = 0; i < m->nevents; i++) {
-        if (m->visited[i] || !accepts(&m->ex[k], &m->events[i], m->eps)) continue;
+    size_t depth = 0;
+    m->path[0] = (struct frame){k, 0, 0};
+    for (;;) {
+        struct frame *f = &m->path[depth];
+        size_t i = f->next;
+        while (i < m->nevents && (m->visited[i] || !accepts(&m->ex[f->k], &m->events[i], m->eps)))
+            i++;
+        if (i == m->nevents) { /* nothing left from here: back up */
+            if (depth == 0) return false;
+            depth--;
+            continue;
+        }
+        f->next = i + 1;
         m->visited[i] = true;
-        if (m->owner[i] == SIZE_MAX || augment(m, m->owner[i])) {
-            m->owner[i] = k;
+        f->event = i;
+        if (m->owner[i] == SIZE_MAX) { /* free: move each expectation on the path */
+            for (size_t d = 0; d <= depth; d++) m->owner[m->path[d].event] = m->path[d].k;
             return true;
         }
+        m->path[++depth] = (struct frame){m->owner[i], 0, 0};
     }
-    return false;
+}
+
+static const expectation_t *sorting; /* by_window_end's list */
+
+static int by_window_end(const void *a, const void *b)
+{
+    const expectation_t *x = &sorting[*(const size_t *)a], *y = &sorting[*(const size_t *)b];
+    return x->to < y->to ? -1 : x->to > y->to ? 1 : 0;
 }
 
 typedef struct diff_row {
@@ -1073,7 +1208,11 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
     lua_settop(L, ct);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (mmt_policy_load(r.engine, policy) != 0) {
+    watch_saved_t saved;
+    watch(&saved, POLICY_WATCH_S, "loading %s", policy);
+    int loaded = mmt_policy_load(r.engine, policy);
+    unwatch(&saved);
+    if (loaded != 0) {
         appendf(&o->report, "  the policy did not load: %s\n", mmt_policy_error(r.engine));
         o->failed = true;
         goto done;
@@ -1088,11 +1227,13 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
             continue;
         }
         r.now = step.time;
+        watch(&saved, POLICY_WATCH_S, "%s at t=%.9g", policy, step.time);
         mmt__virtual_step(r.engine, &step);
+        unwatch(&saved);
         if (debug) {
             char b[48];
             bytes_text((double)step.info.in_use, b, sizeof b);
-            printf("    t=%g in_use=%s:", step.time, b);
+            printf("    t=%.9g in_use=%s:", step.time, b);
             const pstate_t *s = r.engine->cur;
             for (size_t k = 0; k < s->nrules; k++) {
                 const rule_t *rule = &s->rules[k];
@@ -1117,8 +1258,9 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
      * order of their windows' ends (which alone pairs all it can among windows on a line);
      * then each one left looks for an augmenting path (an event whose taker can move). */
     double eps = 1e-6 * (interval > 1 ? interval : 1);
-    match_t m = {ex, r.events, r.nevents, eps, xrealloc(NULL, (r.nevents ? r.nevents : 1) *
-                                                                sizeof *m.owner), NULL};
+    match_t m = {ex, r.events, r.nevents, eps,
+                 xrealloc(NULL, (r.nevents ? r.nevents : 1) * sizeof *m.owner), NULL,
+                 xrealloc(NULL, (nex + 1) * sizeof *m.path)};
     m.visited = calloc(r.nevents ? r.nevents : 1, sizeof *m.visited);
     size_t *order = xrealloc(NULL, (nex ? nex : 1) * sizeof *order), nin = 0;
     bool *used = calloc(nex ? nex : 1, sizeof *used);
@@ -1127,12 +1269,10 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
         exit(EXIT_UNREADABLE);
     }
     for (size_t i = 0; i < r.nevents; i++) m.owner[i] = SIZE_MAX;
-    for (size_t k = 0; k < nex; k++) {
-        if (ex[k].kind == EV_LOG) continue;
-        size_t at = nin++;
-        for (; at > 0 && ex[order[at - 1]].to > ex[k].to; at--) order[at] = order[at - 1];
-        order[at] = k;
-    }
+    for (size_t k = 0; k < nex; k++)
+        if (ex[k].kind != EV_LOG) order[nin++] = k;
+    sorting = ex;
+    qsort(order, nin, sizeof *order, by_window_end);
     for (size_t j = 0; j < nin; j++) {
         for (size_t i = 0; i < r.nevents; i++) {
             if (m.owner[i] != SIZE_MAX || !accepts(&ex[order[j]], &r.events[i], eps)) continue;
@@ -1141,14 +1281,16 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
             break;
         }
     }
+    memset(m.visited, 0, r.nevents * sizeof *m.visited);
     for (size_t j = 0; j < nin; j++) {
         if (used[order[j]]) continue;
-        memset(m.visited, 0, r.nevents * sizeof *m.visited);
         used[order[j]] = augment(&m, order[j]);
+        if (used[order[j]]) memset(m.visited, 0, r.nevents * sizeof *m.visited);
     }
     bool *taken = m.visited; /* reused: taken[i], the event was paired */
     for (size_t i = 0; i < r.nevents; i++) taken[i] = m.owner[i] != SIZE_MAX;
     free(m.owner);
+    free(m.path);
     diff_row_t *rows = xrealloc(NULL, (r.nevents + nex + 1) * sizeof *rows);
     size_t nrows = 0;
     bool mismatch = false;
@@ -1160,12 +1302,13 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
         d->sign = taken[i] ? ' ' : '+';
         char ev[200];
         event_text(e->kind, e->name, e->kind == EV_CALL, e->arg, ev, sizeof ev);
-        snprintf(d->text, sizeof d->text, "t=%-8g %s", e->t, ev);
+        snprintf(d->text, sizeof d->text, "t=%-8.9g %s", e->t, ev);
         mismatch = mismatch || !taken[i];
     }
     free(taken);
     free(order);
     bool logs_missing = false, bad_pattern = false;
+    int dump_level = MMT_LOG_INFO; /* the run's log is shown down to this level */
     for (size_t k = 0; k < nex; k++) {
         const expectation_t *x = &ex[k];
         char when[64], ev[200];
@@ -1193,6 +1336,7 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
                         level_names[x->level], x->match ? " matching \"" : "",
                         x->match ? x->match : "", x->match ? "\"" : "", found);
                 logs_missing = true;
+                if (x->level > dump_level) dump_level = x->level;
             }
             continue;
         }
@@ -1225,7 +1369,7 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
                       pattern_matches(L, e->name, x->match, &why) == 1;
         }
         if (!allows) {
-            appendf(&o->report, "  + t=%g: an error no expectation allows: %s\n", e->t, e->name);
+            appendf(&o->report, "  + t=%.9g: an error no expectation allows: %s\n", e->t, e->name);
             o->failed = true;
         }
     }
@@ -1233,10 +1377,11 @@ static void run_case(lua_State *L, const suite_t *su, const tcase_t *c, bool deb
         appendf(&o->report, "  the log of the run:\n");
         size_t lines = 0;
         for (size_t i = 0; i < r.nevents; i++)
-            if (r.events[i].kind == EV_LOG && r.events[i].level <= MMT_LOG_INFO)
-                appendf(&o->report, "    t=%-8g %-5s %s\n", r.events[i].t,
+            if (r.events[i].kind == EV_LOG && r.events[i].level <= dump_level)
+                appendf(&o->report, "    t=%-8.9g %-5s %s\n", r.events[i].t,
                         level_names[r.events[i].level], r.events[i].name), lines++;
-        if (!lines) appendf(&o->report, "    (no line at level info or above)\n");
+        if (!lines)
+            appendf(&o->report, "    (no line at level %s or above)\n", level_names[dump_level]);
         o->failed = true;
     }
     free(used);
@@ -1367,6 +1512,33 @@ static int write_junit(const char *path, const result_t *res, size_t n)
     return 0;
 }
 
+/* The runner's state: the standard library less what could escape its budgets: `jit` (a
+ * compiled loop runs no hook), `debug` (sethook removes it), `ffi` and `newproxy` (a
+ * finalizer runs where no budget is). */
+static void runner_panic_set(lua_State *L);
+static void runner_libs(lua_State *L)
+{
+    luaL_openlibs(L);
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    static const char *const gone[] = {"jit", "debug", "ffi", "newproxy", "jit.util",
+                                       "jit.profile", NULL};
+    lua_getfield(L, LUA_GLOBALSINDEX, "package");
+    int pkg = lua_gettop(L);
+    lua_getfield(L, pkg, "loaded");
+    lua_getfield(L, pkg, "preload");
+    for (size_t i = 0; gone[i]; i++) {
+        lua_pushnil(L);
+        lua_setfield(L, LUA_GLOBALSINDEX, gone[i]);
+        lua_pushnil(L);
+        lua_setfield(L, pkg + 1, gone[i]);
+        lua_pushnil(L);
+        lua_setfield(L, pkg + 2, gone[i]);
+    }
+    lua_settop(L, pkg - 1);
+    lua_sethook(L, runner_hook, LUA_MASKCOUNT, RUNNER_HOOK_COUNT);
+    runner_panic_set(L);
+}
+
 /* An error outside any protected call (none is left: this is the last guard). */
 static int runner_panic(lua_State *L)
 {
@@ -1374,6 +1546,11 @@ static int runner_panic(lua_State *L)
     fprintf(stderr, "mmt-policy: the test's Lua failed outside a protected call: %s\n",
             m ? m : "(not a string)");
     exit(EXIT_UNREADABLE);
+}
+
+static void runner_panic_set(lua_State *L)
+{
+    lua_atpanic(L, runner_panic);
 }
 
 static int cmd_test(int argc, char **argv)
@@ -1409,10 +1586,7 @@ static int cmd_test(int argc, char **argv)
             fputs("mmt-policy: out of memory\n", stderr);
             return EXIT_UNREADABLE;
         }
-        luaL_openlibs(L);
-        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-        lua_sethook(L, runner_hook, LUA_MASKCOUNT, 1000);
-        lua_atpanic(L, runner_panic);
+        runner_libs(L);
         if (!load_suite(L, &su, err, sizeof err)) {
             printf("ERROR %s: %s\n", su.path, err);
             res = xrealloc(res, (nres + 1) * sizeof *res);
@@ -1512,12 +1686,15 @@ static int cmd_replay(int argc, char **argv)
     }
     free(recorded);
     run_t r = {.echo = stderr, .echo_prefix = "mmt-policy replay: "};
+    watch_saved_t saved;
+    int loaded;
     double start = series.time[0] < 0 ? series.time[0] : 0;
     int rc = EXIT_PASS;
     if (!run_start(&r, interval, start)) {
         fputs("mmt-policy: out of memory\n", stderr);
         rc = EXIT_UNREADABLE;
-    } else if (mmt_policy_load(r.engine, args[0]) != 0) {
+    } else if (watch(&saved, POLICY_WATCH_S, "loading %s", args[0]),
+               loaded = mmt_policy_load(r.engine, args[0]), unwatch(&saved), loaded != 0) {
         rc = EXIT_FAIL; /* the engine's log said why */
     } else {
         mmt__series_carry_t carry = {0};
@@ -1526,7 +1703,9 @@ static int cmd_replay(int argc, char **argv)
             mmt__step_t step;
             r.now = series.time[i];
             if (!mmt__series_step(&series, i, &carry, &step)) continue;
+            watch(&saved, POLICY_WATCH_S, "%s at t=%.9g", args[0], step.time);
             mmt__virtual_step(r.engine, &step);
+            unwatch(&saved);
             for (; printed < r.nevents; printed++) {
                 const event_t *e = &r.events[printed];
                 /* One line an event, whatever the names hold. */

@@ -132,7 +132,7 @@ FILE *mmt__open_regular(const char *path, bool write, char *err, size_t errlen)
     /* Opened without blocking: a FIFO with no one at its other end fails at once (a
      * writer's open) or is seen for what it is (a reader's), instead of waiting. */
     int flags = O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (write ? O_WRONLY | O_CREAT : O_RDONLY);
-    int fd = open(path, flags, 0644);
+    int fd = open(path, flags, 0666); /* less the umask, as fopen's */
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         snprintf(err, errlen, "cannot %s %s: %s", write ? "write" : "read", path,
@@ -145,8 +145,16 @@ FILE *mmt__open_regular(const char *path, bool write, char *err, size_t errlen)
         close(fd);
         return NULL;
     }
-    if ((S_ISREG(st.st_mode) && write && ftruncate(fd, 0) != 0) ||
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+    /* The file this process's stdout or stderr writes to (--svg /dev/stdout with stdout
+     * sent to a file) is appended to, not emptied under them. */
+    bool ours = false;
+    for (int std = STDOUT_FILENO; write && std <= STDERR_FILENO; std++) {
+        struct stat o;
+        ours = ours || (fstat(std, &o) == 0 && o.st_dev == st.st_dev && o.st_ino == st.st_ino);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (S_ISREG(st.st_mode) && write && !ours && ftruncate(fd, 0) != 0) ||
+        fcntl(fd, F_SETFL, (fl & ~O_NONBLOCK) | (ours ? O_APPEND : 0)) != 0) {
         snprintf(err, errlen, "cannot %s %s: %s", write ? "write" : "read", path,
                  strerror(errno));
         close(fd);

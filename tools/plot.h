@@ -26,8 +26,9 @@ int mmt__plot_with(const char *csv, const char *svg, const char *program,
                    const mmt__plot_event_t *events, size_t nevents, char *err, size_t errlen);
 
 /* `path` opened without waiting on it: for reading, only a regular file; for writing,
- * made or truncated if it is a regular file, or anything else that opens at once (a
- * terminal, a FIFO someone reads). NULL with "cannot read|write PATH: why" in err. */
+ * made (mode 0666 less the umask) or truncated if it is a regular file, or anything else
+ * that opens at once (a terminal, a FIFO someone reads); the file stdout or stderr writes
+ * to is appended to instead. NULL with "cannot read|write PATH: why" in err. */
 FILE *mmt__open_regular(const char *path, bool write, char *err, size_t errlen);
 
 /* One CSV record: its fields, NUL-terminated one after the other in `text`. Zero it

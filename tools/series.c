@@ -149,6 +149,8 @@ int mmt__series_parse(const char *text, double **out, size_t *nout, char *err, s
         }
         for (size_t i = 0; i < samples; i++) {
             double x = missing ? NAN : a + (double)i * b;
+            /* 0.3-0.1x3 ends at 0 less a rounding error: 0, not a refusal. */
+            if (x < 0 && x > -1e-9 * (fabs(a) + fabs(b) * (double)i)) x = 0;
             if (!missing && x < 0) {
                 snprintf(err, errlen, "\"%.*s\" goes below 0 (%g at its sample %zu)",
                          (int)(p - token), token, x, i);
