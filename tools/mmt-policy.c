@@ -319,7 +319,6 @@ static void describe_rule(const rule_t *r, FILE *out)
         }
     }
     if (r->hold > 0) fprintf(out, ", hold %g s", r->hold);
-    if (r->resolve_ref == LUA_NOREF && !r->pressure && r->when_ref == LUA_NOREF) {}
     fprintf(out, " (%s)\n", r->where);
 }
 
